@@ -1,0 +1,235 @@
+"""Stage 2: greedy completion of missing modalities from the training centres.
+
+For sample i with observed set O and missing set Mis, candidate f is sample i
+with ``c_f^m`` filled in for every ``m in Mis`` that centre f has. The greedy
+search of the method repeatedly takes the (candidate, centre) pair at the
+smallest partial distance, removes that candidate and copies the modalities it
+still carries. Candidates never change, so this has a closed form: rank the
+candidates by ``r(f) = min_j d(candidate_f, c_j)`` (stable, ties to the lowest f)
+and fill each missing m from the first ranked f that has m, which is
+``argmin_{f : m in S_f} r(f)``.
+
+With ``P[i, j] = sum_{m in O, S_j} ||z_i^m - c_j^m||^2 / d_m`` (a sample-centre
+GEMM) and the exact centre-centre terms ``CC_m[f, j]``, every pair of a pattern
+group costs ``(P[i, j] + Q[f, j]) / (cO[j] + cM[f, j])`` where ``Q``, ``cO`` and
+``cM`` depend only on the pattern: one (B, k, k) tensor per row chunk, no
+per-sample loop.
+
+When every centre has every modality and no two centres coincide on a modality,
+``r`` is minimised exactly by the nearest centre on the observed modalities, so
+every missing modality comes from the sample's nearest centre (one GEMM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cluster import Centers
+from .data import Standardized
+from .distance import (
+    exact_argmin,
+    exact_partial_sq_dists,
+    modality_sq_dists,
+    pairwise_exact_sq,
+    partial_sq_dists,
+)
+
+__all__ = ["CompletionPlan", "complete_sources", "FROM_MEAN", "OBSERVED"]
+
+#: Source code of an observed entry.
+OBSERVED = -1
+#: Source code of an entry filled with the training mean (no centre has it, or
+#: the sample has no observed modality and the imputer allows that).
+FROM_MEAN = -2
+
+#: Elements of the (B, k, k) candidate tensor allowed at once.
+_PAIR_BLOCK_ELEMENTS = 1 << 22
+
+
+@dataclass
+class CompletionPlan:
+    """Centre-only terms of the completion, computed once per fitted model."""
+
+    centers: Centers
+    exact_blocks: list[np.ndarray]  # the centres in float64, for exact rechecks
+    center_sq: list[np.ndarray]  # per modality, (k, k) exact ||c_f - c_j||^2 / d_m
+    all_complete: bool
+
+    @classmethod
+    def from_centers(cls, centers: Centers) -> CompletionPlan:
+        exact_blocks = [b.astype(np.float64) for b in centers.blocks]
+        # Exact, so a centre is at distance exactly 0 from itself.
+        center_sq = [pairwise_exact_sq(b, b) for b in exact_blocks]
+        return cls(
+            centers,
+            exact_blocks,
+            center_sq,
+            bool(centers.mask.all()) and _clearly_distinct(exact_blocks, center_sq),
+        )
+
+
+def _clearly_distinct(blocks: list[np.ndarray], center_sq: list[np.ndarray]) -> bool:
+    """True when no two centres coincide on any modality, beyond rounding.
+
+    The nearest-centre shortcut relies on ``Q[f, j] > 0`` for ``f != j``; a
+    difference so small that adding it to a distance of order 1 (z-space) or to
+    the centres' own norms rounds it away would make the shortcut disagree with
+    the pairwise search, so such centres take the general path.
+    """
+    off_diagonal = ~np.eye(blocks[0].shape[0], dtype=bool)
+    margin = np.sqrt(np.finfo(np.float64).eps)
+    for block, cc in zip(blocks, center_sq, strict=True):
+        norms = np.einsum("ij,ij->i", block, block) / block.shape[1]
+        size = np.maximum(1.0, norms[:, None] + norms[None, :])
+        if not np.all(cc[off_diagonal] > margin * size[off_diagonal]):
+            return False
+    return True
+
+
+def complete_sources(
+    view: Standardized, plan: CompletionPlan, gamma: float, *, force_general: bool = False
+) -> np.ndarray:
+    """Which centre fills each missing entry.
+
+    Returns
+    -------
+    sources : ndarray of shape (n_samples, n_modalities), int64
+        ``OBSERVED`` (-1) where observed, ``FROM_MEAN`` (-2) where no centre has
+        the modality or the sample has no observed modality, else the index of
+        the centre whose vector fills the entry.
+    """
+    mask = view.mask
+    sources = np.full(mask.shape, OBSERVED, dtype=np.int64)
+    missing_rows = np.flatnonzero(~mask.all(axis=1))
+    if not missing_rows.size:
+        return sources
+    patterns, inverse = np.unique(mask[missing_rows], axis=0, return_inverse=True)
+    for p, pattern in enumerate(patterns):
+        rows = missing_rows[inverse.ravel() == p]
+        sources[rows] = _complete_pattern(view, plan, pattern, rows, gamma, force_general)
+    return sources
+
+
+def _complete_pattern(view, plan, pattern, rows, gamma, force_general) -> np.ndarray:
+    centers = plan.centers
+    out = np.full((rows.size, pattern.size), OBSERVED, dtype=np.int64)
+    missing = np.flatnonzero(~pattern)
+    if not pattern.any():
+        out[:, missing] = FROM_MEAN
+        return out
+    if plan.all_complete and not force_general:
+        step = view.chunk_rows
+        chunker = _nearest_centre_sources
+    else:
+        step = max(1, min(view.chunk_rows, _PAIR_BLOCK_ELEMENTS // max(1, centers.k**2)))
+        chunker = _greedy_sources
+    terms = _PatternTerms.build(plan, pattern)
+    for start in range(0, rows.size, step):
+        blocks, mask = view.rows(rows[start : start + step])
+        out[start : start + step, missing] = chunker(blocks, mask, centers, terms, gamma)
+    return out
+
+
+def _nearest_centre_sources(blocks, mask, centers: Centers, terms, gamma) -> np.ndarray:
+    sq, err = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms, gamma)
+
+    def exact(r: np.ndarray) -> np.ndarray:
+        return exact_partial_sq_dists([b[r] for b in blocks], mask[r], centers.blocks, centers.mask)
+
+    labels, _ = exact_argmin(sq, err, exact)
+    return np.repeat(labels[:, None], terms.missing.size, axis=1)
+
+
+@dataclass
+class _PatternTerms:
+    """Pattern-only pieces of d(candidate_f, c_j)^2 = (P[i,j] + Q[f,j]) / (cO[j] + cM[f,j])."""
+
+    plan: CompletionPlan
+    pattern: np.ndarray
+    missing: np.ndarray
+    q: np.ndarray  # (k, k)
+    count: np.ndarray  # (k, k) = cO[None, :] + cM
+    eligible: np.ndarray  # (n_missing, k): centre f has missing modality m
+
+    @classmethod
+    def build(cls, plan: CompletionPlan, pattern: np.ndarray) -> _PatternTerms:
+        has = plan.centers.mask.astype(np.float64)
+        k = has.shape[0]
+        q = np.zeros((k, k))
+        count = np.zeros((k, k))
+        for m in range(pattern.size):
+            if pattern[m]:
+                count += has[:, m][None, :]
+            else:
+                both = np.outer(has[:, m], has[:, m])
+                q += both * plan.center_sq[m]
+                count += both
+        missing = np.flatnonzero(~pattern)
+        eligible = plan.centers.mask[:, missing].T
+        return cls(plan, pattern, missing, q, count, eligible)
+
+    def candidate_scores(self, p: np.ndarray) -> np.ndarray:
+        """r[i, f] = min_j d(candidate_f, c_j)^2 from the observed-part numerator p (B, k)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pairs = (p[:, None, :] + self.q[None, :, :]) / self.count[None, :, :]
+        pairs[:, self.count == 0] = np.inf
+        return pairs.min(axis=2)
+
+    def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """The same scores with every term exact and modalities summed in order."""
+        has = self.plan.centers.mask
+        n_rows, k = blocks[0].shape[0], has.shape[0]
+        num = np.zeros((n_rows, k, k))
+        for m in range(self.pattern.size):
+            if self.pattern[m]:
+                observed = pairwise_exact_sq(blocks[m], self.plan.exact_blocks[m])
+                num += np.where(has[:, m][None, :], observed, 0.0)[:, None, :]
+            else:
+                both = np.outer(has[:, m], has[:, m])
+                num += np.where(both, self.plan.center_sq[m], 0.0)[None, :, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pairs = np.where(self.count[None] > 0, num / self.count[None], np.inf)
+        return pairs.min(axis=2)
+
+
+def _greedy_sources(blocks, mask, centers: Centers, terms: _PatternTerms, gamma) -> np.ndarray:
+    has = centers.mask
+    n_rows, k = mask.shape[0], centers.k
+    p = np.zeros((n_rows, k))
+    bound = np.zeros((n_rows, k))
+    for m in np.flatnonzero(terms.pattern):
+        sq, norms = modality_sq_dists(blocks[m], centers.blocks[m], centers.norms[m])
+        p += np.where(has[:, m][None, :], sq, 0.0)
+        bound += np.where(has[:, m][None, :], norms, 0.0)
+    scores = terms.candidate_scores(p)
+    # r[i, f] is a min over j of (P[i, j] + Q[f, j]) / count >= 1, so its error is
+    # at most the largest error of a P entry of that row.
+    chosen, ambiguous = _choose(scores, terms.eligible, gamma * bound.max(axis=1))
+    if ambiguous.size:
+        exact_blocks = [b[ambiguous].astype(np.float64) for b in blocks]
+        exact_scores = terms.exact_candidate_scores(exact_blocks)
+        chosen[ambiguous], _ = _choose(exact_scores, terms.eligible, np.zeros(ambiguous.size))
+    return chosen
+
+
+def _choose(scores: np.ndarray, eligible: np.ndarray, slack: np.ndarray):
+    """Per missing modality, the lowest-scored eligible candidate (ties to the lowest f).
+
+    Also returns the rows where another eligible candidate is within ``2 * slack``
+    of the best one, i.e. where rounding could change the choice.
+    """
+    n_rows = scores.shape[0]
+    chosen = np.full((n_rows, eligible.shape[0]), FROM_MEAN, dtype=np.int64)
+    ambiguous = np.zeros(n_rows, dtype=bool)
+    for t, allowed in enumerate(eligible):
+        if not allowed.any():
+            continue
+        masked = np.where(allowed[None, :], scores, np.inf)
+        best = np.argmin(masked, axis=1)
+        chosen[:, t] = best
+        top = masked[np.arange(n_rows), best]
+        contenders = (masked <= (top + 2 * slack)[:, None]).sum(axis=1)
+        ambiguous |= contenders > 1
+    return chosen, np.flatnonzero(ambiguous)

@@ -1,0 +1,307 @@
+"""Multimodal input: validation, availability masks and row-chunked standardisation.
+
+A data set is a mapping ``{modality name: array (n_samples, d_m)}`` (or a list of
+arrays, named ``"0"``, ``"1"``, ...). A row that is entirely NaN means that the
+modality is missing for that sample. Arrays are never copied as a whole nor
+modified: the numeric code reads them in row chunks, so memory-mapped arrays and
+other row-sliceable array-likes work without loading them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Multimodal",
+    "Standardized",
+    "check_multimodal",
+    "iter_row_chunks",
+    "modality_statistics",
+    "standardize_rows",
+]
+
+#: A dimension whose training standard deviation is at most this gets scale 1.
+_MIN_STD = 1e-8
+
+#: Rows examined at a time when scanning inputs for NaN / inf.
+_SCAN_ROWS = 8192
+#: How many offending row indices an error message lists.
+_MAX_ROWS_SHOWN = 10
+
+
+def _format_rows(rows: np.ndarray) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_SHOWN])
+    more = f", ... ({rows.size} rows in all)" if rows.size > _MAX_ROWS_SHOWN else ""
+    return f"[{shown}{more}]"
+
+
+@dataclass
+class Multimodal:
+    """Validated view of a multimodal data set (no data copied).
+
+    Attributes
+    ----------
+    names : list of str
+        Modality names, in order.
+    arrays : list of ndarray
+        The caller's arrays, one (n_samples, d_m) array per modality.
+    mask : ndarray of shape (n_samples, n_modalities), dtype bool
+        ``mask[i, m]`` is True when modality ``m`` is observed for sample ``i``.
+    """
+
+    names: list[str]
+    arrays: list[Any]
+    mask: np.ndarray
+    dims: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dims = [int(a.shape[1]) for a in self.arrays]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.names)
+
+
+def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:
+    if isinstance(X, Mapping):
+        names = [str(k) for k in X.keys()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"modality names must be unique as strings, got {list(X.keys())!r}")
+        values = list(X.values())
+    elif isinstance(X, Sequence) and not isinstance(X, str | bytes):
+        names = [str(i) for i in range(len(X))]
+        values = list(X)
+    else:
+        raise TypeError(
+            "X must be a mapping {modality name: array (n_samples, n_features)} or a list of "
+            f"such arrays, got {type(X).__name__}"
+        )
+    if not values:
+        raise ValueError("X has no modality")
+    return names, [_as_2d_array(name, v) for name, v in zip(names, values, strict=True)]
+
+
+def _as_2d_array(name: str, value: Any) -> Any:
+    if hasattr(value, "to_numpy") and hasattr(value, "columns"):  # pandas DataFrame
+        value = value.to_numpy()
+    elif not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"modality {name!r}: cannot be read as a numeric array ({exc})") from exc
+    dtype = np.dtype(value.dtype)
+    if dtype.kind not in "fiu":
+        raise TypeError(
+            f"modality {name!r}: expected a real numeric dtype (float or int), got {dtype}"
+        )
+    if len(value.shape) != 2:
+        raise ValueError(
+            f"modality {name!r}: expected a 2-D array (n_samples, n_features), "
+            f"got shape {tuple(value.shape)}"
+        )
+    if value.shape[1] < 1:
+        raise ValueError(f"modality {name!r}: has zero features")
+    return value
+
+
+def _scan_rows(name: str, array: Any) -> np.ndarray:
+    """Return the row-availability vector of one modality, rejecting inf and partial NaN rows."""
+    n = array.shape[0]
+    if np.dtype(array.dtype).kind in "iu":
+        return np.ones(n, dtype=bool)
+    observed = np.empty(n, dtype=bool)
+    partial, infinite = [], []
+    for rows in iter_row_chunks(n, _SCAN_ROWS):
+        chunk = np.asarray(array[rows])
+        nan = np.isnan(chunk)
+        any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
+        observed[rows] = ~all_nan
+        partial.append(np.flatnonzero(any_nan & ~all_nan) + rows.start)
+        infinite.append(np.flatnonzero(np.isinf(chunk).any(axis=1)) + rows.start)
+    infinite_rows = np.concatenate(infinite)
+    if infinite_rows.size:
+        raise ValueError(
+            f"modality {name!r}: rows {_format_rows(infinite_rows)} contain infinite values"
+        )
+    partial_rows = np.concatenate(partial)
+    if partial_rows.size:
+        raise ValueError(
+            f"modality {name!r}: rows {_format_rows(partial_rows)} have some but not all values "
+            "NaN; a missing modality must be an entire row of NaN, and observed rows must be "
+            "finite"
+        )
+    return observed
+
+
+def check_multimodal(
+    X: Any,
+    *,
+    names: Sequence[str] | None = None,
+    dims: Mapping[str, int] | None = None,
+    require_observed: bool = True,
+) -> Multimodal:
+    """Validate a multimodal data set and compute its availability mask.
+
+    Parameters
+    ----------
+    X : mapping of str to array-like of shape (n_samples, d_m), or list of array-likes
+        The data. NaN rows mark missing modalities.
+    names : sequence of str, optional
+        The modality names seen at fit time. When given, ``X`` must have exactly
+        these modalities (a mapping may list them in any order: they are put back
+        in this order).
+    dims : mapping of str to int, optional
+        The widths seen at fit time.
+    require_observed : bool, default=True
+        Raise when a sample has no observed modality.
+
+    Returns
+    -------
+    Multimodal
+        The validated view; ``arrays`` are the caller's arrays, not copies.
+    """
+    got_names, arrays = _as_named_arrays(X)
+    if names is not None:
+        got_names, arrays = _match_names(got_names, arrays, list(names), isinstance(X, Mapping))
+    n_rows = {name: a.shape[0] for name, a in zip(got_names, arrays, strict=True)}
+    if len(set(n_rows.values())) != 1:
+        raise ValueError(f"modalities have different numbers of rows: {n_rows}")
+    if next(iter(n_rows.values())) == 0:
+        raise ValueError("X has zero rows (n_samples=0)")
+    if dims is not None:
+        for name, a in zip(got_names, arrays, strict=True):
+            if a.shape[1] != dims[name]:
+                raise ValueError(
+                    f"modality {name!r}: expected {dims[name]} features, got {a.shape[1]}"
+                )
+    mask = np.column_stack([_scan_rows(n, a) for n, a in zip(got_names, arrays, strict=True)])
+    if require_observed:
+        empty = np.flatnonzero(~mask.any(axis=1))
+        if empty.size:
+            raise ValueError(
+                f"samples {_format_rows(empty)} have no observed modality (every modality row "
+                "is NaN)"
+            )
+    return Multimodal(got_names, arrays, mask)
+
+
+def _match_names(
+    got: list[str], arrays: list[Any], expected: list[str], by_name: bool
+) -> tuple[list[str], list[Any]]:
+    if not by_name:
+        if len(got) != len(expected):
+            raise ValueError(
+                f"X has {len(got)} modalities, expected {len(expected)} ({expected})"
+            )
+        return list(expected), arrays
+    unknown = [g for g in got if g not in expected]
+    missing = [e for e in expected if e not in got]
+    if unknown or missing:
+        parts = []
+        if unknown:
+            parts.append(f"unknown modalities {unknown}")
+        if missing:
+            parts.append(f"missing modalities {missing}")
+        raise ValueError(f"X does not match the fitted modalities {expected}: {'; '.join(parts)}")
+    lookup = dict(zip(got, arrays, strict=True))
+    return list(expected), [lookup[e] for e in expected]
+
+
+def iter_row_chunks(n_rows: int, chunk_rows: int):
+    """Yield ``slice`` objects covering ``range(n_rows)`` in chunks of ``chunk_rows``."""
+    step = max(1, int(chunk_rows))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def standardize_rows(
+    data: Multimodal,
+    rows: slice | np.ndarray,
+    mean: Sequence[np.ndarray],
+    scale: Sequence[np.ndarray],
+    dtype: np.dtype,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """z-score a block of rows of every modality; missing rows become zeros.
+
+    Returns one ``(len(rows), d_m)`` array of ``dtype`` per modality and the
+    matching ``(len(rows), n_modalities)`` availability mask. The zeros of missing
+    rows keep GEMMs free of NaN; every kernel masks them out explicitly.
+    """
+    mask = data.mask[rows]
+    blocks = []
+    for m, array in enumerate(data.arrays):
+        block = np.asarray(array[rows]).astype(dtype, copy=True)
+        # Arithmetic in the working dtype, so the result is reproducible from the
+        # fitted statistics alone: z = (fl(x) - fl(mu)) / fl(sigma).
+        block -= mean[m].astype(dtype)
+        block /= scale[m].astype(dtype)
+        block[~mask[:, m]] = 0
+        blocks.append(block)
+    return blocks, mask
+
+
+def modality_statistics(
+    data: Multimodal, chunk_rows: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-modality mean and unbiased std over the rows that observe the modality.
+
+    Two chunked passes in float64 (mean, then squared deviations) keep memory at
+    one chunk and avoid the cancellation of the one-pass formula. A dimension with
+    std <= 1e-8 gets scale 1, so constant features stay finite after z-scoring.
+    """
+    counts = data.mask.sum(axis=0)
+    sums = [np.zeros(d) for d in data.dims]
+    for rows in iter_row_chunks(data.n_samples, chunk_rows):
+        observed = data.mask[rows]
+        for m, array in enumerate(data.arrays):
+            block = np.asarray(array[rows])[observed[:, m]]
+            sums[m] += block.sum(axis=0, dtype=np.float64)
+    means = [s / c for s, c in zip(sums, counts, strict=True)]
+    squares = [np.zeros(d) for d in data.dims]
+    for rows in iter_row_chunks(data.n_samples, chunk_rows):
+        observed = data.mask[rows]
+        for m, array in enumerate(data.arrays):
+            block = np.asarray(array[rows])[observed[:, m]].astype(np.float64) - means[m]
+            squares[m] += np.einsum("ij,ij->j", block, block)
+    scales = []
+    for sq, c in zip(squares, counts, strict=True):
+        std = np.sqrt(sq / (c - 1))
+        scales.append(np.where(std <= _MIN_STD, 1.0, std))
+    return means, scales
+
+
+@dataclass
+class Standardized:
+    """A validated data set seen through fitted per-modality statistics, chunk by chunk."""
+
+    data: Multimodal
+    mean: Sequence[np.ndarray]
+    scale: Sequence[np.ndarray]
+    dtype: np.dtype
+    chunk_rows: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.data.n_samples
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.data.mask
+
+    def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """z-scored blocks and availability mask of the given rows."""
+        return standardize_rows(self.data, rows, self.mean, self.scale, self.dtype)
+
+    def chunks(self):
+        """Yield ``(rows, blocks, mask)`` over all rows in chunks of ``chunk_rows``."""
+        for rows in iter_row_chunks(self.n_samples, self.chunk_rows):
+            blocks, mask = self.rows(rows)
+            yield rows, blocks, mask
