@@ -1,0 +1,330 @@
+"""UL4M4Imputer: hand-computed cases, invariants, determinism, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from strategies import multimodal
+
+from ul4m4 import UL4M4Imputer
+
+
+def _incomplete(n=60, seed=0, rate=0.4, dims=(5, 3, 4)):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 2))
+    X = {}
+    for m, d in enumerate(dims):
+        X[f"m{m}"] = latent @ rng.normal(size=(2, d)) + 0.1 * rng.normal(size=(n, d))
+    mask = rng.random((n, len(dims))) > rate
+    mask[np.arange(n), rng.integers(0, len(dims), n)] = True
+    for m, name in enumerate(X):
+        X[name][~mask[:, m]] = np.nan
+    return X, mask
+
+
+def _fit_quiet(imp, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return imp.fit(X)
+
+
+# ----------------------------------------------------------------- hand-computed
+def test_partial_distance_is_not_a_metric():
+    """SPEC example: a={T:0}, b={T:0,A:0}, c={T:1,A:0}, d_m=4 breaks the triangle inequality."""
+    from ul4m4.distance import exact_partial_sq_dists
+
+    def point(t, a):
+        blocks = [np.full((1, 4), t, dtype=float), np.full((1, 4), 0.0 if a is None else a)]
+        return blocks, np.array([[t is not None, a is not None]])
+
+    a, b, c = point(0.0, None), point(0.0, 0.0), point(1.0, 0.0)
+
+    def d(u, v):
+        return float(np.sqrt(exact_partial_sq_dists(u[0], u[1], v[0], v[1])[0, 0]))
+
+    assert d(a, b) == 0.0 and d(a, c) == 1.0
+    assert d(b, c) == pytest.approx(np.sqrt(0.5))
+    assert d(a, c) > d(a, b) + d(b, c)
+
+
+def test_hand_computed_two_clusters_and_completion():
+    # Modality "t" separates two groups; "a" is missing for samples 1 and 3.
+    X = {
+        "t": np.array([[0.0], [0.0], [10.0], [10.0]]),
+        "a": np.array([[1.0, 1.0], [np.nan, np.nan], [5.0, 7.0], [np.nan, np.nan]]),
+    }
+    init = {"t": np.array([[0.0], [10.0]]), "a": np.array([[1.0, 1.0], [5.0, 7.0]])}
+    imp = UL4M4Imputer(2, init=init, dtype=np.float64).fit(X)
+    np.testing.assert_array_equal(imp.labels_, [0, 0, 1, 1])
+    np.testing.assert_allclose(imp.cluster_centers_["t"], [[0.0], [10.0]])
+    np.testing.assert_allclose(imp.cluster_centers_["a"], [[1.0, 1.0], [5.0, 7.0]])
+    filled, sources = imp.transform(X, return_sources=True)
+    np.testing.assert_array_equal(sources["a"], [-1, 0, -1, 1])
+    np.testing.assert_allclose(filled["a"][[1, 3]], [[1.0, 1.0], [5.0, 7.0]])
+    assert imp.n_iter_ == 2 and imp.converged_
+    assert imp.inertia_ == pytest.approx(0.0, abs=1e-12)
+
+
+def test_partial_centres_and_the_zero_distance_candidate():
+    """A centre sharing none of a sample's observed modalities ranks first (distance 0)."""
+    X = {
+        "t": np.array([[0.0], [0.1], [np.nan], [np.nan], [5.0]]),
+        "a": np.array([[np.nan], [np.nan], [3.0], [3.2], [np.nan]]),
+    }
+    init = {"t": np.array([[0.0], [np.nan]]), "a": np.array([[np.nan], [3.0]])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imp = UL4M4Imputer(2, init=init, dtype=np.float64).fit(X)
+    # Centre 0 carries only "t", centre 1 only "a".
+    np.testing.assert_array_equal(imp.center_modalities_, [[True, False], [False, True]])
+    new = {"t": np.array([[100.0]]), "a": np.array([[np.nan]])}
+    _, sources = imp.transform(new, return_sources=True)
+    # Candidate 1 (centre 1 fills "a") is compared with centre 1 on "a" only: distance 0.
+    assert sources["a"][0] == 1
+
+
+def test_reference_one_step_is_seed_assign_update():
+    X, _ = _incomplete()
+    full = UL4M4Imputer(4, random_state=3).fit(X)
+    one = UL4M4Imputer(4, random_state=3, reference_one_step=True).fit(X)
+    assert one.n_iter_ == 1 and not one.converged_
+    assert full.n_iter_ > 1
+    assert len(one.history_) == 1 and one.history_[0] == full.history_[0]
+
+
+# -------------------------------------------------------------------- invariants
+@given(multimodal(max_n=30), st.integers(0, 2**31 - 1))
+def test_observed_rows_bit_identical_and_no_nan(case, seed):
+    X, mask, k = case
+    X32 = {n: a.astype(np.float32) for n, a in X.items()}
+    before = {n: a.copy() for n, a in X32.items()}
+    imp = _fit_quiet(UL4M4Imputer(k, random_state=seed), X32)
+    filled = imp.transform(X32)
+    for m, name in enumerate(X32):
+        assert filled[name].dtype == np.float32
+        assert not np.isnan(filled[name]).any()
+        np.testing.assert_array_equal(filled[name][mask[:, m]], X32[name][mask[:, m]])
+        np.testing.assert_array_equal(X32[name], before[name])  # caller's arrays untouched
+
+
+@given(multimodal(max_n=30), st.integers(0, 2**31 - 1))
+def test_same_seed_same_result(case, seed):
+    X, mask, k = case
+    a = _fit_quiet(UL4M4Imputer(k, random_state=seed), X)
+    b = _fit_quiet(UL4M4Imputer(k, random_state=seed), X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    for name in X:
+        np.testing.assert_array_equal(a.cluster_centers_[name], b.cluster_centers_[name])
+        np.testing.assert_array_equal(a.transform(X)[name], b.transform(X)[name])
+
+
+@given(multimodal(max_n=30), st.integers(0, 2**31 - 1), st.integers(1, 7))
+def test_predict_and_transform_do_not_depend_on_batch_size(case, seed, batch_size):
+    X, mask, k = case
+    imp = _fit_quiet(UL4M4Imputer(k, random_state=seed), X)
+    labels = imp.predict(X)
+    filled, sources = imp.transform(X, return_sources=True)
+    imp.set_params(batch_size=batch_size)
+    np.testing.assert_array_equal(imp.predict(X), labels)
+    filled_b, sources_b = imp.transform(X, return_sources=True)
+    for name in X:
+        np.testing.assert_array_equal(sources_b[name], sources[name])
+        np.testing.assert_array_equal(filled_b[name], filled[name])
+
+
+def test_predict_matches_labels_after_fit():
+    X, _ = _incomplete(n=200, seed=4)
+    imp = UL4M4Imputer(6, random_state=0).fit(X)
+    assert imp.converged_
+    np.testing.assert_array_equal(imp.predict(X), imp.labels_)
+
+
+def test_modality_order_of_a_mapping_does_not_matter():
+    X, _ = _incomplete(seed=5)
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    reordered = {name: X[name] for name in reversed(list(X))}
+    out = imp.transform(reordered)
+    assert list(out) == list(reordered)
+    ref = imp.transform(X)
+    for name in X:
+        np.testing.assert_array_equal(out[name], ref[name])
+
+
+def test_list_input_and_pandas_input():
+    X, _ = _incomplete(seed=6)
+    arrays = list(X.values())
+    imp = UL4M4Imputer(3, random_state=0).fit(arrays)
+    assert imp.modalities_ == ["0", "1", "2"]
+    frames = {n: pd.DataFrame(a) for n, a in X.items()}
+    imp2 = UL4M4Imputer(3, random_state=0).fit(frames)
+    np.testing.assert_array_equal(imp.labels_, imp2.labels_)
+
+
+def test_integer_input_becomes_float64():
+    X = {"a": np.arange(20).reshape(10, 2), "b": np.arange(10).reshape(10, 1) % 3}
+    imp = UL4M4Imputer(2, random_state=0).fit(X)
+    out = imp.transform(X)
+    assert out["a"].dtype == np.float64
+    np.testing.assert_array_equal(out["a"], X["a"])
+
+
+def test_empty_sample_policy():
+    X, _ = _incomplete(seed=7)
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    new = {n: a[:3].copy() for n, a in X.items()}
+    for a in new.values():
+        a[1] = np.nan
+    with pytest.raises(ValueError, match=r"samples \[1\] have no observed modality"):
+        imp.transform(new)
+    imp.set_params(empty="mean")
+    out, src = imp.transform(new, return_sources=True)
+    for name in new:
+        np.testing.assert_allclose(out[name][1], imp.mean_[name].astype(np.float32), rtol=1e-6)
+        assert src[name][1] == -2
+    assert imp.predict(new)[1] == -1
+
+
+def test_sklearn_clone_and_params():
+    imp = UL4M4Imputer(5, random_state=1, dtype=np.float64)
+    c = clone(imp)
+    assert c.get_params() == imp.get_params()
+    with pytest.raises(NotFittedError):
+        c.transform({"a": np.ones((2, 2))})
+
+
+def test_fitted_attributes():
+    X, _ = _incomplete(seed=8)
+    imp = UL4M4Imputer(4, random_state=0).fit(X)
+    assert imp.modalities_ == list(X)
+    assert imp.n_features_ == {"m0": 5, "m1": 3, "m2": 4}
+    for name, a in X.items():
+        observed = a[~np.isnan(a).all(axis=1)]
+        np.testing.assert_allclose(imp.mean_[name], observed.mean(axis=0), rtol=1e-10)
+        np.testing.assert_allclose(imp.scale_[name], observed.std(axis=0, ddof=1), rtol=1e-10)
+        assert imp.cluster_centers_[name].shape == (4, a.shape[1])
+        absent = ~imp.center_modalities_[:, list(X).index(name)]
+        assert np.isnan(imp.cluster_centers_[name][absent]).all()
+    assert imp.labels_.shape == (60,)
+    assert imp.inertia_ == pytest.approx(imp.history_[-1])
+
+
+def test_constant_dimension_gets_unit_scale():
+    X = {"a": np.column_stack([np.arange(6.0), np.full(6, 3.0)]), "b": np.ones((6, 1))}
+    imp = UL4M4Imputer(2, random_state=0).fit(X)
+    np.testing.assert_array_equal(imp.scale_["a"][1], 1.0)
+    np.testing.assert_array_equal(imp.scale_["b"], [1.0])
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    X = {"a": np.repeat(np.array([[0.0], [1.0]]), 5, axis=0)}
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        imp = UL4M4Imputer(4, random_state=0).fit(X)
+    assert imp.center_modalities_.sum() == 2
+
+
+# --------------------------------------------------------------------- bad input
+GOOD = {"a": np.ones((4, 2)), "b": np.arange(8.0).reshape(4, 2)}
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "match"),
+    [
+        ({"a": np.array([[1.0, np.nan], [1.0, 2.0], [3, 4]])}, ValueError,
+         r"modality 'a': rows \[0\] have some but not all values NaN"),
+        ({"a": np.array([[1.0, np.inf], [1.0, 2.0], [3, 4]])}, ValueError,
+         r"modality 'a': rows \[0\] contain infinite values"),
+        ({"a": np.ones((3, 2)), "b": np.ones((4, 2))}, ValueError, "different numbers of rows"),
+        ({"a": np.array([["x", "y"], ["z", "w"]])}, TypeError, "modality 'a': expected a real"),
+        ({"a": np.ones((0, 2))}, ValueError, "zero rows"),
+        ({"a": np.ones(5)}, ValueError, r"modality 'a': expected a 2-D array"),
+        ({"a": np.ones((3, 0))}, ValueError, "zero features"),
+        ({}, ValueError, "no modality"),
+        ("text", TypeError, "X must be a mapping"),
+        ({"a": np.array([[1.0], [np.nan], [2.0]]), "b": np.array([[1.0], [np.nan], [2.0]])},
+         ValueError, r"samples \[1\] have no observed modality"),
+        ({"a": np.array([[1.0], [np.nan], [np.nan]]), "b": np.ones((3, 1))}, ValueError,
+         r"at least 2 training samples.*'a' \(1\)"),
+        ({"a": np.ones((2, 2))}, ValueError, r"n_samples=2 should be >= n_clusters=3"),
+        ({"a": np.ones((4, 2), dtype=complex)}, TypeError, "real numeric dtype"),
+    ],
+)
+def test_bad_training_input(X, error, match):
+    with pytest.raises(error, match=match):
+        UL4M4Imputer(3).fit(X)
+
+
+def test_many_bad_rows_are_summarised():
+    a = np.ones((50, 2))
+    a[::2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"\[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, \.\.\. \(25 rows"):
+        UL4M4Imputer(2).fit({"a": a})
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        ({"a": np.ones((2, 2))}, r"missing modalities \['b'\]"),
+        ({"a": np.ones((2, 2)), "b": np.ones((2, 2)), "c": np.ones((2, 2))},
+         r"unknown modalities \['c'\]"),
+        ({"a": np.ones((2, 3)), "b": np.ones((2, 2))}, r"modality 'a': expected 2 features, got 3"),
+        ([np.ones((2, 2))], r"X has 1 modalities, expected 2"),
+    ],
+)
+def test_bad_transform_input(X, match):
+    imp = UL4M4Imputer(2, random_state=0).fit(GOOD)
+    with pytest.raises(ValueError, match=match):
+        imp.transform(X)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_clusters": 0}, "n_clusters must be an integer >= 1"),
+        ({"n_clusters": 2.5}, "n_clusters must be an integer"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1.0}, "tol"),
+        ({"init": "kmeans"}, "init must be one of"),
+        ({"dtype": np.int32}, "dtype must be float32 or float64"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"empty": "zero"}, "empty must be one of"),
+    ],
+)
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        UL4M4Imputer(**params).fit(GOOD)
+
+
+def test_bad_explicit_init():
+    with pytest.raises(ValueError, match="init has 3 centres, expected n_clusters=2"):
+        UL4M4Imputer(2, init={"a": np.ones((3, 2)), "b": np.ones((3, 2))}).fit(GOOD)
+    with pytest.raises(ValueError, match=r"modality 'b': expected 2 features"):
+        UL4M4Imputer(2, init={"a": np.ones((2, 2)), "b": np.ones((2, 1))}).fit(GOOD)
+
+
+def test_inputs_are_never_mutated_on_error():
+    a = np.array([[1.0, np.nan], [1.0, 2.0], [3, 4]])
+    before = a.copy()
+    with pytest.raises(ValueError):
+        UL4M4Imputer(2).fit({"a": a})
+    np.testing.assert_array_equal(a, before)
+
+
+def test_memmap_input(tmp_path):
+    X, _ = _incomplete(n=80, seed=9)
+    maps = {}
+    for name, a in X.items():
+        path = tmp_path / f"{name}.npy"
+        np.save(path, a)
+        maps[name] = np.load(path, mmap_mode="r")
+    a = UL4M4Imputer(3, random_state=0, batch_size=16).fit(maps)
+    b = UL4M4Imputer(3, random_state=0, batch_size=16).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    out = a.transform(maps)
+    assert not any(np.isnan(v).any() for v in out.values())

@@ -1,0 +1,201 @@
+"""Model files: round trip, and rejection of anything else without executing it."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from ul4m4 import UL4M4Imputer
+from ul4m4.persistence import ModelFileError
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = {"text": rng.normal(size=(40, 6)), "image": rng.normal(size=(40, 3)).astype(np.float32)}
+    X["text"][8:][rng.random(32) < 0.3] = np.nan
+    X["image"][:8] = np.nan
+    return X
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    imp = UL4M4Imputer(4, random_state=0).fit(_data())
+    path = tmp_path / "model.ul4m4"
+    imp.save(path)
+    return imp, path
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_is_bit_identical(tmp_path, dtype):
+    X = _data(1)
+    imp = UL4M4Imputer(5, random_state=2, dtype=dtype, empty="mean").fit(X)
+    imp.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4")
+    assert loaded.get_params() == imp.get_params() | {"dtype": np.dtype(dtype).name}
+    new = _data(7)
+    a, src_a = imp.transform(new, return_sources=True)
+    b, src_b = loaded.transform(new, return_sources=True)
+    for name in new:
+        np.testing.assert_array_equal(a[name], b[name])
+        np.testing.assert_array_equal(src_a[name], src_b[name])
+        np.testing.assert_array_equal(imp.cluster_centers_[name], loaded.cluster_centers_[name])
+        np.testing.assert_array_equal(imp.mean_[name], loaded.mean_[name])
+    np.testing.assert_array_equal(imp.labels_, loaded.labels_)
+    np.testing.assert_array_equal(imp.predict(new), loaded.predict(new))
+    assert (loaded.n_iter_, loaded.inertia_, loaded.converged_) == (
+        imp.n_iter_, imp.inertia_, imp.converged_)
+
+
+def test_save_unfitted_raises(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        UL4M4Imputer().save(tmp_path / "x.ul4m4")
+
+
+def _rewrite(path, mutate):
+    """Rewrite a model archive, letting ``mutate`` edit the {member: bytes} map."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    mutate(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+
+
+def _edit_meta(members, **changes):
+    meta = json.loads(members["meta.json"])
+    meta.update(changes)
+    members["meta.json"] = json.dumps(meta).encode()
+
+
+class _Exploit:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_payload_is_rejected_without_executing(model_file, tmp_path):
+    _, path = model_file
+    marker = tmp_path / "pwned"
+    payload = io.BytesIO()
+    np.save(payload, np.array([_Exploit(str(marker))], dtype=object), allow_pickle=True)
+
+    def plant(members):
+        members["arrays/labels.npy"] = payload.getvalue()
+        meta = json.loads(members["meta.json"])
+        meta["arrays"]["labels"]["sha256"] = __import__("hashlib").sha256(
+            payload.getvalue()).hexdigest()
+        meta["arrays"]["labels"]["dtype"] = "object"
+        members["meta.json"] = json.dumps(meta).encode()
+
+    _rewrite(path, plant)
+    with pytest.raises(ModelFileError, match="disallowed dtype 'object'"):
+        UL4M4Imputer.load(path)
+    assert not marker.exists()
+
+
+def test_pickle_payload_with_lying_header_is_rejected(model_file, tmp_path):
+    _, path = model_file
+    marker = tmp_path / "pwned"
+    payload = io.BytesIO()
+    np.save(payload, np.array([_Exploit(str(marker))], dtype=object), allow_pickle=True)
+
+    def plant(members):
+        members["arrays/labels.npy"] = payload.getvalue()
+        meta = json.loads(members["meta.json"])
+        meta["arrays"]["labels"]["sha256"] = __import__("hashlib").sha256(
+            payload.getvalue()).hexdigest()
+        members["meta.json"] = json.dumps(meta).encode()
+
+    _rewrite(path, plant)
+    with pytest.raises(ModelFileError, match="unreadable"):
+        UL4M4Imputer.load(path)
+    assert not marker.exists()
+
+
+def test_whole_file_pickle_is_rejected(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.ul4m4"
+    path.write_bytes(pickle.dumps(_Exploit(str(marker))))
+    with pytest.raises(ModelFileError, match="cannot be read as a ul4m4 model file"):
+        UL4M4Imputer.load(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda m: _edit_meta(m, format_version=99), "format version 99 is not supported"),
+        (lambda m: _edit_meta(m, format="something-else"), "not a ul4m4 imputer file"),
+        (lambda m: m.pop("meta.json"), "no meta.json"),
+        (lambda m: m.__setitem__("meta.json", b"{not json"), "not valid JSON"),
+        (lambda m: m.pop("arrays/center_modalities.npy"), "'center_modalities' is missing"),
+        (lambda m: m.__setitem__("arrays/mean/0.npy", m["arrays/mean/0.npy"][:-8]),
+         "fails its checksum"),
+        (lambda m: _edit_meta(m, modalities=["text"]), "do not match"),
+        (lambda m: _edit_meta(m, params={"n_clusters": -1}), "malformed model file"),
+    ],
+)
+def test_malformed_files_are_rejected(model_file, mutate, match):
+    _, path = model_file
+    _rewrite(path, mutate)
+    with pytest.raises(ModelFileError, match=match):
+        UL4M4Imputer.load(path)
+
+
+def test_truncated_and_foreign_files(model_file, tmp_path):
+    _, path = model_file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        UL4M4Imputer.load(path)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.ones(3))
+    with pytest.raises(ModelFileError, match="no meta.json"):
+        UL4M4Imputer.load(other)
+    with pytest.raises(ModelFileError):
+        UL4M4Imputer.load(tmp_path / "does-not-exist.ul4m4")
+
+
+def test_a_shape_lie_is_rejected(model_file):
+    _, path = model_file
+
+    def swap(members):
+        # A valid array of the wrong shape, with a matching checksum and header.
+        wrong = io.BytesIO()
+        np.lib.format.write_array(wrong, np.zeros((4, 5)), allow_pickle=False)
+        members["arrays/mean/0.npy"] = wrong.getvalue()
+        meta = json.loads(members["meta.json"])
+        meta["arrays"]["mean/0"] = {
+            "dtype": "float64", "shape": [4, 5],
+            "sha256": __import__("hashlib").sha256(wrong.getvalue()).hexdigest(),
+        }
+        members["meta.json"] = json.dumps(meta).encode()
+
+    _rewrite(path, swap)
+    with pytest.raises(ModelFileError, match=r"'mean/0' is float64\[4, 5\], expected"):
+        UL4M4Imputer.load(path)
+
+
+def test_save_is_atomic(model_file, monkeypatch):
+    imp, path = model_file
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("ul4m4.persistence.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        imp.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]

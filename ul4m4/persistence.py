@@ -1,0 +1,240 @@
+"""Pickle-free, versioned model files for :class:`~ul4m4.imputer.UL4M4Imputer`.
+
+Format ``ul4m4-imputer`` version 1: a ZIP archive holding
+
+* ``meta.json`` — format name and version, library version, constructor
+  parameters, modality names and widths, scalar fitted attributes, and for every
+  array its dtype, shape and SHA-256;
+* one ``arrays/<name>.npy`` per array, written with ``allow_pickle=False``.
+
+Arrays: ``mean/<m>``, ``scale/<m>`` (float64, (d_m,)), ``centers/<m>`` (raw,
+working dtype, (k, d_m)), ``centers_z/<m>`` (z-space, working dtype, (k, d_m)),
+``center_modalities`` (bool, (k, M)), ``labels`` (int64, (n,)) and ``history``
+(float64). Modalities are indexed by position ``m`` so names need no escaping.
+
+Reading never unpickles: only whitelisted dtypes are accepted, every array is
+checked against its recorded shape, dtype and checksum, and any mismatch raises
+:class:`ModelFileError`. Writes go to a temporary file in the target folder,
+then replace the target atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .imputer import UL4M4Imputer
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load_imputer", "save_imputer"]
+
+FORMAT_NAME = "ul4m4-imputer"
+FORMAT_VERSION = 1
+_META = "meta.json"
+_MAX_META_BYTES = 16 * 2**20
+_ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
+_PARAMS = (
+    "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
+    "reference_one_step", "verbose", "empty",
+)
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupt, of another format or version."""
+
+
+def _array_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _json_param(name: str, value: Any) -> Any:
+    if name == "dtype":
+        return np.dtype(value).name
+    if name == "random_state" and not (value is None or isinstance(value, int)):
+        # A RandomState object has no faithful JSON form; the fitted model does
+        # not need it, so only its absence is recorded.
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _fitted_arrays(imp: UL4M4Imputer) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for m, name in enumerate(imp.modalities_):
+        arrays[f"mean/{m}"] = np.asarray(imp.mean_[name], dtype=np.float64)
+        arrays[f"scale/{m}"] = np.asarray(imp.scale_[name], dtype=np.float64)
+        arrays[f"centers/{m}"] = imp.cluster_centers_[name]
+        arrays[f"centers_z/{m}"] = imp._centers.blocks[m]
+    arrays["center_modalities"] = imp.center_modalities_
+    arrays["labels"] = np.asarray(imp.labels_, dtype=np.int64)
+    arrays["history"] = np.asarray(imp.history_, dtype=np.float64)
+    return arrays
+
+
+def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
+    """Write a fitted imputer to ``path`` atomically (see the module docstring)."""
+    from . import __version__
+
+    arrays = _fitted_arrays(imp)
+    payloads = {name: _array_bytes(a) for name, a in arrays.items()}
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "params": {p: _json_param(p, getattr(imp, p)) for p in _PARAMS},
+        "init": imp.init if isinstance(imp.init, str) else "explicit",
+        "modalities": list(imp.modalities_),
+        "n_features": [int(imp.n_features_[n]) for n in imp.modalities_],
+        "n_iter": int(imp.n_iter_),
+        "inertia": float(imp.inertia_),
+        "converged": bool(imp.converged_),
+        "arrays": {
+            name: {
+                "dtype": arrays[name].dtype.name,
+                "shape": list(arrays[name].shape),
+                "sha256": hashlib.sha256(payloads[name]).hexdigest(),
+            }
+            for name in arrays
+        },
+    }
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
+                for name, payload in payloads.items():
+                    archive.writestr(f"arrays/{name}.npy", payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_meta(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
+    try:
+        info = archive.getinfo(_META)
+    except KeyError:
+        raise ModelFileError(f"{path}: not a ul4m4 model file (no {_META})") from None
+    if info.file_size > _MAX_META_BYTES:
+        raise ModelFileError(f"{path}: {_META} is implausibly large ({info.file_size} bytes)")
+    try:
+        meta = json.loads(archive.read(_META).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: {_META} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: not a ul4m4 imputer file (format {meta.get('format')!r})"
+                             if isinstance(meta, dict) else f"{path}: malformed {_META}")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format version {version!r} is not supported (this library reads version "
+            f"{FORMAT_VERSION}); re-save the model with a matching ul4m4 version"
+        )
+    return meta
+
+
+def _read_array(archive: zipfile.ZipFile, name: str, spec: dict[str, Any], path: str) -> np.ndarray:
+    member = f"arrays/{name}.npy"
+    try:
+        payload = archive.read(member)
+    except KeyError:
+        raise ModelFileError(f"{path}: array {name!r} is missing") from None
+    if hashlib.sha256(payload).hexdigest() != spec.get("sha256"):
+        raise ModelFileError(f"{path}: array {name!r} fails its checksum (corrupt file)")
+    if spec.get("dtype") not in _ALLOWED_DTYPES:
+        raise ModelFileError(f"{path}: array {name!r} has a disallowed dtype {spec.get('dtype')!r}")
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: array {name!r} is unreadable ({exc})") from None
+    if array.dtype.name != spec["dtype"] or list(array.shape) != list(spec.get("shape", [])):
+        raise ModelFileError(
+            f"{path}: array {name!r} is {array.dtype.name}{list(array.shape)}, the header says "
+            f"{spec['dtype']}{spec.get('shape')}"
+        )
+    return array
+
+
+def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
+    """Read a model written by :func:`save_imputer`, checking everything it reads."""
+    from .cluster import Centers
+    from .complete import CompletionPlan
+    from .imputer import UL4M4Imputer
+
+    where = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(where)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"{where}: cannot be read as a ul4m4 model file ({exc})") from None
+    with archive:
+        meta = _read_meta(archive, where)
+        try:
+            names = [str(n) for n in meta["modalities"]]
+            dims = [int(d) for d in meta["n_features"]]
+            specs = meta["arrays"]
+            arrays = {name: _read_array(archive, name, specs[name], where) for name in specs}
+            imp = UL4M4Imputer(**meta["params"])
+            if meta.get("init") in ("k-means++", "random"):
+                # Explicit initial centres are not stored; the fitted model does not need them.
+                imp.init = meta["init"]
+            imp._validate_params()
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"{where}: malformed model file ({exc!r})") from None
+    _check_consistent(arrays, names, dims, imp, where)
+    imp.modalities_ = names
+    imp.n_features_ = dict(zip(names, dims, strict=True))
+    imp.mean_ = {n: arrays[f"mean/{m}"] for m, n in enumerate(names)}
+    imp.scale_ = {n: arrays[f"scale/{m}"] for m, n in enumerate(names)}
+    imp.cluster_centers_ = {n: arrays[f"centers/{m}"] for m, n in enumerate(names)}
+    imp.center_modalities_ = arrays["center_modalities"]
+    imp.labels_ = arrays["labels"]
+    imp.history_ = arrays["history"].tolist()
+    imp.n_iter_ = int(meta["n_iter"])
+    imp.inertia_ = float(meta["inertia"])
+    imp.converged_ = bool(meta["converged"])
+    blocks = [arrays[f"centers_z/{m}"].copy() for m in range(len(names))]
+    imp._centers = Centers(blocks, imp.center_modalities_.copy())
+    imp._plan = CompletionPlan.from_centers(imp._centers)
+    return imp
+
+
+def _check_consistent(arrays, names, dims, imp, where) -> None:
+    k, n_mod, dtype = int(imp.n_clusters), len(names), imp._dtype.name
+    expected = {"center_modalities": ("bool", (k, n_mod))}
+    for m, d in enumerate(dims):
+        expected[f"mean/{m}"] = ("float64", (d,))
+        expected[f"scale/{m}"] = ("float64", (d,))
+        expected[f"centers/{m}"] = (dtype, (k, d))
+        expected[f"centers_z/{m}"] = (dtype, (k, d))
+    if len(dims) != n_mod or len(set(names)) != n_mod:
+        raise ModelFileError(f"{where}: modality names and widths do not match")
+    for name, (want_dtype, want_shape) in expected.items():
+        if name not in arrays:
+            raise ModelFileError(f"{where}: array {name!r} is missing")
+        got = arrays[name]
+        if got.dtype.name != want_dtype or got.shape != want_shape:
+            raise ModelFileError(
+                f"{where}: array {name!r} is {got.dtype.name}{list(got.shape)}, expected "
+                f"{want_dtype}{list(want_shape)} for this model"
+            )
+    for name in ("labels", "history"):
+        if name not in arrays or arrays[name].ndim != 1:
+            raise ModelFileError(f"{where}: array {name!r} is missing or not 1-D")
+    if not all(np.all(arrays[f"scale/{m}"] > 0) for m in range(n_mod)):
+        raise ModelFileError(f"{where}: a scale is not positive")
