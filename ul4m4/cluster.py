@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
 from .data import Standardized
@@ -104,13 +105,13 @@ def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
 
 
 def _accumulate(labels, blocks, mask, sums, counts) -> None:
-    # One (k x B) one-hot GEMM per modality in the working dtype: as cheap as the
-    # distance GEMM, and within a chunk a float32 sum of at most B rows. Chunk sums
-    # are then added in float64. Missing rows are zeros, so they add nothing to
-    # the sums; counts use the mask.
-    k = counts.shape[0]
-    onehot = np.zeros((k, labels.size), dtype=blocks[0].dtype)
-    onehot[labels, np.arange(labels.size)] = 1
+    # A sparse (k x B) one-hot product runs in O(B d) and sums each cluster's rows
+    # sequentially in row order, in float64 (scipy upcasts the block). Missing
+    # rows are zeros, so they add nothing to the sums; counts use the mask.
+    k, n_rows = counts.shape[0], labels.size
+    onehot = sparse.csr_matrix(
+        (np.ones(n_rows), (labels, np.arange(n_rows))), shape=(k, n_rows)
+    )
     for m, block in enumerate(blocks):
         sums[m] += onehot @ block
         counts[:, m] += np.bincount(labels, weights=mask[:, m], minlength=k)
