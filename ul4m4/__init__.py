@@ -5,9 +5,10 @@ training samples by k-means under a partial-modality distance, and completes any
 sample's missing modalities by a greedy search over the training centres.
 """
 
+from .adapter import ModalityImputer
 from .datasets import load_mfeat
 from .imputer import UL4M4Imputer
 
 __version__ = "0.1.0"
 
-__all__ = ["UL4M4Imputer", "load_mfeat", "__version__"]
+__all__ = ["ModalityImputer", "UL4M4Imputer", "load_mfeat", "__version__"]

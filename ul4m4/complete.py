@@ -36,7 +36,7 @@ from .distance import (
     partial_sq_dists,
 )
 
-__all__ = ["CompletionPlan", "complete_sources", "FROM_MEAN", "OBSERVED"]
+__all__ = ["CompletionPlan", "complete_sources", "soft_complete", "FROM_MEAN", "OBSERVED"]
 
 #: Source code of an observed entry.
 OBSERVED = -1
@@ -91,7 +91,7 @@ def _clearly_distinct(blocks: list[np.ndarray], center_sq: list[np.ndarray]) -> 
 def complete_sources(
     view: Standardized, plan: CompletionPlan, gamma: float, *, force_general: bool = False
 ) -> np.ndarray:
-    """Which centre fills each missing entry.
+    """Which centre fills each missing entry (the greedy completion).
 
     Returns
     -------
@@ -110,6 +110,84 @@ def complete_sources(
         rows = missing_rows[inverse.ravel() == p]
         sources[rows] = _complete_pattern(view, plan, pattern, rows, gamma, force_general)
     return sources
+
+
+def soft_complete(
+    view: Standardized,
+    plan: CompletionPlan,
+    values: list[np.ndarray],
+    temperature: list[float | None],
+    out: list[np.ndarray | None],
+    gamma: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft completion: each missing entry is a softmax-weighted mean of centres.
+
+    For sample i and missing modality m, with ``s_j = d(i, c_j)^2`` the squared
+    partial distance on the observed modalities, centres j that carry m and share
+    an observed modality with i get weights
+    ``softmax_j(-(s_j - min s) / (T_m * median s))`` (min and median over those
+    centres), and the entry becomes ``sum_j w_j values[m][j]``. Where no centre
+    carrying m shares an observed modality with i, the entry falls back to the
+    greedy completion's centre.
+
+    Only modalities with ``out[m]`` not None are completed; their missing rows
+    of ``out[m]`` are overwritten. ``values[m]`` is (k, d_m) float64 (zeros where
+    a centre lacks m): raw centres give raw output, z-space centres z output.
+
+    Returns
+    -------
+    top : ndarray of shape (n_samples, n_modalities), int64
+        The centre with the largest weight (or the greedy centre on fallback);
+        ``OBSERVED`` where observed or not completed here.
+    weight : ndarray of shape (n_samples, n_modalities), float64
+        That centre's weight (1 on fallback); NaN where ``top`` is ``OBSERVED``.
+    """
+    centers = plan.centers
+    n, n_mod = view.mask.shape
+    top = np.full((n, n_mod), OBSERVED, dtype=np.int64)
+    weight = np.full((n, n_mod), np.nan)
+    fallback = np.zeros((n, n_mod), dtype=bool)
+    for rows, blocks, mask in view.chunks():
+        sq, _ = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms, gamma)
+        for m in range(n_mod):
+            if out[m] is None:
+                continue
+            missing = np.flatnonzero(~mask[:, m])
+            if not missing.size:
+                continue
+            w, stuck = _soft_weights(sq[missing], centers.mask[:, m], temperature[m])
+            global_rows = np.arange(rows.start, rows.stop)[missing]
+            live = ~stuck
+            out[m][global_rows[live]] = (w[live] @ values[m]).astype(out[m].dtype)
+            top[global_rows[live], m] = np.argmax(w[live], axis=1)
+            weight[global_rows[live], m] = np.max(w[live], axis=1)
+            fallback[global_rows[stuck], m] = True
+    if fallback.any():
+        sources = complete_sources(view, plan, gamma)
+        stuck_rows, stuck_mods = np.nonzero(fallback)
+        src = sources[stuck_rows, stuck_mods]
+        top[stuck_rows, stuck_mods] = src
+        weight[stuck_rows, stuck_mods] = 1.0
+        for m in np.unique(stuck_mods):
+            pick = stuck_mods == m
+            out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
+    return top, weight
+
+
+def _soft_weights(sq: np.ndarray, carries: np.ndarray, temperature: float):
+    """Row-wise softmax weights over eligible centres; rows with none are ``stuck``."""
+    eligible = carries[None, :] & np.isfinite(sq)
+    stuck = ~eligible.any(axis=1)
+    scores = np.where(eligible, sq, np.nan)
+    with np.errstate(all="ignore"):
+        lowest = np.nanmin(np.where(stuck[:, None], 0.0, scores), axis=1)
+        median = np.nanmedian(np.where(stuck[:, None], 1.0, scores), axis=1)
+    scale = temperature * np.maximum(median, np.finfo(np.float64).tiny)
+    logits = np.where(eligible, -(sq - lowest[:, None]) / scale[:, None], -np.inf)
+    logits[stuck] = 0.0
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return w, stuck
 
 
 def _complete_pattern(view, plan, pattern, rows, gamma, force_general) -> np.ndarray:

@@ -14,9 +14,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from .cluster import Centers, assign, kmeans_plusplus, lloyd, random_init
-from .complete import FROM_MEAN, OBSERVED, CompletionPlan, complete_sources
+from .complete import FROM_MEAN, OBSERVED, CompletionPlan, complete_sources, soft_complete
 from .data import Multimodal, Standardized, check_multimodal, modality_statistics
 from .distance import error_factor
+from .selection import select_model
 
 __all__ = ["UL4M4Imputer"]
 
@@ -26,6 +27,8 @@ logger = logging.getLogger("ul4m4")
 _WORKING_MEMORY = 64 * 2**20
 _INIT_OPTIONS = ("k-means++", "random")
 _EMPTY_OPTIONS = ("raise", "mean")
+_COMPLETION_OPTIONS = ("greedy", "soft", "auto")
+_SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
 
 
 class UL4M4Imputer(BaseEstimator):
@@ -40,8 +43,9 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int, default=8
-        Number of centres k.
+    n_clusters : int or "auto", default=8
+        Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
+        reconstruction on the training data (no labels), like ``completion="auto"``.
     max_iter : int, default=300
         Maximum number of Lloyd iterations.
     tol : float, default=0.0
@@ -69,6 +73,24 @@ class UL4M4Imputer(BaseEstimator):
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
         (``predict`` then returns label -1 for it).
+    completion : {"greedy", "soft", "auto"}, default="greedy"
+        ``"greedy"`` is the method's completion (copy each missing modality from
+        one centre). ``"soft"`` fills each missing modality with the mean of the
+        centres that carry it, weighted by ``softmax(-(d_j^2 - min d^2) /
+        (temperature * median d^2))`` over the partial distances d_j of the
+        sample to the centres. ``"auto"`` chooses, per modality, among greedy,
+        soft (temperatures 0.02, 0.05, 0.1, 0.2) and mean imputation by masked
+        reconstruction on the training data (see :mod:`ul4m4.selection`); the
+        scores are in ``selection_``.
+    temperature : float, default=0.05
+        Relative temperature of ``completion="soft"``.
+    n_init : int, default=1
+        Number of seedings; the run with the lowest inertia is kept.
+    k_grid : tuple of int, default=(4, 8, 16, 32, 64)
+        Candidate k when ``n_clusters="auto"`` (values above n_samples dropped).
+    selection_fraction : float, default=0.2
+        Share of the training samples with two or more modalities that get one
+        block hidden for ``"auto"`` selection (at most 10,000 samples).
 
     Attributes
     ----------
@@ -85,7 +107,8 @@ class UL4M4Imputer(BaseEstimator):
     center_modalities_ : ndarray of shape (n_clusters, n_modalities), bool
         Which modalities each centre carries.
     labels_ : ndarray of shape (n_samples,)
-        Cluster of each training sample.
+        Cluster of each training sample (-1 for a sample with no observed
+        modality, which ``empty="mean"`` admits and leaves out of the fit).
     n_iter_ : int
         Lloyd iterations run.
     inertia_ : float
@@ -94,6 +117,15 @@ class UL4M4Imputer(BaseEstimator):
         Whether the iterations reached a fixed point (or ``tol``).
     history_ : list of float
         Inertia after the assignment step of every iteration.
+    n_clusters_ : int
+        The number of centres used (``n_clusters``, or the one selected).
+    completion_ : dict of str to str
+        Completion used per modality: "greedy", "soft" or "mean".
+    temperature_ : dict of str to float or None
+        Soft-completion temperature per modality (None unless "soft").
+    selection_ : Selection or None
+        With ``"auto"``: the masked-reconstruction scores of every candidate
+        (``selection_.table``, ``selection_.to_markdown()``).
 
     Notes
     -----
@@ -132,6 +164,11 @@ class UL4M4Imputer(BaseEstimator):
         reference_one_step: bool = False,
         verbose: bool = False,
         empty: str = "raise",
+        completion: str = "greedy",
+        temperature: float = 0.05,
+        n_init: int = 1,
+        k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
+        selection_fraction: float = 0.2,
     ) -> None:
         self.n_clusters = n_clusters
         self.max_iter = max_iter
@@ -143,12 +180,35 @@ class UL4M4Imputer(BaseEstimator):
         self.reference_one_step = reference_one_step
         self.verbose = verbose
         self.empty = empty
+        self.completion = completion
+        self.temperature = temperature
+        self.n_init = n_init
+        self.k_grid = k_grid
+        self.selection_fraction = selection_fraction
 
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
         """Check every constructor parameter once; resolved values go to private attributes."""
-        _check_int("n_clusters", self.n_clusters, 1)
+        if not (isinstance(self.n_clusters, str) and self.n_clusters == "auto"):
+            _check_int("n_clusters", self.n_clusters, 1)
         _check_int("max_iter", self.max_iter, 1)
+        _check_int("n_init", self.n_init, 1)
+        if self.completion not in _COMPLETION_OPTIONS:
+            raise ValueError(
+                f"completion must be one of {_COMPLETION_OPTIONS}, got {self.completion!r}"
+            )
+        for name in ("temperature", "selection_fraction"):
+            value = getattr(self, name)
+            if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+                    or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a finite real > 0, got {value!r}")
+        if self.selection_fraction > 1:
+            raise ValueError(f"selection_fraction must be <= 1, got {self.selection_fraction!r}")
+        grid = tuple(self.k_grid) if isinstance(self.k_grid, list | tuple) else ()
+        if not grid:
+            raise ValueError(f"k_grid must be a non-empty tuple of integers, got {self.k_grid!r}")
+        for k in grid:
+            _check_int("every k_grid entry", k, 1)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1)
         if (
@@ -175,7 +235,7 @@ class UL4M4Imputer(BaseEstimator):
     def _chunk_rows(self, dims: list[int]) -> int:
         if self.batch_size is not None:
             return int(self.batch_size)
-        k = int(self.n_clusters)
+        k = max(self.k_grid) if self.n_clusters == "auto" else int(self.n_clusters)
         itemsize = np.dtype(self._dtype).itemsize
         # Per row: the z-scored block, a few (k,) float64 rows, the (k, k) candidate tensor.
         row_bytes = itemsize * sum(dims) + 8 * (8 * k + min(k * k, 1 << 16))
@@ -199,14 +259,36 @@ class UL4M4Imputer(BaseEstimator):
         """
         self._validate_params()
         with _verbosity(self.verbose):
-            data = check_multimodal(X)
+            data = check_multimodal(X, require_observed=self.empty == "raise")
+            data, kept = _without_empty_samples(data)
             self._check_training_data(data)
             chunk_rows = self._chunk_rows(data.dims)
-            means, scales = modality_statistics(data, chunk_rows)
-            view = Standardized(data, means, scales, self._dtype, chunk_rows)
             gamma = error_factor(data.dims, self._dtype)
             rng = check_random_state(self.random_state)
-            centers = self._initial_centers(view, data, rng, gamma)
+            selection = self._select(data, chunk_rows, gamma, rng)
+            k = selection.n_clusters if selection else int(self.n_clusters)
+            means, scales, result = self._fit_core(data, k, chunk_rows, gamma, rng)
+        self._set_fitted(data, means, scales, result.centers)
+        self.labels_ = result.labels
+        if kept is not None:
+            self.labels_ = np.full(kept.size, OBSERVED, dtype=np.int64)
+            self.labels_[kept] = result.labels
+        self.n_iter_ = result.n_iter
+        self.inertia_ = result.inertia
+        self.converged_ = result.converged
+        self.history_ = result.history
+        self.n_clusters_ = k
+        self.selection_ = selection
+        self._set_completion(selection)
+        return self
+
+    def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng):
+        """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
+        means, scales = modality_statistics(data, chunk_rows)
+        view = Standardized(data, means, scales, self._dtype, chunk_rows)
+        best = None
+        for run in range(int(self.n_init)):
+            centers = self._initial_centers(view, data, k, rng, gamma)
             result = lloyd(
                 view,
                 centers,
@@ -215,15 +297,59 @@ class UL4M4Imputer(BaseEstimator):
                 gamma=gamma,
                 one_step=bool(self.reference_one_step),
             )
-        self._set_fitted(data, means, scales, result.centers)
-        self.labels_ = result.labels
-        self.n_iter_ = result.n_iter
-        self.inertia_ = result.inertia
-        self.converged_ = result.converged
-        self.history_ = result.history
-        return self
+            logger.info("init %d: inertia %.6g after %d iterations", run, result.inertia,
+                        result.n_iter)
+            if best is None or result.inertia < best.inertia:
+                best = result
+        return means, scales, best
+
+    def _select(self, data: Multimodal, chunk_rows: int, gamma: float, rng):
+        auto_k = self.n_clusters == "auto"
+        if not (auto_k or self.completion == "auto"):
+            return None
+        grid = [k for k in self.k_grid if k <= data.n_samples] if auto_k else [self.n_clusters]
+        if not grid:
+            raise ValueError(
+                f"n_samples={data.n_samples} is smaller than every k_grid entry {self.k_grid}"
+            )
+        methods = ("greedy", "soft", "mean") if self.completion == "auto" else (self.completion,)
+        temperatures = _SOFT_TEMPERATURES if self.completion == "auto" else (self.temperature,)
+
+        def fit(masked: Multimodal, k: int):
+            means, scales, result = self._fit_core(masked, k, chunk_rows, gamma, rng)
+            return means, scales, result.centers
+
+        selection = select_model(
+            data, fit, k_grid=sorted(set(grid)), methods=methods, temperatures=temperatures,
+            fraction=float(self.selection_fraction), rng=rng, dtype=self._dtype,
+            chunk_rows=chunk_rows, gamma=gamma,
+        )
+        if not selection.table:
+            logger.warning(
+                "no training sample has two observed modalities: nothing to hide for the "
+                "'auto' selection; using k=%d and the greedy completion", selection.n_clusters
+            )
+        logger.info("model selection (z-space MSE on hidden blocks):\n%s",
+                    selection.to_markdown())
+        return selection
+
+    def _set_completion(self, selection) -> None:
+        names = self.modalities_
+        if selection is not None and selection.completion and self.completion == "auto":
+            self.completion_ = dict(selection.completion)
+            self.temperature_ = dict(selection.temperature)
+            return
+        method = "greedy" if self.completion == "auto" else self.completion
+        self.completion_ = {n: method for n in names}
+        t = float(self.temperature) if method == "soft" else None
+        self.temperature_ = {n: t for n in names}
 
     def _check_training_data(self, data: Multimodal) -> None:
+        if data.n_samples < 2:
+            raise ValueError(
+                f"n_samples={data.n_samples}: UL4M4 needs at least 2 training samples (a "
+                "modality's standard deviation is undefined otherwise)"
+            )
         counts = data.mask.sum(axis=0)
         scarce = [f"{n!r} ({c})" for n, c in zip(data.names, counts, strict=True) if c < 2]
         if scarce:
@@ -231,13 +357,12 @@ class UL4M4Imputer(BaseEstimator):
                 "every modality must be observed in at least 2 training samples (its std is "
                 f"undefined otherwise); observed counts: {', '.join(scarce)}"
             )
-        if data.n_samples < self.n_clusters:
+        if self.n_clusters != "auto" and data.n_samples < self.n_clusters:
             raise ValueError(
                 f"n_samples={data.n_samples} should be >= n_clusters={self.n_clusters}"
             )
 
-    def _initial_centers(self, view, data, rng, gamma) -> Centers:
-        k = int(self.n_clusters)
+    def _initial_centers(self, view, data, k, rng, gamma) -> Centers:
         if isinstance(self.init, str):
             if self.init == "random":
                 return random_init(view, k, rng)
@@ -291,7 +416,9 @@ class UL4M4Imputer(BaseEstimator):
         scales = [self.scale_[n] for n in self.modalities_]
         return Standardized(data, means, scales, self._dtype, self._chunk_rows(data.dims))
 
-    def transform(self, X: Any, *, return_sources: bool = False) -> Any:
+    def transform(
+        self, X: Any, *, return_sources: bool = False, return_weights: bool = False
+    ) -> Any:
         """Fill every missing modality row; observed rows are returned bit-identical.
 
         Parameters
@@ -300,8 +427,11 @@ class UL4M4Imputer(BaseEstimator):
             Data with the fitted modalities, any missing pattern.
         return_sources : bool, default=False
             Also return, per modality, the index of the centre that filled each
-            row: -1 where the row was observed, -2 where it was filled with the
-            training mean.
+            row (soft completion: the centre of largest weight): -1 where the row
+            was observed, -2 where it was filled with the training mean.
+        return_weights : bool, default=False
+            Also return, per modality, the weight of that centre (1 for greedy
+            and mean filling, NaN where observed).
 
         Returns
         -------
@@ -310,30 +440,58 @@ class UL4M4Imputer(BaseEstimator):
             floating input keeps its dtype, integer input becomes float64.
         sources : dict of str to ndarray of shape (n_samples,), optional
             Only with ``return_sources=True``.
+        weights : dict of str to ndarray of shape (n_samples,), optional
+            Only with ``return_weights=True`` (after ``sources`` if both).
         """
         view = self._view(X)
         gamma = error_factor(view.data.dims, self._dtype)
-        sources = complete_sources(view, self._plan, gamma)
-        filled = {}
-        for m, name in enumerate(self.modalities_):
-            filled[name] = self._fill(view.data.arrays[m], name, sources[:, m])
-        order = _output_order(X, self.modalities_)
-        filled = {name: filled[name] for name in order}
+        names = self.modalities_
+        methods = [self.completion_[n] for n in names]
+        filled = [_output_copy(a) for a in view.data.arrays]
+        sources = np.full(view.mask.shape, OBSERVED, dtype=np.int64)
+        weights = np.full(view.mask.shape, np.nan)
+        if "greedy" in methods:
+            greedy = complete_sources(view, self._plan, gamma)
+            for m in (m for m, method in enumerate(methods) if method == "greedy"):
+                sources[:, m] = greedy[:, m]
+        if "soft" in methods:
+            soft = [m for m, method in enumerate(methods) if method == "soft"]
+            raw = [np.nan_to_num(self.cluster_centers_[n].astype(np.float64)) for n in names]
+            out = [filled[m] if m in soft else None for m in range(len(names))]
+            temperatures = [self.temperature_[n] for n in names]
+            top, top_weight = soft_complete(view, self._plan, raw, temperatures, out, gamma)
+            sources[:, soft] = top[:, soft]
+            weights[:, soft] = top_weight[:, soft]
+        empty_rows = ~view.mask.any(axis=1)
+        for m, method in enumerate(methods):
+            missing = ~view.mask[:, m]
+            # Mean imputation, samples with no observed modality (empty="mean") and
+            # modalities no centre carries all get the training mean.
+            if method == "mean" or not self.center_modalities_[:, m].any():
+                sources[missing, m] = FROM_MEAN
+            sources[empty_rows, m] = FROM_MEAN
+            self._fill_from(filled[m], names[m], sources[:, m], method == "greedy")
+            if method != "soft":
+                weights[missing, m] = 1.0
+            weights[sources[:, m] == FROM_MEAN, m] = 1.0
+        order = _output_order(X, names)
+        result = {name: filled[names.index(name)] for name in order}
+        extras = []
         if return_sources:
-            return filled, {name: sources[:, self.modalities_.index(name)] for name in order}
-        return filled
+            extras.append({n: sources[:, names.index(n)] for n in order})
+        if return_weights:
+            extras.append({n: weights[:, names.index(n)] for n in order})
+        return (result, *extras) if extras else result
 
-    def _fill(self, array: Any, name: str, source: np.ndarray) -> np.ndarray:
-        dtype = np.dtype(array.dtype)
-        out_dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
-        out = np.array(array, dtype=out_dtype, copy=True)
-        from_centre = source >= 0
-        if from_centre.any():
-            out[from_centre] = self.cluster_centers_[name][source[from_centre]].astype(out_dtype)
+    def _fill_from(self, out: np.ndarray, name: str, source: np.ndarray, copy_centres: bool):
+        if copy_centres:
+            from_centre = source >= 0
+            if from_centre.any():
+                centres = self.cluster_centers_[name]
+                out[from_centre] = centres[source[from_centre]].astype(out.dtype)
         from_mean = source == FROM_MEAN
         if from_mean.any():
-            out[from_mean] = self.mean_[name].astype(out_dtype)
-        return out
+            out[from_mean] = self.mean_[name].astype(out.dtype)
 
     def fit_transform(self, X: Any, y: Any = None, **kwargs: Any) -> Any:
         """Fit on ``X`` and return it completed (same as ``fit(X).transform(X)``)."""
@@ -365,6 +523,27 @@ class UL4M4Imputer(BaseEstimator):
         from .persistence import load_imputer
 
         return load_imputer(path)
+
+
+def _without_empty_samples(data: Multimodal) -> tuple[Multimodal, np.ndarray | None]:
+    """Drop samples with no observed modality (allowed with ``empty="mean"``).
+
+    They carry nothing to cluster or to estimate statistics from. Returns the
+    reduced data (rows copied) and a boolean mask of the kept samples, or the data
+    itself and None when no sample is empty.
+    """
+    kept = data.mask.any(axis=1)
+    if kept.all():
+        return data, None
+    rows = np.flatnonzero(kept)
+    arrays = [np.asarray(a[rows]) for a in data.arrays]
+    return Multimodal(list(data.names), arrays, data.mask[rows]), kept
+
+
+def _output_copy(array: Any) -> np.ndarray:
+    """A copy of the caller's array; floating input keeps its dtype, integers become float64."""
+    dtype = np.dtype(array.dtype)
+    return np.array(array, dtype=dtype if dtype.kind == "f" else np.float64, copy=True)
 
 
 def _output_order(X: Any, fitted: list[str]) -> list[str]:

@@ -43,7 +43,8 @@ _MAX_META_BYTES = 16 * 2**20
 _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 _PARAMS = (
     "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
-    "reference_one_step", "verbose", "empty",
+    "reference_one_step", "verbose", "empty", "completion", "temperature", "n_init",
+    "k_grid", "selection_fraction",
 )
 
 
@@ -64,9 +65,20 @@ def _json_param(name: str, value: Any) -> Any:
         # A RandomState object has no faithful JSON form; the fitted model does
         # not need it, so only its absence is recorded.
         return None
+    if name == "k_grid":
+        return [int(k) for k in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _selection_meta(selection) -> dict[str, Any] | None:
+    if selection is None:
+        return None
+    table = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+              for k, v in row.items()} for row in selection.table]
+    return {"n_clusters": int(selection.n_clusters), "completion": selection.completion,
+            "temperature": selection.temperature, "table": table}
 
 
 def _fitted_arrays(imp: UL4M4Imputer) -> dict[str, np.ndarray]:
@@ -99,6 +111,10 @@ def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
         "n_iter": int(imp.n_iter_),
         "inertia": float(imp.inertia_),
         "converged": bool(imp.converged_),
+        "n_clusters_fitted": int(imp.n_clusters_),
+        "completion": [imp.completion_[n] for n in imp.modalities_],
+        "temperature": [imp.temperature_[n] for n in imp.modalities_],
+        "selection": _selection_meta(imp.selection_),
         "arrays": {
             name: {
                 "dtype": arrays[name].dtype.name,
@@ -187,16 +203,26 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
             dims = [int(d) for d in meta["n_features"]]
             specs = meta["arrays"]
             arrays = {name: _read_array(archive, name, specs[name], where) for name in specs}
-            imp = UL4M4Imputer(**meta["params"])
+            params = dict(meta["params"])
+            if isinstance(params.get("k_grid"), list):
+                params["k_grid"] = tuple(params["k_grid"])
+            imp = UL4M4Imputer(**params)
             if meta.get("init") in ("k-means++", "random"):
                 # Explicit initial centres are not stored; the fitted model does not need them.
                 imp.init = meta["init"]
             imp._validate_params()
+            k = int(meta["n_clusters_fitted"])
+            completion = [str(c) for c in meta["completion"]]
+            temperature = [None if t is None else float(t) for t in meta["temperature"]]
+            if len(completion) != len(names) or len(temperature) != len(names) or not set(
+                    completion) <= {"greedy", "soft", "mean"}:
+                raise ValueError("completion settings do not match the modalities")
+            selection = _selection_from_meta(meta.get("selection"))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):
                 raise
             raise ModelFileError(f"{where}: malformed model file ({exc!r})") from None
-    _check_consistent(arrays, names, dims, imp, where)
+    _check_consistent(arrays, names, dims, k, imp._dtype.name, where)
     imp.modalities_ = names
     imp.n_features_ = dict(zip(names, dims, strict=True))
     imp.mean_ = {n: arrays[f"mean/{m}"] for m, n in enumerate(names)}
@@ -208,14 +234,29 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
     imp.n_iter_ = int(meta["n_iter"])
     imp.inertia_ = float(meta["inertia"])
     imp.converged_ = bool(meta["converged"])
+    imp.n_clusters_ = k
+    imp.completion_ = dict(zip(names, completion, strict=True))
+    imp.temperature_ = dict(zip(names, temperature, strict=True))
+    imp.selection_ = selection
     blocks = [arrays[f"centers_z/{m}"].copy() for m in range(len(names))]
     imp._centers = Centers(blocks, imp.center_modalities_.copy())
     imp._plan = CompletionPlan.from_centers(imp._centers)
     return imp
 
 
-def _check_consistent(arrays, names, dims, imp, where) -> None:
-    k, n_mod, dtype = int(imp.n_clusters), len(names), imp._dtype.name
+def _selection_from_meta(meta: dict[str, Any] | None):
+    from .selection import Selection
+
+    if meta is None:
+        return None
+    table = [{k: (np.nan if v is None and k not in ("temperature",) else v)
+              for k, v in row.items()} for row in meta["table"]]
+    return Selection(int(meta["n_clusters"]), dict(meta["completion"]),
+                     dict(meta["temperature"]), table)
+
+
+def _check_consistent(arrays, names, dims, k, dtype, where) -> None:
+    n_mod = len(names)
     expected = {"center_modalities": ("bool", (k, n_mod))}
     for m, d in enumerate(dims):
         expected[f"mean/{m}"] = ("float64", (d,))

@@ -1,0 +1,427 @@
+"""A 2-D adapter of :class:`~ul4m4.UL4M4Imputer` for scikit-learn pipelines."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils import Tags
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .imputer import UL4M4Imputer
+
+__all__ = ["ModalityImputer"]
+
+#: Name of the single modality used when ``modalities=None``.
+_WHOLE = "0"
+#: Accepted working dtypes of X; anything else (ints, float16, ...) becomes float64.
+_DTYPES = (np.float64, np.float32)
+#: Attributes set by a successful fit.
+_FITTED = ("imputer_", "modality_columns_", "passthrough_columns_", "n_iter_")
+
+
+class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """UL4M4 imputation of missing modalities stored side by side in one 2-D array.
+
+    Each modality is a group of columns of ``X``; a sample misses a modality when
+    all of that modality's columns are NaN in its row. The columns are split into
+    ``{modality: block}``, an inner :class:`~ul4m4.UL4M4Imputer` is fitted on the
+    blocks, and :meth:`transform` writes the filled blocks back in place of the
+    NaN rows. This makes UL4M4 usable as a step of a :class:`~sklearn.pipeline.Pipeline`.
+
+    Parameters
+    ----------
+    modalities : mapping of str to column selector, default=None
+        Modality name -> its columns of ``X``. A selector is a ``slice``, an int
+        (one column), a list or array of int column indices (negative indices
+        count from the end), a boolean mask of length ``n_features``, or, when
+        ``X`` is a pandas DataFrame with string column names, a column name or a
+        list of column names. Integers are always positions, whatever the
+        DataFrame's column labels. A modality's columns keep their order in
+        ``X``, whatever their order in the selector. Selectors must be disjoint.
+        ``None`` makes all columns one modality named ``"0"``.
+
+        Columns covered by no modality are **passed through unchanged**: they are
+        neither used for fitting nor filled, and any NaN in them stays NaN.
+    n_clusters : int, default=8
+        Number of centres k. Fitting needs at least ``n_clusters`` samples.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=0.0
+        Stop when the total squared centre shift in z-space is at most ``tol``.
+    init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
+        Seeding, or explicit initial centres ``{modality: array (k, d_m)}`` keyed
+        by the names of ``modalities``.
+    random_state : int, RandomState instance or None, default=None
+        Drives every random choice (seeding).
+    dtype : {numpy.float32, numpy.float64}, default=numpy.float32
+        Working precision of the inner imputer (the output keeps the dtype of
+        ``X``: float32 stays float32, anything else becomes float64).
+    batch_size : int or None, default=None
+        Rows per chunk of the inner imputer's passes over the data.
+    reference_one_step : bool, default=False
+        Reproduce the public reference scripts (comparison only).
+    verbose : bool, default=False
+        Log progress to the ``"ul4m4"`` logger.
+    empty : {"raise", "mean"}, default="raise"
+        What to do with a sample that misses every modality. ``"raise"``: fit
+        and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
+        out (they carry nothing to cluster) and transform fills every modality
+        of them with its training mean.
+    completion, temperature, n_init, k_grid, selection_fraction
+        As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
+        the k grid and hidden share of ``n_clusters="auto"``).
+
+    Attributes
+    ----------
+    imputer_ : UL4M4Imputer
+        The fitted inner imputer (centres, labels, statistics per modality). With
+        ``empty="mean"``, its ``labels_`` cover only the training samples that
+        observe at least one modality.
+    modality_columns_ : dict of str to ndarray of int
+        The resolved column indices of each modality, in increasing order.
+    passthrough_columns_ : ndarray of int
+        Indices of the columns covered by no modality.
+    n_iter_ : int
+        Lloyd iterations run by the inner imputer.
+    n_features_in_ : int
+        Number of columns seen during fit.
+    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+        Column names seen during fit; only when ``X`` had string column names.
+
+    See Also
+    --------
+    UL4M4Imputer : The underlying estimator, on ``{modality: array}`` input.
+
+    Notes
+    -----
+    **Missing values.** Within a modality a row must be either entirely NaN
+    (missing) or entirely finite (observed); a partly NaN row raises
+    ``ValueError``. Infinite values raise. Observed values are returned
+    bit-identical and the caller's array is never modified.
+
+    **scikit-learn compatibility.** The estimator passes
+    :func:`~sklearn.utils.estimator_checks.check_estimator` except for:
+
+    - ``check_estimators_pickle`` (both variants): the check sets 10 random cells
+      of ``X`` to NaN, so some rows of the single default modality are partly
+      NaN. UL4M4 models whole missing modalities only, and a partly NaN row is
+      rejected rather than silently reinterpreted. Pickling itself works.
+
+    Like :class:`~sklearn.cluster.KMeans`, fitting raises ``ValueError`` when
+    there are fewer than 2 or fewer than ``n_clusters`` samples (the message
+    starts with ``n_samples=...``, which scikit-learn's one-sample check
+    accepts), or when a modality is observed in fewer than 2 training samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from ul4m4.adapter import ModalityImputer
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(120, 7))            # text: columns 0-3, image: 4-6
+    >>> y = (X[:, 0] + X[:, 4] > 0).astype(int)
+    >>> X[:40, 4:] = np.nan                      # 40 samples miss their image
+    >>> pipe = make_pipeline(
+    ...     ModalityImputer({"text": slice(0, 4), "image": slice(4, 7)},
+    ...                     n_clusters=4, random_state=0),
+    ...     LogisticRegression(),
+    ... )
+    >>> pipe.fit(X, y).predict(X[:3]).shape
+    (3,)
+    >>> filled = pipe[0].transform(X)
+    >>> bool(np.isnan(filled).any())
+    False
+    >>> bool(np.array_equal(filled[40:], X[40:]))
+    True
+    """
+
+    def __init__(
+        self,
+        modalities: Mapping[Any, Any] | None = None,
+        n_clusters: int = 8,
+        *,
+        max_iter: int = 300,
+        tol: float = 0.0,
+        init: str | Mapping[str, Any] = "k-means++",
+        random_state: int | np.random.RandomState | None = None,
+        dtype: Any = np.float32,
+        batch_size: int | None = None,
+        reference_one_step: bool = False,
+        verbose: bool = False,
+        empty: str = "raise",
+        completion: str = "greedy",
+        temperature: float = 0.05,
+        n_init: int = 1,
+        k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
+        selection_fraction: float = 0.2,
+    ) -> None:
+        self.modalities = modalities
+        self.n_clusters = n_clusters
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.random_state = random_state
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.reference_one_step = reference_one_step
+        self.verbose = verbose
+        self.empty = empty
+        self.completion = completion
+        self.temperature = temperature
+        self.n_init = n_init
+        self.k_grid = k_grid
+        self.selection_fraction = selection_fraction
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.target_tags.required = False
+        # The inner imputer keeps a floating input's dtype.
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        # validate_data sets n_features_in_ before the selectors are checked, so that
+        # attribute alone does not prove a successful fit.
+        return hasattr(self, "imputer_")
+
+    def _make_imputer(self) -> UL4M4Imputer:
+        return UL4M4Imputer(
+            n_clusters=self.n_clusters,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            init=self.init,
+            random_state=self.random_state,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            reference_one_step=self.reference_one_step,
+            verbose=self.verbose,
+            empty=self.empty,
+            completion=self.completion,
+            temperature=self.temperature,
+            n_init=self.n_init,
+            k_grid=self.k_grid,
+            selection_fraction=self.selection_fraction,
+        )
+
+    def fit(self, X: Any, y: Any = None) -> ModalityImputer:
+        """Resolve the column selectors and fit the inner UL4M4 imputer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; NaN rows of a modality's columns mark it missing.
+        y : ignored
+            Present for API consistency; UL4M4 never looks at labels.
+
+        Returns
+        -------
+        self : ModalityImputer
+        """
+        # A failed refit must not leave the previous model looking valid for the new data.
+        for attr in _FITTED:
+            self.__dict__.pop(attr, None)
+        imputer = self._make_imputer()
+        # Parameter errors before data errors, so a bad n_clusters is not reported as
+        # a problem with the data.
+        imputer._validate_params()
+        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=True)
+        n_samples = X.shape[0]
+        if n_samples < 2:
+            raise ValueError(
+                f"n_samples={n_samples}: UL4M4 needs at least 2 training samples (a modality's "
+                "standard deviation is undefined otherwise)"
+            )
+        columns = _resolve_modalities(
+            self.modalities, X.shape[1], getattr(self, "feature_names_in_", None)
+        )
+        covered = np.zeros(X.shape[1], dtype=bool)
+        for cols in columns.values():
+            covered[cols] = True
+        blocks = _split(X, columns)
+        imputer.fit(blocks)
+        self.modality_columns_ = columns
+        self.passthrough_columns_ = np.flatnonzero(~covered)
+        self.imputer_ = imputer
+        self.n_iter_ = imputer.n_iter_
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Fill the missing modalities of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the columns seen during fit, any missing pattern.
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features)
+            A new array, same column order; float32 input stays float32, other
+            input becomes float64. Observed values and pass-through columns are
+            bit-identical to ``X``.
+        """
+        check_is_fitted(self)
+        # copy=True copies only when the validated array could alias the caller's.
+        out = validate_data(
+            self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=False, copy=True
+        )
+        if not out.flags.writeable:
+            out = out.copy()
+        filled = self.imputer_.transform(_split(out, self.modality_columns_))
+        for name, cols in self.modality_columns_.items():
+            out[:, cols] = filled[name]
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names: the input feature names, since columns are kept in place.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input feature names. ``None`` uses ``feature_names_in_`` when defined,
+            else ``["x0", "x1", ...]``. When given, it must match
+            ``feature_names_in_`` if that is defined.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        return super().get_feature_names_out(input_features)
+
+
+def _split(X: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # Contiguous column ranges become views: the inner imputer only reads its input.
+    return {name: X[:, _as_slice(cols)] for name, cols in columns.items()}
+
+
+def _as_slice(cols: np.ndarray) -> slice | np.ndarray:
+    if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+        return slice(int(cols[0]), int(cols[0]) + cols.size)
+    return cols
+
+
+def _resolve_modalities(
+    modalities: Mapping[Any, Any] | None, n_features: int, feature_names: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Turn the ``modalities`` parameter into disjoint sorted column-index arrays."""
+    if modalities is None:
+        return {_WHOLE: np.arange(n_features)}
+    if not isinstance(modalities, Mapping):
+        raise ValueError(
+            "modalities must be None or a mapping {modality name: column selector}, got "
+            f"{type(modalities).__name__}"
+        )
+    if not modalities:
+        raise ValueError("modalities is empty: give at least one modality")
+    resolved: dict[str, np.ndarray] = {}
+    for key, selector in modalities.items():
+        name = str(key)
+        if name in resolved:
+            raise ValueError(f"modality names must be unique as strings; {name!r} repeats")
+        resolved[name] = _resolve_selector(name, selector, n_features, feature_names)
+    _check_disjoint(resolved, feature_names)
+    return resolved
+
+
+def _resolve_selector(
+    name: str, selector: Any, n_features: int, feature_names: np.ndarray | None
+) -> np.ndarray:
+    if isinstance(selector, slice):
+        cols = _resolve_slice(name, selector, n_features)
+    else:
+        if isinstance(selector, str | numbers.Integral) and not isinstance(selector, bool):
+            selector = [selector]
+        try:
+            items = np.asarray(selector)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"modality {name!r}: invalid column selector ({exc})") from exc
+        if items.ndim != 1:
+            raise ValueError(
+                f"modality {name!r}: a column selector must be a slice, an int, a column name "
+                f"or a 1-D list of them, got {selector!r}"
+            )
+        if items.dtype.kind == "b":
+            if items.size != n_features:
+                raise ValueError(
+                    f"modality {name!r}: boolean mask has length {items.size}, X has "
+                    f"{n_features} columns"
+                )
+            cols = np.flatnonzero(items)
+        elif items.dtype.kind in "iu":
+            cols = _resolve_indices(name, items, n_features)
+        elif items.size and all(isinstance(item, str) for item in items.tolist()):
+            cols = _resolve_names(name, items.tolist(), feature_names)
+        elif items.size:
+            raise ValueError(
+                f"modality {name!r}: columns must be all integer positions or all column "
+                f"names, got {selector!r}"
+            )
+        else:
+            cols = np.empty(0, dtype=np.intp)
+    if not cols.size:
+        raise ValueError(f"modality {name!r}: the selector {selector!r} selects no column")
+    repeated = np.unique(cols[np.flatnonzero(np.diff(np.sort(cols)) == 0)])
+    if repeated.size:
+        raise ValueError(f"modality {name!r}: selects columns {repeated.tolist()} more than once")
+    return np.sort(cols).astype(np.intp)
+
+
+def _resolve_slice(name: str, selector: slice, n_features: int) -> np.ndarray:
+    for bound in (selector.start, selector.stop):
+        if bound is None:
+            continue
+        if not isinstance(bound, numbers.Integral) or isinstance(bound, bool):
+            raise ValueError(f"modality {name!r}: slice bounds must be integers, got {selector!r}")
+        # Python would silently truncate; an overlong slice means the declared widths do
+        # not match X, which must not go unnoticed.
+        if not -n_features <= bound <= n_features:
+            raise ValueError(
+                f"modality {name!r}: {selector!r} is out of range for X with {n_features} columns"
+            )
+    return np.arange(n_features)[selector]
+
+
+def _resolve_indices(name: str, items: np.ndarray, n_features: int) -> np.ndarray:
+    items = items.astype(np.int64)
+    bad = items[(items < -n_features) | (items >= n_features)]
+    if bad.size:
+        raise ValueError(
+            f"modality {name!r}: column indices {bad.tolist()} are out of range for X with "
+            f"{n_features} columns"
+        )
+    return np.where(items < 0, items + n_features, items)
+
+
+def _resolve_names(name: str, labels: list[str], feature_names: np.ndarray | None) -> np.ndarray:
+    if feature_names is None:
+        raise ValueError(
+            f"modality {name!r}: column names {labels} can only be used when X is a DataFrame "
+            "with string column names"
+        )
+    position = {str(f): i for i, f in enumerate(feature_names)}
+    unknown = [label for label in labels if label not in position]
+    if unknown:
+        raise ValueError(f"modality {name!r}: unknown columns {unknown}")
+    return np.array([position[label] for label in labels], dtype=np.intp)
+
+
+def _check_disjoint(resolved: Mapping[str, np.ndarray], feature_names: np.ndarray | None) -> None:
+    owner: dict[int, str] = {}
+    for name, cols in resolved.items():
+        for col in cols.tolist():
+            if col in owner:
+                other = owner[col]
+                shared = np.intersect1d(resolved[other], cols).tolist()
+                shown = shared if feature_names is None else [str(feature_names[c]) for c in shared]
+                raise ValueError(
+                    f"modalities {other!r} and {name!r} overlap on columns {shown}; "
+                    "column selectors must be disjoint"
+                )
+            owner[col] = name

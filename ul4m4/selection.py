@@ -1,0 +1,156 @@
+"""Label-free model selection by masked reconstruction on the training data.
+
+No labels exist at imputation time, so the imputer scores itself on its own
+training data: for a seeded fraction of the training samples that observe at
+least two modalities, one observed modality is hidden; a model is fitted on the
+data *without* the hidden blocks (statistics and centres alike, so nothing
+leaks), each candidate completion fills the hidden blocks, and the z-space MSE
+per modality (``||z_hat - z||^2 / d_m`` averaged over hidden blocks) scores it.
+
+Candidates: the greedy completion, soft completion at a few temperatures, and
+per-modality mean imputation (z = 0), for every k of a grid. The chosen k
+minimises the mean over modalities of each modality's best score; each modality
+then uses its own best method at that k (ties go to the simpler method: mean,
+then greedy, then soft; and to the smaller k). Cost: one fit per k of the grid
+on the masked data, plus the final fit on all the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cluster import Centers
+from .complete import CompletionPlan, complete_sources, soft_complete
+from .data import Multimodal, Standardized
+
+__all__ = ["Selection", "hide_blocks", "select_model"]
+
+#: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
+MAX_HIDDEN_SAMPLES = 10_000
+_METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
+
+
+@dataclass
+class Selection:
+    """Outcome of :func:`select_model`."""
+
+    n_clusters: int
+    completion: dict[str, str]
+    temperature: dict[str, float | None]
+    table: list[dict] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        """The score table as Markdown (z-space MSE on hidden blocks, lower is better)."""
+        if not self.table:
+            return "(no selection was run)"
+        names = [c for c in self.table[0] if c not in ("n_clusters", "method", "temperature")]
+        lines = ["| k | method | T | " + " | ".join(names) + " |",
+                 "|---|---|---|" + "---|" * len(names)]
+        for row in self.table:
+            t = "" if row["temperature"] is None else f"{row['temperature']:g}"
+            cells = " | ".join(f"{row[n]:.4f}" if np.isfinite(row[n]) else "-" for n in names)
+            lines.append(f"| {row['n_clusters']} | {row['method']} | {t} | {cells} |")
+        return "\n".join(lines)
+
+
+def hide_blocks(
+    mask: np.ndarray, fraction: float, rng: np.random.RandomState
+) -> np.ndarray:
+    """Choose one observed block to hide in a ``fraction`` of the multi-modal samples.
+
+    Returns a boolean (n, M) array, True at the hidden entries. Only samples with
+    at least two observed modalities are eligible, so none becomes empty.
+    """
+    eligible = np.flatnonzero(mask.sum(axis=1) >= 2)
+    hidden = np.zeros_like(mask)
+    n_pick = min(int(round(fraction * eligible.size)), MAX_HIDDEN_SAMPLES)
+    if n_pick == 0:
+        return hidden
+    rows = np.sort(rng.choice(eligible, size=n_pick, replace=False))
+    # A uniform draw among each row's observed modalities.
+    u = rng.random_sample(n_pick)
+    observed = mask[rows]
+    counts = observed.sum(axis=1)
+    target = np.floor(u * counts).astype(np.int64)
+    rank = np.cumsum(observed, axis=1) - 1
+    cols = np.argmax(observed & (rank == target[:, None]), axis=1)
+    hidden[rows, cols] = True
+    return hidden
+
+
+def _scores(hat: list, true: list, hidden_rows: list) -> dict[int, float]:
+    out = {}
+    for m, (h, t) in enumerate(zip(hat, true, strict=True)):
+        if hidden_rows[m].size:
+            out[m] = float(np.mean(np.sum((h - t) ** 2, axis=1) / t.shape[1]))
+    return out
+
+
+def select_model(
+    data: Multimodal,
+    fit: Callable[[Multimodal, int], tuple[list, list, Centers]],
+    *,
+    k_grid: Sequence[int],
+    methods: Sequence[str],
+    temperatures: Sequence[float],
+    fraction: float,
+    rng: np.random.RandomState,
+    dtype: np.dtype,
+    chunk_rows: int,
+    gamma: float,
+) -> Selection:
+    """Score every (k, completion) candidate on hidden training blocks; pick the best.
+
+    ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
+    ``methods`` is a subset of ``("greedy", "soft", "mean")``.
+    """
+    names = data.names
+    hidden = hide_blocks(data.mask, fraction, rng)
+    if not hidden.any():
+        return Selection(int(k_grid[0]), {}, {}, [])
+    masked = Multimodal(names, data.arrays, data.mask & ~hidden)
+    rows = np.flatnonzero(hidden.any(axis=1))
+    subset = Multimodal(names, [np.asarray(a[rows]) for a in data.arrays], masked.mask[rows])
+    hidden_sub = hidden[rows]
+    hidden_rows = [np.flatnonzero(hidden_sub[:, m]) for m in range(len(names))]
+    table, best_by_k = [], {}
+    for k in k_grid:
+        means, scales, centers = fit(masked, int(k))
+        view = Standardized(subset, means, scales, dtype, chunk_rows)
+        truth_view = Standardized(
+            Multimodal(names, subset.arrays, subset.mask | hidden_sub), means, scales, dtype,
+            chunk_rows,
+        )
+        true_blocks, _ = truth_view.rows(slice(0, len(rows)))
+        true = [true_blocks[m][hidden_rows[m]].astype(np.float64) for m in range(len(names))]
+        plan = CompletionPlan.from_centers(centers)
+        candidates = []
+        if "mean" in methods:
+            candidates.append(("mean", None, [np.zeros_like(t) for t in true]))
+        if "greedy" in methods:
+            src = complete_sources(view, plan, gamma)
+            hat = [plan.exact_blocks[m][src[hidden_rows[m], m]] for m in range(len(names))]
+            candidates.append(("greedy", None, hat))
+        for t in temperatures if "soft" in methods else ():
+            out = [np.zeros((len(rows), d)) for d in data.dims]
+            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
+            candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
+        best: dict[int, tuple] = {}
+        for method, t, hat in candidates:
+            scores = _scores(hat, true, hidden_rows)
+            row = {"n_clusters": int(k), "method": method, "temperature": t}
+            row.update({n: scores.get(m, np.nan) for m, n in enumerate(names)})
+            table.append(row)
+            for m, score in scores.items():
+                key = (score, _METHOD_ORDER[method], t or 0.0)
+                if m not in best or key < best[m][0]:
+                    best[m] = (key, method, t)
+        best_by_k[int(k)] = best
+    chosen_k = min(best_by_k, key=lambda k: (np.mean([b[0][0] for b in best_by_k[k].values()]), k))
+    best = best_by_k[chosen_k]
+    completion = {n: best[m][1] if m in best else "greedy" for m, n in enumerate(names)}
+    temperature = {n: best[m][2] if m in best else None for m, n in enumerate(names)}
+    return Selection(chosen_k, completion, temperature, table)
