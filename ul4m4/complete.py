@@ -148,14 +148,18 @@ def soft_complete(
     weight = np.full((n, n_mod), np.nan)
     fallback = np.zeros((n, n_mod), dtype=bool)
     for rows, blocks, mask in view.chunks():
-        sq, _ = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms, gamma)
+        sq, err = partial_sq_dists(
+            blocks, mask, centers.blocks, centers.mask, centers.norms, gamma
+        )
         for m in range(n_mod):
             if out[m] is None:
                 continue
             missing = np.flatnonzero(~mask[:, m])
             if not missing.size:
                 continue
-            w, stuck = _soft_weights(sq[missing], centers.mask[:, m], temperature[m])
+            w, stuck = _soft_weights(
+                sq[missing], err[missing], centers.mask[:, m], temperature[m]
+            )
             global_rows = np.arange(rows.start, rows.stop)[missing]
             live = ~stuck
             out[m][global_rows[live]] = (w[live] @ values[m]).astype(out[m].dtype)
@@ -174,16 +178,26 @@ def soft_complete(
     return top, weight
 
 
-def _soft_weights(sq: np.ndarray, carries: np.ndarray, temperature: float):
-    """Row-wise softmax weights over eligible centres; rows with none are ``stuck``."""
+def _soft_weights(sq: np.ndarray, err: np.ndarray, carries: np.ndarray, temperature: float):
+    """Row-wise softmax weights over eligible centres; rows with none are ``stuck``.
+
+    Distances within their rounding bound of the row's smallest one are set to
+    it, so centres tied in exact arithmetic get exactly equal weights even when
+    the median distance is 0 (then only those tied centres get weight).
+    """
     eligible = carries[None, :] & np.isfinite(sq)
     stuck = ~eligible.any(axis=1)
-    scores = np.where(eligible, sq, np.nan)
+    scores = np.where(eligible, sq, np.inf)
+    best = np.argmin(scores, axis=1)
+    rows = np.arange(sq.shape[0])
+    lowest = np.where(stuck, 0.0, scores[rows, best])
+    reach = lowest + np.where(stuck, 0.0, err[rows, best])
+    scores = np.where(eligible & (scores - err <= reach[:, None]), lowest[:, None], scores)
     with np.errstate(all="ignore"):
-        lowest = np.nanmin(np.where(stuck[:, None], 0.0, scores), axis=1)
-        median = np.nanmedian(np.where(stuck[:, None], 1.0, scores), axis=1)
+        median = np.nanmedian(np.where(eligible, scores, np.nan), axis=1)
+    median = np.where(stuck, 1.0, median)
     scale = temperature * np.maximum(median, np.finfo(np.float64).tiny)
-    logits = np.where(eligible, -(sq - lowest[:, None]) / scale[:, None], -np.inf)
+    logits = np.where(eligible, -(scores - lowest[:, None]) / scale[:, None], -np.inf)
     logits[stuck] = 0.0
     w = np.exp(logits - logits.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)

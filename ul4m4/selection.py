@@ -8,11 +8,15 @@ leaks), each candidate completion fills the hidden blocks, and the z-space MSE
 per modality (``||z_hat - z||^2 / d_m`` averaged over hidden blocks) scores it.
 
 Candidates: the greedy completion, soft completion at a few temperatures, and
-per-modality mean imputation (z = 0), for every k of a grid. The chosen k
-minimises the mean over modalities of each modality's best score; each modality
-then uses its own best method at that k (ties go to the simpler method: mean,
-then greedy, then soft; and to the smaller k). Cost: one fit per k of the grid
-on the masked data, plus the final fit on all the data.
+per-modality mean imputation (z = 0), for every k of a grid. A completion is
+eligible for a modality only if it beats mean imputation on that modality's
+hidden blocks by more than two standard errors (a paired one-sided test), so
+noise in the hidden sample cannot make the imputer worse than the mean on data
+whose modalities say nothing about each other. The chosen k minimises the mean
+over modalities of each modality's best eligible score; each modality then uses
+its own best method at that k (ties go to the simpler method: mean, then greedy,
+then soft; and to the smaller k). Cost: one fit per k of the grid on the masked
+data, plus the final fit on all the data.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = ["Selection", "hide_blocks", "select_model"]
 #: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
 MAX_HIDDEN_SAMPLES = 10_000
 _METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
+#: Standard errors by which a completion must beat mean imputation to be chosen.
+_MARGIN_SE = 2.0
 
 
 @dataclass
@@ -81,12 +87,27 @@ def hide_blocks(
     return hidden
 
 
-def _scores(hat: list, true: list, hidden_rows: list) -> dict[int, float]:
+def _errors(hat: list, true: list, hidden_rows: list) -> dict[int, np.ndarray]:
+    """Per modality, the squared z-space error of every hidden block (per dimension)."""
     out = {}
     for m, (h, t) in enumerate(zip(hat, true, strict=True)):
         if hidden_rows[m].size:
-            out[m] = float(np.mean(np.sum((h - t) ** 2, axis=1) / t.shape[1]))
+            out[m] = np.sum((h - t) ** 2, axis=1) / t.shape[1]
     return out
+
+
+def _beats_mean(errors: np.ndarray, mean_errors: np.ndarray) -> bool:
+    """Whether a completion is better than mean imputation beyond noise.
+
+    A paired one-sided test on the hidden blocks: the mean difference of squared
+    errors must be below zero by more than two standard errors. Otherwise mean
+    imputation is kept, so that data whose modalities carry no information about
+    each other are not imputed worse than by the mean.
+    """
+    diff = errors - mean_errors
+    if diff.size < 2:
+        return False
+    return bool(diff.mean() + _MARGIN_SE * diff.std(ddof=1) / np.sqrt(diff.size) < 0)
 
 
 def select_model(
@@ -139,13 +160,18 @@ def select_model(
             soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
             candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
         best: dict[int, tuple] = {}
-        for method, t, hat in candidates:
-            scores = _scores(hat, true, hidden_rows)
+        errors = {(method, t): _errors(hat, true, hidden_rows) for method, t, hat in candidates}
+        baseline = errors.get(("mean", None))
+        for (method, t), per_modality in errors.items():
             row = {"n_clusters": int(k), "method": method, "temperature": t}
-            row.update({n: scores.get(m, np.nan) for m, n in enumerate(names)})
+            row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
+                        for m, n in enumerate(names)})
             table.append(row)
-            for m, score in scores.items():
-                key = (score, _METHOD_ORDER[method], t or 0.0)
+            for m, err in per_modality.items():
+                if baseline is not None and method != "mean" and not _beats_mean(
+                        err, baseline[m]):
+                    continue
+                key = (float(err.mean()), _METHOD_ORDER[method], t or 0.0)
                 if m not in best or key < best[m][0]:
                     best[m] = (key, method, t)
         best_by_k[int(k)] = best
