@@ -139,6 +139,21 @@ def test_predict_and_transform_do_not_depend_on_batch_size(case, seed, batch_siz
         np.testing.assert_array_equal(filled_b[name], filled[name])
 
 
+@given(multimodal(max_n=30), st.integers(0, 2**31 - 1), st.integers(1, 7),
+       st.sampled_from([np.float32, np.float64]))
+def test_fit_does_not_depend_on_batch_size(case, seed, batch_size, dtype):
+    """Sums run in row order whatever the chunking: bit-identical statistics and centres."""
+    X, mask, k = case
+    a = _fit_quiet(UL4M4Imputer(k, random_state=seed, dtype=dtype), X)
+    b = _fit_quiet(UL4M4Imputer(k, random_state=seed, dtype=dtype, batch_size=batch_size), X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_ == b.history_ or np.allclose(a.history_, b.history_, rtol=1e-6)
+    for name in X:
+        np.testing.assert_array_equal(a.mean_[name], b.mean_[name])
+        np.testing.assert_array_equal(a.scale_[name], b.scale_[name])
+        np.testing.assert_array_equal(a.cluster_centers_[name], b.cluster_centers_[name])
+
+
 def test_predict_matches_labels_after_fit():
     X, _ = _incomplete(n=200, seed=4)
     imp = UL4M4Imputer(6, random_state=0).fit(X)

@@ -12,10 +12,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
-from .data import Standardized
+from .data import Standardized, sequential_sums
 from .distance import (
     exact_argmin,
     exact_partial_sq_dists,
@@ -105,16 +104,10 @@ def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
 
 
 def _accumulate(labels, blocks, mask, sums, counts) -> None:
-    # A sparse (k x B) one-hot product runs in O(B d) and sums each cluster's rows
-    # sequentially in row order, in float64 (scipy upcasts the block). Missing
-    # rows are zeros, so they add nothing to the sums; counts use the mask.
-    k, n_rows = counts.shape[0], labels.size
-    onehot = sparse.csr_matrix(
-        (np.ones(n_rows), (labels, np.arange(n_rows))), shape=(k, n_rows)
-    )
+    # Missing rows are zeros, so they add nothing to the sums; counts use the mask.
     for m, block in enumerate(blocks):
-        sums[m] += onehot @ block
-        counts[:, m] += np.bincount(labels, weights=mask[:, m], minlength=k)
+        sums[m][...] = sequential_sums(sums[m], labels, block)
+        counts[:, m] += np.bincount(labels, weights=mask[:, m], minlength=counts.shape[0])
 
 
 def _seed_from_rows(view: Standardized, rows: np.ndarray) -> Centers:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 __all__ = [
     "Multimodal",
@@ -21,6 +22,7 @@ __all__ = [
     "check_multimodal",
     "iter_row_chunks",
     "modality_statistics",
+    "sequential_sums",
     "standardize_rows",
 ]
 
@@ -248,32 +250,60 @@ def standardize_rows(
     return blocks, mask
 
 
+def sequential_sums(
+    running: np.ndarray, labels: np.ndarray, block: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """``running[j] + sum of weights[i] * block[i] over rows i with labels[i] == j``, in float64.
+
+    Each group's rows are added one after the other, in row order, *onto the
+    running total*: the result is the same whatever the chunking of the rows, so
+    statistics and centres do not depend on ``batch_size``. A sparse product does
+    it in O(B d): ``[I | onehot] @ [running; block]`` sums each row of the
+    operator's nonzeros in column order.
+    """
+    k, n_rows = running.shape[0], block.shape[0]
+    values = np.ones(k + n_rows)
+    if weights is not None:
+        values[k:] = weights
+    operator = sparse.csr_matrix(
+        (values, (np.concatenate([np.arange(k), labels]), np.arange(k + n_rows))),
+        shape=(k, k + n_rows),
+    )
+    stacked = np.empty((k + n_rows, block.shape[1]))
+    stacked[:k] = running
+    stacked[k:] = block
+    return operator @ stacked
+
+
 def modality_statistics(
     data: Multimodal, chunk_rows: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-modality mean and unbiased std over the rows that observe the modality.
 
     Two chunked passes in float64 (mean, then squared deviations) keep memory at
-    one chunk and avoid the cancellation of the one-pass formula. A dimension with
-    std <= 1e-8 gets scale 1, so constant features stay finite after z-scoring.
+    one chunk and avoid the cancellation of the one-pass formula; sums run in row
+    order whatever the chunking. A dimension with std <= 1e-8 gets scale 1, so
+    constant features stay finite after z-scoring.
     """
     counts = data.mask.sum(axis=0)
-    sums = [np.zeros(d) for d in data.dims]
+    sums = [np.zeros((1, d)) for d in data.dims]
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
         observed = data.mask[rows]
         for m, array in enumerate(data.arrays):
             block = np.asarray(array[rows])[observed[:, m]]
-            sums[m] += block.sum(axis=0, dtype=np.float64)
-    means = [s / c for s, c in zip(sums, counts, strict=True)]
-    squares = [np.zeros(d) for d in data.dims]
+            sums[m] = sequential_sums(sums[m], np.zeros(block.shape[0], dtype=np.int64), block)
+    means = [s[0] / c for s, c in zip(sums, counts, strict=True)]
+    squares = [np.zeros((1, d)) for d in data.dims]
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
         observed = data.mask[rows]
         for m, array in enumerate(data.arrays):
             block = np.asarray(array[rows])[observed[:, m]].astype(np.float64) - means[m]
-            squares[m] += np.einsum("ij,ij->j", block, block)
+            squares[m] = sequential_sums(
+                squares[m], np.zeros(block.shape[0], dtype=np.int64), block * block
+            )
     scales = []
     for sq, c in zip(squares, counts, strict=True):
-        std = np.sqrt(sq / (c - 1))
+        std = np.sqrt(sq[0] / (c - 1))
         scales.append(np.where(std <= _MIN_STD, 1.0, std))
     return means, scales
 
