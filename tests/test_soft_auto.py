@@ -181,6 +181,7 @@ def test_n_init_keeps_the_lowest_inertia():
         ({"k_grid": ()}, "k_grid must be a non-empty"),
         ({"n_init": 0}, "n_init must be an integer >= 1"),
         ({"n_clusters": "many"}, "n_clusters must be an integer"),
+        ({"shrinkage": 1.0}, "shrinkage must be a real in"),
     ],
 )
 def test_bad_selection_parameters(params, match):
@@ -198,3 +199,18 @@ def test_auto_model_round_trips(tmp_path):
     assert loaded.selection_.to_markdown() == imp.selection_.to_markdown()
     for name in X:
         np.testing.assert_array_equal(loaded.transform(X)[name], imp.transform(X)[name])
+
+
+@pytest.mark.parametrize("completion", ["greedy", "soft"])
+def test_shrinkage_pulls_filled_values_toward_the_mean(completion):
+    X, _ = _clustered(n=120, seed=13)
+    plain = UL4M4Imputer(5, random_state=0, dtype=np.float64, completion=completion).fit(X)
+    shrunk = UL4M4Imputer(5, random_state=0, dtype=np.float64, completion=completion,
+                          shrinkage=0.5).fit(X)
+    a, b = plain.transform(X), shrunk.transform(X)
+    for name in X:
+        missing = np.isnan(X[name]).all(axis=1)
+        mean = plain.mean_[name]
+        np.testing.assert_allclose(b[name][missing], mean + 0.5 * (a[name][missing] - mean),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(b[name][~missing], X[name][~missing])

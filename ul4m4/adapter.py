@@ -71,7 +71,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
         out (they carry nothing to cluster) and transform fills every modality
         of them with its training mean.
-    completion, temperature, n_init, k_grid, selection_fraction
+    completion, temperature, n_init, k_grid, selection_fraction, shrinkage
         As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
         the k grid and hidden share of ``n_clusters="auto"``).
 
@@ -159,6 +159,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
+        shrinkage: float = 0.0,
     ) -> None:
         self.modalities = modalities
         self.n_clusters = n_clusters
@@ -176,6 +177,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.n_init = n_init
         self.k_grid = k_grid
         self.selection_fraction = selection_fraction
+        self.shrinkage = shrinkage
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -207,6 +209,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             n_init=self.n_init,
             k_grid=self.k_grid,
             selection_fraction=self.selection_fraction,
+            shrinkage=self.shrinkage,
         )
 
     def fit(self, X: Any, y: Any = None) -> ModalityImputer:

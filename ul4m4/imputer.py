@@ -29,6 +29,7 @@ _INIT_OPTIONS = ("k-means++", "random")
 _EMPTY_OPTIONS = ("raise", "mean")
 _COMPLETION_OPTIONS = ("greedy", "soft", "auto")
 _SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
+_SHRINKAGES = (0.0, 0.25, 0.5)
 
 
 class UL4M4Imputer(BaseEstimator):
@@ -91,6 +92,10 @@ class UL4M4Imputer(BaseEstimator):
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
         block hidden for ``"auto"`` selection (at most 10,000 samples).
+    shrinkage : float, default=0.0
+        Pull every value filled from centres toward the training mean:
+        ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
+        ``completion="auto"`` chooses it per modality among 0, 0.25 and 0.5.
 
     Attributes
     ----------
@@ -123,6 +128,8 @@ class UL4M4Imputer(BaseEstimator):
         Completion used per modality: "greedy", "soft" or "mean".
     temperature_ : dict of str to float or None
         Soft-completion temperature per modality (None unless "soft").
+    shrinkage_ : dict of str to float
+        Shrinkage toward the training mean used per modality.
     selection_ : Selection or None
         With ``"auto"``: the masked-reconstruction scores of every candidate
         (``selection_.table``, ``selection_.to_markdown()``).
@@ -169,6 +176,7 @@ class UL4M4Imputer(BaseEstimator):
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
+        shrinkage: float = 0.0,
     ) -> None:
         self.n_clusters = n_clusters
         self.max_iter = max_iter
@@ -185,6 +193,7 @@ class UL4M4Imputer(BaseEstimator):
         self.n_init = n_init
         self.k_grid = k_grid
         self.selection_fraction = selection_fraction
+        self.shrinkage = shrinkage
 
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
@@ -202,6 +211,9 @@ class UL4M4Imputer(BaseEstimator):
             if (not isinstance(value, numbers.Real) or isinstance(value, bool)
                     or not np.isfinite(value) or value <= 0):
                 raise ValueError(f"{name} must be a finite real > 0, got {value!r}")
+        if (not isinstance(self.shrinkage, numbers.Real) or isinstance(self.shrinkage, bool)
+                or not 0 <= self.shrinkage < 1):
+            raise ValueError(f"shrinkage must be a real in [0, 1), got {self.shrinkage!r}")
         if self.selection_fraction > 1:
             raise ValueError(f"selection_fraction must be <= 1, got {self.selection_fraction!r}")
         grid = tuple(self.k_grid) if isinstance(self.k_grid, list | tuple) else ()
@@ -321,6 +333,7 @@ class UL4M4Imputer(BaseEstimator):
 
         selection = select_model(
             data, fit, k_grid=sorted(set(grid)), methods=methods, temperatures=temperatures,
+            shrinkages=_SHRINKAGES if self.completion == "auto" else (float(self.shrinkage),),
             fraction=float(self.selection_fraction), rng=rng, dtype=self._dtype,
             chunk_rows=chunk_rows, gamma=gamma,
         )
@@ -338,7 +351,9 @@ class UL4M4Imputer(BaseEstimator):
         if selection is not None and selection.completion and self.completion == "auto":
             self.completion_ = dict(selection.completion)
             self.temperature_ = dict(selection.temperature)
+            self.shrinkage_ = dict(selection.shrinkage)
             return
+        self.shrinkage_ = {n: float(self.shrinkage) for n in names}
         method = "greedy" if self.completion == "auto" else self.completion
         self.completion_ = {n: method for n in names}
         t = float(self.temperature) if method == "soft" else None
@@ -471,6 +486,7 @@ class UL4M4Imputer(BaseEstimator):
                 sources[missing, m] = FROM_MEAN
             sources[empty_rows, m] = FROM_MEAN
             self._fill_from(filled[m], names[m], sources[:, m], method == "greedy")
+            self._shrink(filled[m], names[m], sources[:, m] >= 0)
             if method != "soft":
                 weights[missing, m] = 1.0
             weights[sources[:, m] == FROM_MEAN, m] = 1.0
@@ -482,6 +498,14 @@ class UL4M4Imputer(BaseEstimator):
         if return_weights:
             extras.append({n: weights[:, names.index(n)] for n in order})
         return (result, *extras) if extras else result
+
+    def _shrink(self, out: np.ndarray, name: str, rows: np.ndarray) -> None:
+        s = self.shrinkage_[name]
+        if s and rows.any():
+            mean = self.mean_[name]
+            out[rows] = (mean + (1.0 - s) * (out[rows].astype(np.float64) - mean)).astype(
+                out.dtype
+            )
 
     def _fill_from(self, out: np.ndarray, name: str, source: np.ndarray, copy_centres: bool):
         if copy_centres:

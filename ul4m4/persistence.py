@@ -44,7 +44,7 @@ _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 _PARAMS = (
     "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
     "reference_one_step", "verbose", "empty", "completion", "temperature", "n_init",
-    "k_grid", "selection_fraction",
+    "k_grid", "selection_fraction", "shrinkage",
 )
 
 
@@ -78,7 +78,8 @@ def _selection_meta(selection) -> dict[str, Any] | None:
     table = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
               for k, v in row.items()} for row in selection.table]
     return {"n_clusters": int(selection.n_clusters), "completion": selection.completion,
-            "temperature": selection.temperature, "table": table}
+            "temperature": selection.temperature, "shrinkage": selection.shrinkage,
+            "table": table}
 
 
 def _fitted_arrays(imp: UL4M4Imputer) -> dict[str, np.ndarray]:
@@ -114,6 +115,7 @@ def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
         "n_clusters_fitted": int(imp.n_clusters_),
         "completion": [imp.completion_[n] for n in imp.modalities_],
         "temperature": [imp.temperature_[n] for n in imp.modalities_],
+        "shrinkage": [float(imp.shrinkage_[n]) for n in imp.modalities_],
         "selection": _selection_meta(imp.selection_),
         "arrays": {
             name: {
@@ -214,6 +216,9 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
             k = int(meta["n_clusters_fitted"])
             completion = [str(c) for c in meta["completion"]]
             temperature = [None if t is None else float(t) for t in meta["temperature"]]
+            shrinkage = [float(v) for v in meta["shrinkage"]]
+            if len(shrinkage) != len(names) or not all(0 <= v < 1 for v in shrinkage):
+                raise ValueError("shrinkage settings do not match the modalities")
             if len(completion) != len(names) or len(temperature) != len(names) or not set(
                     completion) <= {"greedy", "soft", "mean"}:
                 raise ValueError("completion settings do not match the modalities")
@@ -237,6 +242,7 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
     imp.n_clusters_ = k
     imp.completion_ = dict(zip(names, completion, strict=True))
     imp.temperature_ = dict(zip(names, temperature, strict=True))
+    imp.shrinkage_ = dict(zip(names, shrinkage, strict=True))
     imp.selection_ = selection
     blocks = [arrays[f"centers_z/{m}"].copy() for m in range(len(names))]
     imp._centers = Centers(blocks, imp.center_modalities_.copy())
@@ -252,7 +258,7 @@ def _selection_from_meta(meta: dict[str, Any] | None):
     table = [{k: (np.nan if v is None and k not in ("temperature",) else v)
               for k, v in row.items()} for row in meta["table"]]
     return Selection(int(meta["n_clusters"]), dict(meta["completion"]),
-                     dict(meta["temperature"]), table)
+                     dict(meta["temperature"]), table, dict(meta.get("shrinkage", {})))
 
 
 def _check_consistent(arrays, names, dims, k, dtype, where) -> None:

@@ -7,7 +7,8 @@ data *without* the hidden blocks (statistics and centres alike, so nothing
 leaks), each candidate completion fills the hidden blocks, and the z-space MSE
 per modality (``||z_hat - z||^2 / d_m`` averaged over hidden blocks) scores it.
 
-Candidates: the greedy completion, soft completion at a few temperatures, and
+Candidates: the greedy completion, soft completion at a few temperatures, each
+also shrunk toward the modality mean (``z_hat * (1 - s)`` for a few s), and
 per-modality mean imputation (z = 0), for every k of a grid. A completion is
 eligible for a modality only if it beats mean imputation on that modality's
 hidden blocks by more than two standard errors (a paired one-sided test), so
@@ -35,6 +36,7 @@ __all__ = ["Selection", "hide_blocks", "select_model"]
 #: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
 MAX_HIDDEN_SAMPLES = 10_000
 _METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
+_KEYS = ("n_clusters", "method", "temperature", "shrinkage")
 #: Standard errors by which a completion must beat mean imputation to be chosen.
 _MARGIN_SE = 2.0
 
@@ -47,18 +49,21 @@ class Selection:
     completion: dict[str, str]
     temperature: dict[str, float | None]
     table: list[dict] = field(default_factory=list)
+    shrinkage: dict[str, float] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
         """The score table as Markdown (z-space MSE on hidden blocks, lower is better)."""
         if not self.table:
             return "(no selection was run)"
-        names = [c for c in self.table[0] if c not in ("n_clusters", "method", "temperature")]
-        lines = ["| k | method | T | " + " | ".join(names) + " |",
-                 "|---|---|---|" + "---|" * len(names)]
+        names = [c for c in self.table[0] if c not in _KEYS]
+        lines = ["| k | method | T | shrinkage | " + " | ".join(names) + " |",
+                 "|---|---|---|---|" + "---|" * len(names)]
         for row in self.table:
             t = "" if row["temperature"] is None else f"{row['temperature']:g}"
             cells = " | ".join(f"{row[n]:.4f}" if np.isfinite(row[n]) else "-" for n in names)
-            lines.append(f"| {row['n_clusters']} | {row['method']} | {t} | {cells} |")
+            lines.append(
+                f"| {row['n_clusters']} | {row['method']} | {t} | {row['shrinkage']:g} | {cells} |"
+            )
         return "\n".join(lines)
 
 
@@ -117,6 +122,7 @@ def select_model(
     k_grid: Sequence[int],
     methods: Sequence[str],
     temperatures: Sequence[float],
+    shrinkages: Sequence[float] = (0.0,),
     fraction: float,
     rng: np.random.RandomState,
     dtype: np.dtype,
@@ -160,10 +166,14 @@ def select_model(
             soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
             candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
         best: dict[int, tuple] = {}
-        errors = {(method, t): _errors(hat, true, hidden_rows) for method, t, hat in candidates}
-        baseline = errors.get(("mean", None))
-        for (method, t), per_modality in errors.items():
-            row = {"n_clusters": int(k), "method": method, "temperature": t}
+        errors = {}
+        for method, t, hat in candidates:
+            for shrink in shrinkages if method != "mean" else (0.0,):
+                shrunk = [(1.0 - shrink) * h for h in hat]
+                errors[(method, t, float(shrink))] = _errors(shrunk, true, hidden_rows)
+        baseline = errors.get(("mean", None, 0.0))
+        for (method, t, shrink), per_modality in errors.items():
+            row = {"n_clusters": int(k), "method": method, "temperature": t, "shrinkage": shrink}
             row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
                         for m, n in enumerate(names)})
             table.append(row)
@@ -171,12 +181,13 @@ def select_model(
                 if baseline is not None and method != "mean" and not _beats_mean(
                         err, baseline[m]):
                     continue
-                key = (float(err.mean()), _METHOD_ORDER[method], t or 0.0)
+                key = (float(err.mean()), _METHOD_ORDER[method], shrink, t or 0.0)
                 if m not in best or key < best[m][0]:
-                    best[m] = (key, method, t)
+                    best[m] = (key, method, t, shrink)
         best_by_k[int(k)] = best
     chosen_k = min(best_by_k, key=lambda k: (np.mean([b[0][0] for b in best_by_k[k].values()]), k))
     best = best_by_k[chosen_k]
     completion = {n: best[m][1] if m in best else "greedy" for m, n in enumerate(names)}
     temperature = {n: best[m][2] if m in best else None for m, n in enumerate(names)}
-    return Selection(chosen_k, completion, temperature, table)
+    shrinkage = {n: best[m][3] if m in best else 0.0 for m, n in enumerate(names)}
+    return Selection(chosen_k, completion, temperature, table, shrinkage)
