@@ -44,6 +44,9 @@ OBSERVED = -1
 #: the sample has no observed modality and the imputer allows that).
 FROM_MEAN = -2
 
+#: Squared z-space distances closer than this to the smallest one count as tied
+#: with it in the soft weights (z-space has unit variance per dimension).
+_SOFT_TIE = 1e-12
 #: Elements of the (B, k, k) candidate tensor allowed at once.
 _PAIR_BLOCK_ELEMENTS = 1 << 22
 
@@ -181,9 +184,11 @@ def soft_complete(
 def _soft_weights(sq: np.ndarray, err: np.ndarray, carries: np.ndarray, temperature: float):
     """Row-wise softmax weights over eligible centres; rows with none are ``stuck``.
 
-    Distances within their rounding bound of the row's smallest one are set to
-    it, so centres tied in exact arithmetic get exactly equal weights even when
-    the median distance is 0 (then only those tied centres get weight).
+    Distances within their rounding bound (plus ``_SOFT_TIE``) of the row's
+    smallest one are set to it, so centres tied in exact arithmetic get exactly
+    equal weights even when the median distance is 0 (then only those tied
+    centres get weight): the softmax is scale-free, so without this, rounding
+    noise far below any meaningful z-space distance would decide the weights.
     """
     eligible = carries[None, :] & np.isfinite(sq)
     stuck = ~eligible.any(axis=1)
@@ -191,13 +196,15 @@ def _soft_weights(sq: np.ndarray, err: np.ndarray, carries: np.ndarray, temperat
     best = np.argmin(scores, axis=1)
     rows = np.arange(sq.shape[0])
     lowest = np.where(stuck, 0.0, scores[rows, best])
-    reach = lowest + np.where(stuck, 0.0, err[rows, best])
+    reach = lowest + np.where(stuck, 0.0, err[rows, best]) + _SOFT_TIE
     scores = np.where(eligible & (scores - err <= reach[:, None]), lowest[:, None], scores)
-    with np.errstate(all="ignore"):
-        median = np.nanmedian(np.where(eligible, scores, np.nan), axis=1)
+    # Stuck rows get a dummy value so that no row is all-NaN.
+    median = np.nanmedian(np.where(eligible | stuck[:, None], scores, np.nan), axis=1)
     median = np.where(stuck, 1.0, median)
     scale = temperature * np.maximum(median, np.finfo(np.float64).tiny)
-    logits = np.where(eligible, -(scores - lowest[:, None]) / scale[:, None], -np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A tiny scale (median 0) sends every non-tied centre to -inf: weight 0.
+        logits = np.where(eligible, -(scores - lowest[:, None]) / scale[:, None], -np.inf)
     logits[stuck] = 0.0
     w = np.exp(logits - logits.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)

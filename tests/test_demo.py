@@ -1,0 +1,50 @@
+"""The demo's entry point on a reduced setting."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ul4m4 import demo
+
+
+def test_demo_defaults_match_the_documented_benchmark():
+    assert demo.DEFAULTS["missing"] == (0.3, 0.5, 0.7)
+    assert demo.DEFAULTS["methods"] == ("ul4m4", "mean", "knn")
+    assert demo.DEFAULTS["k"] == (16,)
+    assert demo.DEFAULTS["seeds"] == 3
+    assert demo.DEFAULTS["out"] == "results/demo"
+
+
+def test_demo_main_reduced(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = demo.main(
+        [
+            "--seeds",
+            "1",
+            "--missing",
+            "0.5",
+            "--methods",
+            "ul4m4,mean",
+            "--k",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "| method | block-MSE @ 0.5 | accuracy @ 0.5 |" in stdout
+    assert "| ul4m4 (k=4) |" in stdout and "| mean |" in stdout
+    assert "Complete data" in stdout
+    for name in (
+        "results.csv",
+        "summary.csv",
+        "summary.md",
+        "config.json",
+        "metric_vs_missing.png",
+    ):
+        assert (out / name).is_file()
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["label"]) == {"ul4m4 (k=4)", "mean", "complete data"}
+    assert results.loc[results["method"] == "mean", "mse"].between(0.8, 1.2).all()
