@@ -269,12 +269,21 @@ class _PatternTerms:
         eligible = plan.centers.mask[:, missing].T
         return cls(plan, pattern, missing, q, count, eligible)
 
-    def candidate_scores(self, p: np.ndarray) -> np.ndarray:
-        """r[i, f] = min_j d(candidate_f, c_j)^2 from the observed-part numerator p (B, k)."""
+    def candidate_scores(self, p: np.ndarray, p_err: np.ndarray):
+        """r[i, f] = min_j d(candidate_f, c_j)^2 from the observed-part numerator p (B, k).
+
+        Also returns a bound on each score's rounding error: the largest error of
+        the pairs it is the minimum of, ``p_err[i, j] / count[f, j]``. A candidate
+        built only from exact terms (e.g. the distance-0 self pair of a centre that
+        shares no observed modality) has error 0, so exact ties among such
+        candidates need no recheck.
+        """
         with np.errstate(divide="ignore", invalid="ignore"):
             pairs = (p[:, None, :] + self.q[None, :, :]) / self.count[None, :, :]
+            inverse = np.where(self.count > 0, 1.0 / self.count, 0.0)
         pairs[:, self.count == 0] = np.inf
-        return pairs.min(axis=2)
+        slack = (p_err[:, None, :] * inverse[None, :, :]).max(axis=2)
+        return pairs.min(axis=2), slack
 
     def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The same scores with every term exact and modalities summed in order."""
@@ -302,24 +311,25 @@ def _greedy_sources(blocks, mask, centers: Centers, terms: _PatternTerms, gamma)
         sq, norms = modality_sq_dists(blocks[m], centers.blocks[m], centers.norms[m])
         p += np.where(has[:, m][None, :], sq, 0.0)
         bound += np.where(has[:, m][None, :], norms, 0.0)
-    scores = terms.candidate_scores(p)
-    # r[i, f] is a min over j of (P[i, j] + Q[f, j]) / count >= 1, so its error is
-    # at most the largest error of a P entry of that row.
-    chosen, ambiguous = _choose(scores, terms.eligible, gamma * bound.max(axis=1))
+    scores, slack = terms.candidate_scores(p, gamma * bound)
+    chosen, ambiguous = _choose(scores, terms.eligible, slack)
     if ambiguous.size:
         exact_blocks = [b[ambiguous].astype(np.float64) for b in blocks]
         exact_scores = terms.exact_candidate_scores(exact_blocks)
-        chosen[ambiguous], _ = _choose(exact_scores, terms.eligible, np.zeros(ambiguous.size))
+        chosen[ambiguous], _ = _choose(exact_scores, terms.eligible, np.zeros_like(exact_scores))
     return chosen
 
 
 def _choose(scores: np.ndarray, eligible: np.ndarray, slack: np.ndarray):
     """Per missing modality, the lowest-scored eligible candidate (ties to the lowest f).
 
-    Also returns the rows where another eligible candidate is within ``2 * slack``
-    of the best one, i.e. where rounding could change the choice.
+    ``slack[i, f]`` bounds the rounding error of ``scores[i, f]``. Also returns the
+    rows where another eligible candidate's error interval overlaps the best
+    one's, i.e. where rounding could change the choice (exact ties between
+    exactly computed scores are already resolved by the lowest index).
     """
     n_rows = scores.shape[0]
+    rows = np.arange(n_rows)
     chosen = np.full((n_rows, eligible.shape[0]), FROM_MEAN, dtype=np.int64)
     ambiguous = np.zeros(n_rows, dtype=bool)
     for t, allowed in enumerate(eligible):
@@ -328,7 +338,10 @@ def _choose(scores: np.ndarray, eligible: np.ndarray, slack: np.ndarray):
         masked = np.where(allowed[None, :], scores, np.inf)
         best = np.argmin(masked, axis=1)
         chosen[:, t] = best
-        top = masked[np.arange(n_rows), best]
-        contenders = (masked <= (top + 2 * slack)[:, None]).sum(axis=1)
-        ambiguous |= contenders > 1
+        top_slack = slack[rows, best]
+        overlap = masked - slack <= (masked[rows, best] + top_slack)[:, None]
+        uncertain = (slack + top_slack[:, None]) > 0
+        overlap &= uncertain & allowed[None, :]
+        overlap[rows, best] = False
+        ambiguous |= overlap.any(axis=1)
     return chosen, np.flatnonzero(ambiguous)
