@@ -343,3 +343,14 @@ def test_memmap_input(tmp_path):
     np.testing.assert_array_equal(a.labels_, b.labels_)
     out = a.transform(maps)
     assert not any(np.isnan(v).any() for v in out.values())
+
+
+def test_threads_do_not_change_results():
+    X, _ = _incomplete(n=300, seed=12)
+    one = UL4M4Imputer(5, random_state=0, batch_size=16, n_jobs=1).fit(X)
+    three = UL4M4Imputer(5, random_state=0, batch_size=16, n_jobs=3).fit(X)
+    np.testing.assert_array_equal(one.labels_, three.labels_)
+    assert one.history_ == three.history_
+    for name in X:
+        np.testing.assert_array_equal(one.cluster_centers_[name], three.cluster_centers_[name])
+        np.testing.assert_array_equal(one.transform(X)[name], three.transform(X)[name])

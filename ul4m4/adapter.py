@@ -71,7 +71,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
         out (they carry nothing to cluster) and transform fills every modality
         of them with its training mean.
-    completion, temperature, n_init, k_grid, selection_fraction, shrinkage
+    completion, temperature, n_init, k_grid, selection_fraction, shrinkage, n_jobs
         As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
         the k grid and hidden share of ``n_clusters="auto"``).
 
@@ -160,6 +160,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
+        n_jobs: int | None = None,
     ) -> None:
         self.modalities = modalities
         self.n_clusters = n_clusters
@@ -178,6 +179,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.k_grid = k_grid
         self.selection_fraction = selection_fraction
         self.shrinkage = shrinkage
+        self.n_jobs = n_jobs
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -210,6 +212,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             k_grid=self.k_grid,
             selection_fraction=self.selection_fraction,
             shrinkage=self.shrinkage,
+            n_jobs=self.n_jobs,
         )
 
     def fit(self, X: Any, y: Any = None) -> ModalityImputer:

@@ -82,9 +82,12 @@ def assign(view: Standardized, centers: Centers, gamma: float) -> tuple[np.ndarr
     """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
     labels = np.empty(view.n_samples, dtype=np.int64)
     best = np.empty(view.n_samples)
-    for rows, blocks, mask in view.chunks():
-        sq, err, exact = _sq_dists_to(view, blocks, mask, centers, gamma)
-        labels[rows], best[rows] = exact_argmin(sq, err, exact)
+
+    def nearest(rows, blocks, mask):
+        return exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
+
+    for rows, (chunk_labels, chunk_best) in view.map_chunks(nearest):
+        labels[rows], best[rows] = chunk_labels, chunk_best
     return labels, best
 
 
@@ -95,10 +98,14 @@ def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
     best = np.empty(view.n_samples)
     sums = [np.zeros((k, b.shape[1])) for b in centers.blocks]
     counts = np.zeros((k, len(centers.blocks)))
-    for rows, blocks, mask in view.chunks():
-        sq, err, exact = _sq_dists_to(view, blocks, mask, centers, gamma)
-        chunk_labels, best[rows] = exact_argmin(sq, err, exact)
-        labels[rows] = chunk_labels
+
+    def nearest(rows, blocks, mask):
+        chunk_labels, chunk_best = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
+        return chunk_labels, chunk_best, blocks, mask
+
+    # Sums are accumulated here, in row order, while the pool computes later chunks.
+    for rows, (chunk_labels, chunk_best, blocks, mask) in view.map_chunks(nearest):
+        labels[rows], best[rows] = chunk_labels, chunk_best
         _accumulate(chunk_labels, blocks, mask, sums, counts)
     return labels, best, sums, counts
 
@@ -121,7 +128,7 @@ def random_init(view: Standardized, k: int, rng: np.random.RandomState) -> Cente
 
 
 def _min_sq_update(view: Standardized, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:
-    for rows, blocks, mask in view.chunks():
+    def to_seed(rows, blocks, mask):
         sq, err, exact = _sq_dists_to(view, blocks, mask, seed, gamma)
         sq = sq[:, 0]
         # A copy of the seed must be at distance exactly 0 so it is never drawn
@@ -129,6 +136,9 @@ def _min_sq_update(view: Standardized, seed: Centers, min_sq: np.ndarray, gamma:
         near_zero = np.flatnonzero(np.isfinite(sq) & (sq - err[:, 0] <= 0))
         if near_zero.size:
             sq[near_zero] = exact(near_zero)[:, 0]
+        return sq
+
+    for rows, sq in view.map_chunks(to_seed):
         np.minimum(min_sq[rows], sq, out=min_sq[rows])
 
 

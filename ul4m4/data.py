@@ -9,12 +9,15 @@ other row-sliceable array-likes work without loading them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "Multimodal",
@@ -317,6 +320,7 @@ class Standardized:
     scale: Sequence[np.ndarray]
     dtype: np.dtype
     chunk_rows: int
+    n_threads: int = 1
 
     @property
     def n_samples(self) -> int:
@@ -335,3 +339,35 @@ class Standardized:
         for rows in iter_row_chunks(self.n_samples, self.chunk_rows):
             blocks, mask = self.rows(rows)
             yield rows, blocks, mask
+
+    def map_chunks(self, fn: Callable[[slice, list[np.ndarray], np.ndarray], Any]):
+        """Yield ``(rows, fn(rows, blocks, mask))`` for every chunk, in row order.
+
+        With ``n_threads > 1`` the chunks are standardised and processed on a
+        thread pool (NumPy and BLAS release the GIL) with BLAS itself limited to
+        one thread, as scikit-learn's k-means does: many single-threaded GEMMs on
+        row chunks beat one multi-threaded GEMM per chunk at these shapes. At most
+        ``n_threads + 1`` chunks are in flight, so memory stays O(chunk). Results
+        do not depend on the number of threads: chunks are independent and are
+        returned in order.
+        """
+
+        def work(rows: slice):
+            blocks, mask = self.rows(rows)
+            return rows, fn(rows, blocks, mask)
+
+        chunks = iter_row_chunks(self.n_samples, self.chunk_rows)
+        if self.n_threads <= 1:
+            for rows in chunks:
+                yield work(rows)
+            return
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
+            self.n_threads
+        ) as pool:
+            pending: deque = deque()
+            for rows in chunks:
+                pending.append(pool.submit(work, rows))
+                if len(pending) > self.n_threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()

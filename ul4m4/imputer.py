@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ class UL4M4Imputer(BaseEstimator):
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
         block hidden for ``"auto"`` selection (at most 10,000 samples).
+    n_jobs : int or None, default=None
+        Threads that process row chunks in parallel (BLAS is then limited to one
+        thread each); ``None`` uses every CPU. Results do not depend on it.
     shrinkage : float, default=0.0
         Pull every value filled from centres toward the training mean:
         ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
@@ -177,6 +181,7 @@ class UL4M4Imputer(BaseEstimator):
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
+        n_jobs: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.max_iter = max_iter
@@ -194,6 +199,7 @@ class UL4M4Imputer(BaseEstimator):
         self.k_grid = k_grid
         self.selection_fraction = selection_fraction
         self.shrinkage = shrinkage
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
@@ -223,6 +229,8 @@ class UL4M4Imputer(BaseEstimator):
             _check_int("every k_grid entry", k, 1)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1)
+        if self.n_jobs is not None:
+            _check_int("n_jobs", self.n_jobs, 1)
         if (
             not isinstance(self.tol, numbers.Real)
             or isinstance(self.tol, bool)
@@ -243,6 +251,9 @@ class UL4M4Imputer(BaseEstimator):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         self._dtype = _resolve_dtype(self.dtype)
+
+    def _threads(self) -> int:
+        return int(self.n_jobs) if self.n_jobs is not None else max(1, os.cpu_count() or 1)
 
     def _chunk_rows(self, dims: list[int]) -> int:
         if self.batch_size is not None:
@@ -297,7 +308,7 @@ class UL4M4Imputer(BaseEstimator):
     def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng):
         """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
         means, scales = modality_statistics(data, chunk_rows)
-        view = Standardized(data, means, scales, self._dtype, chunk_rows)
+        view = Standardized(data, means, scales, self._dtype, chunk_rows, self._threads())
         best = None
         for run in range(int(self.n_init)):
             centers = self._initial_centers(view, data, k, rng, gamma)
@@ -335,7 +346,7 @@ class UL4M4Imputer(BaseEstimator):
             data, fit, k_grid=sorted(set(grid)), methods=methods, temperatures=temperatures,
             shrinkages=_SHRINKAGES if self.completion == "auto" else (float(self.shrinkage),),
             fraction=float(self.selection_fraction), rng=rng, dtype=self._dtype,
-            chunk_rows=chunk_rows, gamma=gamma,
+            chunk_rows=chunk_rows, gamma=gamma, n_threads=self._threads(),
         )
         if not selection.table:
             logger.warning(
@@ -429,7 +440,9 @@ class UL4M4Imputer(BaseEstimator):
         )
         means = [self.mean_[n] for n in self.modalities_]
         scales = [self.scale_[n] for n in self.modalities_]
-        return Standardized(data, means, scales, self._dtype, self._chunk_rows(data.dims))
+        return Standardized(
+            data, means, scales, self._dtype, self._chunk_rows(data.dims), self._threads()
+        )
 
     def transform(
         self, X: Any, *, return_sources: bool = False, return_weights: bool = False

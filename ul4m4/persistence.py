@@ -44,7 +44,7 @@ _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 _PARAMS = (
     "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
     "reference_one_step", "verbose", "empty", "completion", "temperature", "n_init",
-    "k_grid", "selection_fraction", "shrinkage",
+    "k_grid", "selection_fraction", "shrinkage", "n_jobs",
 )
 
 

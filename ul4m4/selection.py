@@ -128,6 +128,7 @@ def select_model(
     dtype: np.dtype,
     chunk_rows: int,
     gamma: float,
+    n_threads: int = 1,
 ) -> Selection:
     """Score every (k, completion) candidate on hidden training blocks; pick the best.
 
@@ -146,7 +147,7 @@ def select_model(
     table, best_by_k = [], {}
     for k in k_grid:
         means, scales, centers = fit(masked, int(k))
-        view = Standardized(subset, means, scales, dtype, chunk_rows)
+        view = Standardized(subset, means, scales, dtype, chunk_rows, n_threads)
         truth_view = Standardized(
             Multimodal(names, subset.arrays, subset.mask | hidden_sub), means, scales, dtype,
             chunk_rows,
