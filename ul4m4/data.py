@@ -265,13 +265,22 @@ def sequential_sums(
     operator's nonzeros in column order.
     """
     k, n_rows = running.shape[0], block.shape[0]
+    # CSR built directly: row j holds column j (the running total) followed by the
+    # columns k + i of its rows i in increasing order (a stable sort by label).
+    counts = np.bincount(labels, minlength=k)
+    indptr = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(counts + 1, out=indptr[1:])
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    group_start = np.cumsum(counts) - counts
+    positions = indptr[sorted_labels] + 1 + (np.arange(n_rows) - group_start[sorted_labels])
+    indices = np.empty(k + n_rows, dtype=np.int64)
+    indices[indptr[:-1]] = np.arange(k)
+    indices[positions] = k + order
     values = np.ones(k + n_rows)
     if weights is not None:
-        values[k:] = weights
-    operator = sparse.csr_matrix(
-        (values, (np.concatenate([np.arange(k), labels]), np.arange(k + n_rows))),
-        shape=(k, k + n_rows),
-    )
+        values[positions] = weights[order]
+    operator = sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_rows))
     stacked = np.empty((k + n_rows, block.shape[1]))
     stacked[:k] = running
     stacked[k:] = block
