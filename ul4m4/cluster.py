@@ -189,6 +189,27 @@ class LloydResult:
     n_iter: int
     converged: bool
     history: list[float]
+    n_dead: int = 0
+
+    def warn(self, max_iter: int, stacklevel: int) -> None:
+        """ConvergenceWarnings for a run that hit ``max_iter`` or left dead centres."""
+        if not self.converged:
+            warnings.warn(
+                f"k-means did not converge in max_iter={max_iter} iterations; labels are the "
+                "exact nearest centres, but the centres are not yet their members' means. "
+                "Increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+        if self.n_dead:
+            k = self.centers.k
+            warnings.warn(
+                f"only {k - self.n_dead} distinct clusters found for n_clusters={k}: the data "
+                f"have fewer distinct points than clusters; {self.n_dead} centres are left "
+                "empty (no modality) and are never used",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
 
 
 def _exact_sq_to_assigned(view: Standardized, centers: Centers, labels: np.ndarray):
@@ -291,29 +312,14 @@ def lloyd(
         unchanged = previous is not None and np.array_equal(labels, previous)
         reseeded, dead = _reseed_empty(view, centers, updated, labels)
         if unchanged and not reseeded:
-            _warn_dead(dead, centers.k)
-            return LloydResult(centers, sums, counts, labels, inertia, iteration, True, history)
+            return LloydResult(
+                centers, sums, counts, labels, inertia, iteration, True, history, dead
+            )
         if tol > 0 and not reseeded and _center_shift(centers, updated) <= tol:
-            _warn_dead(dead, centers.k)
-            return LloydResult(centers, sums, counts, labels, inertia, iteration, True, history)
+            return LloydResult(
+                centers, sums, counts, labels, inertia, iteration, True, history, dead
+            )
         previous = labels
         if iteration < max_iter:
             centers = updated
-    warnings.warn(
-        f"k-means did not converge in max_iter={max_iter} iterations; labels are the exact "
-        "nearest centres, but the centres are not yet their members' means. Increase max_iter.",
-        ConvergenceWarning,
-        stacklevel=3,
-    )
     return LloydResult(centers, sums, counts, labels, inertia, max_iter, False, history)
-
-
-def _warn_dead(dead: int, k: int) -> None:
-    if dead:
-        warnings.warn(
-            f"only {k - dead} distinct clusters found for n_clusters={k}: the data have fewer "
-            f"distinct points than clusters; {dead} centres are left empty (no modality) and "
-            "are never used",
-            ConvergenceWarning,
-            stacklevel=4,
-        )

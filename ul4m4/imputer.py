@@ -291,6 +291,8 @@ class UL4M4Imputer(BaseEstimator):
             selection = self._select(data, chunk_rows, gamma, rng)
             k = selection.n_clusters if selection else int(self.n_clusters)
             means, scales, result = self._fit_core(data, k, chunk_rows, gamma, rng)
+        if not self.reference_one_step:
+            result.warn(int(self.max_iter), stacklevel=2)
         self._set_fitted(data, means, scales, result.centers)
         self.labels_ = result.labels
         if kept is not None:
