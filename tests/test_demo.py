@@ -9,7 +9,7 @@ from ul4m4 import demo
 
 def test_demo_defaults_match_the_documented_benchmark():
     assert demo.DEFAULTS["missing"] == (0.3, 0.5, 0.7)
-    assert demo.DEFAULTS["methods"] == ("ul4m4", "mean", "knn")
+    assert demo.DEFAULTS["methods"] == ("ul4m4", "ul4m4-soft", "ul4m4-auto", "mean", "knn")
     assert demo.DEFAULTS["k"] == (16,)
     assert demo.DEFAULTS["seeds"] == 3
     assert demo.DEFAULTS["out"] == "results/demo"

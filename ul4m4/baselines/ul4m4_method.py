@@ -73,14 +73,13 @@ class UL4M4Method(BaseImputer):
         return "ul4m4" if self.completion == "greedy" else f"ul4m4-{self.completion}"
 
     def _fit(self, data: Multimodal) -> None:
-        params = {"empty": "mean", **(self.imputer_params or {})}
+        params = {"empty": "mean", "completion": self.completion, **(self.imputer_params or {})}
         self.imputer_ = UL4M4Imputer(
             n_clusters=self.n_clusters,
             random_state=self.random_state,
             dtype=self.dtype,
             max_iter=self.max_iter,
             reference_one_step=self.reference_one_step,
-            completion=self.completion,
             **params,
         ).fit(dict(zip(data.names, data.arrays, strict=True)))
 
