@@ -322,7 +322,14 @@ def modality_statistics(
 
 @dataclass
 class Standardized:
-    """A validated data set seen through fitted per-modality statistics, chunk by chunk."""
+    """A validated data set seen through fitted per-modality statistics, chunk by chunk.
+
+    With ``cache_bytes`` > 0, a data set whose z-scored copy takes at most that many
+    bytes is standardised once, on the first full pass, and later passes (the k
+    seeding passes, every Lloyd iteration) read the copy. Larger data are
+    re-standardised chunk by chunk on every pass, so memory stays O(chunk). The
+    values are the same either way.
+    """
 
     data: Multimodal
     mean: Sequence[np.ndarray]
@@ -330,6 +337,12 @@ class Standardized:
     dtype: np.dtype
     chunk_rows: int
     n_threads: int = 1
+    cache_bytes: int = 0
+    _cache: list | None = field(default=None, init=False, repr=False)
+
+    def _cacheable(self) -> bool:
+        size = self.n_samples * sum(self.data.dims) * np.dtype(self.dtype).itemsize
+        return size <= self.cache_bytes
 
     @property
     def n_samples(self) -> int:
@@ -345,9 +358,17 @@ class Standardized:
 
     def chunks(self):
         """Yield ``(rows, blocks, mask)`` over all rows in chunks of ``chunk_rows``."""
+        if self._cache is not None:
+            yield from self._cache
+            return
+        cache = [] if self._cacheable() else None
         for rows in iter_row_chunks(self.n_samples, self.chunk_rows):
             blocks, mask = self.rows(rows)
+            if cache is not None:
+                cache.append((rows, blocks, mask))
             yield rows, blocks, mask
+        if cache is not None:
+            self._cache = cache
 
     def map_chunks(self, fn: Callable[[slice, list[np.ndarray], np.ndarray], Any]):
         """Yield ``(rows, fn(rows, blocks, mask))`` for every chunk, in row order.
@@ -361,21 +382,26 @@ class Standardized:
         returned in order.
         """
 
-        def work(rows: slice):
-            blocks, mask = self.rows(rows)
+        cache = self._cache
+        if cache is None and self._cacheable():
+            # Standardise once, here; every later pass reads the copy.
+            cache = list(self.chunks())
+
+        def work(item):
+            rows, blocks, mask = item if cache is not None else (item, *self.rows(item))
             return rows, fn(rows, blocks, mask)
 
-        chunks = iter_row_chunks(self.n_samples, self.chunk_rows)
+        chunks = cache if cache is not None else iter_row_chunks(self.n_samples, self.chunk_rows)
         if self.n_threads <= 1:
-            for rows in chunks:
-                yield work(rows)
+            for item in chunks:
+                yield work(item)
             return
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
             self.n_threads
         ) as pool:
             pending: deque = deque()
-            for rows in chunks:
-                pending.append(pool.submit(work, rows))
+            for item in chunks:
+                pending.append(pool.submit(work, item))
                 if len(pending) > self.n_threads:
                     yield pending.popleft().result()
             while pending:

@@ -26,6 +26,9 @@ logger = logging.getLogger("ul4m4")
 
 #: Working memory (bytes) the automatic batch size aims for.
 _WORKING_MEMORY = 64 * 2**20
+#: Training data whose z-scored copy fits in this many bytes are standardised once
+#: per fit instead of once per pass (k seeding passes + one per Lloyd iteration).
+_CACHE_BYTES = 512 * 2**20
 _INIT_OPTIONS = ("k-means++", "random")
 _EMPTY_OPTIONS = ("raise", "mean")
 _COMPLETION_OPTIONS = ("greedy", "soft", "auto")
@@ -310,7 +313,9 @@ class UL4M4Imputer(BaseEstimator):
     def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng):
         """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
         means, scales = modality_statistics(data, chunk_rows)
-        view = Standardized(data, means, scales, self._dtype, chunk_rows, self._threads())
+        view = Standardized(
+            data, means, scales, self._dtype, chunk_rows, self._threads(), _CACHE_BYTES
+        )
         best = None
         for run in range(int(self.n_init)):
             centers = self._initial_centers(view, data, k, rng, gamma)
