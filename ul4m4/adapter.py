@@ -195,25 +195,10 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return hasattr(self, "imputer_")
 
     def _make_imputer(self) -> UL4M4Imputer:
-        return UL4M4Imputer(
-            n_clusters=self.n_clusters,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            init=self.init,
-            random_state=self.random_state,
-            dtype=self.dtype,
-            batch_size=self.batch_size,
-            reference_one_step=self.reference_one_step,
-            verbose=self.verbose,
-            empty=self.empty,
-            completion=self.completion,
-            temperature=self.temperature,
-            n_init=self.n_init,
-            k_grid=self.k_grid,
-            selection_fraction=self.selection_fraction,
-            shrinkage=self.shrinkage,
-            n_jobs=self.n_jobs,
-        )
+        # Every parameter but the column layout belongs to the inner imputer.
+        params = self.get_params(deep=False)
+        params.pop("modalities")
+        return UL4M4Imputer(**params)
 
     def fit(self, X: Any, y: Any = None) -> ModalityImputer:
         """Resolve the column selectors and fit the inner UL4M4 imputer.

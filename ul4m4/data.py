@@ -23,6 +23,7 @@ __all__ = [
     "Multimodal",
     "Standardized",
     "check_multimodal",
+    "check_observed_twice",
     "iter_row_chunks",
     "modality_statistics",
     "sequential_sums",
@@ -285,6 +286,17 @@ def sequential_sums(
     stacked[:k] = running
     stacked[k:] = block
     return operator @ stacked
+
+
+def check_observed_twice(data: Multimodal) -> None:
+    """Raise unless every modality is observed in at least 2 samples (std needs 2)."""
+    counts = data.mask.sum(axis=0)
+    scarce = [f"{n!r} ({c})" for n, c in zip(data.names, counts, strict=True) if c < 2]
+    if scarce:
+        raise ValueError(
+            "every modality must be observed in at least 2 training samples (its std is "
+            f"undefined otherwise); observed counts: {', '.join(scarce)}"
+        )
 
 
 def modality_statistics(

@@ -16,7 +16,13 @@ from sklearn.utils import check_random_state
 
 from .cluster import Centers, assign, kmeans_plusplus, lloyd, random_init
 from .complete import FROM_MEAN, OBSERVED, CompletionPlan, complete_sources, soft_complete
-from .data import Multimodal, Standardized, check_multimodal, modality_statistics
+from .data import (
+    Multimodal,
+    Standardized,
+    check_multimodal,
+    check_observed_twice,
+    modality_statistics,
+)
 from .distance import error_factor
 from .selection import select_model
 
@@ -383,13 +389,7 @@ class UL4M4Imputer(BaseEstimator):
                 f"n_samples={data.n_samples}: UL4M4 needs at least 2 training samples (a "
                 "modality's standard deviation is undefined otherwise)"
             )
-        counts = data.mask.sum(axis=0)
-        scarce = [f"{n!r} ({c})" for n, c in zip(data.names, counts, strict=True) if c < 2]
-        if scarce:
-            raise ValueError(
-                "every modality must be observed in at least 2 training samples (its std is "
-                f"undefined otherwise); observed counts: {', '.join(scarce)}"
-            )
+        check_observed_twice(data)
         if self.n_clusters != "auto" and data.n_samples < self.n_clusters:
             raise ValueError(
                 f"n_samples={data.n_samples} should be >= n_clusters={self.n_clusters}"

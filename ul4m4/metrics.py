@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, f1_score
 from sklearn.multiclass import OneVsRestClassifier
 
-from .data import check_multimodal, modality_statistics
+from .data import check_multimodal, check_observed_twice, modality_statistics
 from .missingness import mask_from_data
 
 __all__ = [
@@ -71,13 +71,7 @@ def training_statistics(X_train: Mapping[str, Any]) -> tuple[Stats, Stats]:
     mean, scale : dict of str to ndarray of shape (d_m,)
     """
     data = check_multimodal(X_train, require_observed=False)
-    counts = data.mask.sum(axis=0)
-    scarce = [f"{n!r} ({c})" for n, c in zip(data.names, counts, strict=True) if c < 2]
-    if scarce:
-        raise ValueError(
-            "every modality must be observed in at least 2 training samples; observed "
-            f"counts: {', '.join(scarce)}"
-        )
+    check_observed_twice(data)
     means, scales = modality_statistics(data, 8192)
     return dict(zip(data.names, means, strict=True)), dict(zip(data.names, scales, strict=True))
 

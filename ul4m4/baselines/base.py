@@ -17,7 +17,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from ..data import Multimodal, check_multimodal, modality_statistics, standardize_rows
+from ..data import (
+    Multimodal,
+    check_multimodal,
+    check_observed_twice,
+    modality_statistics,
+    standardize_rows,
+)
 
 __all__ = ["BaseImputer"]
 
@@ -62,13 +68,7 @@ class BaseImputer(BaseEstimator):
         self
         """
         data = check_multimodal(X, require_observed=False)
-        counts = data.mask.sum(axis=0)
-        scarce = [f"{n!r} ({c})" for n, c in zip(data.names, counts, strict=True) if c < 2]
-        if scarce:
-            raise ValueError(
-                "every modality must be observed in at least 2 training samples; observed "
-                f"counts: {', '.join(scarce)}"
-            )
+        check_observed_twice(data)
         means, scales = modality_statistics(data, _CHUNK_ROWS)
         self.modalities_ = list(data.names)
         self.n_features_ = dict(zip(data.names, data.dims, strict=True))
