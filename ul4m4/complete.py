@@ -47,6 +47,8 @@ FROM_MEAN = -2
 #: Squared z-space distances closer than this to the smallest one count as tied
 #: with it in the soft weights (z-space has unit variance per dimension).
 _SOFT_TIE = 1e-12
+#: Relative rounding bound of the float32 candidate tensor (p, q, sum, product).
+_F32_REL = 8 * float(np.finfo(np.float32).eps)
 #: Elements of the (B, k, k) candidate tensor allowed at once.
 _PAIR_BLOCK_ELEMENTS = 1 << 22
 
@@ -269,21 +271,35 @@ class _PatternTerms:
         eligible = plan.centers.mask[:, missing].T
         return cls(plan, pattern, missing, q, count, eligible)
 
+    def __post_init__(self) -> None:
+        shared = self.count > 0
+        with np.errstate(divide="ignore"):
+            self.inverse = np.where(shared, 1.0 / self.count, 1.0).astype(np.float32)
+        self.q_open = np.where(shared, self.q, np.inf).astype(np.float32)
+        self.exact_self = ~self.plan.centers.mask[:, self.pattern].any(axis=1)
+
     def candidate_scores(self, p: np.ndarray, p_err: np.ndarray):
         """r[i, f] = min_j d(candidate_f, c_j)^2 from the observed-part numerator p (B, k).
 
-        Also returns a bound on each score's rounding error: the largest error of
-        the pairs it is the minimum of, ``p_err[i, j] / count[f, j]``. A candidate
-        built only from exact terms (e.g. the distance-0 self pair of a centre that
-        shares no observed modality) has error 0, so exact ties among such
-        candidates need no recheck.
+        Also returns a bound on each score's rounding error. Every pair's error is
+        at most ``p_err[i, j] / count[f, j] <= max_j p_err[i, j]`` (only pairs that
+        share an observed modality carry error, and their count is >= 1). A
+        centre f sharing no observed modality has the exact self pair
+        ``d(candidate_f, c_f) = 0``; when its score is 0 it is exactly 0 (no pair
+        is negative), so its bound is 0 and exact ties among such candidates need
+        no recheck.
         """
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pairs = (p[:, None, :] + self.q[None, :, :]) / self.count[None, :, :]
-            inverse = np.where(self.count > 0, 1.0 / self.count, 0.0)
-        pairs[:, self.count == 0] = np.inf
-        slack = (p_err[:, None, :] * inverse[None, :, :]).max(axis=2)
-        return pairs.min(axis=2), slack
+        # The (B, k, k) tensor is formed in float32 to halve its memory traffic; its
+        # three roundings (q, the sum, the product) add at most 4 u_32 relative
+        # error, which the bound includes.
+        buffer = np.empty((p.shape[0], *self.q.shape), dtype=np.float32)
+        # Pairs that share nothing get q = inf and a factor 1, hence +inf.
+        np.add(p.astype(np.float32)[:, None, :], self.q_open[None, :, :], out=buffer)
+        np.multiply(buffer, self.inverse[None, :, :], out=buffer)
+        scores = buffer.min(axis=2).astype(np.float64)
+        slack = p_err.max(axis=1)[:, None] + _F32_REL * scores
+        slack[(scores == 0) & self.exact_self[None, :]] = 0.0
+        return scores, slack
 
     def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The same scores with every term exact and modalities summed in order."""
