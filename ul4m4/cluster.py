@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from .data import Standardized, sequential_sums
+from .data import Standardized, sequential_sums, stack_below, sum_operator
 from .distance import (
     exact_argmin,
     exact_partial_sq_dists,
@@ -101,20 +101,19 @@ def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
 
     def nearest(rows, blocks, mask):
         chunk_labels, chunk_best = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
-        return chunk_labels, chunk_best, blocks, mask
+        # The float64 copies and the operator are prepared here, on the pool; only
+        # the sparse products, which hold the GIL, run in order below.
+        stacked = [stack_below(k, b) for b in blocks]
+        return chunk_labels, chunk_best, mask, sum_operator(k, chunk_labels), stacked
 
     # Sums are accumulated here, in row order, while the pool computes later chunks.
-    for rows, (chunk_labels, chunk_best, blocks, mask) in view.map_chunks(nearest):
+    for rows, (chunk_labels, chunk_best, mask, operator, stacked) in view.map_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
-        _accumulate(chunk_labels, blocks, mask, sums, counts)
+        for m, prepared in enumerate(stacked):
+            sums[m] = sequential_sums(sums[m], chunk_labels, None, operator=operator,
+                                      stacked=prepared)
+            counts[:, m] += np.bincount(chunk_labels, weights=mask[:, m], minlength=k)
     return labels, best, sums, counts
-
-
-def _accumulate(labels, blocks, mask, sums, counts) -> None:
-    # Missing rows are zeros, so they add nothing to the sums; counts use the mask.
-    for m, block in enumerate(blocks):
-        sums[m][...] = sequential_sums(sums[m], labels, block)
-        counts[:, m] += np.bincount(labels, weights=mask[:, m], minlength=counts.shape[0])
 
 
 def _seed_from_rows(view: Standardized, rows: np.ndarray) -> Centers:

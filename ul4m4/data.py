@@ -27,7 +27,9 @@ __all__ = [
     "iter_row_chunks",
     "modality_statistics",
     "sequential_sums",
+    "stack_below",
     "standardize_rows",
+    "sum_operator",
 ]
 
 #: A dimension whose training standard deviation is at most this gets scale 1.
@@ -254,20 +256,14 @@ def standardize_rows(
     return blocks, mask
 
 
-def sequential_sums(
-    running: np.ndarray, labels: np.ndarray, block: np.ndarray, weights: np.ndarray | None = None
-) -> np.ndarray:
-    """``running[j] + sum of weights[i] * block[i] over rows i with labels[i] == j``, in float64.
+def sum_operator(k: int, labels: np.ndarray, weights: np.ndarray | None = None):
+    """The sparse ``[I | onehot]`` operator of :func:`sequential_sums`, shape (k, k + B).
 
-    Each group's rows are added one after the other, in row order, *onto the
-    running total*: the result is the same whatever the chunking of the rows, so
-    statistics and centres do not depend on ``batch_size``. A sparse product does
-    it in O(B d): ``[I | onehot] @ [running; block]`` sums each row of the
-    operator's nonzeros in column order.
+    Row j holds column j (the running total) followed by the columns ``k + i`` of
+    its rows i in increasing order, so a product with ``[running; block]`` adds
+    each group's rows one after the other, in row order, onto the running total.
     """
-    k, n_rows = running.shape[0], block.shape[0]
-    # CSR built directly: row j holds column j (the running total) followed by the
-    # columns k + i of its rows i in increasing order (a stable sort by label).
+    n_rows = labels.size
     counts = np.bincount(labels, minlength=k)
     indptr = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(counts + 1, out=indptr[1:])
@@ -281,10 +277,41 @@ def sequential_sums(
     values = np.ones(k + n_rows)
     if weights is not None:
         values[positions] = weights[order]
-    operator = sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_rows))
-    stacked = np.empty((k + n_rows, block.shape[1]))
-    stacked[:k] = running
+    return sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_rows))
+
+
+def stack_below(k: int, block: np.ndarray) -> np.ndarray:
+    """A float64 ``(k + B, d)`` array with ``block`` in its last B rows (first k unset)."""
+    stacked = np.empty((k + block.shape[0], block.shape[1]))
     stacked[k:] = block
+    return stacked
+
+
+def sequential_sums(
+    running: np.ndarray,
+    labels: np.ndarray,
+    block: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    operator=None,
+    stacked: np.ndarray | None = None,
+) -> np.ndarray:
+    """``running[j] + sum of weights[i] * block[i] over rows i with labels[i] == j``, in float64.
+
+    Each group's rows are added one after the other, in row order, *onto the
+    running total*: the result is the same whatever the chunking of the rows, so
+    statistics and centres do not depend on ``batch_size``. A sparse product does
+    it in O(B d): ``[I | onehot] @ [running; block]`` sums each row of the
+    operator's nonzeros in column order. ``operator`` (from :func:`sum_operator`)
+    and ``stacked`` (from :func:`stack_below`) may be prepared beforehand, e.g.
+    on a worker thread.
+    """
+    k = running.shape[0]
+    if operator is None:
+        operator = sum_operator(k, labels, weights)
+    if stacked is None:
+        stacked = stack_below(k, block)
+    stacked[:k] = running
     return operator @ stacked
 
 
