@@ -63,9 +63,6 @@ class Centers:
             blocks.append(np.where(mask[:, m][:, None], mean, 0.0).astype(dtype))
         return cls(blocks, mask)
 
-    def copy(self) -> Centers:
-        return Centers([b.copy() for b in self.blocks], self.mask.copy())
-
 
 def _sq_dists_to(view: Standardized, blocks, mask, centers: Centers, gamma: float):
     sq, err = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms, gamma)
