@@ -147,7 +147,11 @@ def test_fit_does_not_depend_on_batch_size(case, seed, batch_size, dtype):
     a = _fit_quiet(UL4M4Imputer(k, random_state=seed, dtype=dtype), X)
     b = _fit_quiet(UL4M4Imputer(k, random_state=seed, dtype=dtype, batch_size=batch_size), X)
     np.testing.assert_array_equal(a.labels_, b.labels_)
-    assert a.history_ == b.history_ or np.allclose(a.history_, b.history_, rtol=1e-6)
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+    # Inertia is a sum of GEMM-estimated distances, whose rounding depends on the chunk
+    # shape (labels do not: near-ties are rechecked exactly); compare it within that
+    # rounding, absolute near zero.
+    np.testing.assert_allclose(a.history_, b.history_, rtol=1e-4, atol=1e-4 * len(mask))
     for name in X:
         np.testing.assert_array_equal(a.mean_[name], b.mean_[name])
         np.testing.assert_array_equal(a.scale_[name], b.scale_[name])
