@@ -10,7 +10,12 @@ Sections (each prints absolute times and a ratio; nothing is asserted):
     with complete centres (nearest-centre path);
 (c) ``transform`` time per imputed row against ``sklearn.impute.KNNImputer``;
 (d) peak resident memory of ``fit`` in a fresh process, next to the data's own size;
-    ``--big`` adds a 1M x 1792 float32 fit from a memory-mapped file.
+    ``--big`` adds the out-of-core case: a 1M x 1792 float32 memory-mapped ``.npy`` fitted
+    with full Lloyd and with ``algorithm="minibatch"`` (each in a fresh process), and the
+    mini-batch model's ``transform(..., out_dir=...)`` streamed back to disk;
+(e) ``--only minibatch``: quality gap and speed of ``algorithm="minibatch"`` against full
+    Lloyd on mfeat at 50% missing slots (inertia ratio, block-MSE of the completion on
+    hidden test blocks) and on n=50k synthetic rows.
 
 Data: 64 Gaussian clusters in a 32-d latent space, projected linearly to three
 modalities (512 + 512 + 768 = 1792 dims, float32) with noise and per-dimension
@@ -21,6 +26,7 @@ Usage::
     python benchmarks/bench_core.py             # n = 20k and 200k (~16 min on a busy 2-core box)
     python benchmarks/bench_core.py --quick     # n = 20k, small subsets (a minute or two)
     python benchmarks/bench_core.py --big       # also the 1M-row memory-mapped fit
+    python benchmarks/bench_core.py --only minibatch   # mini-batch vs Lloyd (a few minutes)
     python benchmarks/bench_core.py --profile   # cProfile of one fit and of transform
     python benchmarks/bench_core.py --json out.json
 """
@@ -73,7 +79,7 @@ PRESENCE = (0.5, 0.5, 0.5)
 GEN_CHUNK = 16384
 TARGET_LLOYD_RATIO = 1.5
 TARGET_LITERAL_SPEEDUP = 1000.0
-TARGET_BIG_PEAK_GB = 12.0
+TARGET_BIG_PEAK_GB = 2.0
 ENV_VARS = (
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
@@ -583,17 +589,44 @@ def child_memory(spec: dict) -> None:
     gc.collect()
     before = _status_kib()
     reset = _reset_peak()
+    algorithm = spec.get("algorithm", "lloyd")
     with _AnonPeak() as anon, quiet():
         start = time.perf_counter()
-        model = UL4M4Imputer(K, max_iter=spec["max_iter"], random_state=0).fit(X)
+        model = UL4M4Imputer(K, max_iter=spec["max_iter"], random_state=0,
+                             algorithm=algorithm).fit(X)
         fit_s = time.perf_counter() - start
     after = _status_kib()
-    print(json.dumps({
+    out = {
         "n": n, "data_bytes": data_bytes, "rss_before_kib": before["VmRSS"],
         "peak_kib": after["VmHWM"], "peak_reset": reset, "peak_anon_kib": anon.peak,
         "rss_file_end_kib": after.get("RssFile", 0), "fit_s": fit_s,
         "n_iter": int(model.n_iter_), "memmap": bool(spec.get("directory")),
-    }))
+        "algorithm": algorithm, "inertia": float(model.inertia_),
+    }
+    if spec.get("transform_dir"):
+        out.update(_child_transform(model, X, Path(spec["transform_dir"])))
+    print(json.dumps(out))
+
+
+def _child_transform(model, X: dict, directory: Path) -> dict:
+    """Peak memory of a streamed ``transform(X, out_dir=...)``; the output is removed after."""
+    gc.collect()
+    before = _status_kib()
+    _reset_peak()
+    try:
+        with _AnonPeak() as anon:
+            start = time.perf_counter()
+            filled = model.transform(X, out_dir=directory)
+            seconds = time.perf_counter() - start
+        after = _status_kib()
+        written = int(sum(a.size * a.itemsize for a in filled.values()))
+        no_nan = all(not np.isnan(a[:GEN_CHUNK]).any() for a in filled.values())
+        del filled
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"transform_s": seconds, "transform_rss_before_kib": before["VmRSS"],
+            "transform_peak_kib": after["VmHWM"], "transform_peak_anon_kib": anon.peak,
+            "transform_written_bytes": written, "transform_first_rows_complete": no_nan}
 
 
 def run_child(spec: dict) -> dict:
@@ -618,17 +651,17 @@ def _memory_row(r: dict) -> list[str]:
     kib = 1024
     extra = r["peak_kib"] * kib - r["rss_before_kib"] * kib
     r["extra_bytes"] = extra
-    return [f"{r['n']:,}", fmt_gb(r["data_bytes"]), fmt_gb(r["rss_before_kib"] * kib),
-            fmt_gb(r["peak_kib"] * kib), fmt_gb(extra), fmt_gb(r["peak_anon_kib"] * kib),
-            fmt_time(r["fit_s"]), str(r["n_iter"])]
+    return [r.get("algorithm", "lloyd"), f"{r['n']:,}", fmt_gb(r["data_bytes"]),
+            fmt_gb(r["rss_before_kib"] * kib), fmt_gb(r["peak_kib"] * kib), fmt_gb(extra),
+            fmt_gb(r["peak_anon_kib"] * kib), fmt_time(r["fit_s"]), str(r["n_iter"])]
 
 
 def _print_memory(table_rows, max_iter, what) -> None:
     print_table(
         f"(d) peak memory of fit in a fresh process ({what}; k-means++ seeding, "
         f"max_iter={max_iter})",
-        ["n", "data", "RSS before fit", "peak RSS (VmHWM)", "peak - before", "peak anon",
-         "fit", "n_iter"],
+        ["algorithm", "n", "data", "RSS before fit", "peak RSS (VmHWM)", "peak - before",
+         "peak anon", "fit", "n_iter / steps"],
         table_rows,
     )
 
@@ -644,18 +677,112 @@ def bench_big(n: int, directory: Path, keep: bool, blas_threads: int | None,
         arr.flush()
     del arrays
     print(f"  written in {fmt_time(time.perf_counter() - start)}")
+    spec = {"n": n, "max_iter": BIG["max_iter"], "directory": str(directory),
+            "blas_threads": blas_threads}
     try:
-        r = run_child({"n": n, "max_iter": BIG["max_iter"], "directory": str(directory),
-                       "blas_threads": blas_threads})
+        r = run_child(spec)
+        mini = run_child({**spec, "algorithm": "minibatch",
+                          "transform_dir": str(directory.with_name(directory.name + "_out"))})
     finally:
         if not keep:
             shutil.rmtree(directory, ignore_errors=True)
     results["memory_big"] = r
-    _print_memory([_memory_row(r)], BIG["max_iter"], "memory-mapped .npy")
-    peak_gb = r["peak_kib"] * 1024 / 1e9
-    print(f"  peak RSS counts the mapped file pages that were read (RSS file at the end: "
-          f"{fmt_gb(r['rss_file_end_kib'] * 1024)}); target <= {TARGET_BIG_PEAK_GB:.0f} GB: "
-          f"{peak_gb:.2f} GB ({verdict(peak_gb <= TARGET_BIG_PEAK_GB)})")
+    results["memory_big_minibatch"] = mini
+    _print_memory([_memory_row(r), _memory_row(mini)], BIG["max_iter"], "memory-mapped .npy")
+    for label, run in (("lloyd", r), ("minibatch", mini)):
+        peak_gb = run["peak_kib"] * 1024 / 1e9
+        print(f"  {label}: peak RSS {peak_gb:.2f} GB (mapped file pages included; RSS file at "
+              f"the end {fmt_gb(run['rss_file_end_kib'] * 1024)}); target <= "
+              f"{TARGET_BIG_PEAK_GB:.0f} GB: {verdict(peak_gb <= TARGET_BIG_PEAK_GB)}")
+    print(f"  inertia: minibatch / lloyd(max_iter={BIG['max_iter']}) = "
+          f"{mini['inertia'] / r['inertia']:.4f}; fit time ratio lloyd / minibatch = "
+          f"{fmt_ratio(r['fit_s'] / mini['fit_s'])}")
+    kib = 1024
+    print(f"  transform(out_dir=...) of all {n:,} rows by the minibatch model: "
+          f"{fmt_time(mini['transform_s'])}, wrote {fmt_gb(mini['transform_written_bytes'])}, "
+          f"peak RSS {fmt_gb(mini['transform_peak_kib'] * kib)} (before "
+          f"{fmt_gb(mini['transform_rss_before_kib'] * kib)}), peak anon "
+          f"{fmt_gb(mini['transform_peak_anon_kib'] * kib)}")
+
+
+# ------------------------------------------------------------------------------- section (e)
+MINIBATCH = {"mfeat_seeds": 3, "mfeat_k": 16, "mfeat_missing": 0.5, "n_synthetic": 50_000,
+             "lloyd_max_iter": 100, "batch_sizes": (None, 256)}
+
+
+def _mfeat_split(seed: int):
+    from ul4m4 import load_mfeat
+    from ul4m4.missingness import apply_mask
+
+    X, y = load_mfeat()
+    n = len(y)
+    mask = independent_mask(n, [MINIBATCH["mfeat_missing"]] * len(X), random_state=seed)
+    masked = apply_mask(X, mask)
+    order = np.random.RandomState(seed).permutation(n)
+    train, test = order[: int(0.7 * n)], order[int(0.7 * n):]
+    return ({k: v[train] for k, v in masked.items()}, {k: v[test] for k, v in masked.items()},
+            {k: v[test] for k, v in X.items()})
+
+
+def bench_minibatch(results: dict) -> None:
+    """Mini-batch vs full Lloyd: inertia, completion block-MSE and fit time."""
+    from ul4m4.metrics import block_mse, hidden_mask, training_statistics
+
+    k = MINIBATCH["mfeat_k"]
+    runs = [("lloyd", None)] + [("minibatch", b) for b in MINIBATCH["batch_sizes"]]
+    rows, out = [], {"mfeat": [], "synthetic": {}}
+    for seed in range(MINIBATCH["mfeat_seeds"]):
+        train, test, truth = _mfeat_split(seed)
+        _, scale = training_statistics(train)
+        hidden = hidden_mask(truth, test)
+        for algorithm, batch in runs:
+            seconds, _, model = timed(lambda a=algorithm, b=batch, s=seed, t=train: UL4M4Imputer(
+                k, random_state=s, algorithm=a, batch_size=b).fit(t))
+            mse = block_mse(truth, model.transform(test), hidden, scale)["all"]
+            out["mfeat"].append({"seed": seed, "algorithm": algorithm, "batch_size": batch,
+                                 "inertia": model.inertia_, "block_mse": mse, "fit_s": seconds,
+                                 "n_iter": int(model.n_iter_)})
+    for algorithm, batch in runs:
+        picked = [r for r in out["mfeat"] if r["algorithm"] == algorithm
+                  and r["batch_size"] == batch]
+        lloyd = [r for r in out["mfeat"] if r["algorithm"] == "lloyd"]
+        ratio = [p["inertia"] / q["inertia"] for p, q in zip(picked, lloyd, strict=True)]
+        mse = [p["block_mse"] for p in picked]
+        rows.append([algorithm, str(batch or "default"),
+                     f"{np.mean(ratio):.4f} ± {np.std(ratio):.4f}",
+                     f"{np.mean(mse):.3f} ± {np.std(mse):.3f}",
+                     fmt_time(float(np.mean([p["fit_s"] for p in picked]))),
+                     f"{np.mean([p['n_iter'] for p in picked]):.0f}"])
+    print_table(
+        f"(e) mini-batch vs Lloyd on mfeat, {100 * MINIBATCH['mfeat_missing']:.0f}% slots "
+        f"missing, k={k}, 70/30 split, {MINIBATCH['mfeat_seeds']} seeds (mean ± std)",
+        ["algorithm", "batch", "inertia / Lloyd's", "block-MSE (test)", "fit", "iters/steps"],
+        rows,
+    )
+    n = MINIBATCH["n_synthetic"]
+    X = allocate(n)
+    fill(World(0), X, seed=1, mask=independent_mask(n, PRESENCE, random_state=2))
+    synth_rows = []
+    for algorithm, batch in runs:
+        seconds, _, model = timed(lambda a=algorithm, b=batch: UL4M4Imputer(
+            K, random_state=0, algorithm=a, batch_size=b,
+            max_iter=MINIBATCH["lloyd_max_iter"]).fit(X))
+        out["synthetic"][f"{algorithm}-{batch}"] = {"inertia": model.inertia_, "fit_s": seconds,
+                                                   "n_iter": int(model.n_iter_),
+                                                   "converged": bool(model.converged_)}
+        synth_rows.append((algorithm, batch, model.inertia_, seconds, model.n_iter_,
+                           model.converged_))
+    base_inertia, base_s = synth_rows[0][2], synth_rows[0][3]
+    print_table(
+        f"(e) mini-batch vs Lloyd on synthetic data, n={n:,}, k={K}, d=1792 float32, ~43% "
+        f"slots missing (Lloyd max_iter={MINIBATCH['lloyd_max_iter']})",
+        ["algorithm", "batch", "inertia / Lloyd's", "fit", "speed-up", "iters/steps",
+         "converged"],
+        [[a, str(b or "default"), f"{i / base_inertia:.4f}", fmt_time(t),
+          fmt_ratio(base_s / t), str(it), str(c)] for a, b, i, t, it, c in synth_rows],
+    )
+    print(f"  {load_note()}")
+    results["minibatch"] = out
 
 
 # ------------------------------------------------------------------------------------ profile
@@ -706,7 +833,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="rows of the --big data (default 1,000,000)")
     parser.add_argument("--keep-big-data", action="store_true",
                         help="leave the --big data on disk")
-    parser.add_argument("--only", choices=["lloyd", "transform", "knn", "memory", "big"],
+    parser.add_argument("--only", choices=["lloyd", "transform", "knn", "memory", "big",
+                                           "minibatch"],
                         nargs="+",
                         help="run only these sections ((b) and (c) need (a)'s models, so "
                              "they run it too; 'big' is the same as --big)")
@@ -759,6 +887,8 @@ def run(args: argparse.Namespace) -> None:
             gc.collect()
     if "memory" in sections:
         bench_memory(prof["memory_sizes"], prof["memory_max_iter"], args.blas_threads, results)
+    if "minibatch" in sections:
+        bench_minibatch(results)
     if args.big or "big" in sections:
         bench_big(args.big_rows, args.big_dir, args.keep_big_data, args.blas_threads, results)
     total = time.perf_counter() - started

@@ -74,6 +74,9 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     completion, temperature, n_init, k_grid, selection_fraction, shrinkage, n_jobs
         As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
         the k grid and hidden share of ``n_clusters="auto"``).
+    algorithm, backend, device, n_ensemble
+        As in :class:`~ul4m4.UL4M4Imputer` (mini-batch k-means, the torch engine on
+        numpy input, the completion ensemble).
 
     Attributes
     ----------
@@ -161,6 +164,10 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
+        algorithm: str = "lloyd",
+        backend: str = "numpy",
+        device: Any = None,
+        n_ensemble: int | None = None,
     ) -> None:
         self.modalities = modalities
         self.n_clusters = n_clusters
@@ -180,6 +187,10 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.selection_fraction = selection_fraction
         self.shrinkage = shrinkage
         self.n_jobs = n_jobs
+        self.algorithm = algorithm
+        self.backend = backend
+        self.device = device
+        self.n_ensemble = n_ensemble
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

@@ -55,8 +55,9 @@ class Multimodal:
     ----------
     names : list of str
         Modality names, in order.
-    arrays : list of ndarray
-        The caller's arrays, one (n_samples, d_m) array per modality.
+    arrays : list of ndarray or RowReader
+        One (n_samples, d_m) array per modality: the caller's in-memory arrays,
+        or row readers (:mod:`ul4m4.stream`) over memory maps and other array-likes.
     mask : ndarray of shape (n_samples, n_modalities), dtype bool
         ``mask[i, m]`` is True when modality ``m`` is observed for sample ``i``.
     """
@@ -117,7 +118,11 @@ def _as_2d_array(name: str, value: Any) -> Any:
         )
     if value.shape[1] < 1:
         raise ValueError(f"modality {name!r}: has zero features")
-    return value
+    # Memory maps and other array-likes are read through a row reader, so that no
+    # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
+    from .stream import as_row_source
+
+    return as_row_source(value)
 
 
 def _scan_rows(name: str, array: Any) -> np.ndarray:

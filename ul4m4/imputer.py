@@ -7,15 +7,16 @@ import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
-from .cluster import Centers, assign, kmeans_plusplus, lloyd, random_init
-from .complete import FROM_MEAN, OBSERVED, CompletionPlan, complete_sources, soft_complete
+from .cluster import Centers, random_init
+from .complete import FROM_MEAN, OBSERVED, CompletionPlan
 from .data import (
     Multimodal,
     Standardized,
@@ -23,8 +24,8 @@ from .data import (
     check_observed_twice,
     modality_statistics,
 )
-from .distance import error_factor
 from .selection import select_model
+from .stream import is_streamed, subset_rows
 
 __all__ = ["UL4M4Imputer"]
 
@@ -38,8 +39,11 @@ _CACHE_BYTES = 512 * 2**20
 _INIT_OPTIONS = ("k-means++", "random")
 _EMPTY_OPTIONS = ("raise", "mean")
 _COMPLETION_OPTIONS = ("greedy", "soft", "auto")
+_ALGORITHM_OPTIONS = ("lloyd", "minibatch")
 _SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
 _SHRINKAGES = (0.0, 0.25, 0.5)
+#: Members of the completion ensemble when ``completion="auto"`` and ``n_ensemble=None``.
+_AUTO_ENSEMBLE = 5
 
 
 class UL4M4Imputer(BaseEstimator):
@@ -58,11 +62,14 @@ class UL4M4Imputer(BaseEstimator):
         Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
         reconstruction on the training data (no labels), like ``completion="auto"``.
     max_iter : int, default=300
-        Maximum number of Lloyd iterations.
+        Maximum number of Lloyd iterations; with ``algorithm="minibatch"``, the
+        budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
+        mini-batch steps).
     tol : float, default=0.0
-        Stop when the total squared centre shift in z-space is at most ``tol``.
-        With the default 0 the iterations stop only at a fixed point (no label
-        changes).
+        Stop when the total squared centre shift in z-space is at most ``tol``
+        (per iteration; per mini-batch step with ``algorithm="minibatch"``).
+        With the default 0 the Lloyd iterations stop only at a fixed point (no
+        label changes).
     init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
         Seeding: k-means++ under the partial distance, k distinct random samples,
         or explicit initial centres ``{modality: array (k, d_m)}`` in the raw
@@ -74,7 +81,11 @@ class UL4M4Imputer(BaseEstimator):
         argmin in either precision: near-ties are rechecked in float64.
     batch_size : int or None, default=None
         Rows per chunk of every pass over the data; ``None`` picks it from a
-        64 MiB working-memory budget. Peak extra memory is O(batch_size * k).
+        64 MiB working-memory budget. Peak extra memory is O(batch_size * (k + d))
+        plus O(n_samples) labels: memory-mapped and other row-sliceable inputs
+        are streamed chunk by chunk and never copied whole. Results do not
+        depend on it with ``algorithm="lloyd"``. With ``algorithm="minibatch"``
+        it is also the mini-batch size (``None``: 1024) and changes the result.
     reference_one_step : bool, default=False
         Reproduce the public reference scripts (seeding, one assignment, one mean
         update), for comparison only: the result is not a k-means fixed point.
@@ -97,6 +108,16 @@ class UL4M4Imputer(BaseEstimator):
         Relative temperature of ``completion="soft"``.
     n_init : int, default=1
         Number of seedings; the run with the lowest inertia is kept.
+    n_ensemble : int or None, default=None
+        Number of independently seeded k-means fits (same k, seeds drawn from
+        ``random_state``) whose completions are averaged: a missing block is
+        the mean of the members' fills, which lowers the variance that one
+        seeding leaves in the completion. The first member is the model
+        described by ``cluster_centers_``, ``labels_`` and ``predict``; the
+        others are in ``ensemble_centers_``. ``None`` means 5 with
+        ``completion="auto"`` and 1 otherwise (the faithful method). With more
+        than one member ``return_sources``/``return_weights`` are refused (no
+        single centre filled a block). Fit cost grows by one fit per member.
     k_grid : tuple of int, default=(4, 8, 16, 32, 64)
         Candidate k when ``n_clusters="auto"`` (values above n_samples dropped).
     selection_fraction : float, default=0.2
@@ -109,6 +130,31 @@ class UL4M4Imputer(BaseEstimator):
         Pull every value filled from centres toward the training mean:
         ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
         ``completion="auto"`` chooses it per modality among 0, 0.25 and 0.5.
+    algorithm : {"lloyd", "minibatch"}, default="lloyd"
+        ``"lloyd"``: full Lloyd iterations (one pass over the data each) to a
+        fixed point. ``"minibatch"``: Sculley's mini-batch k-means under the
+        partial distance (see :mod:`ul4m4.minibatch`): k-means++ seeds drawn
+        from a random sample of ``max(3 * batch_size, 3 * k)`` rows, then steps
+        on ``batch_size`` rows drawn with replacement through ``random_state``,
+        each moving a centre toward its new members with rate 1 / (members seen
+        so far, per modality); it stops when the smoothed batch inertia has not
+        improved for 10 steps, by ``tol``, or after ``max_iter`` epochs, and
+        ends with one exact assignment pass over all the data for ``labels_``
+        and ``inertia_``. ``n_iter_`` then counts steps, and ``history_`` holds
+        the smoothed batch inertia scaled to n_samples. Much faster on large
+        data; the centres are not a Lloyd fixed point.
+    backend : {"numpy", "torch", "dask"}, default="numpy"
+        Compute engine (see :mod:`ul4m4.backends`). ``"torch"`` runs the distance
+        GEMMs, Lloyd sums and completion tensors on PyTorch tensors (same labels,
+        centres and completions as ``"numpy"``; see :mod:`ul4m4.backends._torch`)
+        and accepts tensors, returning tensors on the input's device. ``"dask"``
+        fits on ``dask.array`` inputs chunked by rows on the active dask scheduler
+        (a ``dask.distributed`` cluster when a ``Client`` is open), and
+        ``transform``/``predict`` return lazy dask arrays; see
+        :mod:`ul4m4.backends.dask` (no ``"auto"`` selection, Lloyd only).
+    device : str, torch.device or None, default=None
+        Device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...);
+        ``None`` uses the device of tensor input, else the CPU.
 
     Attributes
     ----------
@@ -191,6 +237,10 @@ class UL4M4Imputer(BaseEstimator):
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
+        algorithm: str = "lloyd",
+        backend: str = "numpy",
+        device: Any = None,
+        n_ensemble: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.max_iter = max_iter
@@ -209,6 +259,10 @@ class UL4M4Imputer(BaseEstimator):
         self.selection_fraction = selection_fraction
         self.shrinkage = shrinkage
         self.n_jobs = n_jobs
+        self.backend = backend
+        self.device = device
+        self.algorithm = algorithm
+        self.n_ensemble = n_ensemble
 
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
@@ -217,6 +271,8 @@ class UL4M4Imputer(BaseEstimator):
             _check_int("n_clusters", self.n_clusters, 1)
         _check_int("max_iter", self.max_iter, 1)
         _check_int("n_init", self.n_init, 1)
+        if self.n_ensemble is not None:
+            _check_int("n_ensemble", self.n_ensemble, 1)
         if self.completion not in _COMPLETION_OPTIONS:
             raise ValueError(
                 f"completion must be one of {_COMPLETION_OPTIONS}, got {self.completion!r}"
@@ -256,9 +312,17 @@ class UL4M4Imputer(BaseEstimator):
                             f"{type(self.init).__name__}")
         if self.empty not in _EMPTY_OPTIONS:
             raise ValueError(f"empty must be one of {_EMPTY_OPTIONS}, got {self.empty!r}")
+        if self.algorithm not in _ALGORITHM_OPTIONS:
+            raise ValueError(
+                f"algorithm must be one of {_ALGORITHM_OPTIONS}, got {self.algorithm!r}"
+            )
+        if self.algorithm == "minibatch" and self.reference_one_step is True:
+            raise ValueError("reference_one_step=True reproduces Lloyd's first step; it "
+                             "cannot be combined with algorithm='minibatch'")
         for name in ("reference_one_step", "verbose"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        _check_backend(self.backend, self.device)
         self._dtype = _resolve_dtype(self.dtype)
 
     def _threads(self) -> int:
@@ -281,7 +345,11 @@ class UL4M4Imputer(BaseEstimator):
         ----------
         X : mapping of str to array-like of shape (n_samples, d_m), or list of array-likes
             Training data; an all-NaN row means the modality is missing. Arrays
-            are read in row chunks and never modified (memory-mapped arrays work).
+            are read in row chunks and never modified. Memory-mapped arrays
+            (``np.load(path, mmap_mode="r")``) and any object with ``shape``,
+            ``dtype`` and row slicing (an h5py dataset, a custom class) are
+            streamed: memory stays O(batch_size * (k + d)) whatever n_samples
+            (see :mod:`ul4m4.stream`).
         y : ignored
             Present for API consistency; UL4M4 never looks at labels.
 
@@ -290,19 +358,30 @@ class UL4M4Imputer(BaseEstimator):
         self : UL4M4Imputer
         """
         self._validate_params()
+        if self.backend == "dask":
+            from .backends.dask import fit_dask
+
+            return fit_dask(self, X)
         with _verbosity(self.verbose):
+            engine, X, _ = self._backend_for(X)
+            self._fit_engine = engine
+            _reject_sparse(X)
             data = check_multimodal(X, require_observed=self.empty == "raise")
             data, kept = _without_empty_samples(data)
             self._check_training_data(data)
             chunk_rows = self._chunk_rows(data.dims)
-            gamma = error_factor(data.dims, self._dtype)
+            gamma = engine.error_factor(data.dims, self._dtype)
             rng = check_random_state(self.random_state)
             selection = self._select(data, chunk_rows, gamma, rng)
             k = selection.n_clusters if selection else int(self.n_clusters)
             means, scales, result = self._fit_core(data, k, chunk_rows, gamma, rng)
+            members = [self._fit_core(data, k, chunk_rows, gamma, rng)[2]
+                       for _ in range(self._ensemble_size() - 1)]
         if not self.reference_one_step:
-            result.warn(int(self.max_iter), stacklevel=2)
+            for run in (result, *members):
+                run.warn(int(self.max_iter), stacklevel=2)
         self._set_fitted(data, means, scales, result.centers)
+        self._set_members([run.centers for run in members])
         self.labels_ = result.labels
         if kept is not None:
             self.labels_ = np.full(kept.size, OBSERVED, dtype=np.int64)
@@ -316,28 +395,51 @@ class UL4M4Imputer(BaseEstimator):
         self._set_completion(selection)
         return self
 
+    def _ensemble_size(self) -> int:
+        if self.n_ensemble is not None:
+            return int(self.n_ensemble)
+        return _AUTO_ENSEMBLE if self.completion == "auto" else 1
+
     def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng):
         """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
         means, scales = modality_statistics(data, chunk_rows)
-        view = Standardized(
-            data, means, scales, self._dtype, chunk_rows, self._threads(), _CACHE_BYTES
+        _check_magnitudes(data, means, scales, self._dtype, chunk_rows)
+        # Streamed inputs (memory maps, array-likes) are never copied whole.
+        cache = 0 if is_streamed(data) else _CACHE_BYTES
+        view = self._fit_engine.view(
+            data, means, scales, self._dtype, chunk_rows, self._threads(), cache
         )
         best = None
         for run in range(int(self.n_init)):
-            centers = self._initial_centers(view, data, k, rng, gamma)
-            result = lloyd(
-                view,
-                centers,
-                max_iter=int(self.max_iter),
-                tol=float(self.tol),
-                gamma=gamma,
-                one_step=bool(self.reference_one_step),
-            )
+            if self.algorithm == "minibatch":
+                result = self._minibatch_run(view, data, k, rng, gamma)
+            else:
+                centers = self._initial_centers(view, data, k, rng, gamma)
+                result = self._fit_engine.lloyd(
+                    view,
+                    centers,
+                    max_iter=int(self.max_iter),
+                    tol=float(self.tol),
+                    gamma=gamma,
+                    one_step=bool(self.reference_one_step),
+                )
             logger.info("init %d: inertia %.6g after %d iterations", run, result.inertia,
                         result.n_iter)
             if best is None or result.inertia < best.inertia:
                 best = result
         return means, scales, best
+
+    def _minibatch_run(self, view: Standardized, data: Multimodal, k: int, rng, gamma: float):
+        from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
+
+        batch = int(self.batch_size) if self.batch_size is not None else DEFAULT_BATCH_SIZE
+        seeding = view
+        if self.init == "k-means++":
+            size = min(view.n_samples, max(3 * batch, 3 * k))
+            seeding = seeding_sample(view, size, rng)
+        centers = self._initial_centers(seeding, data, k, rng, gamma)
+        return minibatch_kmeans(view, centers, batch_size=batch, max_iter=int(self.max_iter),
+                                tol=float(self.tol), gamma=gamma, rng=rng)
 
     def _select(self, data: Multimodal, chunk_rows: int, gamma: float, rng):
         auto_k = self.n_clusters == "auto"
@@ -399,7 +501,7 @@ class UL4M4Imputer(BaseEstimator):
         if isinstance(self.init, str):
             if self.init == "random":
                 return random_init(view, k, rng)
-            return kmeans_plusplus(view, k, rng, gamma)[0]
+            return self._fit_engine.kmeans_plusplus(view, k, rng, gamma)[0]
         init = check_multimodal(
             self.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
         )
@@ -430,6 +532,20 @@ class UL4M4Imputer(BaseEstimator):
                 "the training mean", uncovered,
             )
 
+    def _set_members(self, centers: list[Centers]) -> None:
+        """Store the ensemble members beyond the first (z-space centres)."""
+        self._members = [self._member(c) for c in centers]
+        self.ensemble_centers_ = [member.raw_centers for member in self._members]
+        self.n_ensemble_ = 1 + len(self._members)
+
+    def _member(self, centers: Centers) -> _Member:
+        raw = {}
+        for m, name in enumerate(self.modalities_):
+            block = centers.blocks[m].astype(np.float64) * self.scale_[name] + self.mean_[name]
+            block[~centers.mask[:, m]] = np.nan
+            raw[name] = block.astype(self._dtype)
+        return _Member(centers, CompletionPlan.from_centers(centers), raw, centers.mask.copy())
+
     # --------------------------------------------------------------- transform
     def _check_fitted(self) -> None:
         if not hasattr(self, "_plan"):
@@ -437,8 +553,18 @@ class UL4M4Imputer(BaseEstimator):
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first."
             )
 
-    def _view(self, X: Any) -> Standardized:
+    def _backend_for(self, X: Any):
+        """This call's engine (on the input's device if none is set), X as host arrays,
+        and the conversion of results back to the caller's type (tensors stay tensors)."""
+        from .backends import get_engine
+
+        engine = get_engine(self.backend, self.device)
+        X, caller = engine.to_host(X)
+        return engine.for_input(caller), X, caller
+
+    def _view(self, X: Any, engine: Any = None) -> Standardized:
         self._check_fitted()
+        _reject_sparse(X)
         data = check_multimodal(
             X,
             names=self.modalities_,
@@ -447,12 +573,22 @@ class UL4M4Imputer(BaseEstimator):
         )
         means = [self.mean_[n] for n in self.modalities_]
         scales = [self.scale_[n] for n in self.modalities_]
+        _check_magnitudes(data, means, scales, self._dtype, self._chunk_rows(data.dims))
+        if engine is not None:
+            return engine.view(
+                data, means, scales, self._dtype, self._chunk_rows(data.dims), self._threads()
+            )
         return Standardized(
             data, means, scales, self._dtype, self._chunk_rows(data.dims), self._threads()
         )
 
     def transform(
-        self, X: Any, *, return_sources: bool = False, return_weights: bool = False
+        self,
+        X: Any,
+        *,
+        return_sources: bool = False,
+        return_weights: bool = False,
+        out_dir: str | os.PathLike | None = None,
     ) -> Any:
         """Fill every missing modality row; observed rows are returned bit-identical.
 
@@ -467,10 +603,17 @@ class UL4M4Imputer(BaseEstimator):
         return_weights : bool, default=False
             Also return, per modality, the weight of that centre (1 for greedy
             and mean filling, NaN where observed).
+        out_dir : str or path-like, optional
+            Write the completed data to ``out_dir/<modality>.npy`` instead of
+            memory, streaming row blocks (memory O(block), not O(data)), and
+            return read-only ``np.memmap`` arrays opened on those files. Each
+            file is written under a temporary name and moved into place only
+            when complete; existing files of the same names are replaced. The
+            values are the same as without ``out_dir``.
 
         Returns
         -------
-        X_filled : dict of str to ndarray of shape (n_samples, d_m)
+        X_filled : dict of str to ndarray (or np.memmap) of shape (n_samples, d_m)
             Keys in the order of ``X`` (or the fitted order for a list input);
             floating input keeps its dtype, integer input becomes float64.
         sources : dict of str to ndarray of shape (n_samples,), optional
@@ -478,39 +621,44 @@ class UL4M4Imputer(BaseEstimator):
         weights : dict of str to ndarray of shape (n_samples,), optional
             Only with ``return_weights=True`` (after ``sources`` if both).
         """
-        view = self._view(X)
-        gamma = error_factor(view.data.dims, self._dtype)
+        if self.backend == "dask":
+            from .backends.dask import transform_dask
+
+            return transform_dask(self, X, return_sources=return_sources,
+                                  return_weights=return_weights, out_dir=out_dir)
+        engine, X, caller = self._backend_for(X)
+        view = self._view(X, engine)
+        order = _output_order(X, self.modalities_)
+        if out_dir is not None:
+            from .stream import transform_to_files
+
+            return transform_to_files(self, view, order, out_dir,
+                                      return_sources=return_sources,
+                                      return_weights=return_weights)
+        return caller.wrap(
+            self._complete_view(view, order, return_sources, return_weights, engine)
+        )
+
+    def _complete_view(
+        self, view: Standardized, order: list[str], return_sources: bool, return_weights: bool,
+        engine: Any = None,
+    ) -> Any:
+        """The body of :meth:`transform` on a validated view; outputs keyed in ``order``."""
+        if engine is None:
+            from .backends import NumpyEngine
+
+            engine = NumpyEngine()
+        members = self._member_models()
+        if len(members) > 1 and (return_sources or return_weights):
+            raise ValueError(
+                f"return_sources/return_weights describe a single model, but this imputer "
+                f"averages the fills of {len(members)} ensemble members (n_ensemble="
+                f"{len(members)}); refit with n_ensemble=1 to audit which centre filled a block"
+            )
+        filled, sources, weights = self._fill_member(view, engine, members[0])
+        if len(members) > 1:
+            self._average_members(view, engine, members, filled)
         names = self.modalities_
-        methods = [self.completion_[n] for n in names]
-        filled = [_output_copy(a) for a in view.data.arrays]
-        sources = np.full(view.mask.shape, OBSERVED, dtype=np.int64)
-        weights = np.full(view.mask.shape, np.nan)
-        if "greedy" in methods:
-            greedy = complete_sources(view, self._plan, gamma)
-            for m in (m for m, method in enumerate(methods) if method == "greedy"):
-                sources[:, m] = greedy[:, m]
-        if "soft" in methods:
-            soft = [m for m, method in enumerate(methods) if method == "soft"]
-            raw = [np.nan_to_num(self.cluster_centers_[n].astype(np.float64)) for n in names]
-            out = [filled[m] if m in soft else None for m in range(len(names))]
-            temperatures = [self.temperature_[n] for n in names]
-            top, top_weight = soft_complete(view, self._plan, raw, temperatures, out, gamma)
-            sources[:, soft] = top[:, soft]
-            weights[:, soft] = top_weight[:, soft]
-        empty_rows = ~view.mask.any(axis=1)
-        for m, method in enumerate(methods):
-            missing = ~view.mask[:, m]
-            # Mean imputation, samples with no observed modality (empty="mean") and
-            # modalities no centre carries all get the training mean.
-            if method == "mean" or not self.center_modalities_[:, m].any():
-                sources[missing, m] = FROM_MEAN
-            sources[empty_rows, m] = FROM_MEAN
-            self._fill_from(filled[m], names[m], sources[:, m], method == "greedy")
-            self._shrink(filled[m], names[m], sources[:, m] >= 0)
-            if method != "soft":
-                weights[missing, m] = 1.0
-            weights[sources[:, m] == FROM_MEAN, m] = 1.0
-        order = _output_order(X, names)
         result = {name: filled[names.index(name)] for name in order}
         extras = []
         if return_sources:
@@ -518,6 +666,62 @@ class UL4M4Imputer(BaseEstimator):
         if return_weights:
             extras.append({n: weights[:, names.index(n)] for n in order})
         return (result, *extras) if extras else result
+
+    def _member_models(self) -> list[_Member]:
+        """The fitted model first, then the other ensemble members."""
+        first = _Member(self._centers, self._plan, self.cluster_centers_,
+                        self.center_modalities_)
+        return [first, *getattr(self, "_members", [])]
+
+    def _fill_member(self, view: Standardized, engine: Any, member: _Member):
+        """One model's completion of ``view``: filled arrays, sources and weights."""
+        gamma = engine.error_factor(view.data.dims, self._dtype)
+        names = self.modalities_
+        methods = [self.completion_[n] for n in names]
+        filled = [_output_copy(a) for a in view.data.arrays]
+        sources = np.full(view.mask.shape, OBSERVED, dtype=np.int64)
+        weights = np.full(view.mask.shape, np.nan)
+        if "greedy" in methods:
+            greedy = engine.complete_sources(view, member.plan, gamma)
+            for m in (m for m, method in enumerate(methods) if method == "greedy"):
+                sources[:, m] = greedy[:, m]
+        if "soft" in methods:
+            soft = [m for m, method in enumerate(methods) if method == "soft"]
+            raw = [np.nan_to_num(member.raw_centers[n].astype(np.float64)) for n in names]
+            out = [filled[m] if m in soft else None for m in range(len(names))]
+            temperatures = [self.temperature_[n] for n in names]
+            top, top_weight = engine.soft_complete(
+                view, member.plan, raw, temperatures, out, gamma
+            )
+            sources[:, soft] = top[:, soft]
+            weights[:, soft] = top_weight[:, soft]
+        empty_rows = ~view.mask.any(axis=1)
+        for m, method in enumerate(methods):
+            missing = ~view.mask[:, m]
+            # Mean imputation, samples with no observed modality (empty="mean") and
+            # modalities no centre carries all get the training mean.
+            if method == "mean" or not member.center_modalities[:, m].any():
+                sources[missing, m] = FROM_MEAN
+            sources[empty_rows, m] = FROM_MEAN
+            centres = member.raw_centers[names[m]] if method == "greedy" else None
+            self._fill_from(filled[m], names[m], sources[:, m], centres)
+            self._shrink(filled[m], names[m], sources[:, m] >= 0)
+            if method != "soft":
+                weights[missing, m] = 1.0
+            weights[sources[:, m] == FROM_MEAN, m] = 1.0
+        return filled, sources, weights
+
+    def _average_members(self, view: Standardized, engine: Any, members: list[_Member],
+                         filled: list[np.ndarray]) -> None:
+        """Replace the first member's fills by the mean over all members (float64 sums)."""
+        missing = [~view.mask[:, m] for m in range(len(filled))]
+        totals = [f[rows].astype(np.float64) for f, rows in zip(filled, missing, strict=True)]
+        for member in members[1:]:
+            other, _, _ = self._fill_member(view, engine, member)
+            for total, values, rows in zip(totals, other, missing, strict=True):
+                total += values[rows]
+        for out, total, rows in zip(filled, totals, missing, strict=True):
+            out[rows] = (total / len(members)).astype(out.dtype)
 
     def _shrink(self, out: np.ndarray, name: str, rows: np.ndarray) -> None:
         s = self.shrinkage_[name]
@@ -527,11 +731,12 @@ class UL4M4Imputer(BaseEstimator):
                 out.dtype
             )
 
-    def _fill_from(self, out: np.ndarray, name: str, source: np.ndarray, copy_centres: bool):
-        if copy_centres:
+    def _fill_from(self, out: np.ndarray, name: str, source: np.ndarray,
+                   centres: np.ndarray | None) -> None:
+        """Copy ``centres`` rows (greedy; None: already filled) and the mean into ``out``."""
+        if centres is not None:
             from_centre = source >= 0
             if from_centre.any():
-                centres = self.cluster_centers_[name]
                 out[from_centre] = centres[source[from_centre]].astype(out.dtype)
         from_mean = source == FROM_MEAN
         if from_mean.any():
@@ -547,11 +752,16 @@ class UL4M4Imputer(BaseEstimator):
         Ties go to the lowest centre index. With ``empty="mean"`` a sample with
         no observed modality gets label -1.
         """
-        view = self._view(X)
-        gamma = error_factor(view.data.dims, self._dtype)
-        labels, _ = assign(view, self._centers, gamma)
+        if self.backend == "dask":
+            from .backends.dask import predict_dask
+
+            return predict_dask(self, X)
+        engine, X, caller = self._backend_for(X)
+        view = self._view(X, engine)
+        gamma = engine.error_factor(view.data.dims, self._dtype)
+        labels, _ = engine.assign(view, self._centers, gamma)
         labels[~view.mask.any(axis=1)] = OBSERVED
-        return labels
+        return caller.wrap(labels)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
@@ -569,6 +779,15 @@ class UL4M4Imputer(BaseEstimator):
         return load_imputer(path)
 
 
+class _Member(NamedTuple):
+    """One fitted k-means model of the completion ensemble."""
+
+    centers: Centers
+    plan: CompletionPlan
+    raw_centers: dict[str, np.ndarray]
+    center_modalities: np.ndarray
+
+
 def _without_empty_samples(data: Multimodal) -> tuple[Multimodal, np.ndarray | None]:
     """Drop samples with no observed modality (allowed with ``empty="mean"``).
 
@@ -580,8 +799,62 @@ def _without_empty_samples(data: Multimodal) -> tuple[Multimodal, np.ndarray | N
     if kept.all():
         return data, None
     rows = np.flatnonzero(kept)
-    arrays = [np.asarray(a[rows]) for a in data.arrays]
+    # In-memory arrays are copied; streamed ones stay on disk behind a lazy row map.
+    arrays = [subset_rows(a, rows) for a in data.arrays]
     return Multimodal(list(data.names), arrays, data.mask[rows]), kept
+
+
+def _reject_sparse(X: Any) -> None:
+    """Name the modality of a scipy.sparse input (its rows do not read as dense arrays)."""
+    items = X.items() if isinstance(X, Mapping) else enumerate(X) if isinstance(X, list) else ()
+    for name, value in items:
+        if sparse.issparse(value):
+            raise TypeError(
+                f"modality {str(name)!r}: scipy.sparse input is not supported; pass a dense "
+                "array (e.g. value.toarray())"
+            )
+
+
+def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int) -> None:
+    """Raise where z-scoring in ``dtype`` would overflow, instead of yielding NaN centres.
+
+    The statistics are float64: a spread beyond ~1e154 overflows the squared deviations,
+    and a float32 working dtype cannot hold a centred value beyond ~3.4e38.
+    """
+    for name, mean, scale in zip(data.names, means, scales, strict=True):
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(
+                f"modality {name!r}: values are too large (their mean or standard deviation "
+                "overflows float64, which happens beyond about 1e154); rescale the data"
+            )
+    if np.dtype(dtype) != np.float32:
+        return
+    limit = float(np.finfo(np.float32).max)
+    for m, (name, array) in enumerate(zip(data.names, data.arrays, strict=True)):
+        if np.dtype(array.dtype).kind != "f" or np.dtype(array.dtype).itemsize < 4:
+            continue
+        largest = _largest_centred(array, data.mask[:, m], means[m], chunk_rows)
+        if largest > limit:
+            raise ValueError(
+                f"modality {name!r}: values up to {largest:.3g} away from the mean do not fit "
+                f"the working dtype float32 (max {limit:.3g}); use dtype=numpy.float64 or "
+                "rescale the data"
+            )
+
+
+def _largest_centred(array: Any, observed: np.ndarray, mean: np.ndarray, chunk_rows: int) -> float:
+    """max over observed rows of max(|x|, |x - mean|), in float64, read in row chunks."""
+    largest = 0.0
+    n = observed.shape[0]
+    for start in range(0, n, max(1, chunk_rows)):
+        rows = slice(start, min(start + chunk_rows, n))
+        block = np.asarray(array[rows], dtype=np.float64)[observed[rows]]
+        if block.size:
+            high, low = block.max(axis=0), block.min(axis=0)
+            spread = np.maximum(np.maximum(np.abs(high), np.abs(low)),
+                                np.maximum(high - mean, mean - low))
+            largest = max(largest, float(spread.max()))
+    return largest
 
 
 def _output_copy(array: Any) -> np.ndarray:
@@ -599,6 +872,23 @@ def _output_order(X: Any, fitted: list[str]) -> list[str]:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_backend(backend: Any, device: Any) -> None:
+    """Validate ``backend`` and the form of ``device`` (the engine checks the device itself)."""
+    from .backends import BACKENDS
+
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if device is None:
+        return
+    if not (isinstance(device, str) or type(device).__name__ == "device"):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', a torch.device or "
+                        f"None, got {type(device).__name__}")
+    if backend == "numpy" and str(device) != "cpu":
+        raise ValueError(
+            f"device={str(device)!r} needs backend='torch'; the numpy backend runs on the CPU"
+        )
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:

@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,8 @@ _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 _PARAMS = (
     "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
     "reference_one_step", "verbose", "empty", "completion", "temperature", "n_init",
-    "k_grid", "selection_fraction", "shrinkage", "n_jobs",
+    "k_grid", "selection_fraction", "shrinkage", "n_jobs", "algorithm", "backend", "device",
+    "n_ensemble",
 )
 
 
@@ -67,6 +69,8 @@ def _json_param(name: str, value: Any) -> Any:
         return None
     if name == "k_grid":
         return [int(k) for k in value]
+    if name == "device" and value is not None:
+        return str(value)  # a torch.device is stored as its name, e.g. "cuda:0"
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -90,6 +94,10 @@ def _fitted_arrays(imp: UL4M4Imputer) -> dict[str, np.ndarray]:
         arrays[f"centers/{m}"] = imp.cluster_centers_[name]
         arrays[f"centers_z/{m}"] = imp._centers.blocks[m]
     arrays["center_modalities"] = imp.center_modalities_
+    for e, member in enumerate(getattr(imp, "_members", []), start=1):
+        for m in range(len(imp.modalities_)):
+            arrays[f"ensemble/{e}/centers_z/{m}"] = member.centers.blocks[m]
+        arrays[f"ensemble/{e}/center_modalities"] = member.center_modalities
     arrays["labels"] = np.asarray(imp.labels_, dtype=np.int64)
     arrays["history"] = np.asarray(imp.history_, dtype=np.float64)
     return arrays
@@ -113,6 +121,7 @@ def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
         "inertia": float(imp.inertia_),
         "converged": bool(imp.converged_),
         "n_clusters_fitted": int(imp.n_clusters_),
+        "n_ensemble_fitted": 1 + len(getattr(imp, "_members", [])),
         "completion": [imp.completion_[n] for n in imp.modalities_],
         "temperature": [imp.temperature_[n] for n in imp.modalities_],
         "shrinkage": [float(imp.shrinkage_[n]) for n in imp.modalities_],
@@ -196,11 +205,12 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
     where = os.fspath(path)
     try:
         archive = zipfile.ZipFile(where)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
+        # NotImplementedError: a damaged header claiming an unsupported zip feature.
         raise ModelFileError(f"{where}: cannot be read as a ul4m4 model file ({exc})") from None
     with archive:
-        meta = _read_meta(archive, where)
         try:
+            meta = _read_meta(archive, where)
             names = [str(n) for n in meta["modalities"]]
             dims = [int(d) for d in meta["n_features"]]
             specs = meta["arrays"]
@@ -223,11 +233,23 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
                     completion) <= {"greedy", "soft", "mean"}:
                 raise ValueError("completion settings do not match the modalities")
             selection = _selection_from_meta(meta.get("selection"))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ModelFileError):
-                raise
+            n_iter, inertia = int(meta["n_iter"]), float(meta["inertia"])
+            converged = bool(meta["converged"])
+            n_members = int(meta.get("n_ensemble_fitted", 1))
+            if not 1 <= n_members <= 10_000:
+                raise ValueError(f"n_ensemble_fitted={n_members} is out of range")
+        except ModelFileError:
+            raise
+        except (LookupError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ModelFileError(f"{where}: malformed model file ({exc!r})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                RuntimeError) as exc:
+            # A damaged archive: bad member headers or CRC, a corrupt deflate stream, an
+            # unsupported compression method or an encryption flag (zipfile's own types).
+            raise ModelFileError(f"{where}: damaged model file ({type(exc).__name__}: "
+                                 f"{exc})") from None
     _check_consistent(arrays, names, dims, k, imp._dtype.name, where)
+    _check_members(arrays, dims, k, imp._dtype.name, n_members, where)
     imp.modalities_ = names
     imp.n_features_ = dict(zip(names, dims, strict=True))
     imp.mean_ = {n: arrays[f"mean/{m}"] for m, n in enumerate(names)}
@@ -236,9 +258,9 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
     imp.center_modalities_ = arrays["center_modalities"]
     imp.labels_ = arrays["labels"]
     imp.history_ = arrays["history"].tolist()
-    imp.n_iter_ = int(meta["n_iter"])
-    imp.inertia_ = float(meta["inertia"])
-    imp.converged_ = bool(meta["converged"])
+    imp.n_iter_ = n_iter
+    imp.inertia_ = inertia
+    imp.converged_ = converged
     imp.n_clusters_ = k
     imp.completion_ = dict(zip(names, completion, strict=True))
     imp.temperature_ = dict(zip(names, temperature, strict=True))
@@ -247,7 +269,33 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
     blocks = [arrays[f"centers_z/{m}"].copy() for m in range(len(names))]
     imp._centers = Centers(blocks, imp.center_modalities_.copy())
     imp._plan = CompletionPlan.from_centers(imp._centers)
+    imp._set_members([
+        Centers([arrays[f"ensemble/{e}/centers_z/{m}"].copy() for m in range(len(names))],
+                arrays[f"ensemble/{e}/center_modalities"].copy())
+        for e in range(1, n_members)
+    ])
     return imp
+
+
+def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
+    """Every ensemble member beyond the first must be stored whole, with the model's shapes."""
+    expected = {}
+    for e in range(1, n_members):
+        expected[f"ensemble/{e}/center_modalities"] = ("bool", (k, len(dims)))
+        for m, d in enumerate(dims):
+            expected[f"ensemble/{e}/centers_z/{m}"] = (dtype, (k, d))
+    for name, (want_dtype, want_shape) in expected.items():
+        got = arrays.get(name)
+        if got is None:
+            raise ModelFileError(f"{where}: array {name!r} is missing")
+        if got.dtype.name != want_dtype or got.shape != want_shape:
+            raise ModelFileError(
+                f"{where}: array {name!r} is {got.dtype.name}{list(got.shape)}, expected "
+                f"{want_dtype}{list(want_shape)} for this model"
+            )
+    stray = [n for n in arrays if n.startswith("ensemble/") and n not in expected]
+    if stray:
+        raise ModelFileError(f"{where}: unexpected arrays {stray[:3]} for {n_members} members")
 
 
 def _selection_from_meta(meta: dict[str, Any] | None):

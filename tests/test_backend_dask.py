@@ -1,0 +1,319 @@
+"""The dask backend against the NumPy backend, on a local distributed cluster and synchronously."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+
+import ul4m4.backends.dask as dask_backend  # noqa: E402
+from ul4m4 import UL4M4Imputer  # noqa: E402
+from ul4m4.backends.dask import fit_dask, predict_dask, transform_dask  # noqa: E402
+
+K = 4
+DIMS = {"text": 6, "image": 4, "audio": 3}
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture
+def synchronous():
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def blobs(n: int, seed: int, *, empty_rows: int = 0) -> dict[str, np.ndarray]:
+    """K well separated blobs; each sample misses some modalities (never all, unless asked)."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(K, size=n)
+    X = {}
+    for m, (name, d) in enumerate(DIMS.items()):
+        centre = rng.normal(scale=6.0, size=(K, d))
+        X[name] = centre[group] + rng.normal(size=(n, d))
+        if m == 0:
+            X[name] = X[name].astype(np.float32)
+    observed = rng.random((n, len(DIMS))) < 0.6
+    observed[~observed.any(axis=1), 0] = True
+    observed[rng.choice(n, size=empty_rows, replace=False)] = False
+    for m, name in enumerate(DIMS):
+        X[name][~observed[:, m]] = np.nan
+    return X
+
+
+def chunked(X: dict[str, np.ndarray], rows: int) -> dict[str, da.Array]:
+    return {n: da.from_array(a, chunks=(rows, -1)) for n, a in X.items()}
+
+
+def assert_same_model(a: UL4M4Imputer, b: UL4M4Imputer) -> None:
+    """Bit-identical fitted models."""
+    assert np.array_equal(a.labels_, b.labels_)
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+    assert a.inertia_ == b.inertia_ and a.history_ == b.history_
+    assert np.array_equal(a.center_modalities_, b.center_modalities_)
+    for n in DIMS:
+        assert np.array_equal(a.cluster_centers_[n], b.cluster_centers_[n], equal_nan=True)
+        assert np.array_equal(a.mean_[n], b.mean_[n])
+        assert np.array_equal(a.scale_[n], b.scale_[n])
+
+
+def literal_z(imp: UL4M4Imputer, X: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {n: (X[n].astype(np.float64) - imp.mean_[n]) / imp.scale_[n] for n in DIMS}
+
+
+def literal_partial_sq(z: dict[str, np.ndarray], centres: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, k) squared partial distances by the definition: mean over shared modalities."""
+    n, k = len(next(iter(z.values()))), len(next(iter(centres.values())))
+    total, count = np.zeros((n, k)), np.zeros((n, k))
+    for name in DIMS:
+        d = ((z[name][:, None, :] - centres[name][None, :, :]) ** 2).sum(axis=2) / z[name].shape[1]
+        shared = ~np.isnan(d)
+        total += np.where(shared, d, 0.0)
+        count += shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, total / count, np.inf)
+
+
+# ------------------------------------------------------------------ fitting
+def test_one_chunk_is_bit_identical_to_numpy(client):
+    X = blobs(300, 0)
+    reference = UL4M4Imputer(n_clusters=K, random_state=3).fit(X)
+    fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=3), chunked(X, 300))
+    assert_same_model(fitted, reference)
+    assert fitted.converged_ and fitted.n_clusters_ == K and fitted.selection_ is None
+    assert isinstance(fitted.labels_, np.ndarray)
+
+
+def test_row_chunks_match_numpy_within_summation_rounding(client):
+    X = blobs(400, 1, empty_rows=5)
+    params = {"n_clusters": K, "random_state": 1, "empty": "mean"}
+    reference = UL4M4Imputer(**params).fit(X)
+    fitted = fit_dask(UL4M4Imputer(**params), chunked(X, 110))
+    assert np.array_equal(fitted.labels_, reference.labels_)
+    assert (fitted.labels_ == -1).sum() == 5
+    assert fitted.n_iter_ == reference.n_iter_
+    for n in DIMS:
+        observed = X[n][~np.isnan(X[n]).all(axis=1)].astype(np.float64)
+        np.testing.assert_allclose(fitted.mean_[n], observed.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(fitted.scale_[n], observed.std(axis=0, ddof=1), rtol=1e-12)
+        np.testing.assert_allclose(fitted.cluster_centers_[n], reference.cluster_centers_[n],
+                                   rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fitted.inertia_, reference.inertia_, rtol=1e-10)
+    # The reduction tree is fixed by the chunks, so every scheduler gives the same bits,
+    # and so does re-reading the input on every pass instead of holding it z-scored.
+    with dask.config.set(scheduler="synchronous"):
+        again = fit_dask(UL4M4Imputer(**params), chunked(X, 110), persist=False)
+    assert_same_model(again, fitted)
+
+
+def test_sampled_seeding_reaches_a_lloyd_fixed_point(synchronous):
+    X = blobs(400, 2)
+    fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=1, dtype=np.float64),
+                      chunked(X, 90), init_sample_rows=40)
+    assert fitted.converged_
+    z = literal_z(fitted, X)
+    centres = {n: (fitted.cluster_centers_[n] - fitted.mean_[n]) / fitted.scale_[n]
+               for n in DIMS}
+    sq = literal_partial_sq(z, centres)
+    assert np.array_equal(fitted.labels_, np.argmin(sq, axis=1))
+    np.testing.assert_allclose(fitted.inertia_, sq.min(axis=1).sum(), rtol=1e-9)
+    for n in DIMS:
+        for j in range(K):
+            members = z[n][(fitted.labels_ == j) & ~np.isnan(z[n]).all(axis=1)]
+            if members.size:
+                np.testing.assert_allclose(centres[n][j], members.mean(axis=0), atol=1e-9)
+            else:
+                assert np.isnan(centres[n][j]).all()
+
+
+def test_random_and_explicit_init_match_numpy_with_empty_cluster_reseeding(
+    synchronous, monkeypatch
+):
+    reseeded = []
+    original = dask_backend._reseed_empty
+
+    def spy(*args):
+        reseeded.append(original(*args))
+        return reseeded[-1]
+
+    monkeypatch.setattr(dask_backend, "_reseed_empty", spy)
+    X = blobs(400, 3)
+    for init in ("random", "far"):
+        if init == "far":
+            # One centre far from everything: it is empty after the first assignment
+            # and must be reseeded the way the NumPy engine does.
+            rng = np.random.default_rng(0)
+            init = {n: np.vstack([rng.normal(size=(K - 1, d)), np.full((1, d), 500.0)])
+                    for n, d in DIMS.items()}
+        params = {"n_clusters": K, "random_state": 5, "init": init}
+        reference = UL4M4Imputer(**params).fit(X)
+        fitted = fit_dask(UL4M4Imputer(**params), chunked(X, 64))
+        assert np.array_equal(fitted.labels_, reference.labels_)
+        assert fitted.n_iter_ == reference.n_iter_
+        assert np.bincount(fitted.labels_, minlength=K).min() > 0
+        for n in DIMS:
+            np.testing.assert_allclose(fitted.cluster_centers_[n], reference.cluster_centers_[n],
+                                       rtol=1e-6, atol=1e-6)
+    assert (1, 0) in reseeded  # the far centre was emptied and reseeded
+
+
+def test_n_init_and_one_step_follow_numpy(synchronous):
+    X = blobs(200, 4)
+    for params in ({"n_init": 3}, {"reference_one_step": True}):
+        reference = UL4M4Imputer(n_clusters=K, random_state=2, **params).fit(X)
+        fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=2, **params), chunked(X, 200))
+        assert_same_model(fitted, reference)
+
+
+# ---------------------------------------------------------------- transform
+def test_transform_and_predict_equal_numpy(client):
+    X_train, X_new = blobs(300, 5), blobs(250, 6)
+    for completion in ("greedy", "soft"):
+        model = UL4M4Imputer(n_clusters=K, random_state=0, completion=completion).fit(X_train)
+        lazy = chunked(X_new, 90)
+        filled, sources, weights = transform_dask(model, lazy, return_sources=True,
+                                                  return_weights=True)
+        assert all(isinstance(a, da.Array) for a in filled.values())
+        assert filled["text"].chunks[0] == lazy["text"].chunks[0]
+        filled, sources, weights = dask.compute(filled, sources, weights)
+        expected, exp_sources, exp_weights = model.transform(X_new, return_sources=True,
+                                                             return_weights=True)
+        assert list(filled) == list(X_new)
+        for n in DIMS:
+            assert filled[n].dtype == X_new[n].dtype
+            assert np.array_equal(filled[n], expected[n])
+            assert np.array_equal(sources[n], exp_sources[n])
+            assert np.array_equal(weights[n], exp_weights[n], equal_nan=True)
+            observed = ~np.isnan(X_new[n]).all(axis=1)
+            assert np.array_equal(filled[n][observed], X_new[n][observed])
+            assert not np.isnan(filled[n]).any()
+    labels = predict_dask(model, chunked(X_new, 90)).compute()
+    assert np.array_equal(labels, model.predict(X_new))
+
+
+def test_dask_model_saves_and_loads(synchronous, tmp_path):
+    X = blobs(200, 7)
+    fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 50))
+    fitted.save(tmp_path / "model.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "model.ul4m4")
+    (lazy,) = dask.compute(transform_dask(fitted, chunked(X, 50)))
+    for n, a in loaded.transform(X).items():
+        assert np.array_equal(a, lazy[n])
+    assert np.array_equal(loaded.labels_, fitted.labels_)
+
+
+# -------------------------------------------------------------- bad inputs
+def test_misaligned_row_chunks_are_rechunked_with_a_warning(synchronous):
+    X = blobs(240, 8)
+    aligned = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 80))
+    lazy = chunked(X, 80)
+    lazy["image"] = da.from_array(X["image"], chunks=(50, 2))  # rows and columns differ
+    with pytest.warns(UserWarning, match=r"\['image'\].*rechunking them to the row chunks"):
+        misaligned = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), lazy)
+    assert_same_model(misaligned, aligned)
+    with pytest.warns(UserWarning, match="rechunking"):
+        out = transform_dask(aligned, lazy)
+    assert out["image"].chunks[0] == (80, 80, 80)
+
+
+def test_bad_inputs_name_the_modality_and_rows(synchronous):
+    X = blobs(200, 9)
+    imp = UL4M4Imputer(n_clusters=K, random_state=0)
+    short = chunked(X, 50)
+    short["audio"] = short["audio"][:150]
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        fit_dask(imp, short)
+    partial = {n: a.copy() for n, a in X.items()}
+    partial["image"][[57, 163], 0] = np.nan
+    partial["image"][[57, 163], 1:] = 1.0
+    with pytest.raises(ValueError, match=r"modality 'image': rows \[57, 163\] have some but"):
+        fit_dask(imp, chunked(partial, 50))
+    partial["image"][120, 2] = np.inf
+    with pytest.raises(ValueError, match=r"modality 'image': rows \[120\] contain infinite"):
+        fit_dask(imp, chunked(partial, 50))
+    empty = {n: a.copy() for n, a in X.items()}
+    for a in empty.values():
+        a[[3, 151]] = np.nan
+    with pytest.raises(ValueError, match=r"samples \[3, 151\] have no observed modality"):
+        fit_dask(imp, chunked(empty, 50))
+    unknown = chunked(X, 50)
+    unknown["text"] = unknown["text"][unknown["text"][:, 0] == unknown["text"][:, 0]]
+    with pytest.raises(ValueError, match="'text': unknown row chunk sizes"):
+        fit_dask(imp, unknown)
+    for bad in ({"n_clusters": "auto"}, {"completion": "auto"}):
+        with pytest.raises(ValueError, match="backend='dask' does not support"):
+            fit_dask(UL4M4Imputer(**bad), chunked(X, 50))
+    with pytest.raises(ValueError, match="init_sample_rows"):
+        fit_dask(imp, chunked(X, 50), init_sample_rows=0)
+
+
+def test_transform_errors_locate_the_chunk(synchronous):
+    X = blobs(200, 10)
+    model = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="missing modalities"):
+        transform_dask(model, {"text": chunked(X, 50)["text"]})
+    with pytest.raises(ValueError, match="'image': expected 4 features, got 3"):
+        transform_dask(model, {**chunked(X, 50), "image": da.zeros((200, 3), chunks=50)})
+    empty = {n: a.copy() for n, a in X.items()}
+    for a in empty.values():
+        a[130] = np.nan
+    lazy = transform_dask(model, chunked(empty, 50))
+    with pytest.raises(ValueError, match=r"rows 100\.\.149 of X .*samples \[30\]"):
+        dask.compute(lazy)
+
+
+def test_non_dask_inputs_are_wrapped(synchronous):
+    X = blobs(200, 11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0, batch_size=200), X)
+    assert_same_model(fitted, UL4M4Imputer(n_clusters=K, random_state=0).fit(X))
+
+
+def test_estimator_with_backend_dask(client, tmp_path):
+    X = blobs(300, 12)
+    lazy = chunked(X, 100)
+    imp = UL4M4Imputer(n_clusters=K, random_state=1, backend="dask").fit(lazy)
+    reference = UL4M4Imputer(n_clusters=K, random_state=1).fit(X)
+    assert np.array_equal(imp.labels_, reference.labels_)
+    as_numpy = copy.copy(imp).set_params(backend="numpy")
+    filled, labels = imp.transform(lazy), imp.predict(lazy)
+    assert isinstance(filled["audio"], da.Array) and isinstance(labels, da.Array)
+    filled, labels = dask.compute(filled, labels)
+    for n, a in as_numpy.transform(X).items():
+        assert np.array_equal(filled[n], a)
+    assert np.array_equal(labels, as_numpy.predict(X))
+    with pytest.raises(ValueError, match="out_dir is not supported with backend='dask'"):
+        imp.transform(lazy, out_dir=tmp_path)
+    imp.save(tmp_path / "model.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "model.ul4m4")
+    assert loaded.backend == "dask"
+    (again,) = dask.compute(loaded.transform(lazy))
+    for n in DIMS:
+        assert np.array_equal(again[n], filled[n])
+
+
+def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
+    X = blobs(200, 13)
+    X["audio"] = np.round(np.nan_to_num(X["audio"]) * 10).astype(np.int64)
+    reference = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
+    fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 200))
+    assert_same_model(fitted, reference)
+    (filled,) = dask.compute(transform_dask(fitted, chunked(X, 70)))
+    assert filled["audio"].dtype == np.float64
+    for n, a in reference.transform(X).items():
+        assert np.array_equal(filled[n], a)

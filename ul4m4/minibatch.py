@@ -1,0 +1,210 @@
+"""Stage 1, mini-batch variant: Sculley's mini-batch k-means under the partial distance.
+
+Full Lloyd reads every sample once per iteration; on data much larger than memory
+that is the whole cost of a fit. Mini-batch k-means (Sculley, 2010, "Web-scale
+k-means clustering") instead updates the centres from small random batches:
+
+1. draw ``batch_size`` row indices uniformly with replacement (through the
+   caller's RandomState) and read those rows only;
+2. assign each to its exact nearest centre under the partial distance;
+3. move each centre toward its new members with a per-centre, per-modality
+   learning rate ``1 / count``, where ``count`` is the number of batch members
+   observing that modality the centre has absorbed so far. Applied to a whole
+   batch at once this is ``c <- (count * c + sum of new members) / (count + added)``,
+   so a centre is always the mean of every member (with repeats) it has seen,
+   and a centre starts carrying a modality the first time a member that observes
+   it joins (the seed itself counts 0, as in Sculley's algorithm and
+   scikit-learn's ``MiniBatchKMeans``: the first members replace it).
+
+Drivers assume validated inputs, like :mod:`ul4m4.cluster`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .cluster import Centers, LloydResult, _center_shift, _sq_dists_to, assign
+from .data import Multimodal, Standardized, sequential_sums
+from .distance import exact_argmin
+
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_NO_IMPROVEMENT", "minibatch_kmeans", "seeding_sample"]
+
+logger = logging.getLogger("ul4m4")
+
+#: Mini-batch size when the imputer's ``batch_size`` is None (scikit-learn's default).
+DEFAULT_BATCH_SIZE = 1024
+#: Stop after this many consecutive steps without a new lowest smoothed batch inertia.
+MAX_NO_IMPROVEMENT = 10
+
+
+@dataclass
+class _Progress:
+    """Smoothed batch inertia and the no-improvement counter of the stop rule."""
+
+    alpha: float
+    smoothed: float | None = None
+    lowest: float = np.inf
+    stale: int = 0
+
+    def update(self, batch_mean: float) -> bool:
+        """Fold in one batch's mean squared distance; True when the run should stop."""
+        if self.smoothed is None:
+            self.smoothed = batch_mean
+        else:
+            self.smoothed = (1.0 - self.alpha) * self.smoothed + self.alpha * batch_mean
+        if self.smoothed < self.lowest:
+            self.lowest, self.stale = self.smoothed, 0
+            return False
+        self.stale += 1
+        return self.stale >= MAX_NO_IMPROVEMENT
+
+
+def seeding_sample(
+    view: Standardized, size: int, rng: np.random.RandomState
+) -> Standardized:
+    """An in-memory view of ``size`` distinct random rows of ``view``, for seeding.
+
+    k-means++ needs a pass over its data per centre; on a random sample of a few
+    batches (scikit-learn's ``init_size`` is 3 batches) seeding costs O(size * k)
+    instead of k passes over all the data. The rows are copied once and z-scored
+    once (O(size * d) memory).
+    """
+    rows = np.sort(rng.choice(view.n_samples, size=size, replace=False))
+    data = view.data
+    arrays = [np.asarray(a[rows]) for a in data.arrays]
+    sample = Multimodal(list(data.names), arrays, data.mask[rows])
+    return Standardized(
+        sample, view.mean, view.scale, view.dtype, view.chunk_rows, view.n_threads,
+        cache_bytes=np.iinfo(np.int64).max,
+    )
+
+
+def _apply_batch(
+    estimates: list[np.ndarray],
+    carried: np.ndarray,
+    counts: np.ndarray,
+    blocks: list[np.ndarray],
+    mask: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """The per-centre ``1/count`` update of one batch, in place, in float64."""
+    k = carried.shape[0]
+    for m, block in enumerate(blocks):
+        observed = mask[:, m]
+        members = labels[observed]
+        added = np.bincount(members, minlength=k).astype(np.float64)
+        touched = added > 0
+        if not touched.any():
+            continue
+        # Row-ordered float64 sums, so a batch gives the same centres however it is read.
+        sums = sequential_sums(np.zeros((k, block.shape[1])), members,
+                               block[observed].astype(np.float64))
+        total = counts[:, m] + added
+        moved = (counts[touched, m, None] * estimates[m][touched] + sums[touched])
+        estimates[m][touched] = moved / total[touched, None]
+        counts[:, m] = total
+        carried[touched, m] = True
+
+
+def minibatch_kmeans(
+    view: Standardized,
+    centers: Centers,
+    *,
+    batch_size: int,
+    max_iter: int,
+    tol: float,
+    gamma: float,
+    rng: np.random.RandomState,
+) -> LloydResult:
+    """Mini-batch k-means from ``centers``, then one full assignment pass.
+
+    Parameters
+    ----------
+    view : Standardized
+        The training data.
+    centers : Centers
+        Initial centres (e.g. k-means++ on :func:`seeding_sample`).
+    batch_size : int
+        Rows per mini-batch (clipped to n_samples).
+    max_iter : int
+        Budget in epochs: at most ``ceil(max_iter * n_samples / batch_size)`` steps.
+    tol : float
+        With ``tol > 0``, also stop when one step moves the centres by a total
+        squared z-space shift of at most ``tol``.
+    gamma : float
+        Error factor of the GEMM distance (see :func:`ul4m4.distance.error_factor`).
+    rng : RandomState
+        Draws the batches.
+
+    Returns
+    -------
+    LloydResult
+        ``labels`` and ``inertia`` from a final exact assignment of every sample to
+        the returned centres; ``n_iter`` is the number of mini-batch steps;
+        ``converged`` says whether a stop rule fired before the step budget;
+        ``history`` holds, per step, the smoothed batch inertia scaled to
+        n_samples (an estimate of the full inertia).
+
+    Notes
+    -----
+    Stop rule (as in scikit-learn's ``MiniBatchKMeans``): the mean squared
+    distance of each batch's samples to their centres is smoothed with an
+    exponentially weighted average of weight ``alpha = min(1, 2 * batch_size /
+    (n_samples + 1))``; the run stops when this average has not reached a new
+    minimum for ``MAX_NO_IMPROVEMENT`` (10) consecutive steps, or by ``tol``,
+    or when the step budget is spent (then ``converged`` is False).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ul4m4.cluster import kmeans_plusplus
+    >>> from ul4m4.data import Standardized, check_multimodal, modality_statistics
+    >>> rng = np.random.RandomState(0)
+    >>> data = check_multimodal({"a": np.r_[rng.normal(0, 1, (200, 2)), rng.normal(9, 1, (200, 2))]})
+    >>> means, scales = modality_statistics(data, 64)
+    >>> view = Standardized(data, means, scales, np.dtype(np.float64), 64)
+    >>> seeds, _ = kmeans_plusplus(view, 2, rng, 1e-12)
+    >>> result = minibatch_kmeans(view, seeds, batch_size=32, max_iter=10, tol=0.0,
+    ...                           gamma=1e-12, rng=rng)
+    >>> sorted(np.bincount(result.labels).tolist())
+    [200, 200]
+    """
+    n = view.n_samples
+    batch = int(min(batch_size, n))
+    n_steps = max(1, -(-int(max_iter) * n // batch))
+    dtype = centers.blocks[0].dtype
+    estimates = [b.astype(np.float64) for b in centers.blocks]
+    carried = centers.mask.copy()
+    counts = np.zeros(carried.shape)
+    progress = _Progress(alpha=min(1.0, 2.0 * batch / (n + 1)))
+    history: list[float] = []
+    converged = False
+    step = 0
+    # One batch is one small GEMM per modality: a multi-threaded BLAS only adds
+    # synchronisation at these shapes (as in the chunked passes of map_chunks).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for step in range(1, n_steps + 1):
+            rows = np.sort(rng.randint(n, size=batch))
+            blocks, mask = view.rows(rows)
+            labels, best = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
+            reachable = np.isfinite(best)
+            batch_mean = float(best[reachable].mean()) if reachable.any() else np.inf
+            _apply_batch(estimates, carried, counts, blocks, mask, labels)
+            updated = Centers([e.astype(dtype) for e in estimates], carried.copy())
+            shift = _center_shift(centers, updated)
+            centers = updated
+            stop = progress.update(batch_mean)
+            history.append(float(progress.smoothed) * n)
+            logger.info("mini-batch step %d: smoothed inertia %.6g, shift %.3g", step,
+                        history[-1], shift)
+            if stop or (tol > 0 and shift <= tol):
+                converged = True
+                break
+    labels, best = assign(view, centers, gamma)
+    sums = [e * counts[:, m, None] for m, e in enumerate(estimates)]
+    return LloydResult(centers, sums, counts, labels, float(best.sum()), step, converged,
+                       history)
