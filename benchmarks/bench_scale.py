@@ -23,6 +23,10 @@ Sections (each a function of :data:`SECTIONS`; ``--only`` picks some):
 ``scaling``
     Growth slopes ``d log(time per iteration) / d log(n)`` and ``/ d log(k)`` of
     each runner (least squares over the measured sizes and over a k grid).
+``dask``
+    ``UL4M4Imputer(backend="dask")`` on 2 local worker processes vs the NumPy
+    backend at the same shape (1M rows with ``--big``, else 40k; k = 16; see
+    ``_bench_dask.py``): time per iteration, fit time, peak memory, agreement.
 
 A new backend adds a runner to :data:`RUNNERS` (and, if it needs one, a section
 function to :data:`SECTIONS`); the table code needs no change.
@@ -316,6 +320,9 @@ def _available(name: str) -> bool:
             import faiss  # noqa: F401
         if name == "ul4m4-torch":
             import torch  # noqa: F401
+        if name == "dask":
+            import dask.array  # noqa: F401
+            import distributed  # noqa: F401
     except ImportError:
         print(f"[skip] {name}: not installed")
         return False
@@ -415,11 +422,24 @@ def section_scaling(cfg: Config) -> None:
                 ["runner", "slope in n", "slope in k", "per iteration by k"], rows)
 
 
+def section_dask(cfg: Config) -> None:
+    """Dask with 2 local worker processes vs the NumPy backend (1M rows with --big, else 40k)."""
+    if not _available("dask"):
+        return
+    from _bench_dask import _print, run_dask_section
+
+    n = 1_000_000 if max(cfg.sizes) >= 1_000_000 else 40_000
+    rows = run_dask_section(n, k=16, chunk_rows=n // 8)
+    cfg.results["dask"] = rows
+    _print(rows)
+
+
 #: Sections in run order; each takes the Config and prints its table.
 SECTIONS: dict[str, Callable[[Config], None]] = {
     "lloyd": section_lloyd,
     "transform": section_transform,
     "scaling": section_scaling,
+    "dask": section_dask,
 }
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``ul4m4 benchmark ...`` (also ``python -m ul4m4 benchmark ...``).
+"""Command line: ``ul4m4 benchmark ...`` and ``ul4m4 experiment ...`` (also ``python -m ul4m4``).
 
 Errors in the command line or the data set end the program with status 2 and a
 single line on stderr, without a traceback.
@@ -10,6 +10,7 @@ import argparse
 import ast
 import importlib.util
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -41,7 +42,9 @@ protocols:
 
 outputs in --out: results.csv (one row per seed x setting x method x k), summary.csv,
 summary.md (mean ± std tables), config.json (command, configuration, versions,
-machine), metric_vs_missing.png, k_stability.png.
+machine), metric_vs_missing.png, k_stability.png, and runs/ (one file per finished
+run: a rerun with the same settings reuses them, so an interrupted benchmark resumes;
+--fresh recomputes everything).
 
 example:
   ul4m4 benchmark --dataset mfeat --missing 0.3,0.5,0.7 --k 4,16,64 \\
@@ -64,6 +67,47 @@ modality), ul4m4 (greedy completion), ul4m4-soft (soft completion), ul4m4-auto (
 selection of k and of the completion per modality; runs once), ul4m4-onestep (reference
 scripts' one-step clustering), mofa
 (iMML MOFA, transductive; needs `pip install imml`).
+"""
+
+
+_EXPERIMENT_HELP = """\
+End-to-end experiment on a multimodal data set: encode the raw items with frozen
+encoders (cached), remove modalities (a named configuration or shares of missing
+slots), impute with each method fitted on the training split only, train the
+attention fusion model (SPEC §5 settings of the data set), choose its checkpoint on
+validation and score it on test. Every result row records the seconds spent in each
+stage (encode, mask, impute, train, evaluate).
+
+methods: ul4m4 (greedy completion; the reference one-step clustering under
+--protocol paper), ul4m4-soft, ul4m4-auto, mean, knn (imputers), mask-aware (the
+fusion model ignores missing modalities, no imputation), modality-dropout
+(mask-aware, and observed modalities dropped at random during training).
+
+protocols:
+  paper   the reference scripts' choices: one-step clustering, MOSI trains on its
+          complete training split, k = 64 (MM-IMDb), 10 (MOSI), 1 (Sleep-EDF)
+  clean   train is masked like val/test, k-means to a fixed point, k swept
+"""
+
+_EXPERIMENT_EPILOG = """\
+data sets (--data-dir is the folder of the raw release; see ul4m4.datasets):
+  mmimdb     plots (MiniLM) and posters (EfficientNet-Lite0); 23-27 genres,
+             multi-label; default --config complex_60_20_20
+  mosi       transcripts (MiniLM), audio (log-mel statistics), video frames
+             (EfficientNet-Lite0, mean over frames); sentiment in [-3, 3];
+             default --config 100_20_20
+  sleep-edf  5 channels, one 1-D autoencoder each (trained on the observed training
+             channels); 5 sleep stages; default --config pm0.4_ps0.5
+  movielens  title (MiniLM), rating SVD, metadata; 19 genres, multi-label; built
+             from the local cache (--data-dir: the cache folder, optional);
+             default --missing 0.3,0.5,0.7
+
+outputs in --out: results.csv/.json (one row per seed x setting x method x k),
+summary.csv, summary.md, config.json, metric_vs_missing.png, k_stability.png.
+
+example:
+  ul4m4 experiment mosi --data-dir data/mosi --config 100_20_20 --k 10 --protocol paper
+  ul4m4 experiment movielens --missing 0.3,0.5,0.7 --k 16 --seeds 1 --out results/ml
 """
 
 
@@ -258,8 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute every run; by default runs finished earlier with the same settings "
+        "(stored one file each in DIR/runs/) are reused, so an interrupted benchmark resumes",
+    )
+    bench.add_argument(
         "--quiet", action="store_true", help="do not print the summary table to stdout"
     )
+    _add_experiment_parser(sub)
     return parser
 
 
@@ -307,14 +358,208 @@ def _benchmark(args: argparse.Namespace, argv: list[str]) -> int:
             f"ul4m4: error: cannot create output folder {args.out!r}: {exc.strerror or exc}"
         ) from None
     start = time.perf_counter()
-    result = run_benchmark(config, argv=argv)
+    runs_dir = out / "runs"
+    if args.fresh:
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    result = run_benchmark(config, argv=argv, resume_dir=runs_dir)
     files = write_outputs(result, args.out)
     if not args.quiet:
         print(main_table(result, summarise(result)))
         print()
         print(f"Realised missing shares: {realised_shares(result)}")
     print(
-        f"ul4m4 benchmark: {len(result.rows)} rows in {time.perf_counter() - start:.1f} s; "
+        f"ul4m4 benchmark: {len(result.rows)} rows ({result.reused} reused from {runs_dir}) "
+        f"in {time.perf_counter() - start:.1f} s; "
+        f"wrote {', '.join(p.name for p in files)} to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_experiment_parser(sub: Any) -> None:
+    from .experiments.deep import DEEP_DATASETS, DEEP_METHODS
+
+    exp = sub.add_parser(
+        "experiment",
+        help="end-to-end: encode, mask, impute, train the fusion model, evaluate",
+        description=_EXPERIMENT_HELP,
+        epilog=_EXPERIMENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = exp.add_argument
+    add("dataset", choices=DEEP_DATASETS, help="data set")
+    add("--data-dir", default=None, metavar="DIR", help="raw data folder")
+    add("--protocol", choices=("paper", "clean"), default="clean", help="default: clean")
+    add(
+        "--config",
+        type=_names,
+        default=None,
+        metavar="NAME,...",
+        help="missingness configurations (100_20_20, complex_60_20_20, pm0.4_ps0.5, ...); "
+        "default: the data set's",
+    )
+    add(
+        "--missing",
+        type=_floats,
+        default=None,
+        metavar="S,S,...",
+        help="shares of missing slots, drawn independently (instead of --config)",
+    )
+    add(
+        "--k",
+        type=_ints,
+        default=None,
+        metavar="K,K,...",
+        help="numbers of clusters of the UL4M4 methods (default: the protocol's)",
+    )
+    add(
+        "--methods",
+        type=_names,
+        default=None,
+        metavar="M,M,...",
+        help=f"default: all but ul4m4-onestep; available: {', '.join(DEEP_METHODS)}",
+    )
+    add("--seeds", type=_positive_int, default=1, metavar="N", help="default: 1")
+    add("--first-seed", type=int, default=0, metavar="S", help="default: 0")
+    add(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="fusion training epochs (default: the data set's)",
+    )
+    add(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="fusion batch size (default: the data set's)",
+    )
+    add("--lr", type=float, default=None, help="fusion learning rate (default: the data set's)")
+    add("--device", default=None, help="torch device of the fusion model (default: cpu)")
+    add(
+        "--modality-dropout",
+        type=float,
+        default=0.3,
+        metavar="P",
+        help="drop probability of the modality-dropout method (default: 0.3)",
+    )
+    add(
+        "--signal-epochs",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="epochs of the Sleep-EDF signal autoencoders (default: 20)",
+    )
+    add(
+        "--encoder",
+        action="append",
+        default=[],
+        metavar="MODALITY=KIND",
+        help="encoder of a modality: minilm, efficientnet, spectrum or hf:PATH (repeatable)",
+    )
+    add(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="embedding cache (default: $UL4M4_CACHE/embeddings or ~/.cache/ul4m4/embeddings)",
+    )
+    add(
+        "--blas-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="BLAS/OpenMP threads; 0 = no limit (default: 0)",
+    )
+    add(
+        "--torch-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="PyTorch CPU threads; 0 = PyTorch's default (default: 0)",
+    )
+    add(
+        "--out",
+        default="results",
+        metavar="DIR",
+        help="output folder, created if needed (default: results)",
+    )
+    add("--no-progress", action="store_true", help="no progress bars")
+    add("--quiet", action="store_true", help="do not print the tables to stdout")
+
+
+def experiment_config_from_args(args: argparse.Namespace) -> Any:
+    """A :class:`~ul4m4.experiments.deep.DeepConfig` from parsed arguments."""
+    from .experiments.deep import DeepConfig, ExperimentError
+    from .experiments.deep_encoders import parse_encoder_specs
+
+    fusion = {
+        key: value
+        for key, value in (
+            ("max_epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("device", args.device),
+        )
+        if value is not None
+    }
+    try:
+        encoders = parse_encoder_specs(args.encoder)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+    extra = {} if args.methods is None else {"methods": tuple(args.methods)}
+    return DeepConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        protocol=args.protocol,
+        configs=tuple(args.config or ()),
+        missing=tuple(args.missing or ()),
+        ks=tuple(args.k) if args.k else None,
+        seeds=args.seeds,
+        first_seed=args.first_seed,
+        fusion=fusion,
+        encoders=encoders,
+        modality_dropout=args.modality_dropout,
+        signal_epochs=args.signal_epochs,
+        cache_dir=args.cache_dir,
+        blas_threads=args.blas_threads or None,
+        torch_threads=args.torch_threads or None,
+        progress=not args.no_progress,
+        **extra,
+    )
+
+
+def _experiment(args: argparse.Namespace, argv: list[str]) -> int:
+    from .experiments.deep import run_deep_experiment
+    from .experiments.deep_report import deep_main_table, stage_table, write_deep_outputs
+    from .experiments.report import realised_shares, summarise
+
+    if importlib.util.find_spec("pandas") is None or importlib.util.find_spec("torch") is None:
+        raise CLIError(
+            "ul4m4: error: the experiment needs pandas and PyTorch: "
+            "pip install 'ul4m4[experiments,deep]'"
+        )
+    config = experiment_config_from_args(args)
+    config.validate()
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(
+            f"ul4m4: error: cannot create output folder {args.out!r}: {exc.strerror or exc}"
+        ) from None
+    start = time.perf_counter()
+    result = run_deep_experiment(config, argv=argv)
+    files = write_deep_outputs(result, out)
+    if not args.quiet:
+        summary = summarise(result)
+        print(deep_main_table(result, summary))
+        print()
+        print(stage_table(result, summary))
+        print()
+        print(f"Realised missing shares: {realised_shares(result)}")
+    print(
+        f"ul4m4 experiment: {len(result.rows)} rows in {time.perf_counter() - start:.1f} s; "
         f"wrote {', '.join(p.name for p in files)} to {args.out}",
         file=sys.stderr,
     )
@@ -325,16 +570,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ul4m4`` command; returns the exit status."""
     from .experiments.benchmark import BenchmarkError
     from .experiments.datasets import DatasetError
+    from .experiments.deep import ExperimentError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "benchmark":
             return _benchmark(args, ["ul4m4", *argv])
+        if args.command == "experiment":
+            return _experiment(args, ["ul4m4", *argv])
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (BenchmarkError, DatasetError) as exc:
+    except (BenchmarkError, DatasetError, ExperimentError) as exc:
         print(f"ul4m4: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,6 +11,10 @@ in :data:`ENGINES`.
   method is the NumPy function, so results are those of the engine unchanged.
 * ``"torch"`` (:class:`ul4m4.backends._torch.TorchEngine`): the same algorithm
   with its heavy kernels on PyTorch tensors, on any device.
+* ``"dask"`` (:mod:`ul4m4.backends.dask`): row-chunked ``dask.array`` input on a
+  ``dask.distributed`` cluster (or dask's local scheduler); each Lloyd iteration
+  maps the NumPy E-step over chunks and reduces only k x D sums. Dispatched by the
+  estimator itself, not an engine.
 
 Engines are resolved lazily, so importing :mod:`ul4m4` never imports PyTorch.
 

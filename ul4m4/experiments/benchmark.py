@@ -37,11 +37,21 @@ installed) or folders: see :mod:`ul4m4.experiments.datasets` for the layout
 Outputs (:func:`write_outputs`, every file written atomically): ``results.csv``,
 ``summary.csv``, ``summary.md``, ``config.json``, ``metric_vs_missing.png`` and
 ``k_stability.png``.
+
+Resuming: with ``resume_dir`` (the command uses ``<out>/runs``), every result row
+is stored as soon as it is computed, atomically, in one JSON file named by a hash
+of everything that determines it (data fingerprint, seed, setting, method, k,
+method parameters, split, head, measurement mode, library version). A rerun reuses
+the stored rows and computes only the missing ones, so a killed benchmark resumes
+where it stopped and a changed setting never reuses a stale row.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import math
 import os
 import platform
@@ -51,6 +61,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +88,7 @@ from ..missingness import (
     parse_config,
 )
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
+from .io import atomic_write_text
 
 __all__ = [
     "K_METHODS",
@@ -210,6 +222,10 @@ class BenchmarkConfig:
             raise BenchmarkError(f"seeds must be a positive integer, got {self.seeds!r}")
         if not (0.0 < self.test_size < 1.0):
             raise BenchmarkError(f"test size must be in (0, 1), got {self.test_size!r}")
+        if not (isinstance(self.mnar_strength, int | float) and math.isfinite(self.mnar_strength)):
+            raise BenchmarkError(
+                f"--mnar-strength must be a finite number, got {self.mnar_strength!r}"
+            )
         if self.blas_threads is not None and (
             not isinstance(self.blas_threads, int) or self.blas_threads < 1
         ):
@@ -254,6 +270,7 @@ class BenchmarkResult:
     started_at: str
     elapsed_s: float
     argv: list[str] | None = None
+    reused: int = 0
 
     def frame(self) -> Any:
         """The rows as a :class:`pandas.DataFrame`."""
@@ -339,6 +356,7 @@ def run_benchmark(
     data: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
     argv: list[str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    resume_dir: str | os.PathLike[str] | None = None,
 ) -> BenchmarkResult:
     """Run every seed x setting x method and return the result rows.
 
@@ -351,11 +369,19 @@ def run_benchmark(
     argv : list of str, optional
         The command line, recorded in ``config.json``.
     on_row : callable, optional
-        Called with every result row as soon as it is computed.
+        Called with every result row as soon as it is computed (or reused).
+    resume_dir : str or path-like, optional
+        Folder of finished runs. Every row is written there as soon as it is
+        computed, atomically, as one JSON file named by a hash of everything that
+        determines it (data fingerprint, seed, setting, method, k, parameters,
+        split, head, measurement, library version); a later call with the same
+        folder reuses those rows instead of recomputing them, so a run that was
+        killed resumes where it stopped. ``None`` computes everything.
 
     Returns
     -------
     BenchmarkResult
+        ``reused`` counts the rows read back from ``resume_dir``.
 
     Raises
     ------
@@ -381,9 +407,11 @@ def run_benchmark(
     too_big = [k for m, k in runs if k is not None and k > n_train]
     if too_big:
         raise BenchmarkError(f"k={max(too_big)} exceeds the {n_train} training samples")
+    _check_classes(y)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    store = _RunStore(resume_dir, config, X, y) if resume_dir is not None else None
 
     def emit(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -394,7 +422,7 @@ def run_benchmark(
     try:
         with threadpool_limits(config.blas_threads):
             for seed in seeds:
-                _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader)
+                _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader, store)
     finally:
         bar.close()
     return BenchmarkResult(
@@ -404,28 +432,148 @@ def run_benchmark(
         started_at=started,
         elapsed_s=time.perf_counter() - t0,
         argv=argv,
+        reused=store.reused if store is not None else 0,
     )
 
 
-def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None) -> None:
+def _check_classes(y: np.ndarray) -> None:
+    """The logistic-regression head needs two classes (every label column, multi-label)."""
+    columns = [y] if y.ndim == 1 else [y[:, c] for c in range(y.shape[1])]
+    for c, column in enumerate(columns):
+        if np.unique(column).size < 2:
+            where = "the labels hold" if y.ndim == 1 else f"label column {c} holds"
+            raise BenchmarkError(
+                f"{where} one class only; the downstream head needs at least 2 classes"
+            )
+
+
+class _RunStore:
+    """Finished runs of a benchmark, one JSON file per row, keyed by what determines it.
+
+    A row file is written with :func:`~ul4m4.experiments.io.atomic_write_text`
+    (temporary file + ``os.replace``), so a killed run leaves each row either
+    complete or absent. Files that cannot be read back as a row of the expected
+    key (foreign, damaged by hand) are ignored and recomputed.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], config: BenchmarkConfig,
+                 X: dict[str, np.ndarray], y: np.ndarray) -> None:
+        self.folder = Path(folder)
+        self.reused = 0
+        self.base = {
+            "library_version": __version__,
+            "data": _fingerprint(X, y),
+            "dataset": config.dataset,
+            "test_size": float(config.test_size),
+            "mnar_strength": float(config.mnar_strength),
+            "head_max_iter": int(config.head_max_iter),
+            "memory": config.memory,
+            "blas_threads": config.blas_threads,
+        }
+
+    def key(self, seed: int, setting: Setting | None, method: str, k: int | None,
+            params: dict[str, Any]) -> dict[str, Any]:
+        return self.base | {
+            "seed": int(seed),
+            "setting": dataclasses.asdict(setting) if setting is not None else None,
+            "method": method,
+            "k": k,
+            "params": {name: repr(params[name]) for name in sorted(params)},
+        }
+
+    def _path(self, key: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
+        label = "complete" if key["setting"] is None else key["method"]
+        return self.folder / f"seed{key['seed']}-{label}-{digest[:24]}.json"
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        path = self._path(key)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != json.loads(json.dumps(key)):
+            return None
+        row = record.get("row")
+        if not isinstance(row, dict):
+            return None
+        self.reused += 1
+        return row
+
+    def put(self, key: dict[str, Any], row: dict[str, Any]) -> None:
+        record = {"key": key, "row": row}
+        atomic_write_text(self._path(key), json.dumps(record, default=_json_scalar, indent=1))
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a result file")
+
+
+def _fingerprint(X: dict[str, np.ndarray], y: np.ndarray) -> str:
+    """SHA-256 of the data's names, shapes, dtypes and bytes (rows reused only for the same data)."""
+    digest = hashlib.sha256()
+    for name, array in [*X.items(), ("__labels__", y)]:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _cached(store: _RunStore | None, key: dict[str, Any] | None,
+            compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The stored row for ``key``, or ``compute()`` stored under it."""
+    if store is None or key is None:
+        return compute()
+    row = store.get(key)
+    if row is None:
+        row = compute()
+        store.put(key, row)
+    return row
+
+
+def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
+              store=None) -> None:
     train, test = _split(y, config.test_size, seed)
     if split_loader is not None:
         X, y_again = split_loader(train)
         if not np.array_equal(y, y_again):
             raise BenchmarkError(f"dataset {config.dataset!r}: labels changed with the split")
     X_train, X_test = _subset(X, train), _subset(X, test)
-    emit(_complete_row(config, seed, X_train, y[train], X_test, y[test]))
+    complete_key = store.key(seed, None, "complete", None, {}) if store else None
+    emit(_cached(store, complete_key,
+                 lambda: _complete_row(config, seed, X_train, y[train], X_test, y[test])))
     for setting in settings:
         mask = draw_mask(setting, X, _seed_for(seed, setting.label), config.mnar_strength)
-        try:
-            data = _SettingData(X_train, X_test, mask[train], mask[test], y[train], y[test])
-        except ValueError as exc:
-            # Too little data for the share: a modality left in fewer than 2 training rows.
-            raise BenchmarkError(f"seed {seed}, setting {setting.label}: {exc}") from None
+        # Built only when some run of this setting is not stored yet.
+        data = _LazySettingData(
+            f"seed {seed}, setting {setting.label}",
+            (X_train, X_test, mask[train], mask[test], y[train], y[test]),
+        )
         for method, k in runs:
             bar.set_postfix_str(f"seed {seed} | {setting.label} | {method_label(method, k)}")
-            emit(_run_one(config, seed, setting, method, k, data))
+            key = (store.key(seed, setting, method, k, config.method_params.get(method, {}))
+                   if store else None)
+            run = functools.partial(_run_one, config, seed, setting, method, k, data)
+            emit(_cached(store, key, run))
             bar.update(1)
+
+
+class _LazySettingData:
+    """A :class:`_SettingData` made on first use (resumed runs may need none)."""
+
+    def __init__(self, where: str, args: tuple) -> None:
+        self.where, self.args, self.value = where, args, None
+
+    def get(self) -> _SettingData:
+        if self.value is None:
+            try:
+                self.value = _SettingData(*self.args)
+            except ValueError as exc:
+                # Too little data for the share: a modality left in fewer than 2 training rows.
+                raise BenchmarkError(f"{self.where}: {exc}") from None
+        return self.value
 
 
 @dataclasses.dataclass
@@ -486,17 +634,26 @@ def _run_one(
     setting: Setting,
     method: str,
     k: int | None,
-    d: _SettingData,
+    lazy: _LazySettingData,
 ) -> dict[str, Any]:
+    d = lazy.get()
     params = dict(config.method_params.get(method, {}))
     accepted = method_parameters(method)
     if k is not None:
         params["n_clusters"] = k
     if "random_state" in accepted:
         params.setdefault("random_state", seed)
-    imputer = make_method(method, **params)
-    with measure(config.memory) as fit_cost:
-        imputer.fit(d.Xm_train)
+    try:
+        imputer = make_method(method, **params)
+        with measure(config.memory) as fit_cost:
+            imputer.fit(d.Xm_train)
+    except (TypeError, ValueError) as exc:
+        # Parameter and data errors of a method (ours or scikit-learn's) are user
+        # errors here: report them on one line, naming the run.
+        raise BenchmarkError(
+            f"seed {seed}, setting {setting.label}, {method_label(method, k)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     with measure(config.memory) as train_cost:
         filled_train = imputer.transform(d.Xm_train)
     with measure(config.memory) as test_cost:
