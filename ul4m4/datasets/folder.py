@@ -25,6 +25,7 @@ Layout::
 from __future__ import annotations
 
 import os
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def _discover(folder: Path) -> dict[str, Path]:
 def _read_npy(path: Path, mmap: bool) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError, EOFError) as exc:
+    # A damaged header makes numpy's parser raise SyntaxError or tokenize.TokenError.
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         raise ValueError(
             f"{path}: cannot be read as a .npy array of numbers ({exc}); save it with "
             "numpy.save from a numeric (not object) array"

@@ -109,11 +109,24 @@ def load_mfeat(*, as_frame: bool = False) -> tuple[dict[str, Any], Any]:
 
 def _read_arrays() -> dict[str, np.ndarray]:
     ref = resources.files("ul4m4.datasets").joinpath(_DATA_FILE)
+    names = (*MFEAT_MODALITIES, "y")
     # as_file gives a real path even when the package is imported from a zip.
-    with resources.as_file(ref) as path, np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in (*MFEAT_MODALITIES, "y") if k not in npz.files]
+    with resources.as_file(ref) as path:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                # Reading each member in full makes zipfile check its CRC-32.
+                arrays = {k: npz[k] for k in names if k in npz.files}
+        except Exception as exc:
+            # The packaged file is damaged (or not an .npz). numpy and zipfile then raise
+            # many types (BadZipFile, zlib.error, EOFError, SyntaxError from a header, ...)
+            # whose messages name neither the file nor the remedy.
+            raise RuntimeError(
+                f"{path} is corrupt ({type(exc).__name__}: {exc}); reinstall ul4m4 or rebuild "
+                "the file with scripts/build_mfeat.py"
+            ) from exc
+        missing = [k for k in names if k not in arrays]
         if missing:
             raise RuntimeError(
                 f"{path} is missing arrays {missing}; rebuild it with scripts/build_mfeat.py"
             )
-        return {k: npz[k] for k in (*MFEAT_MODALITIES, "y")}
+    return arrays

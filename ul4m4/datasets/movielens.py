@@ -44,8 +44,10 @@ import os
 import re
 import tempfile
 import time
+import tokenize
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -483,7 +485,11 @@ def _load_arrays(
     if not rebuild and path.exists():
         try:
             return _read_cache(path, key)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        # On damage numpy's header parser raises SyntaxError or tokenize.TokenError, and
+        # zipfile NotImplementedError (a header claiming an unsupported feature) or
+        # RuntimeError (an encryption flag).
+        except (OSError, ValueError, KeyError, EOFError, SyntaxError, tokenize.TokenError,
+                zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
             warnings.warn(
                 f"MovieLens cache file {path} is unusable ({type(exc).__name__}: {exc}); "
                 "rebuilding it",
