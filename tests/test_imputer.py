@@ -358,3 +358,12 @@ def test_threads_do_not_change_results():
     for name in X:
         np.testing.assert_array_equal(one.cluster_centers_[name], three.cluster_centers_[name])
         np.testing.assert_array_equal(one.transform(X)[name], three.transform(X)[name])
+
+
+def test_explicit_init_with_an_empty_centre_names_the_centre():
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(10, 2)), "b": rng.normal(size=(10, 3))}
+    init = {"a": np.array([[np.nan, np.nan], [0.0, 0.0]]),
+            "b": np.array([[np.nan] * 3, [0.0, 0.0, 0.0]])}
+    with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality"):
+        UL4M4Imputer(2, init=init).fit(X)

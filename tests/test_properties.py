@@ -120,10 +120,14 @@ def test_new_data_is_filled_finitely_and_observed_bits_are_kept(
     assert ((labels >= 0) & (labels < k) | (~mask.any(axis=1) & (labels == -1))).all()
 
 
-def test_soft_fallback_for_an_empty_sample_with_one_centre():
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_soft_fallback_for_an_empty_sample_with_one_centre(backend):
     # Identical points: every distance is 0, the soft weights are undefined and the
     # greedy fallback runs, also for the empty sample that empty="mean" admits.
-    imp = UL4M4Imputer(1, completion="soft", empty="mean").fit({"a": np.zeros((2, 1))})
+    if backend == "torch":
+        pytest.importorskip("torch")
+    imp = UL4M4Imputer(1, completion="soft", empty="mean", backend=backend).fit(
+        {"a": np.zeros((2, 1))})
     out = imp.transform({"a": np.array([[np.nan], [1.0]])})
     np.testing.assert_array_equal(out["a"], [[0.0], [1.0]])
 

@@ -672,7 +672,8 @@ def soft_complete(
         top[stuck_rows, stuck_mods] = src
         weight[stuck_rows, stuck_mods] = 1.0
         for m in np.unique(stuck_mods):
-            pick = stuck_mods == m
+            # Negative codes (the training mean) are filled by the caller.
+            pick = (stuck_mods == m) & (src >= 0)
             out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
     return top, weight
 
