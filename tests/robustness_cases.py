@@ -11,7 +11,8 @@ on the returned value and the warnings raised). CLI cases run
 message on stderr and no traceback.
 
 ``before`` records what the case got from the code as it was before the
-robustness work (measured by running this list against it): ``"ok"`` or a
+robustness work (measured by running this list against it): ``"ok"``, ``"ok (...)"``
+for a helpful but costly result, ``"n/a (...)"`` for a feature that did not exist, or a
 short description of the unhelpful result.
 """
 
@@ -500,11 +501,169 @@ def _resumed(result: Any, reused: int) -> None:
     assert json.loads(damaged.read_text())["row"]["method"] == "mean"
 
 
+# --------------------------------------------------- raw data sets (new loaders)
+def _fixture(tmp: Path, dataset: str) -> Path:
+    """A tiny valid copy of ``dataset`` ('mmimdb', 'mosi' or 'sleep-edf') in ``tmp``."""
+    from ul4m4.datasets import _fixtures
+
+    root = tmp / dataset
+    if dataset == "mmimdb":
+        return _fixtures.write_mmimdb_fixture(root, n=10, seed=0)
+    if dataset == "mosi":
+        return _fixtures.write_mosi_fixture(root, n_videos=3, segments_per_video=2, seed=0)
+    return _fixtures.write_sleep_edf_fixture(root, n_subjects=3, epochs_per_subject=2,
+                                             seed=0, length=50)
+
+
+def _raw_loader(dataset: str) -> Callable[..., Any]:
+    from ul4m4.datasets import load_mmimdb, load_mosi, load_sleep_edf
+
+    return {"mmimdb": load_mmimdb, "mosi": load_mosi, "sleep-edf": load_sleep_edf}[dataset]
+
+
+def _load_raw(dataset: str, damage: Callable[[Path], None] | None = None) -> Callable[[Path], Thunk]:
+    """Build the fixture of ``dataset``, apply ``damage`` to its folder, then load it."""
+    def build(tmp: Path) -> Thunk:
+        root = _fixture(tmp, dataset)
+        if damage is not None:
+            damage(root)
+        return lambda: _raw_loader(dataset)(root, progress=False)
+
+    return build
+
+
+def _first(root: Path, pattern: str) -> Path:
+    return sorted(root.glob(pattern))[0]
+
+
+def _garble(pattern: str) -> Callable[[Path], None]:
+    """Cut the first file matching ``pattern`` in the middle of its JSON text."""
+    def damage(root: Path) -> None:
+        path = _first(root, pattern)
+        path.write_text(path.read_text()[:-3])
+
+    return damage
+
+
+def _cut(pattern: str, keep: int) -> Callable[[Path], None]:
+    """Keep only the first ``keep`` bytes of the first file matching ``pattern``."""
+    def damage(root: Path) -> None:
+        path = _first(root, pattern)
+        path.write_bytes(path.read_bytes()[:keep])
+
+    return damage
+
+
+def _remove(name: str) -> Callable[[Path], None]:
+    return lambda root: (root / name).unlink()
+
+
+def _wav_truncated(root: Path) -> None:
+    """Drop half of a clip's sample bytes; the header still announces them all."""
+    path = _first(root, "Raw/Audio/WAV_16000/Segmented/*.wav")
+    path.write_bytes(path.read_bytes()[: 44 + (path.stat().st_size - 44) // 2])
+
+
+# ------------------------------------------------------------ encoder inputs
+class _Fake:
+    """An encoder of width ``dim``: row = (length of the text, 1, ...); ``bad`` edits it."""
+
+    def __init__(self, dim: int = 3, bad: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.dim, self.cache_id, self.bad, self.calls = dim, "robustness-fake-v1", bad, []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.extend(texts)
+        out = np.ones((len(texts), self.dim), dtype=np.float32)
+        out[:, 0] = [len(t) for t in texts]
+        return out if self.bad is None else self.bad(out)
+
+
+_TEXTS = ["alpha", None, "be", "gamma!"]
+
+
+def _encode(encoder: _Fake, items: list[Any] = _TEXTS, **kwargs: Any) -> Thunk:
+    from ul4m4.encoders import encode_modality
+
+    return lambda: encode_modality(encoder, items, progress=False, **kwargs)
+
+
+def _nan_in_last(out: np.ndarray) -> np.ndarray:
+    out[-1, 1] = np.nan
+    return out
+
+
+def _corrupt_cache_entry(tmp: Path) -> Thunk:
+    """Encode with a cache, damage one entry file, encode again."""
+    from ul4m4.encoders import encode_modality
+
+    first = encode_modality(_Fake(), _TEXTS, cache_dir=tmp / "cache", progress=False)
+    entry = sorted(p for p in (tmp / "cache").rglob("*") if p.is_file()
+                   and p.suffix not in (".json", ".txt"))[0]
+    entry.write_bytes(entry.read_bytes()[:-4])
+    again = _Fake()
+
+    def run():
+        second = encode_modality(again, _TEXTS, cache_dir=tmp / "cache", progress=False)
+        return first, second, again.calls
+
+    return run
+
+
+def _recomputed(result: Any, caught: list) -> None:
+    from ul4m4.encoders.cache import CacheWarning
+
+    first, second, calls = result
+    np.testing.assert_array_equal(second, first)
+    assert len(calls) == 1, f"expected one item recomputed, got {calls}"
+    _warned(r"cache entry .* is .*; recomputing it", CacheWarning)(result, caught)
+
+
+def _image_encoder(tmp: Path, payload: bytes | Callable[[Path], bytes] | None) -> Thunk:
+    """EfficientNet-Lite0 (real weights) on a valid poster and ``poster.jpeg``.
+
+    ``poster.jpeg`` holds ``payload`` (bytes, or a function of the valid poster's path);
+    with None it is not written at all.
+    """
+    from ul4m4.encoders import EfficientNetLite0Encoder
+
+    root = _fixture(tmp, "mmimdb")
+    good = next(p for p in sorted(root.glob("dataset/*.jpeg")) if p.stat().st_size > 200)
+    bad = tmp / "poster.jpeg"
+    if payload is not None:
+        bad.write_bytes(payload(good) if callable(payload) else payload)
+    encoder = EfficientNetLite0Encoder(progress=False, num_threads=1)
+    return lambda: encoder([good, bad])
+
+
+def _signals(shapes: dict[str, tuple[int, ...]]) -> Thunk:
+    from ul4m4.encoders import encode_signals
+
+    rng = np.random.default_rng(0)
+    X = {name: rng.normal(size=shape) for name, shape in shapes.items()}
+    observed = {name: np.ones(shape[0], dtype=bool) for name, shape in shapes.items()}
+    return lambda: encode_signals(X, observed, np.arange(10), code_dim=2, epochs=1,
+                                  progress=False)
+
+
+# ---------------------------------------------------------- experiment CLI inputs
+def _experiment(tmp: Path, dataset: str, data_dir: Path | str | None, *extra: str) -> Thunk:
+    argv = ["experiment", dataset, "--seeds", "1", "--epochs", "1", "--no-progress",
+            "--quiet", "--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"), *extra]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    return _cli(argv)
+
+
+def _mosi_run(*extra: str) -> Callable[[Path], Thunk]:
+    return lambda t: _experiment(t, "mosi", _fixture(t, "mosi"), *extra)
+
+
 # ----------------------------------------------------------------- the cases
 _I, _T, _A, _M, _F, _P, _C = (
     "UL4M4Imputer.fit", "UL4M4Imputer.transform / predict", "ModalityImputer",
     "missingness", "loaders", "UL4M4Imputer.load", "ul4m4 benchmark",
 )
+_R, _N, _E = "raw data set loaders", "encoders", "ul4m4 experiment"
 
 CASES: list[Case] = [
     # ----------------------------------------------------------- imputer: types
@@ -891,7 +1050,101 @@ CASES: list[Case] = [
     Case("cli-nan-labels", _C, "float labels holding NaN",
          lambda t: _bench(t, _cli_folder(t, **{"labels.npy": np.full(30, np.nan)})),
          exit_match=r"labels contain NaN"),
+    # ------------------------------------------------------ raw data set loaders
+    Case("mmimdb-missing", _R, "load_mmimdb on a missing folder",
+         lambda t: (lambda: _raw_loader("mmimdb")(t / "nope")), FileNotFoundError,
+         r"MM-IMDb: data folder .*nope does not exist"),
+    Case("mmimdb-no-split", _R, "an MM-IMDb folder without split.json",
+         _load_raw("mmimdb", _remove("split.json")), FileNotFoundError,
+         r"split\.json: missing"),
+    Case("mmimdb-split-json", _R, "a cut-off split.json (malformed JSON)",
+         _load_raw("mmimdb", _garble("split.json")), ValueError,
+         r"split\.json: malformed JSON"),
+    Case("mmimdb-record-json", _R, "a cut-off movie record dataset/<id>.json",
+         _load_raw("mmimdb", _garble("dataset/*.json")), ValueError,
+         r"dataset/0001000\.json: malformed JSON"),
+    Case("mosi-missing", _R, "load_mosi on a missing folder",
+         lambda t: (lambda: _raw_loader("mosi")(t / "nope")), FileNotFoundError,
+         r"CMU-MOSI: data folder .*nope does not exist"),
+    Case("mosi-labels-json", _R, "a cut-off labels.json",
+         _load_raw("mosi", _garble("labels.json")), ValueError,
+         r"labels\.json: malformed JSON"),
+    Case("mosi-split-json", _R, "a cut-off split.json",
+         _load_raw("mosi", _garble("split.json")), ValueError, r"split\.json: malformed JSON"),
+    Case("mosi-truncated-wav", _R, "a .wav clip cut to half its announced frames",
+         _load_raw("mosi", _wav_truncated), ValueError,
+         r"5FM9TNIJ6rZ_1\.wav: .*(truncated|fewer)"),
+    Case("mosi-header-only-wav", _R, "a .wav file cut inside its header",
+         _load_raw("mosi", _cut("Raw/Audio/WAV_16000/Segmented/*.wav", 20)), ValueError,
+         r"5FM9TNIJ6rZ_1\.wav: not a readable PCM WAV file"),
+    Case("sleep-missing", _R, "load_sleep_edf on a missing folder",
+         lambda t: (lambda: _raw_loader("sleep-edf")(t / "nope")), FileNotFoundError,
+         r"data folder .*nope does not exist"),
+    Case("sleep-metadata-json", _R, "a cut-off metadata.json",
+         _load_raw("sleep-edf", _garble("metadata.json")), ValueError,
+         r"metadata\.json: malformed JSON"),
+    Case("sleep-truncated-npy", _R, "a truncated epoch .npy",
+         _load_raw("sleep-edf", _cut("*.npy", 300)), ValueError,
+         r"SC4001E0_0000\.npy: not a readable \.npy array \(truncated"),
+    # ---------------------------------------------------------------- encoders
+    Case("encode-wrong-width", _N, "encode_modality with an encoder returning 2 columns for dim 3",
+         lambda t: _encode(_Fake(bad=lambda out: out[:, :2])), ValueError,
+         r"returned shape \(3, 2\) for 3 items \(rows \[0, 2, 3\]"),
+    Case("encode-wrong-rows", _N, "an encoder returning one row too few",
+         lambda t: _encode(_Fake(bad=lambda out: out[1:])), ValueError,
+         r"returned shape \(2, 3\) for 3 items \(rows \[0, 2, 3\]"),
+    Case("encode-nan", _N, "an encoder returning NaN for one item",
+         lambda t: _encode(_Fake(bad=_nan_in_last)), ValueError,
+         r"non-finite values for rows \[3\]"),
+    Case("encode-corrupt-cache", _N, "a damaged embedding-cache entry",
+         _corrupt_cache_entry,
+         fallback="CacheWarning naming the entry; only that item is recomputed, same result",
+         check=_recomputed),
+    Case("image-missing", _N, "EfficientNetLite0Encoder on a missing image file",
+         lambda t: _image_encoder(t, None), FileNotFoundError,
+         r"image file not found: .*poster\.jpeg"),
+    Case("image-truncated", _N, "EfficientNetLite0Encoder on a JPEG cut to half its bytes",
+         lambda t: _image_encoder(t, lambda good: good.read_bytes()[: good.stat().st_size // 2]),
+         ValueError, r"cannot read image file .*poster\.jpeg"),
+    Case("image-not-image", _N, "EfficientNetLite0Encoder on text named .jpeg",
+         lambda t: _image_encoder(t, b"not an image at all"), ValueError,
+         r"cannot read image file .*poster\.jpeg"),
+    Case("signals-rows", _N, "encode_signals with channels of different row counts",
+         lambda t: _signals({"eeg": (12, 16), "eog": (11, 16)}), ValueError,
+         r"channel 'eog' has shape \(11, 16\), expected \(12, length\)"),
+    Case("signals-1d", _N, "encode_signals with a 1-D channel",
+         lambda t: _signals({"eeg": (12,)}), ValueError,
+         r"channel 'eeg' has shape \(12,\), expected \(n, length\)"),
+    # ---------------------------------------------------------- ul4m4 experiment
+    Case("exp-no-folder", _E, "--data-dir naming a missing folder",
+         lambda t: _experiment(t, "mosi", t / "nope"),
+         exit_match=r"data folder .*nope.* does not exist"),
+    Case("exp-unknown-dataset", _E, "an unknown data set name",
+         lambda t: _experiment(t, "imdb", None), exit_match=r"invalid choice: 'imdb'"),
+    Case("exp-bad-config", _E, "--config 100_20 (two shares for three modalities)",
+         _mosi_run("--config", "100_20"), exit_match=r"100_20.*expected 3"),
+    Case("exp-unknown-config", _E, "--config bogus",
+         _mosi_run("--config", "bogus"), exit_match=r"bogus"),
+    Case("exp-bad-missing", _E, "--missing 1.5",
+         _mosi_run("--missing", "1.5"), exit_match=r"--missing: share 1\.5 is not in \[0, 1\)"),
+    Case("exp-bad-method", _E, "--methods magic",
+         _mosi_run("--methods", "magic"), exit_match=r"unknown method 'magic'"),
+    Case("exp-bad-k", _E, "--k 0", _mosi_run("--k", "0"), exit_match=r"must be >= 1"),
+    Case("exp-bad-encoder", _E, "--encoder audio (no =KIND)",
+         _mosi_run("--encoder", "audio"), exit_match=r"MODALITY=KIND"),
+    Case("exp-unknown-encoder", _E, "--encoder audio=nosuch",
+         _mosi_run("--encoder", "audio=nosuch"), exit_match=r"unknown encoder 'nosuch'",
+         before="ok (but only after reading the data and loading the MiniLM weights, ~4 s)"),
+    Case("exp-mmimdb-no-split", _E, "an MM-IMDb folder without split.json",
+         lambda t: _experiment(t, "mmimdb", _damaged(_fixture(t, "mmimdb"),
+                                                     _remove("split.json"))),
+         exit_match=r"split\.json: missing"),
 ]
+
+
+def _damaged(root: Path, damage: Callable[[Path], None]) -> Path:
+    damage(root)
+    return root
 
 
 # ------------------------------------------------------------------ running

@@ -159,13 +159,28 @@ def build_encoder(kind: str, modality: str, *, progress: bool = True) -> Any:
         from ..encoders import HFEncoder
 
         return HFEncoder(kind[3:], modality=modality)
-    raise ValueError(
+    raise _unknown_kind(kind, modality)
+
+
+def _is_known_kind(kind: str) -> bool:
+    return kind in ("minilm", "efficientnet", "spectrum") or (
+        kind.startswith("hf:") and len(kind) > 3
+    )
+
+
+def _unknown_kind(kind: str, modality: str) -> ValueError:
+    return ValueError(
         f"unknown encoder {kind!r} for modality {modality!r}; use one of {', '.join(ENCODER_KINDS)}"
     )
 
 
 def parse_encoder_specs(specs: Sequence[str]) -> dict[str, str]:
     """``["audio=hf:/models/wavlm"]`` -> ``{"audio": "hf:/models/wavlm"}``.
+
+    Raises
+    ------
+    ValueError
+        If a spec is not ``MODALITY=KIND`` or names an unknown kind.
 
     Examples
     --------
@@ -177,6 +192,9 @@ def parse_encoder_specs(specs: Sequence[str]) -> dict[str, str]:
         modality, sep, kind = spec.partition("=")
         if not sep or not modality or not kind:
             raise ValueError(f"expected MODALITY=KIND for an encoder, got {spec!r}")
+        # Checked here, not when building, so that a typo fails before any data is read.
+        if not _is_known_kind(kind):
+            raise _unknown_kind(kind, modality)
         out[modality] = kind
     return out
 
