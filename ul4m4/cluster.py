@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from .data import Standardized, sequential_sums, stack_below, sum_operator
+from .data import RowOrderSums, Standardized
 from .distance import (
     exact_argmin,
     exact_partial_sq_dists,
+    exact_partial_sq_pairs,
     partial_sq_dists,
     squared_norms,
 )
@@ -64,15 +65,22 @@ class Centers:
         return cls(blocks, mask)
 
 
-def _sq_dists_to(view: Standardized, blocks, mask, centers: Centers, gamma: float):
-    sq, err = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms, gamma)
+def _sq_dists_to(view: Standardized, blocks, mask, centers: Centers, gamma: float, rows=None):
+    """``(sq, err, exact_rows, exact_pairs)``: the arguments of :func:`exact_argmin`."""
+    row_norms = None if rows is None else view.row_norms(rows, blocks)
+    sq, err = partial_sq_dists(
+        blocks, mask, centers.blocks, centers.mask, centers.norms, gamma, row_norms
+    )
 
     def exact(rows: np.ndarray) -> np.ndarray:
         return exact_partial_sq_dists(
             [b[rows] for b in blocks], mask[rows], centers.blocks, centers.mask
         )
 
-    return sq, err, exact
+    def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return exact_partial_sq_pairs(blocks, mask, centers.blocks, centers.mask, rows, cols)
+
+    return sq, err, exact, exact_pairs
 
 
 def assign(view: Standardized, centers: Centers, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +89,7 @@ def assign(view: Standardized, centers: Centers, gamma: float) -> tuple[np.ndarr
     best = np.empty(view.n_samples)
 
     def nearest(rows, blocks, mask):
-        return exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
+        return exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma, rows))
 
     for rows, (chunk_labels, chunk_best) in view.map_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
@@ -90,27 +98,23 @@ def assign(view: Standardized, centers: Centers, gamma: float) -> tuple[np.ndarr
 
 def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
     """One E-step, plus the float64 per-modality sums and counts of the new clusters."""
-    k = centers.k
     labels = np.empty(view.n_samples, dtype=np.int64)
     best = np.empty(view.n_samples)
-    sums = [np.zeros((k, b.shape[1])) for b in centers.blocks]
-    counts = np.zeros((k, len(centers.blocks)))
+    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks], view.buffers)
 
     def nearest(rows, blocks, mask):
-        chunk_labels, chunk_best = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
-        # The float64 copies and the operator are prepared here, on the pool; only
-        # the sparse products, which hold the GIL, run in order below.
-        stacked = [stack_below(k, b) for b in blocks]
-        return chunk_labels, chunk_best, mask, sum_operator(k, chunk_labels), stacked
+        chunk_labels, chunk_best = exact_argmin(
+            *_sq_dists_to(view, blocks, mask, centers, gamma, rows)
+        )
+        # The operators and float64 copies are prepared here, on the pool; only the
+        # sparse products, which must follow row order, run below.
+        return chunk_labels, chunk_best, accumulator.prepare(chunk_labels, blocks, mask)
 
     # Sums are accumulated here, in row order, while the pool computes later chunks.
-    for rows, (chunk_labels, chunk_best, mask, operator, stacked) in view.map_chunks(nearest):
+    for rows, (chunk_labels, chunk_best, prepared) in view.map_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
-        for m, prepared in enumerate(stacked):
-            sums[m] = sequential_sums(sums[m], chunk_labels, None, operator=operator,
-                                      stacked=prepared)
-            counts[:, m] += np.bincount(chunk_labels, weights=mask[:, m], minlength=k)
-    return labels, best, sums, counts
+        accumulator.add(prepared)
+    return labels, best, accumulator.sums, accumulator.counts
 
 
 def _seed_from_rows(view: Standardized, rows: np.ndarray) -> Centers:
@@ -125,7 +129,7 @@ def random_init(view: Standardized, k: int, rng: np.random.RandomState) -> Cente
 
 def _min_sq_update(view: Standardized, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:
     def to_seed(rows, blocks, mask):
-        sq, err, exact = _sq_dists_to(view, blocks, mask, seed, gamma)
+        sq, err, exact, _ = _sq_dists_to(view, blocks, mask, seed, gamma, rows)
         sq = sq[:, 0]
         # A copy of the seed must be at distance exactly 0 so it is never drawn
         # again; entries the error bound cannot tell from 0 are computed exactly.

@@ -9,6 +9,7 @@ other row-sliceable array-likes work without loading them.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "Multimodal",
+    "RowOrderSums",
     "Standardized",
     "check_multimodal",
     "check_observed_twice",
@@ -78,6 +80,11 @@ class Multimodal:
     def n_modalities(self) -> int:
         return len(self.names)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the in-memory arrays (a row reader counts as 0: it holds no rows)."""
+        return int(sum(int(getattr(a, "nbytes", 0)) for a in self.arrays))
+
 
 def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:
     if isinstance(X, Mapping):
@@ -130,21 +137,28 @@ def _scan_rows(name: str, array: Any) -> np.ndarray:
     n = array.shape[0]
     if np.dtype(array.dtype).kind in "iu":
         return np.ones(n, dtype=bool)
-    observed = np.empty(n, dtype=bool)
+    observed = np.ones(n, dtype=bool)
     partial, infinite = [], []
     for rows in iter_row_chunks(n, _SCAN_ROWS):
         chunk = np.asarray(array[rows])
-        nan = np.isnan(chunk)
+        # A row with a finite sum holds no NaN and no inf: one pass settles most
+        # rows; only the others (missing, or overflowing sums) are looked at closely.
+        with np.errstate(over="ignore", invalid="ignore"):
+            unsettled = np.flatnonzero(~np.isfinite(chunk.sum(axis=1)))
+        if not unsettled.size:
+            continue
+        suspect = chunk[unsettled]
+        nan = np.isnan(suspect)
         any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
-        observed[rows] = ~all_nan
-        partial.append(np.flatnonzero(any_nan & ~all_nan) + rows.start)
-        infinite.append(np.flatnonzero(np.isinf(chunk).any(axis=1)) + rows.start)
-    infinite_rows = np.concatenate(infinite)
+        observed[rows.start + unsettled] = ~all_nan
+        partial.append(unsettled[any_nan & ~all_nan] + rows.start)
+        infinite.append(unsettled[np.isinf(suspect).any(axis=1)] + rows.start)
+    infinite_rows = np.concatenate(infinite) if infinite else np.empty(0, dtype=np.int64)
     if infinite_rows.size:
         raise ValueError(
             f"modality {name!r}: rows {_format_rows(infinite_rows)} contain infinite values"
         )
-    partial_rows = np.concatenate(partial)
+    partial_rows = np.concatenate(partial) if partial else np.empty(0, dtype=np.int64)
     if partial_rows.size:
         raise ValueError(
             f"modality {name!r}: rows {_format_rows(partial_rows)} have some but not all values "
@@ -261,13 +275,25 @@ def standardize_rows(
     return blocks, mask
 
 
-def sum_operator(k: int, labels: np.ndarray, weights: np.ndarray | None = None):
+def sum_operator(
+    k: int,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    rows: np.ndarray | None = None,
+):
     """The sparse ``[I | onehot]`` operator of :func:`sequential_sums`, shape (k, k + B).
 
     Row j holds column j (the running total) followed by the columns ``k + i`` of
     its rows i in increasing order, so a product with ``[running; block]`` adds
     each group's rows one after the other, in row order, onto the running total.
+    ``rows`` (a boolean (B,) mask) keeps only those rows in the operator: the
+    others are skipped by the product, which is how rows of zeros (missing
+    modalities) are left out of a sum without changing it.
     """
+    n_all = labels.size
+    kept = np.arange(n_all) if rows is None else np.flatnonzero(rows)
+    labels = labels[kept]
     n_rows = labels.size
     counts = np.bincount(labels, minlength=k)
     indptr = np.zeros(k + 1, dtype=np.int64)
@@ -278,11 +304,11 @@ def sum_operator(k: int, labels: np.ndarray, weights: np.ndarray | None = None):
     positions = indptr[sorted_labels] + 1 + (np.arange(n_rows) - group_start[sorted_labels])
     indices = np.empty(k + n_rows, dtype=np.int64)
     indices[indptr[:-1]] = np.arange(k)
-    indices[positions] = k + order
+    indices[positions] = k + kept[order]
     values = np.ones(k + n_rows)
     if weights is not None:
-        values[positions] = weights[order]
-    return sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_rows))
+        values[positions] = weights[kept][order]
+    return sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_all))
 
 
 def stack_below(k: int, block: np.ndarray) -> np.ndarray:
@@ -320,6 +346,94 @@ def sequential_sums(
     return operator @ stacked
 
 
+class RowOrderSums:
+    """Per-cluster float64 member sums and counts of every modality, in row order.
+
+    Chunks must be added in row order. Each cluster's sum is the running total
+    plus its rows one after the other (:func:`sequential_sums`), so the result
+    does not depend on the chunking. Rows where a modality is missing (zeros)
+    are left out of its sum: adding +0.0 never changes a sum that starts at +0.0.
+
+    The float64 copies of a chunk (:meth:`prepare`, which may run on worker
+    threads) are written into buffers that are reused from chunk to chunk: fresh
+    pages for every chunk cost more than the copy itself.
+
+    Parameters
+    ----------
+    k : int
+        Number of clusters.
+    dims : sequence of int
+        Width of each modality.
+    buffers : deque, optional
+        Free float64 buffers to reuse (and to hand back to) across passes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> acc = RowOrderSums(2, [3])
+    >>> block = np.arange(12, dtype=np.float32).reshape(4, 3)
+    >>> acc.add(acc.prepare(np.array([0, 1, 0, 1]), [block], np.ones((4, 1), dtype=bool)))
+    >>> acc.sums[0].tolist(), acc.counts[:, 0].tolist()
+    ([[6.0, 8.0, 10.0], [12.0, 14.0, 16.0]], [2.0, 2.0])
+    """
+
+    def __init__(self, k: int, dims: Sequence[int], buffers: deque | None = None) -> None:
+        self.k = int(k)
+        self.sums = [np.zeros((self.k, int(d))) for d in dims]
+        self.counts = np.zeros((self.k, len(dims)))
+        # Buffers handed back by :meth:`add`, possibly shared with later passes
+        # (``Standardized.buffers``); deque appends and pops are thread-safe.
+        self._free = deque() if buffers is None else buffers
+
+    def prepare(self, labels: np.ndarray, blocks: Sequence[np.ndarray], mask: np.ndarray):
+        """Operators and float64 copies of one chunk for :meth:`add`; safe on any thread."""
+        n_rows = labels.size
+        flat = self._take_buffer(n_rows, [b.shape[1] for b in blocks])
+        full = None
+        prepared = []
+        offset = 0
+        for m, block in enumerate(blocks):
+            observed = mask[:, m]
+            width = block.shape[1]
+            if observed.all():
+                if full is None:
+                    full = sum_operator(self.k, labels)
+                operator = full
+            elif observed.any():
+                operator = sum_operator(self.k, labels, rows=observed)
+            else:
+                prepared.append(None)
+                continue
+            stacked = flat[offset : offset + (self.k + n_rows) * width]
+            stacked = stacked.reshape(self.k + n_rows, width)
+            stacked[self.k :] = block
+            offset += stacked.size
+            prepared.append((operator, stacked))
+        counts = np.column_stack(
+            [np.bincount(labels, weights=mask[:, m], minlength=self.k) for m in range(len(blocks))]
+        )
+        return prepared, counts, flat
+
+    def _take_buffer(self, n_rows: int, dims: list[int]) -> np.ndarray:
+        size = (self.k + n_rows) * sum(dims)
+        try:
+            flat = self._free.pop()
+        except IndexError:
+            return np.empty(size)
+        return flat if flat.size >= size else np.empty(size)
+
+    def add(self, prepared) -> None:
+        """Add a prepared chunk, the next one in row order, to the sums and counts."""
+        blocks, counts, flat = prepared
+        for m, item in enumerate(blocks):
+            if item is not None:
+                operator, stacked = item
+                stacked[: self.k] = self.sums[m]
+                self.sums[m] = operator @ stacked
+        self.counts += counts
+        self._free.append(flat)
+
+
 def check_observed_twice(data: Multimodal) -> None:
     """Raise unless every modality is observed in at least 2 samples (std needs 2)."""
     counts = data.mask.sum(axis=0)
@@ -329,6 +443,26 @@ def check_observed_twice(data: Multimodal) -> None:
             "every modality must be observed in at least 2 training samples (its std is "
             f"undefined otherwise); observed counts: {', '.join(scarce)}"
         )
+
+
+def _stacked_rows(scratch: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """``block`` as float64 rows 1.. of a ``(1 + B, d)`` view of ``scratch`` (row 0 unset)."""
+    stacked = scratch[: (1 + block.shape[0]) * block.shape[1]].reshape(1 + block.shape[0], -1)
+    stacked[1:] = block
+    return stacked
+
+
+def _single_group_sum(running: np.ndarray, stacked: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``running`` plus the rows ``rows`` of ``stacked[1:]``, one after the other (float64)."""
+    kept = np.flatnonzero(rows)
+    if not kept.size:
+        return running
+    # ``sum_operator(1, zeros, rows=rows)``, built directly: one group needs no sort.
+    indices = np.concatenate([[0], kept + 1])
+    operator = sparse.csr_matrix(
+        (np.ones(indices.size), indices, np.array([0, indices.size])), shape=(1, 1 + rows.size)
+    )
+    return sequential_sums(running, None, None, operator=operator, stacked=stacked)
 
 
 def modality_statistics(
@@ -343,25 +477,36 @@ def modality_statistics(
     """
     counts = data.mask.sum(axis=0)
     sums = [np.zeros((1, d)) for d in data.dims]
-    for rows in iter_row_chunks(data.n_samples, chunk_rows):
-        observed = data.mask[rows]
-        for m, array in enumerate(data.arrays):
-            block = np.asarray(array[rows])[observed[:, m]]
-            sums[m] = sequential_sums(sums[m], np.zeros(block.shape[0], dtype=np.int64), block)
-    means = [s[0] / c for s, c in zip(sums, counts, strict=True)]
     squares = [np.zeros((1, d)) for d in data.dims]
+    # One float64 scratch buffer for every chunk of both passes (fresh pages per
+    # chunk cost more than the sums); rows where a modality is missing stay out
+    # of the operator, so the NaN copied there are never read.
+    scratch = np.empty((1 + min(chunk_rows, data.n_samples)) * max(data.dims))
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
         observed = data.mask[rows]
         for m, array in enumerate(data.arrays):
-            block = np.asarray(array[rows])[observed[:, m]].astype(np.float64) - means[m]
-            squares[m] = sequential_sums(
-                squares[m], np.zeros(block.shape[0], dtype=np.int64), block * block
-            )
+            stacked = _stacked_rows(scratch, np.asarray(array[rows]))
+            sums[m] = _single_group_sum(sums[m], stacked, observed[:, m])
+    means = [s[0] / c for s, c in zip(sums, counts, strict=True)]
+    for rows in iter_row_chunks(data.n_samples, chunk_rows):
+        observed = data.mask[rows]
+        for m, array in enumerate(data.arrays):
+            stacked = _stacked_rows(scratch, np.asarray(array[rows]))
+            deviations = stacked[1:]
+            deviations -= means[m]
+            deviations *= deviations
+            squares[m] = _single_group_sum(squares[m], stacked, observed[:, m])
     scales = []
     for sq, c in zip(squares, counts, strict=True):
         std = np.sqrt(sq[0] / (c - 1))
         scales.append(np.where(std <= _MIN_STD, 1.0, std))
     return means, scales
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process: finding the loaded BLAS libraries takes ms per pass."""
+    return ThreadpoolController()
 
 
 @dataclass
@@ -372,7 +517,9 @@ class Standardized:
     bytes is standardised once, on the first full pass, and later passes (the k
     seeding passes, every Lloyd iteration) read the copy. Larger data are
     re-standardised chunk by chunk on every pass, so memory stays O(chunk). The
-    values are the same either way.
+    values are the same either way. A cached data set also keeps the squared row
+    norms of its chunks (:meth:`row_norms`), and every view keeps the scratch
+    buffers of :class:`RowOrderSums` from pass to pass.
     """
 
     data: Multimodal
@@ -383,6 +530,9 @@ class Standardized:
     n_threads: int = 1
     cache_bytes: int = 0
     _cache: list | None = field(default=None, init=False, repr=False)
+    #: Scratch buffers of :class:`RowOrderSums`, reused by every pass over this view.
+    buffers: deque = field(default_factory=deque, init=False, repr=False)
+    _norms: dict = field(default_factory=dict, init=False, repr=False)
 
     def _cacheable(self) -> bool:
         size = self.n_samples * sum(self.data.dims) * np.dtype(self.dtype).itemsize
@@ -399,6 +549,21 @@ class Standardized:
     def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """z-scored blocks and availability mask of the given rows."""
         return standardize_rows(self.data, rows, self.mean, self.scale, self.dtype)
+
+    def row_norms(self, rows: slice | np.ndarray, blocks: list[np.ndarray]) -> list[np.ndarray]:
+        """Float64 squared row norms of the z-scored ``blocks`` of ``rows``.
+
+        For a cached data set they are computed once per chunk and kept (n floats
+        per modality), as the z-scored rows themselves never change.
+        """
+        keep = isinstance(rows, slice) and self._cacheable()
+        key = (rows.start, rows.stop) if keep else None
+        norms = self._norms.get(key) if keep else None
+        if norms is None:
+            norms = [np.einsum("ij,ij->i", b, b).astype(np.float64) for b in blocks]
+            if keep:
+                self._norms[key] = norms
+        return norms
 
     def chunks(self):
         """Yield ``(rows, blocks, mask)`` over all rows in chunks of ``chunk_rows``."""
@@ -427,20 +592,33 @@ class Standardized:
         """
 
         cache = self._cache
-        if cache is None and self._cacheable():
-            # Standardise once, here; every later pass reads the copy.
-            cache = list(self.chunks())
+        # A cacheable data set is standardised on this first pass, by the workers,
+        # and the copy is kept once the pass completes.
+        building = [] if cache is None and self._cacheable() else None
 
         def work(item):
             rows, blocks, mask = item if cache is not None else (item, *self.rows(item))
+            if building is not None:
+                return rows, (blocks, mask), fn(rows, blocks, mask)
             return rows, fn(rows, blocks, mask)
 
         chunks = cache if cache is not None else iter_row_chunks(self.n_samples, self.chunk_rows)
+        for result in self._ordered(work, chunks):
+            if building is not None:
+                rows, chunk, value = result
+                building.append((rows, *chunk))
+                result = rows, value
+            yield result
+        if building is not None:
+            self._cache = building
+
+    def _ordered(self, work: Callable, chunks):
+        """``work(chunk)`` for every chunk, in order, on the pool when ``n_threads > 1``."""
         if self.n_threads <= 1:
             for item in chunks:
                 yield work(item)
             return
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
+        with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(
             self.n_threads
         ) as pool:
             pending: deque = deque()

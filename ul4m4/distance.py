@@ -29,6 +29,7 @@ __all__ = [
     "error_factor",
     "exact_argmin",
     "exact_partial_sq_dists",
+    "exact_partial_sq_pairs",
     "modality_sq_dists",
     "pairwise_exact_sq",
     "partial_sq_dists",
@@ -58,19 +59,27 @@ def squared_norms(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def modality_sq_dists(
-    block: np.ndarray, center: np.ndarray, center_norms: np.ndarray
+    block: np.ndarray,
+    center: np.ndarray,
+    center_norms: np.ndarray,
+    row_norms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``||z_i - c_j||^2 / d_m`` for one modality by GEMM, and its error-bound base.
 
     Returns ``(sq, norms)``, both (B, k) float64: ``sq`` clipped at 0, and
     ``norms = (||z_i||^2 + ||c_j||^2) / d_m``, which the error factor of
-    :func:`error_factor` scales into a bound on ``|sq - exact|``.
+    :func:`error_factor` scales into a bound on ``|sq - exact|``. ``row_norms``
+    may pass ``squared_norms([block])[0]`` computed beforehand (e.g. once per fit).
     """
     d_m = block.shape[1]
-    row_norms = np.einsum("ij,ij->i", block, block).astype(np.float64)
-    cross = (block @ center.T).astype(np.float64)
-    norms = row_norms[:, None] + center_norms[None, :]
-    sq = norms - 2.0 * cross
+    if row_norms is None:
+        row_norms = np.einsum("ij,ij->i", block, block).astype(np.float64)
+    norms = np.add.outer(row_norms, center_norms)
+    # In place, and the same values as ``norms - 2.0 * cross``: scaling by -2 is
+    # exact and IEEE addition is commutative.
+    sq = (block @ center.T).astype(np.float64)
+    sq *= -2.0
+    sq += norms
     np.maximum(sq, 0.0, out=sq)
     sq /= d_m
     norms /= d_m
@@ -84,11 +93,13 @@ def partial_sq_dists(
     center_mask: np.ndarray,
     center_norms: Sequence[np.ndarray],
     gamma: float,
+    row_norms: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared partial distances from rows to centres via GEMM, with an error bound.
 
     Prior validation is assumed: ``blocks[m]`` is (B, d_m) with zeros on missing
     rows, ``centers[m]`` is (k, d_m) with zeros where the centre lacks ``m``.
+    ``row_norms``, when given, is ``squared_norms(blocks)``.
 
     Returns
     -------
@@ -100,24 +111,42 @@ def partial_sq_dists(
     n_rows, k = mask.shape[0], center_mask.shape[0]
     obs = mask.astype(np.float64)
     has = center_mask.astype(np.float64)
-    count = obs @ has.T
-    num = np.zeros((n_rows, k))
-    bound = np.zeros((n_rows, k))
+    everything_shared = bool(mask.all() and center_mask.all())
+    # With every modality shared, every count is M: the scalar divides alike.
+    count = float(mask.shape[1]) if everything_shared else obs @ has.T
+    num = bound = None
     for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
         if not (mask[:, m].any() and center_mask[:, m].any()):
             continue
-        sq, norms = modality_sq_dists(block, center, center_norms[m])
-        if mask[:, m].all() and center_mask[:, m].all():
+        own = None if row_norms is None else row_norms[m]
+        sq, norms = modality_sq_dists(block, center, center_norms[m], own)
+        # Zeroing the unshared entries gives the bits of multiplying by the 0/1
+        # outer product of the masks (both terms are finite and >= 0), cheaper.
+        missing_rows, missing_centres = ~mask[:, m], ~center_mask[:, m]
+        if missing_rows.any():
+            sq[missing_rows] = 0.0
+            norms[missing_rows] = 0.0
+        if missing_centres.any():
+            sq[:, missing_centres] = 0.0
+            norms[:, missing_centres] = 0.0
+        if num is None:
+            # Both are >= +0 (never -0.0), so they equal ``0 + sq`` and ``0 + norms``.
+            num, bound = sq, norms
+        else:
             num += sq
             bound += norms
-        else:
-            shared = np.outer(obs[:, m], has[:, m])
-            num += sq * shared
-            bound += norms * shared
+    if num is None:
+        num, bound = np.zeros((n_rows, k)), np.zeros((n_rows, k))
+    # In place, the values of ``num / count`` and ``gamma * bound / count``.
     with np.errstate(divide="ignore", invalid="ignore"):
-        sq = np.where(count > 0, num / count, np.inf)
-        err = np.where(count > 0, gamma * bound / count, 0.0)
-    return sq, err
+        num /= count
+        bound *= gamma
+        bound /= count
+    unshared = None if everything_shared else count == 0
+    if unshared is not None and unshared.any():
+        num[unshared] = np.inf
+        bound[unshared] = 0.0
+    return num, bound
 
 
 def pairwise_exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -162,15 +191,55 @@ def exact_partial_sq_dists(
         return np.where(count > 0, num / count, np.inf)
 
 
+def exact_partial_sq_pairs(
+    blocks: Sequence[np.ndarray],
+    mask: np.ndarray,
+    centers: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
+    """``exact_partial_sq_dists(blocks, mask, centers, center_mask)[rows, cols]``, pair by pair.
+
+    The same values, computed for the listed (row, centre) pairs only: each pair's
+    per-modality term is the same float64 difference and length-``d_m`` sum.
+    """
+    num = np.zeros(rows.size)
+    count = np.zeros(rows.size)
+    for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
+        shared = mask[rows, m] & center_mask[cols, m]
+        if not shared.any():
+            continue
+        num += np.where(shared, _paired_exact_sq(block, center, rows, cols), 0.0)
+        count += shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, num / count, np.inf)
+
+
+def _paired_exact_sq(block: np.ndarray, center: np.ndarray, rows, cols) -> np.ndarray:
+    d = block.shape[1]
+    out = np.empty(rows.size)
+    step = max(1, _EXACT_BLOCK_ELEMENTS // max(1, d))
+    for start in range(0, rows.size, step):
+        part = slice(start, start + step)
+        diff = block[rows[part]].astype(np.float64) - center[cols[part]].astype(np.float64)
+        out[part] = np.sum(diff * diff, axis=-1) / d
+    return out
+
+
 def exact_argmin(
     sq: np.ndarray,
     err: np.ndarray,
     exact_rows: Callable[[np.ndarray], np.ndarray],
+    exact_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise argmin (ties to the lowest index) that equals the exact argmin.
 
     A row whose smallest entry cannot be separated from another one by the error
-    bounds is recomputed exactly by ``exact_rows(row_indices)``.
+    bounds is recomputed exactly by ``exact_rows(row_indices)``, or, when
+    ``exact_pairs(row_indices, centre_indices)`` is given, only for the centres
+    that the bounds leave in contention: every other centre is provably farther
+    than the row's best, so the argmin and its value are the same.
 
     Returns
     -------
@@ -182,10 +251,16 @@ def exact_argmin(
     rows = np.arange(sq.shape[0])
     best = sq[rows, labels]
     upper = best + err[rows, labels]
-    contenders = (sq - err <= upper[:, None]).sum(axis=1)
+    candidates = sq - err <= upper[:, None]
+    contenders = np.count_nonzero(candidates, axis=1)
     ambiguous = np.flatnonzero((contenders > 1) & np.isfinite(best))
     if ambiguous.size:
-        exact = exact_rows(ambiguous)
+        if exact_pairs is None:
+            exact = exact_rows(ambiguous)
+        else:
+            pair_rows, pair_cols = np.nonzero(candidates[ambiguous])
+            exact = np.full((ambiguous.size, sq.shape[1]), np.inf)
+            exact[pair_rows, pair_cols] = exact_pairs(ambiguous[pair_rows], pair_cols)
         labels[ambiguous] = np.argmin(exact, axis=1)
         best[ambiguous] = exact[np.arange(ambiguous.size), labels[ambiguous]]
     return labels.astype(np.int64), best

@@ -33,8 +33,9 @@ logger = logging.getLogger("ul4m4")
 
 #: Working memory (bytes) the automatic batch size aims for.
 _WORKING_MEMORY = 64 * 2**20
-#: Training data whose z-scored copy fits in this many bytes are standardised once
-#: per fit instead of once per pass (k seeding passes + one per Lloyd iteration).
+#: Training data whose z-scored copy fits in this many bytes (or, for in-memory
+#: inputs, in the input's own size) are standardised once per fit instead of once
+#: per pass (k seeding passes + one per Lloyd iteration).
 _CACHE_BYTES = 512 * 2**20
 _INIT_OPTIONS = ("k-means++", "random")
 _EMPTY_OPTIONS = ("raise", "mean")
@@ -404,8 +405,10 @@ class UL4M4Imputer(BaseEstimator):
         """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
         means, scales = modality_statistics(data, chunk_rows)
         _check_magnitudes(data, means, scales, self._dtype, chunk_rows)
-        # Streamed inputs (memory maps, array-likes) are never copied whole.
-        cache = 0 if is_streamed(data) else _CACHE_BYTES
+        # Streamed inputs (memory maps, array-likes) are never copied whole; an
+        # in-memory input may be, once, when the copy is no larger than the input
+        # (scikit-learn's k-means copies its input too).
+        cache = 0 if is_streamed(data) else max(_CACHE_BYTES, data.nbytes)
         view = self._fit_engine.view(
             data, means, scales, self._dtype, chunk_rows, self._threads(), cache
         )
@@ -502,9 +505,14 @@ class UL4M4Imputer(BaseEstimator):
             if self.init == "random":
                 return random_init(view, k, rng)
             return self._fit_engine.kmeans_plusplus(view, k, rng, gamma)[0]
-        init = check_multimodal(
-            self.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
-        )
+        try:
+            init = check_multimodal(
+                self.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
+            )
+        except (ValueError, TypeError) as exc:
+            # The validator speaks of samples; here its rows are initial centres.
+            message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")
+            raise type(exc)(f"init: {message}") from None
         if init.n_samples != k:
             raise ValueError(f"init has {init.n_samples} centres, expected n_clusters={k}")
         init_view = Standardized(init, view.mean, view.scale, view.dtype, k)
@@ -818,8 +826,10 @@ def _reject_sparse(X: Any) -> None:
 def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int) -> None:
     """Raise where z-scoring in ``dtype`` would overflow, instead of yielding NaN centres.
 
-    The statistics are float64: a spread beyond ~1e154 overflows the squared deviations,
-    and a float32 working dtype cannot hold a centred value beyond ~3.4e38.
+    The statistics are float64: a spread beyond ~1e154 overflows the squared deviations.
+    A float32 working dtype cannot hold a centred value beyond ~3.4e38, and squared
+    distances overflow once a sample lies ~1e19 standard deviations from the training
+    mean (new data far outside the training range).
     """
     for name, mean, scale in zip(data.names, means, scales, strict=True):
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
@@ -830,31 +840,49 @@ def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_ro
     if np.dtype(dtype) != np.float32:
         return
     limit = float(np.finfo(np.float32).max)
+    width = sum(data.dims)
     for m, (name, array) in enumerate(zip(data.names, data.arrays, strict=True)):
         if np.dtype(array.dtype).kind != "f" or np.dtype(array.dtype).itemsize < 4:
             continue
-        largest = _largest_centred(array, data.mask[:, m], means[m], chunk_rows)
+        largest, largest_z = _largest_centred(
+            array, data.mask[:, m], means[m], scales[m], chunk_rows
+        )
         if largest > limit:
             raise ValueError(
                 f"modality {name!r}: values up to {largest:.3g} away from the mean do not fit "
                 f"the working dtype float32 (max {limit:.3g}); use dtype=numpy.float64 or "
                 "rescale the data"
             )
+        if largest_z * largest_z * width > limit:
+            raise ValueError(
+                f"modality {name!r}: values up to {largest_z:.3g} standard deviations from the "
+                "training mean overflow squared distances in the working dtype float32; use "
+                "dtype=numpy.float64 or check the data"
+            )
 
 
-def _largest_centred(array: Any, observed: np.ndarray, mean: np.ndarray, chunk_rows: int) -> float:
-    """max over observed rows of max(|x|, |x - mean|), in float64, read in row chunks."""
-    largest = 0.0
+def _largest_centred(
+    array: Any, observed: np.ndarray, mean: np.ndarray, scale: np.ndarray, chunk_rows: int
+) -> tuple[float, float]:
+    """Largest max(|x|, |x - mean|) and largest |x - mean| / scale over observed rows.
+
+    Column maxima and minima suffice; ``fmax``/``fmin`` skip the NaN of missing rows,
+    so the chunks are reduced in their own dtype without a copy (the extrema are
+    exact in any dtype) and only the (d,) results go to float64.
+    """
+    high = np.full(mean.shape, -np.inf)
+    low = np.full(mean.shape, np.inf)
     n = observed.shape[0]
     for start in range(0, n, max(1, chunk_rows)):
-        rows = slice(start, min(start + chunk_rows, n))
-        block = np.asarray(array[rows], dtype=np.float64)[observed[rows]]
+        block = np.asarray(array[start:min(start + chunk_rows, n)])
         if block.size:
-            high, low = block.max(axis=0), block.min(axis=0)
-            spread = np.maximum(np.maximum(np.abs(high), np.abs(low)),
-                                np.maximum(high - mean, mean - low))
-            largest = max(largest, float(spread.max()))
-    return largest
+            high = np.fmax(high, np.fmax.reduce(block, axis=0).astype(np.float64))
+            low = np.fmin(low, np.fmin.reduce(block, axis=0).astype(np.float64))
+    if not observed.any():
+        return 0.0, 0.0
+    centred = np.maximum(high - mean, mean - low)
+    spread = np.maximum(np.maximum(np.abs(high), np.abs(low)), centred)
+    return float(spread.max()), float((centred / scale).max())
 
 
 def _output_copy(array: Any) -> np.ndarray:

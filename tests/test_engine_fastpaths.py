@@ -1,0 +1,124 @@
+"""Fast paths of the numpy engine give the bits of the plain formulations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ul4m4.data import RowOrderSums, check_multimodal, modality_statistics, sequential_sums
+from ul4m4.distance import (
+    error_factor,
+    exact_argmin,
+    exact_partial_sq_dists,
+    exact_partial_sq_pairs,
+    partial_sq_dists,
+    squared_norms,
+)
+
+
+def _literal_row_order_sums(k, labels, block):
+    """running[j] = running[j] + row, row after row, in float64."""
+    out = np.zeros((k, block.shape[1]))
+    for i, j in enumerate(labels):
+        out[j] = out[j] + block[i].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_row_order_sums_match_a_literal_loop_and_skip_missing_rows(seed):
+    rng = np.random.default_rng(seed)
+    k, dims = 5, [3, 17]
+    acc = RowOrderSums(k, dims)
+    all_labels, all_blocks, all_mask = [], [[] for _ in dims], []
+    for n in (7, 1, 30):
+        labels = rng.integers(0, k, n)
+        mask = rng.random((n, 2)) < 0.6
+        blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4),
+                           0).astype(np.float32) for m, d in enumerate(dims)]
+        acc.add(acc.prepare(labels, blocks, mask))
+        all_labels.append(labels), all_mask.append(mask)
+        for m in range(2):
+            all_blocks[m].append(blocks[m])
+    labels, mask = np.concatenate(all_labels), np.concatenate(all_mask)
+    for m in range(2):
+        block = np.concatenate(all_blocks[m])
+        want = _literal_row_order_sums(k, labels[mask[:, m]], block[mask[:, m]])
+        np.testing.assert_array_equal(acc.sums[m], want)
+        np.testing.assert_array_equal(acc.counts[:, m], np.bincount(labels[mask[:, m]],
+                                                                    minlength=k))
+
+
+def test_row_order_sums_equal_sequential_sums_on_zero_rows():
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((40, 6)).astype(np.float32)
+    mask = np.ones((40, 1), dtype=bool)
+    mask[::3] = False
+    block[~mask[:, 0]] = 0
+    labels = rng.integers(0, 4, 40)
+    acc = RowOrderSums(4, [6])
+    acc.add(acc.prepare(labels, [block], mask))
+    np.testing.assert_array_equal(acc.sums[0], sequential_sums(np.zeros((4, 6)), labels, block))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_pairs_equal_the_full_exact_matrix(seed):
+    rng = np.random.default_rng(seed)
+    dims = [1, 9, 130]
+    n, k = 25, 7
+    mask = rng.random((n, 3)) < 0.7
+    cmask = rng.random((k, 3)) < 0.7
+    blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)), 0).astype(np.float32)
+              for m, d in enumerate(dims)]
+    centres = [np.where(cmask[:, [m]], rng.standard_normal((k, d)), 0).astype(np.float32)
+               for m, d in enumerate(dims)]
+    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
+    rows, cols = np.nonzero(np.ones((n, k), dtype=bool))
+    np.testing.assert_array_equal(
+        exact_partial_sq_pairs(blocks, mask, centres, cmask, rows, cols), full[rows, cols])
+
+
+def test_exact_argmin_with_pairs_equals_full_recheck_on_ties():
+    rng = np.random.default_rng(3)
+    dims = [4, 6]
+    # Quarter-integer data and centres copied from rows: many exact ties.
+    blocks = [np.round(rng.standard_normal((60, d)) * 2) / 4 for d in dims]
+    blocks = [b.astype(np.float32) for b in blocks]
+    mask = np.ones((60, 2), dtype=bool)
+    idx = rng.integers(0, 60, 8)
+    centres = [b[idx].copy() for b in blocks]
+    cmask = np.ones((8, 2), dtype=bool)
+    gamma = error_factor(dims, np.dtype(np.float32))
+    sq, err = partial_sq_dists(blocks, mask, centres, cmask, squared_norms(centres), gamma)
+    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
+
+    def rows_fn(r):
+        return full[r]
+
+    def pairs_fn(r, c):
+        return exact_partial_sq_pairs(blocks, mask, centres, cmask, r, c)
+
+    a = exact_argmin(sq.copy(), err.copy(), rows_fn)
+    b = exact_argmin(sq.copy(), err.copy(), rows_fn, pairs_fn)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], np.argmin(full, axis=1))
+
+
+def test_modality_statistics_match_literal_float64_two_pass():
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((50, 5)) * 1e3 + 7).astype(np.float32)
+    a[[3, 10, 11]] = np.nan
+    b = rng.integers(-4, 5, (50, 2))
+    data = check_multimodal([a, b])
+    means, scales = modality_statistics(data, 7)
+    obs = ~np.isnan(a).all(axis=1)
+    total = np.zeros(5)
+    for row in a[obs]:
+        total = total + row.astype(np.float64)
+    mean = total / obs.sum()
+    sq = np.zeros(5)
+    for row in a[obs]:
+        dev = row.astype(np.float64) - mean
+        sq = sq + dev * dev
+    np.testing.assert_array_equal(means[0], mean)
+    np.testing.assert_array_equal(scales[0], np.sqrt(sq / (obs.sum() - 1)))
