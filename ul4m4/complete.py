@@ -156,32 +156,48 @@ def soft_complete(
         sq, err = partial_sq_dists(
             blocks, mask, centers.blocks, centers.mask, centers.norms, gamma
         )
-        for m in range(n_mod):
-            if out[m] is None:
-                continue
-            missing = np.flatnonzero(~mask[:, m])
-            if not missing.size:
-                continue
-            w, stuck = _soft_weights(
-                sq[missing], err[missing], centers.mask[:, m], temperature[m]
-            )
-            global_rows = np.arange(rows.start, rows.stop)[missing]
-            live = ~stuck
-            out[m][global_rows[live]] = (w[live] @ values[m]).astype(out[m].dtype)
-            top[global_rows[live], m] = np.argmax(w[live], axis=1)
-            weight[global_rows[live], m] = np.max(w[live], axis=1)
-            fallback[global_rows[stuck], m] = True
+        soft_fill_chunk(rows, sq, err, mask, centers.mask, values, temperature, out, top,
+                        weight, fallback)
     if fallback.any():
-        sources = complete_sources(view, plan, gamma)
-        stuck_rows, stuck_mods = np.nonzero(fallback)
-        src = sources[stuck_rows, stuck_mods]
-        top[stuck_rows, stuck_mods] = src
-        weight[stuck_rows, stuck_mods] = 1.0
-        for m in np.unique(stuck_mods):
-            # Negative codes (the training mean) are filled by the caller.
-            pick = (stuck_mods == m) & (src >= 0)
-            out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
+        fill_stuck_greedily(complete_sources(view, plan, gamma), fallback, values, out, top,
+                            weight)
     return top, weight
+
+
+def soft_fill_chunk(rows: slice, sq, err, mask, carries, values, temperature, out, top, weight,
+                    fallback) -> None:
+    """Soft-fill one row chunk's missing blocks from its (B, k) partial distances.
+
+    Rows with no eligible centre are only marked in ``fallback`` (see
+    :func:`fill_stuck_greedily`). Shared by every engine, which differ only in how
+    they compute ``sq`` and ``err``.
+    """
+    for m in range(mask.shape[1]):
+        if out[m] is None:
+            continue
+        missing = np.flatnonzero(~mask[:, m])
+        if not missing.size:
+            continue
+        w, stuck = _soft_weights(sq[missing], err[missing], carries[:, m], temperature[m])
+        global_rows = np.arange(rows.start, rows.stop)[missing]
+        live = ~stuck
+        out[m][global_rows[live]] = (w[live] @ values[m]).astype(out[m].dtype)
+        top[global_rows[live], m] = np.argmax(w[live], axis=1)
+        weight[global_rows[live], m] = np.max(w[live], axis=1)
+        fallback[global_rows[stuck], m] = True
+
+
+def fill_stuck_greedily(sources: np.ndarray, fallback: np.ndarray, values, out, top,
+                        weight) -> None:
+    """Fill the ``fallback`` entries from their greedy ``sources`` (weight 1)."""
+    stuck_rows, stuck_mods = np.nonzero(fallback)
+    src = sources[stuck_rows, stuck_mods]
+    top[stuck_rows, stuck_mods] = src
+    weight[stuck_rows, stuck_mods] = 1.0
+    for m in np.unique(stuck_mods):
+        # Negative codes (the training mean) are filled by the caller.
+        pick = (stuck_mods == m) & (src >= 0)
+        out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
 
 
 def _soft_weights(sq: np.ndarray, err: np.ndarray, carries: np.ndarray, temperature: float):

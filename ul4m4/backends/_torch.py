@@ -104,7 +104,8 @@ from ..complete import (
     CompletionPlan,
     _choose,
     _PatternTerms,
-    _soft_weights,
+    fill_stuck_greedily,
+    soft_fill_chunk,
 )
 from ..data import (
     Multimodal,
@@ -654,27 +655,11 @@ def soft_complete(
         return _host(sq), _host(err), mask
 
     for rows, (sq, err, mask) in view.map_device_chunks(distances):
-        for m in range(n_mod):
-            missing = np.flatnonzero(~mask[:, m])
-            if out[m] is None or not missing.size:
-                continue
-            w, stuck = _soft_weights(sq[missing], err[missing], centers.mask[:, m], temperature[m])
-            global_rows = np.arange(rows.start, rows.stop)[missing]
-            live = ~stuck
-            out[m][global_rows[live]] = (w[live] @ values[m]).astype(out[m].dtype)
-            top[global_rows[live], m] = np.argmax(w[live], axis=1)
-            weight[global_rows[live], m] = np.max(w[live], axis=1)
-            fallback[global_rows[stuck], m] = True
+        soft_fill_chunk(rows, sq, err, mask, centers.mask, values, temperature, out, top,
+                        weight, fallback)
     if fallback.any():
-        sources = complete_sources(view, plan, gamma)
-        stuck_rows, stuck_mods = np.nonzero(fallback)
-        src = sources[stuck_rows, stuck_mods]
-        top[stuck_rows, stuck_mods] = src
-        weight[stuck_rows, stuck_mods] = 1.0
-        for m in np.unique(stuck_mods):
-            # Negative codes (the training mean) are filled by the caller.
-            pick = (stuck_mods == m) & (src >= 0)
-            out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
+        fill_stuck_greedily(complete_sources(view, plan, gamma), fallback, values, out, top,
+                            weight)
     return top, weight
 
 
