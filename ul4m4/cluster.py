@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,7 +144,12 @@ def _min_sq_update(view: Standardized, seed: Centers, min_sq: np.ndarray, gamma:
 
 
 def kmeans_plusplus(
-    view: Standardized, k: int, rng: np.random.RandomState, gamma: float
+    view: Standardized,
+    k: int,
+    rng: np.random.RandomState,
+    gamma: float,
+    *,
+    min_sq_update: Callable[..., None] | None = None,
 ) -> tuple[Centers, np.ndarray]:
     """k-means++ seeding under the partial distance.
 
@@ -154,13 +160,15 @@ def kmeans_plusplus(
     next seed is drawn uniformly among the samples not yet chosen.
 
     Returns the seed centres (copies of the samples, with their modality sets)
-    and the chosen sample indices.
+    and the chosen sample indices. ``min_sq_update`` replaces the distance pass
+    (another engine's kernel); the draws stay these.
     """
+    update = _min_sq_update if min_sq_update is None else min_sq_update
     n = view.n_samples
     seeds = [int(rng.randint(n))]
     min_sq = np.full(n, np.inf)
     for _ in range(1, k):
-        _min_sq_update(view, _seed_from_rows(view, np.array(seeds[-1:])), min_sq, gamma)
+        update(view, _seed_from_rows(view, np.array(seeds[-1:])), min_sq, gamma)
         seeds.append(_draw_next_seed(min_sq, seeds, rng))
     indices = np.asarray(seeds, dtype=np.int64)
     return _seed_from_rows(view, indices), indices
@@ -286,6 +294,7 @@ def lloyd(
     tol: float,
     gamma: float,
     one_step: bool = False,
+    assign_and_accumulate: Callable[..., tuple] | None = None,
 ) -> LloydResult:
     """Lloyd iterations from ``centers`` to a fixed point, ``max_iter`` or ``tol``.
 
@@ -298,11 +307,14 @@ def lloyd(
 
     ``one_step=True`` reproduces the reference scripts: one assignment to the
     seeds and one mean update; labels stay those of the assignment to the seeds.
+    ``assign_and_accumulate`` replaces the E-step and sums (another engine's
+    kernel); every decision stays this driver's.
     """
+    e_step = _assign_and_accumulate if assign_and_accumulate is None else assign_and_accumulate
     history: list[float] = []
     previous = None
     for iteration in range(1, max_iter + 1):
-        labels, best, sums, counts = _assign_and_accumulate(view, centers, gamma)
+        labels, best, sums, counts = e_step(view, centers, gamma)
         inertia = float(best.sum())
         history.append(inertia)
         logger.info("iteration %d: inertia %.6g", iteration, inertia)

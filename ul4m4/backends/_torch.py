@@ -21,16 +21,13 @@ soft weights (``_soft_weights``)       the greedy completion's (B, k, k)
                                        float32 candidate-score tensor
 =====================================  =========================================
 
-The drivers below (:func:`kmeans_plusplus`, :func:`lloyd`, :func:`assign`,
-:func:`complete_sources`, :func:`soft_complete`) are the NumPy drivers' loops
-with those kernels swapped: every branch, recheck, draw and choice calls the
-NumPy engine's own helper. Only small (B, k) float64 arrays, labels and the rows
+:func:`kmeans_plusplus` and :func:`lloyd` are the NumPy drivers themselves,
+given this module's distance pass and E-step as arguments; :func:`assign`,
+:func:`complete_sources` and :func:`soft_complete` are the NumPy drivers' loops
+over device chunks, calling the NumPy engine's own helpers for every branch,
+recheck and choice (the soft fill and its greedy fallback are shared functions of
+:mod:`ul4m4.complete`). Only small (B, k) float64 arrays, labels and the rows
 that need an exact recheck cross from the device to the host.
-
-The loops themselves (a few lines per driver) are repeated because the NumPy
-drivers call their kernels by module-level name; passing the kernels in as
-arguments there would let both backends share the loops too, at the cost of
-touching the NumPy engine, which this backend leaves unchanged.
 
 Parity with ``backend="numpy"`` (same seed, same dtype)
 -------------------------------------------------------
@@ -87,13 +84,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import cluster
 from ..cluster import (
     Centers,
     LloydResult,
-    _center_shift,
-    _draw_next_seed,
-    _reseed_empty,
-    _seed_from_rows,
     random_init,
 )
 from ..complete import (
@@ -493,14 +487,7 @@ def kmeans_plusplus(
     view: TorchView, k: int, rng: np.random.RandomState, gamma: float
 ) -> tuple[Centers, np.ndarray]:
     """:func:`ul4m4.cluster.kmeans_plusplus` with the distance passes on ``view.device``."""
-    n = view.n_samples
-    seeds = [int(rng.randint(n))]
-    min_sq = np.full(n, np.inf)
-    for _ in range(1, k):
-        _min_sq_update(view, _seed_from_rows(view, np.array(seeds[-1:])), min_sq, gamma)
-        seeds.append(_draw_next_seed(min_sq, seeds, rng))
-    indices = np.asarray(seeds, dtype=np.int64)
-    return _seed_from_rows(view, indices), indices
+    return cluster.kmeans_plusplus(view, k, rng, gamma, min_sq_update=_min_sq_update)
 
 
 @_cpu_threads
@@ -514,27 +501,8 @@ def lloyd(
     one_step: bool = False,
 ) -> LloydResult:
     """:func:`ul4m4.cluster.lloyd`, step for step, with the E-step and sums on tensors."""
-    history: list[float] = []
-    previous = None
-    for iteration in range(1, max_iter + 1):
-        labels, best, sums, counts = _assign_and_accumulate(view, centers, gamma)
-        inertia = float(best.sum())
-        history.append(inertia)
-        updated = Centers.from_sums(sums, counts, centers.blocks[0].dtype)
-        if one_step:
-            return LloydResult(updated, sums, counts, labels, inertia, 1, False, history)
-        unchanged = previous is not None and np.array_equal(labels, previous)
-        reseeded, dead = _reseed_empty(view, centers, updated, labels)
-        if (unchanged and not reseeded) or (
-            tol > 0 and not reseeded and _center_shift(centers, updated) <= tol
-        ):
-            return LloydResult(
-                centers, sums, counts, labels, inertia, iteration, True, history, dead
-            )
-        previous = labels
-        if iteration < max_iter:
-            centers = updated
-    return LloydResult(centers, sums, counts, labels, inertia, max_iter, False, history)
+    return cluster.lloyd(view, centers, max_iter=max_iter, tol=tol, gamma=gamma,
+                         one_step=one_step, assign_and_accumulate=_assign_and_accumulate)
 
 
 # ---------------------------------------------------------------- stage 2
