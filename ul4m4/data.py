@@ -87,6 +87,12 @@ class Multimodal:
 
 
 def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:
+    names, values = named_values(X)
+    return names, [_as_2d_array(name, v) for name, v in zip(names, values, strict=True)]
+
+
+def named_values(X: Any) -> tuple[list[str], list[Any]]:
+    """Modality names and the caller's values of a mapping or list input (names as str)."""
     if isinstance(X, Mapping):
         names = [str(k) for k in X.keys()]
         if len(set(names)) != len(names):
@@ -102,7 +108,7 @@ def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:
         )
     if not values:
         raise ValueError("X has no modality")
-    return names, [_as_2d_array(name, v) for name, v in zip(names, values, strict=True)]
+    return names, values
 
 
 def _as_2d_array(name: str, value: Any) -> Any:
@@ -198,17 +204,7 @@ def check_multimodal(
     got_names, arrays = _as_named_arrays(X)
     if names is not None:
         got_names, arrays = _match_names(got_names, arrays, list(names), isinstance(X, Mapping))
-    n_rows = {name: a.shape[0] for name, a in zip(got_names, arrays, strict=True)}
-    if len(set(n_rows.values())) != 1:
-        raise ValueError(f"modalities have different numbers of rows: {n_rows}")
-    if next(iter(n_rows.values())) == 0:
-        raise ValueError("X has zero rows (n_samples=0)")
-    if dims is not None:
-        for name, a in zip(got_names, arrays, strict=True):
-            if a.shape[1] != dims[name]:
-                raise ValueError(
-                    f"modality {name!r}: expected {dims[name]} features, got {a.shape[1]}"
-                )
+    check_shapes(got_names, arrays, dims)
     mask = np.column_stack([_scan_rows(n, a) for n, a in zip(got_names, arrays, strict=True)])
     if require_observed:
         empty = np.flatnonzero(~mask.any(axis=1))
@@ -218,6 +214,22 @@ def check_multimodal(
                 "is NaN)"
             )
     return Multimodal(got_names, arrays, mask)
+
+
+def check_shapes(names: Sequence[str], arrays: Sequence[Any],
+                 dims: Mapping[str, int] | None = None) -> None:
+    """Raise unless the 2-D ``arrays`` share a nonzero row count (and have ``dims`` widths)."""
+    n_rows = {name: int(a.shape[0]) for name, a in zip(names, arrays, strict=True)}
+    if len(set(n_rows.values())) != 1:
+        raise ValueError(f"modalities have different numbers of rows: {n_rows}")
+    if next(iter(n_rows.values())) == 0:
+        raise ValueError("X has zero rows (n_samples=0)")
+    if dims is not None:
+        for name, a in zip(names, arrays, strict=True):
+            if a.shape[1] != dims[name]:
+                raise ValueError(
+                    f"modality {name!r}: expected {dims[name]} features, got {a.shape[1]}"
+                )
 
 
 def _match_names(

@@ -145,7 +145,9 @@ from ..data import (
     Standardized,
     _format_rows,
     _match_names,
+    check_shapes,
     iter_row_chunks,
+    named_values,
     sequential_sums,
     standardize_rows,
 )
@@ -237,44 +239,15 @@ def as_row_chunks(
     -------
     RowChunks
     """
-    got, values = _named_values(X)
+    got, values = named_values(X)
     input_order = list(got)
     if names is not None:
         got, values = _match_names(got, values, list(names), isinstance(X, Mapping))
         if not isinstance(X, Mapping):
             input_order = list(got)
     arrays = [_as_dask(name, v, default_rows) for name, v in zip(got, values, strict=True)]
-    n_rows = {name: int(a.shape[0]) for name, a in zip(got, arrays, strict=True)}
-    if len(set(n_rows.values())) != 1:
-        raise ValueError(f"modalities have different numbers of rows: {n_rows}")
-    if next(iter(n_rows.values())) == 0:
-        raise ValueError("X has zero rows (n_samples=0)")
-    if dims is not None:
-        for name, a in zip(got, arrays, strict=True):
-            if a.shape[1] != dims[name]:
-                raise ValueError(
-                    f"modality {name!r}: expected {dims[name]} features, got {a.shape[1]}"
-                )
+    check_shapes(got, arrays, dims)
     return RowChunks(got, input_order, _align_rows(got, arrays))
-
-
-def _named_values(X: Any) -> tuple[list[str], list[Any]]:
-    """Names and values of a mapping or list input, as the NumPy backend names them."""
-    if isinstance(X, Mapping):
-        names = [str(k) for k in X.keys()]
-        if len(set(names)) != len(names):
-            raise ValueError(f"modality names must be unique as strings, got {list(X.keys())!r}")
-        values = list(X.values())
-    elif isinstance(X, list | tuple):
-        names, values = [str(i) for i in range(len(X))], list(X)
-    else:
-        raise TypeError(
-            "X must be a mapping {modality name: array (n_samples, n_features)} or a list of "
-            f"such arrays, got {type(X).__name__}"
-        )
-    if not values:
-        raise ValueError("X has no modality")
-    return names, values
 
 
 def _as_dask(name: str, value: Any, default_rows: int) -> da.Array:
@@ -563,7 +536,7 @@ def fit_dask(
 
 def _input_dims(X: Any) -> list[int]:
     # Only to size the chunks of non-dask inputs; malformed shapes are reported later.
-    shapes = [tuple(getattr(v, "shape", None) or np.shape(v)) for v in _named_values(X)[1]]
+    shapes = [tuple(getattr(v, "shape", None) or np.shape(v)) for v in named_values(X)[1]]
     return [int(s[1]) if len(s) == 2 else 1 for s in shapes]
 
 
