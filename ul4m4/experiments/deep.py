@@ -74,7 +74,7 @@ from threadpoolctl import threadpool_limits
 from ..baselines import make_method, method_parameters
 from ..metrics import block_mse, hidden_mask, training_statistics
 from ..missingness import apply_mask, mask_from_data, missing_report, parse_config
-from .benchmark import Setting, _progress, _seed_for, draw_mask, method_label
+from .benchmark import K_METHODS, Setting, _progress, _seed_for, draw_mask, method_label
 
 __all__ = [
     "DEEP_DATASETS",
@@ -105,8 +105,6 @@ IMPUTATION_METHODS = ("ul4m4", "ul4m4-soft", "ul4m4-auto", "mean", "knn")
 MASK_METHODS = ("mask-aware", "modality-dropout")
 #: Every method name :class:`DeepConfig` accepts (``ul4m4-onestep`` explicitly, too).
 DEEP_METHODS = (*IMPUTATION_METHODS, "ul4m4-onestep", *MASK_METHODS)
-#: Methods run once per k.
-K_METHODS = ("ul4m4", "ul4m4-soft", "ul4m4-onestep")
 PROTOCOLS = ("paper", "clean")
 #: Split names of every data set, in this order.
 SPLITS = ("train", "val", "test")

@@ -201,36 +201,11 @@ def plot_k_stability(result: DeepResult, summary: Any) -> bytes | None:
         return None
     metric = primary_metric(_task(result))
     settings = [s.label for s in result.config.settings()]
-    ks = sorted(int(k) for k in sub["k"].unique())
-    colors = {s: f"C{i % 10}" for i, s in enumerate(settings)}
     fig, axes = report._figure(2)
     for ax, m in zip(axes, [metric, "block_mse"], strict=True):
-        for method, style in zip(K_METHODS, ("-", "--", "-."), strict=True):
-            for s in settings:
-                cur = sub[(sub["method"] == method) & (sub["setting"] == s)]
-                if cur.empty or cur[f"{m}_mean"].isna().all():
-                    continue
-                report._band(
-                    ax,
-                    cur["k"].to_numpy(float),
-                    cur[f"{m}_mean"].to_numpy(float),
-                    cur[f"{m}_std"].to_numpy(float),
-                    ls=style,
-                    color=colors[s],
-                    label=f"{method} @ {s}",
-                )
-        ref = summary[summary["method"] == "mean"]
-        for s in settings:
-            cur = ref[ref["setting"] == s]
-            if not cur.empty and not math.isnan(cur[f"{m}_mean"].iloc[0]):
-                ax.axhline(cur[f"{m}_mean"].iloc[0], color=colors[s], ls=":", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.minorticks_off()
-        ax.set_xlabel("number of clusters k")
-        ax.set_ylabel(_NAMES.get(m, m))
-        ax.grid(alpha=0.3)
-        _legend(ax, title="dotted: mean imputation" if not ref.empty else None)
+        drew_ref = report.k_stability_axis(ax, sub, summary, m, settings, ("-", "--", "-."),
+                                           _NAMES.get(m, m))
+        _legend(ax, title="dotted: mean imputation" if drew_ref else None)
     fig.suptitle(f"{result.config.dataset}: stability of UL4M4 over k")
     return report._png(fig)
 

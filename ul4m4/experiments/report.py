@@ -352,43 +352,56 @@ def plot_k_stability(result: BenchmarkResult, summary: Any) -> bytes | None:
     if sub.empty or sub["k"].nunique() < 2:
         return None
     settings = [s.label for s in result.config.settings()]
-    ks = sorted(int(k) for k in sub["k"].unique())
     fig, axes = _figure(2)
-    colors = {s: f"C{i % 10}" for i, s in enumerate(settings)}
     for ax, m in zip(axes, ["mse", metric], strict=True):
-        for method, style in zip(K_METHODS, ("-", "--", ":"), strict=True):
-            for s in settings:
-                cur = sub[(sub["method"] == method) & (sub["setting"] == s)]
-                if cur.empty or cur[f"{m}_mean"].isna().all():
-                    continue
-                _band(
-                    ax,
-                    cur["k"].to_numpy(float),
-                    cur[f"{m}_mean"].to_numpy(float),
-                    cur[f"{m}_std"].to_numpy(float),
-                    ls=style,
-                    color=colors[s],
-                    label=f"{method} @ {s}",
-                )
-        # The mean fill (what UL4M4 gives with k=1) as a reference level per setting.
-        ref = summary[summary["method"] == "mean"]
-        for s in settings:
-            cur = ref[ref["setting"] == s]
-            if not cur.empty and not math.isnan(cur[f"{m}_mean"].iloc[0]):
-                ax.axhline(cur[f"{m}_mean"].iloc[0], color=colors[s], ls=":", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.minorticks_off()
-        ax.set_xlabel("number of clusters k")
-        ax.set_ylabel(_NAMES.get(m, m))
-        ax.grid(alpha=0.3)
+        drew_ref = k_stability_axis(ax, sub, summary, m, settings, ("-", "--", ":"),
+                                    _NAMES.get(m, m))
     for ax in axes:
-        ax.legend(fontsize="small", title="dotted: mean fill" if not ref.empty else None)
+        ax.legend(fontsize="small", title="dotted: mean fill" if drew_ref else None)
     fig.suptitle(f"{result.config.dataset}: stability of UL4M4 over k")
     return _png(fig)
 
 
+def k_stability_axis(ax: Any, sub: Any, summary: Any, metric: str, settings: list[str],
+                     styles: tuple[str, ...], ylabel: str) -> bool:
+    """One panel of a k-stability plot: ``metric`` of each UL4M4 method vs k, per setting.
+
+    ``sub`` holds the summary rows of the methods of :data:`K_METHODS` (one line style
+    each), ``summary`` all rows: the mean fill (what UL4M4 gives with k=1) is drawn as a
+    dotted reference level per setting. Returns whether that reference exists.
+    """
+    colors = {s: f"C{i % 10}" for i, s in enumerate(settings)}
+    for method, style in zip(K_METHODS, styles, strict=True):
+        for s in settings:
+            cur = sub[(sub["method"] == method) & (sub["setting"] == s)]
+            if cur.empty or cur[f"{metric}_mean"].isna().all():
+                continue
+            _band(
+                ax,
+                cur["k"].to_numpy(float),
+                cur[f"{metric}_mean"].to_numpy(float),
+                cur[f"{metric}_std"].to_numpy(float),
+                ls=style,
+                color=colors[s],
+                label=f"{method} @ {s}",
+            )
+    ref = summary[summary["method"] == "mean"]
+    for s in settings:
+        cur = ref[ref["setting"] == s]
+        if not cur.empty and not math.isnan(cur[f"{metric}_mean"].iloc[0]):
+            ax.axhline(cur[f"{metric}_mean"].iloc[0], color=colors[s], ls=":", lw=1)
+    ks = sorted(int(k) for k in sub["k"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("number of clusters k")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return not ref.empty
+
+
 # ----------------------------------------------------------------------- output
+
 def write_outputs(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
     """Write every result file into ``out_dir`` (created if needed), each atomically.
 
