@@ -207,13 +207,18 @@ def check_multimodal(
     check_shapes(got_names, arrays, dims)
     mask = np.column_stack([_scan_rows(n, a) for n, a in zip(got_names, arrays, strict=True)])
     if require_observed:
-        empty = np.flatnonzero(~mask.any(axis=1))
-        if empty.size:
-            raise ValueError(
-                f"samples {_format_rows(empty)} have no observed modality (every modality row "
-                "is NaN)"
-            )
+        check_no_empty_samples(mask)
     return Multimodal(got_names, arrays, mask)
+
+
+def check_no_empty_samples(mask: np.ndarray) -> None:
+    """Raise, naming the rows, where a sample observes no modality."""
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"samples {_format_rows(empty)} have no observed modality (every modality row "
+            "is NaN)"
+        )
 
 
 def check_shapes(names: Sequence[str], arrays: Sequence[Any],

@@ -145,6 +145,7 @@ from ..data import (
     Standardized,
     _format_rows,
     _match_names,
+    check_no_empty_samples,
     check_shapes,
     iter_row_chunks,
     named_values,
@@ -575,12 +576,7 @@ def _statistics(chunks: RowChunks, require_observed: bool, dtype: np.dtype):
     mask = np.concatenate(masks)
     _raise_bad_rows(chunks.names, problems, chunks.offsets)
     if require_observed:
-        empty = np.flatnonzero(~mask.any(axis=1))
-        if empty.size:
-            raise ValueError(
-                f"samples {_format_rows(empty)} have no observed modality (every modality row "
-                "is NaN)"
-            )
+        check_no_empty_samples(mask)
     sums, counts = totals
     means = [s[0] / c for s, c in zip(sums, counts, strict=True)]
     if not all(np.isfinite(m).all() for m in means):

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import shlex
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import numpy as np
 from . import report
 from .benchmark import environment
 from .deep import K_METHODS, DeepResult
-from .io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "DEEP_RESULT_FILES",
@@ -295,33 +293,15 @@ def write_deep_outputs(result: DeepResult, out_dir: str | Path) -> list[Path]:
     list of Path
         The files written (see :data:`DEEP_RESULT_FILES`).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frame = result.frame()
     summary = report.summarise(result)
     rows = json.dumps(result.rows, indent=1, default=report._json, allow_nan=True)
-    written = [
-        atomic_write_text(out / "results.csv", frame.to_csv(index=False)),
-        atomic_write_text(out / "results.json", rows + "\n"),
-        atomic_write_text(out / "summary.csv", summary.to_csv(index=False)),
-        atomic_write_text(out / "summary.md", deep_summary_markdown(result, summary)),
-    ]
-    try:
-        plots = {
-            "metric_vs_missing.png": plot_metric_vs_missing(result, summary),
-            "k_stability.png": plot_k_stability(result, summary),
-        }
-    except ImportError as exc:
-        warnings.warn(f"plots skipped: matplotlib is not available ({exc})", stacklevel=2)
-        plots = {}
-    for name, png in plots.items():
-        if png is not None:
-            written.append(atomic_write_bytes(out / name, png))
-    record = config_record(result)
-    record["files"] = [p.name for p in written] + ["config.json"]
-    written.append(
-        atomic_write_text(
-            out / "config.json", json.dumps(record, indent=2, default=report._json) + "\n"
-        )
-    )
-    return written
+    texts = {
+        "results.csv": result.frame().to_csv(index=False),
+        "results.json": rows + "\n",
+        "summary.csv": summary.to_csv(index=False),
+        "summary.md": deep_summary_markdown(result, summary),
+    }
+    return report.write_result_files(out_dir, texts, lambda: {
+        "metric_vs_missing.png": plot_metric_vs_missing(result, summary),
+        "k_stability.png": plot_k_stability(result, summary),
+    }, config_record(result))

@@ -410,27 +410,38 @@ def write_outputs(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
     list of Path
         The files written.
     """
+    summary = summarise(result)
+    texts = {
+        "results.csv": result.frame().to_csv(index=False),
+        "summary.csv": summary.to_csv(index=False),
+        "summary.md": summary_markdown(result, summary),
+    }
+    return write_result_files(out_dir, texts, lambda: {
+        "metric_vs_missing.png": plot_metric_vs_missing(result, summary),
+        "k_stability.png": plot_k_stability(result, summary),
+    }, config_record(result))
+
+
+def write_result_files(
+    out_dir: str | Path, texts: dict[str, str], plots: Any, record: dict[str, Any]
+) -> list[Path]:
+    """Write ``texts``, the PNGs ``plots()`` returns and ``config.json``, each atomically.
+
+    ``plots`` is called once; without matplotlib the plots are skipped with a warning.
+    ``config.json`` is ``record`` plus the list of the files written.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frame = result.frame()
-    summary = summarise(result)
-    written = [
-        atomic_write_text(out / "results.csv", frame.to_csv(index=False)),
-        atomic_write_text(out / "summary.csv", summary.to_csv(index=False)),
-        atomic_write_text(out / "summary.md", summary_markdown(result, summary)),
-    ]
+    written = [atomic_write_text(out / name, text) for name, text in texts.items()]
     try:
-        plots = {
-            "metric_vs_missing.png": plot_metric_vs_missing(result, summary),
-            "k_stability.png": plot_k_stability(result, summary),
-        }
+        pngs = plots()
     except ImportError as exc:
-        warnings.warn(f"plots skipped: matplotlib is not available ({exc})", stacklevel=2)
-        plots = {}
-    for name, png in plots.items():
+        warnings.warn(f"plots skipped: matplotlib is not available ({exc})", stacklevel=3)
+        pngs = {}
+    for name, png in pngs.items():
         if png is not None:
             written.append(atomic_write_bytes(out / name, png))
-    record = config_record(result)
+    record = dict(record)
     record["files"] = [p.name for p in written] + ["config.json"]
     written.append(
         atomic_write_text(out / "config.json", json.dumps(record, indent=2, default=_json) + "\n")
