@@ -375,9 +375,9 @@ class UL4M4Imputer(BaseEstimator):
             rng = check_random_state(self.random_state)
             selection = self._select(data, chunk_rows, gamma, rng)
             k = selection.n_clusters if selection else int(self.n_clusters)
-            means, scales, result = self._fit_core(data, k, chunk_rows, gamma, rng)
-            members = [self._fit_core(data, k, chunk_rows, gamma, rng)[2]
-                       for _ in range(self._ensemble_size() - 1)]
+            means, scales, (result, *members) = self._fit_core(
+                data, k, chunk_rows, gamma, rng, n_models=self._ensemble_size()
+            )
         if not self.reference_one_step:
             for run in (result, *members):
                 run.warn(int(self.max_iter), stacklevel=2)
@@ -401,8 +401,13 @@ class UL4M4Imputer(BaseEstimator):
             return int(self.n_ensemble)
         return _AUTO_ENSEMBLE if self.completion == "auto" else 1
 
-    def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng):
-        """Statistics, seeding and Lloyd on validated data; the best of ``n_init`` runs."""
+    def _fit_core(self, data: Multimodal, k: int, chunk_rows: int, gamma: float, rng,
+                  n_models: int = 1):
+        """Statistics, then ``n_models`` k-means models on one view of the data.
+
+        Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
+        after the other. Returns ``(means, scales, [results])``.
+        """
         means, scales = modality_statistics(data, chunk_rows)
         _check_magnitudes(data, means, scales, self._dtype, chunk_rows)
         # Streamed inputs (memory maps, array-likes) are never copied whole; an
@@ -412,6 +417,10 @@ class UL4M4Imputer(BaseEstimator):
         view = self._fit_engine.view(
             data, means, scales, self._dtype, chunk_rows, self._threads(), cache
         )
+        results = [self._best_of_inits(view, data, k, rng, gamma) for _ in range(n_models)]
+        return means, scales, results
+
+    def _best_of_inits(self, view, data: Multimodal, k: int, rng, gamma: float):
         best = None
         for run in range(int(self.n_init)):
             if self.algorithm == "minibatch":
@@ -430,7 +439,7 @@ class UL4M4Imputer(BaseEstimator):
                         result.n_iter)
             if best is None or result.inertia < best.inertia:
                 best = result
-        return means, scales, best
+        return best
 
     def _minibatch_run(self, view: Standardized, data: Multimodal, k: int, rng, gamma: float):
         from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
@@ -457,7 +466,7 @@ class UL4M4Imputer(BaseEstimator):
         temperatures = _SOFT_TEMPERATURES if self.completion == "auto" else (self.temperature,)
 
         def fit(masked: Multimodal, k: int):
-            means, scales, result = self._fit_core(masked, k, chunk_rows, gamma, rng)
+            means, scales, (result,) = self._fit_core(masked, k, chunk_rows, gamma, rng)
             return means, scales, result.centers
 
         selection = select_model(
