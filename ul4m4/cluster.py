@@ -101,20 +101,18 @@ def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
     """One E-step, plus the float64 per-modality sums and counts of the new clusters."""
     labels = np.empty(view.n_samples, dtype=np.int64)
     best = np.empty(view.n_samples)
-    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks], view.buffers)
+    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
 
     def nearest(rows, blocks, mask):
-        chunk_labels, chunk_best = exact_argmin(
-            *_sq_dists_to(view, blocks, mask, centers, gamma, rows)
-        )
-        # The operators and float64 copies are prepared here, on the pool; only the
-        # sparse products, which must follow row order, run below.
-        return chunk_labels, chunk_best, accumulator.prepare(chunk_labels, blocks, mask)
+        def chunk():
+            found = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma, rows))
+            return found, accumulator.prepare(found[0], blocks, mask)
 
-    # Sums are accumulated here, in row order, while the pool computes later chunks.
-    for rows, (chunk_labels, chunk_best, prepared) in view.map_chunks(nearest):
+        # Each worker adds its own chunk, in row order, while the chunk is in cache.
+        return accumulator.compute_and_add(rows, chunk)
+
+    for rows, (chunk_labels, chunk_best) in view.map_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
-        accumulator.add(prepared)
     return labels, best, accumulator.sums, accumulator.counts
 
 

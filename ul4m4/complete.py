@@ -66,7 +66,7 @@ class CompletionPlan:
     def from_centers(cls, centers: Centers) -> CompletionPlan:
         exact_blocks = [b.astype(np.float64) for b in centers.blocks]
         # Exact, so a centre is at distance exactly 0 from itself.
-        center_sq = [pairwise_exact_sq(b, b) for b in exact_blocks]
+        center_sq = [pairwise_exact_sq(b) for b in exact_blocks]
         return cls(
             centers,
             exact_blocks,

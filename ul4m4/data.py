@@ -10,6 +10,7 @@ other row-sliceable array-likes work without loading them.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 from threadpoolctl import ThreadpoolController
+
+from ._kernels import add_rows, add_squared_deviations
 
 __all__ = [
     "Multimodal",
@@ -27,11 +29,10 @@ __all__ = [
     "check_multimodal",
     "check_observed_twice",
     "iter_row_chunks",
+    "map_modalities",
     "modality_statistics",
     "sequential_sums",
-    "stack_below",
     "standardize_rows",
-    "sum_operator",
 ]
 
 #: A dimension whose training standard deviation is at most this gets scale 1.
@@ -138,6 +139,20 @@ def _as_2d_array(name: str, value: Any) -> Any:
     return as_row_source(value)
 
 
+def map_modalities(fn: Callable[[int], Any], n_modalities: int, n_threads: int = 1) -> list:
+    """``[fn(0), ..., fn(n_modalities - 1)]``, one modality per task on ``n_threads`` threads.
+
+    Passes over the data that treat each modality on its own (scans, statistics)
+    run side by side this way: their kernels release the GIL. Results come back
+    in modality order, and so does the first error, as if the calls ran in turn.
+    """
+    if n_threads <= 1 or n_modalities <= 1:
+        return [fn(m) for m in range(n_modalities)]
+    with ThreadPoolExecutor(min(n_threads, n_modalities)) as pool:
+        futures = [pool.submit(fn, m) for m in range(n_modalities)]
+        return [future.result() for future in futures]
+
+
 def _scan_rows(name: str, array: Any) -> np.ndarray:
     """Return the row-availability vector of one modality, rejecting inf and partial NaN rows."""
     n = array.shape[0]
@@ -180,6 +195,7 @@ def check_multimodal(
     names: Sequence[str] | None = None,
     dims: Mapping[str, int] | None = None,
     require_observed: bool = True,
+    n_threads: int = 1,
 ) -> Multimodal:
     """Validate a multimodal data set and compute its availability mask.
 
@@ -195,6 +211,8 @@ def check_multimodal(
         The widths seen at fit time.
     require_observed : bool, default=True
         Raise when a sample has no observed modality.
+    n_threads : int, default=1
+        Modalities scanned side by side (:func:`map_modalities`).
 
     Returns
     -------
@@ -205,7 +223,9 @@ def check_multimodal(
     if names is not None:
         got_names, arrays = _match_names(got_names, arrays, list(names), isinstance(X, Mapping))
     check_shapes(got_names, arrays, dims)
-    mask = np.column_stack([_scan_rows(n, a) for n, a in zip(got_names, arrays, strict=True)])
+    mask = np.column_stack(
+        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m]), len(arrays), n_threads)
+    )
     if require_observed:
         check_no_empty_samples(mask)
     return Multimodal(got_names, arrays, mask)
@@ -292,75 +312,47 @@ def standardize_rows(
     return blocks, mask
 
 
-def sum_operator(
-    k: int,
-    labels: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    rows: np.ndarray | None = None,
-):
-    """The sparse ``[I | onehot]`` operator of :func:`sequential_sums`, shape (k, k + B).
+def _kernel_rows(block: np.ndarray) -> np.ndarray:
+    """``block`` as a C-contiguous float32 or float64 array, as the kernels take it.
 
-    Row j holds column j (the running total) followed by the columns ``k + i`` of
-    its rows i in increasing order, so a product with ``[running; block]`` adds
-    each group's rows one after the other, in row order, onto the running total.
-    ``rows`` (a boolean (B,) mask) keeps only those rows in the operator: the
-    others are skipped by the product, which is how rows of zeros (missing
-    modalities) are left out of a sum without changing it.
+    Other dtypes are widened to float64, which every float16 and every integer of
+    magnitude below 2**53 converts to exactly: the sums are those of the values.
     """
-    n_all = labels.size
-    kept = np.arange(n_all) if rows is None else np.flatnonzero(rows)
-    labels = labels[kept]
-    n_rows = labels.size
-    counts = np.bincount(labels, minlength=k)
-    indptr = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(counts + 1, out=indptr[1:])
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    group_start = np.cumsum(counts) - counts
-    positions = indptr[sorted_labels] + 1 + (np.arange(n_rows) - group_start[sorted_labels])
-    indices = np.empty(k + n_rows, dtype=np.int64)
-    indices[indptr[:-1]] = np.arange(k)
-    indices[positions] = k + kept[order]
-    values = np.ones(k + n_rows)
-    if weights is not None:
-        values[positions] = weights[kept][order]
-    return sparse.csr_matrix((values, indices, indptr), shape=(k, k + n_all))
+    block = np.asarray(block)
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
+    return np.ascontiguousarray(block)
 
 
-def stack_below(k: int, block: np.ndarray) -> np.ndarray:
-    """A float64 ``(k + B, d)`` array with ``block`` in its last B rows (first k unset)."""
-    stacked = np.empty((k + block.shape[0], block.shape[1]))
-    stacked[k:] = block
-    return stacked
+def _kernel_keep(rows: np.ndarray | None) -> np.ndarray | None:
+    return None if rows is None else np.ascontiguousarray(rows, dtype=bool).view(np.uint8)
 
 
 def sequential_sums(
     running: np.ndarray,
     labels: np.ndarray,
     block: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    operator=None,
-    stacked: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``running[j] + sum of weights[i] * block[i] over rows i with labels[i] == j``, in float64.
+    """``running[j] + sum of block[i] over rows i with labels[i] == j``, in float64.
 
     Each group's rows are added one after the other, in row order, *onto the
     running total*: the result is the same whatever the chunking of the rows, so
-    statistics and centres do not depend on ``batch_size``. A sparse product does
-    it in O(B d): ``[I | onehot] @ [running; block]`` sums each row of the
-    operator's nonzeros in column order. ``operator`` (from :func:`sum_operator`)
-    and ``stacked`` (from :func:`stack_below`) may be prepared beforehand, e.g.
-    on a worker thread.
+    statistics and centres do not depend on ``batch_size``. ``rows`` (a boolean
+    (B,) mask) keeps only those rows; the others, e.g. the NaN or zeros of a
+    missing modality, are never read into a sum. ``running`` is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sequential_sums(np.zeros((2, 1)), np.array([0, 1, 0]), np.array([[1.0], [2.0], [3.0]]))
+    array([[4.],
+           [2.]])
     """
-    k = running.shape[0]
-    if operator is None:
-        operator = sum_operator(k, labels, weights)
-    if stacked is None:
-        stacked = stack_below(k, block)
-    stacked[:k] = running
-    return operator @ stacked
+    sums = np.array(running, dtype=np.float64, order="C", copy=True)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    add_rows(sums, labels, _kernel_rows(block), _kernel_keep(rows))
+    return sums
 
 
 class RowOrderSums:
@@ -368,12 +360,11 @@ class RowOrderSums:
 
     Chunks must be added in row order. Each cluster's sum is the running total
     plus its rows one after the other (:func:`sequential_sums`), so the result
-    does not depend on the chunking. Rows where a modality is missing (zeros)
-    are left out of its sum: adding +0.0 never changes a sum that starts at +0.0.
-
-    The float64 copies of a chunk (:meth:`prepare`, which may run on worker
-    threads) are written into buffers that are reused from chunk to chunk: fresh
-    pages for every chunk cost more than the copy itself.
+    does not depend on the chunking. Rows where a modality is missing are left out
+    of its sum. :meth:`prepare` (the counts and masks of a chunk) may run on any
+    thread; :meth:`add` runs the compiled kernel without the GIL.
+    :meth:`compute_and_add` lets the worker threads themselves add their chunks,
+    each in its turn, while the chunk is still in cache.
 
     Parameters
     ----------
@@ -381,8 +372,6 @@ class RowOrderSums:
         Number of clusters.
     dims : sequence of int
         Width of each modality.
-    buffers : deque, optional
-        Free float64 buffers to reuse (and to hand back to) across passes.
 
     Examples
     --------
@@ -394,61 +383,67 @@ class RowOrderSums:
     ([[6.0, 8.0, 10.0], [12.0, 14.0, 16.0]], [2.0, 2.0])
     """
 
-    def __init__(self, k: int, dims: Sequence[int], buffers: deque | None = None) -> None:
+    def __init__(self, k: int, dims: Sequence[int]) -> None:
         self.k = int(k)
         self.sums = [np.zeros((self.k, int(d))) for d in dims]
         self.counts = np.zeros((self.k, len(dims)))
-        # Buffers handed back by :meth:`add`, possibly shared with later passes
-        # (``Standardized.buffers``); deque appends and pops are thread-safe.
-        self._free = deque() if buffers is None else buffers
+        self._turn = threading.Condition()
+        self._next_row = 0
 
     def prepare(self, labels: np.ndarray, blocks: Sequence[np.ndarray], mask: np.ndarray):
-        """Operators and float64 copies of one chunk for :meth:`add`; safe on any thread."""
-        n_rows = labels.size
-        flat = self._take_buffer(n_rows, [b.shape[1] for b in blocks])
-        full = None
+        """Labels, blocks, row masks and counts of one chunk for :meth:`add`."""
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
         prepared = []
-        offset = 0
         for m, block in enumerate(blocks):
             observed = mask[:, m]
-            width = block.shape[1]
             if observed.all():
-                if full is None:
-                    full = sum_operator(self.k, labels)
-                operator = full
+                prepared.append((_kernel_rows(block), None))
             elif observed.any():
-                operator = sum_operator(self.k, labels, rows=observed)
+                prepared.append((_kernel_rows(block), _kernel_keep(observed)))
             else:
                 prepared.append(None)
-                continue
-            stacked = flat[offset : offset + (self.k + n_rows) * width]
-            stacked = stacked.reshape(self.k + n_rows, width)
-            stacked[self.k :] = block
-            offset += stacked.size
-            prepared.append((operator, stacked))
         counts = np.column_stack(
             [np.bincount(labels, weights=mask[:, m], minlength=self.k) for m in range(len(blocks))]
         )
-        return prepared, counts, flat
-
-    def _take_buffer(self, n_rows: int, dims: list[int]) -> np.ndarray:
-        size = (self.k + n_rows) * sum(dims)
-        try:
-            flat = self._free.pop()
-        except IndexError:
-            return np.empty(size)
-        return flat if flat.size >= size else np.empty(size)
+        return labels, prepared, counts
 
     def add(self, prepared) -> None:
         """Add a prepared chunk, the next one in row order, to the sums and counts."""
-        blocks, counts, flat = prepared
+        labels, blocks, counts = prepared
         for m, item in enumerate(blocks):
             if item is not None:
-                operator, stacked = item
-                stacked[: self.k] = self.sums[m]
-                self.sums[m] = operator @ stacked
+                block, keep = item
+                add_rows(self.sums[m], labels, block, keep)
         self.counts += counts
-        self._free.append(flat)
+
+    def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
+        """Run ``compute() -> (result, prepared)`` and add ``prepared`` in row order.
+
+        Chunks are slices that tile ``[0, n)``; any thread may call this, and each
+        waits, after its own computing, until every earlier chunk has been added.
+        Callers must start chunks in row order (a FIFO thread pool does). A chunk
+        whose ``compute`` fails still passes its turn on, so later chunks never
+        wait for it forever; the failure propagates to the caller.
+        """
+        try:
+            result, prepared = compute()
+        except BaseException:
+            self._add_in_turn(rows, None)
+            raise
+        self._add_in_turn(rows, prepared)
+        return result
+
+    def _add_in_turn(self, rows: slice, prepared) -> None:
+        with self._turn:
+            self._turn.wait_for(lambda: self._next_row == rows.start)
+        # Only the thread whose turn it is gets here: the addition needs no lock.
+        try:
+            if prepared is not None:
+                self.add(prepared)
+        finally:
+            with self._turn:
+                self._next_row = rows.stop
+                self._turn.notify_all()
 
 
 def check_observed_twice(data: Multimodal) -> None:
@@ -462,62 +457,39 @@ def check_observed_twice(data: Multimodal) -> None:
         )
 
 
-def _stacked_rows(scratch: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """``block`` as float64 rows 1.. of a ``(1 + B, d)`` view of ``scratch`` (row 0 unset)."""
-    stacked = scratch[: (1 + block.shape[0]) * block.shape[1]].reshape(1 + block.shape[0], -1)
-    stacked[1:] = block
-    return stacked
-
-
-def _single_group_sum(running: np.ndarray, stacked: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``running`` plus the rows ``rows`` of ``stacked[1:]``, one after the other (float64)."""
-    kept = np.flatnonzero(rows)
-    if not kept.size:
-        return running
-    # ``sum_operator(1, zeros, rows=rows)``, built directly: one group needs no sort.
-    indices = np.concatenate([[0], kept + 1])
-    operator = sparse.csr_matrix(
-        (np.ones(indices.size), indices, np.array([0, indices.size])), shape=(1, 1 + rows.size)
-    )
-    return sequential_sums(running, None, None, operator=operator, stacked=stacked)
-
-
 def modality_statistics(
-    data: Multimodal, chunk_rows: int
+    data: Multimodal, chunk_rows: int, n_threads: int = 1
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-modality mean and unbiased std over the rows that observe the modality.
 
     Two chunked passes in float64 (mean, then squared deviations) keep memory at
     one chunk and avoid the cancellation of the one-pass formula; sums run in row
     order whatever the chunking. A dimension with std <= 1e-8 gets scale 1, so
-    constant features stay finite after z-scoring.
+    constant features stay finite after z-scoring. Modalities are independent:
+    with ``n_threads > 1`` they are treated side by side, with the same results.
     """
-    counts = data.mask.sum(axis=0)
-    sums = [np.zeros((1, d)) for d in data.dims]
-    squares = [np.zeros((1, d)) for d in data.dims]
-    # One float64 scratch buffer for every chunk of both passes (fresh pages per
-    # chunk cost more than the sums); rows where a modality is missing stay out
-    # of the operator, so the NaN copied there are never read.
-    scratch = np.empty((1 + min(chunk_rows, data.n_samples)) * max(data.dims))
+    stats = map_modalities(lambda m: _one_modality_statistics(data, m, chunk_rows),
+                           len(data.arrays), n_threads)
+    return [mean for mean, _ in stats], [scale for _, scale in stats]
+
+
+def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
+    array, observed = data.arrays[m], data.mask[:, m]
+    count = int(observed.sum())
+    sums = np.zeros((1, data.dims[m]))
+    squares = np.zeros(data.dims[m])
+    # Rows where the modality is missing are skipped by the kernels, so the NaN
+    # there are never read.
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
-        observed = data.mask[rows]
-        for m, array in enumerate(data.arrays):
-            stacked = _stacked_rows(scratch, np.asarray(array[rows]))
-            sums[m] = _single_group_sum(sums[m], stacked, observed[:, m])
-    means = [s[0] / c for s, c in zip(sums, counts, strict=True)]
+        block = _kernel_rows(array[rows])
+        labels = np.zeros(block.shape[0], dtype=np.int64)
+        add_rows(sums, labels, block, _kernel_keep(observed[rows]))
+    mean = sums[0] / count
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
-        observed = data.mask[rows]
-        for m, array in enumerate(data.arrays):
-            stacked = _stacked_rows(scratch, np.asarray(array[rows]))
-            deviations = stacked[1:]
-            deviations -= means[m]
-            deviations *= deviations
-            squares[m] = _single_group_sum(squares[m], stacked, observed[:, m])
-    scales = []
-    for sq, c in zip(squares, counts, strict=True):
-        std = np.sqrt(sq[0] / (c - 1))
-        scales.append(np.where(std <= _MIN_STD, 1.0, std))
-    return means, scales
+        add_squared_deviations(squares, _kernel_rows(array[rows]), mean,
+                               _kernel_keep(observed[rows]))
+    std = np.sqrt(squares / (count - 1))
+    return mean, np.where(std <= _MIN_STD, 1.0, std)
 
 
 @functools.lru_cache(maxsize=1)
@@ -535,8 +507,7 @@ class Standardized:
     seeding passes, every Lloyd iteration) read the copy. Larger data are
     re-standardised chunk by chunk on every pass, so memory stays O(chunk). The
     values are the same either way. A cached data set also keeps the squared row
-    norms of its chunks (:meth:`row_norms`), and every view keeps the scratch
-    buffers of :class:`RowOrderSums` from pass to pass.
+    norms of its chunks (:meth:`row_norms`).
     """
 
     data: Multimodal
@@ -547,8 +518,6 @@ class Standardized:
     n_threads: int = 1
     cache_bytes: int = 0
     _cache: list | None = field(default=None, init=False, repr=False)
-    #: Scratch buffers of :class:`RowOrderSums`, reused by every pass over this view.
-    buffers: deque = field(default_factory=deque, init=False, repr=False)
     _norms: dict = field(default_factory=dict, init=False, repr=False)
 
     def _cacheable(self) -> bool:

@@ -10,8 +10,9 @@ distances: ``sqrt`` is monotone, so argmins and orderings are the same.
 Two kernels compute it:
 
 * :func:`partial_sq_dists` expands ``||x||^2 + ||c||^2 - 2 x.c`` with one GEMM per
-  modality and the shared-modality counts with one mask GEMM. It also returns a
-  rigorous bound on its own rounding error per entry.
+  modality, combined with the shared-modality counts in one compiled pass per
+  modality (:mod:`ul4m4._kernels`). It also returns a rigorous bound on its own
+  rounding error per entry.
 * :func:`exact_partial_sq_dists` computes the definition literally in float64
   (direct differences, modalities accumulated in order). This is the reference
   value: wherever the GEMM bound cannot separate the smallest entry from another,
@@ -24,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from ._kernels import bounded_argmin, partial_sq_dists_from_cross
 
 __all__ = [
     "error_factor",
@@ -47,10 +50,11 @@ def error_factor(dims: Sequence[int], dtype: np.dtype) -> float:
     <= d*u*(||x||^2 + ||c||^2)/2 (any summation order), each squared norm by
     d*u*||.||^2, and the three-term sum by a few more u. So
     ``|fl(sq) - sq| <= (2d + 3) u (||x||^2 + ||c||^2)``; a factor 2 covers the
-    first-order terms dropped in that bound and the float64 post-processing.
+    first-order terms dropped in that bound, and ``M + 5`` more u the float64
+    post-processing (scaling by 1/d_m, the sum over M modalities, the mean).
     """
     u = np.finfo(dtype).eps / 2
-    return float(2 * (2 * max(dims) + 8) * u)
+    return float(2 * (2 * max(dims) + 8 + len(dims)) * u)
 
 
 def squared_norms(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -109,60 +113,48 @@ def partial_sq_dists(
         Bound on ``|sq - exact|``; 0 where ``sq`` is +inf.
     """
     n_rows, k = mask.shape[0], center_mask.shape[0]
-    obs = mask.astype(np.float64)
-    has = center_mask.astype(np.float64)
-    everything_shared = bool(mask.all() and center_mask.all())
-    # With every modality shared, every count is M: the scalar divides alike.
-    count = float(mask.shape[1]) if everything_shared else obs @ has.T
-    num = bound = None
+    dtype = np.result_type(*blocks, *centers)
+    cross = np.empty((len(blocks), n_rows, k), dtype=dtype)
+    norms = np.zeros((len(blocks), n_rows))
     for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
         if not (mask[:, m].any() and center_mask[:, m].any()):
-            continue
-        own = None if row_norms is None else row_norms[m]
-        sq, norms = modality_sq_dists(block, center, center_norms[m], own)
-        # Zeroing the unshared entries gives the bits of multiplying by the 0/1
-        # outer product of the masks (both terms are finite and >= 0), cheaper.
-        missing_rows, missing_centres = ~mask[:, m], ~center_mask[:, m]
-        if missing_rows.any():
-            sq[missing_rows] = 0.0
-            norms[missing_rows] = 0.0
-        if missing_centres.any():
-            sq[:, missing_centres] = 0.0
-            norms[:, missing_centres] = 0.0
-        if num is None:
-            # Both are >= +0 (never -0.0), so they equal ``0 + sq`` and ``0 + norms``.
-            num, bound = sq, norms
-        else:
-            num += sq
-            bound += norms
-    if num is None:
-        num, bound = np.zeros((n_rows, k)), np.zeros((n_rows, k))
-    # In place, the values of ``num / count`` and ``gamma * bound / count``.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        num /= count
-        bound *= gamma
-        bound /= count
-    unshared = None if everything_shared else count == 0
-    if unshared is not None and unshared.any():
-        num[unshared] = np.inf
-        bound[unshared] = 0.0
-    return num, bound
+            continue  # nothing shared: the kernel never reads these
+        np.matmul(block, center.T, out=cross[m])
+        norms[m] = squared_norms([block])[0] if row_norms is None else row_norms[m]
+    sq, err = np.empty((n_rows, k)), np.empty((n_rows, k))
+    partial_sq_dists_from_cross(
+        cross, norms, np.ascontiguousarray(np.vstack(center_norms), dtype=np.float64),
+        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        np.ascontiguousarray(center_mask, dtype=bool).view(np.uint8),
+        1.0 / np.array([b.shape[1] for b in blocks], dtype=np.float64), float(gamma), sq, err,
+    )
+    return sq, err
 
 
-def pairwise_exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pairwise_exact_sq(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """``sum((a_i - b_j)^2) / d`` for every pair, by direct differences in float64.
 
     Blocked so the (r, k, d) temporary stays small. The per-pair value is the
-    same as ``np.sum((a[i] - b[j]) ** 2) / d`` on float64 vectors.
+    same as ``np.sum((a[i] - b[j]) ** 2) / d`` on float64 vectors. Without ``b``,
+    the distances of ``a`` to itself: ``(x - y)^2`` and ``(y - x)^2`` are the same
+    bits, so only the upper triangle is computed and mirrored.
     """
     a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    symmetric = b is None
+    b = a if symmetric else np.asarray(b, dtype=np.float64)
     d = a.shape[1]
     out = np.empty((a.shape[0], b.shape[0]))
     step = max(1, _EXACT_BLOCK_ELEMENTS // max(1, b.shape[0] * d))
+    if symmetric:
+        step = min(step, max(8, a.shape[0] // 8))  # blocks thin enough to skip the lower half
     for start in range(0, a.shape[0], step):
-        diff = a[start : start + step, None, :] - b[None, :, :]
-        out[start : start + step] = np.sum(diff * diff, axis=-1) / d
+        stop = min(start + step, a.shape[0])
+        first = start if symmetric else 0
+        diff = a[start:stop, None, :] - b[None, first:, :]
+        np.multiply(diff, diff, out=diff)
+        out[start:stop, first:] = np.sum(diff, axis=-1) / d
+        if symmetric:
+            out[stop:, start:stop] = out[start:stop, stop:].T
     return out
 
 
@@ -247,20 +239,22 @@ def exact_argmin(
     best : ndarray of shape (B,), float64
         The smallest squared distance of each row (exact on rechecked rows).
     """
-    labels = np.argmin(sq, axis=1)
-    rows = np.arange(sq.shape[0])
-    best = sq[rows, labels]
-    upper = best + err[rows, labels]
-    candidates = sq - err <= upper[:, None]
-    contenders = np.count_nonzero(candidates, axis=1)
-    ambiguous = np.flatnonzero((contenders > 1) & np.isfinite(best))
+    n_rows = sq.shape[0]
+    labels = np.empty(n_rows, dtype=np.int64)
+    best = np.empty(n_rows)
+    flags = np.empty(n_rows, dtype=np.uint8)
+    bounded_argmin(np.ascontiguousarray(sq, dtype=np.float64),
+                   np.ascontiguousarray(err, dtype=np.float64), labels, best, flags)
+    ambiguous = np.flatnonzero(flags)
     if ambiguous.size:
         if exact_pairs is None:
             exact = exact_rows(ambiguous)
         else:
-            pair_rows, pair_cols = np.nonzero(candidates[ambiguous])
+            upper = best[ambiguous] + err[ambiguous, labels[ambiguous]]
+            candidates = sq[ambiguous] - err[ambiguous] <= upper[:, None]
+            pair_rows, pair_cols = np.nonzero(candidates)
             exact = np.full((ambiguous.size, sq.shape[1]), np.inf)
             exact[pair_rows, pair_cols] = exact_pairs(ambiguous[pair_rows], pair_cols)
         labels[ambiguous] = np.argmin(exact, axis=1)
         best[ambiguous] = exact[np.arange(ambiguous.size), labels[ambiguous]]
-    return labels.astype(np.int64), best
+    return labels, best

@@ -22,6 +22,7 @@ from .data import (
     Standardized,
     check_multimodal,
     check_observed_twice,
+    map_modalities,
     modality_statistics,
 )
 from .selection import select_model
@@ -33,6 +34,9 @@ logger = logging.getLogger("ul4m4")
 
 #: Working memory (bytes) the automatic batch size aims for.
 _WORKING_MEMORY = 64 * 2**20
+#: Bytes of z-scored rows per automatic chunk: a chunk then stays in the CPU's
+#: cache from its GEMMs to the additions of its rows into the centre sums.
+_CHUNK_CACHE_BYTES = 4 * 2**20
 #: Training data whose z-scored copy fits in this many bytes (or, for in-memory
 #: inputs, in the input's own size) are standardised once per fit instead of once
 #: per pass (k seeding passes + one per Lloyd iteration).
@@ -82,7 +86,8 @@ class UL4M4Imputer(BaseEstimator):
         argmin in either precision: near-ties are rechecked in float64.
     batch_size : int or None, default=None
         Rows per chunk of every pass over the data; ``None`` picks it from a
-        64 MiB working-memory budget. Peak extra memory is O(batch_size * (k + d))
+        64 MiB working-memory budget and at most 4 MiB of z-scored rows (256 rows
+        at least). Peak extra memory is O(batch_size * (k + d))
         plus O(n_samples) labels: memory-mapped and other row-sliceable inputs
         are streamed chunk by chunk and never copied whole. Results do not
         depend on it with ``algorithm="lloyd"``. With ``algorithm="minibatch"``
@@ -336,7 +341,8 @@ class UL4M4Imputer(BaseEstimator):
         itemsize = np.dtype(self._dtype).itemsize
         # Per row: the z-scored block, a few (k,) float64 rows, the (k, k) candidate tensor.
         row_bytes = itemsize * sum(dims) + 8 * (8 * k + min(k * k, 1 << 16))
-        return int(np.clip(_WORKING_MEMORY // row_bytes, 256, 1 << 16))
+        rows = min(_WORKING_MEMORY // row_bytes, _CHUNK_CACHE_BYTES // (itemsize * sum(dims)))
+        return int(np.clip(rows, 256, 1 << 16))
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None) -> UL4M4Imputer:
@@ -367,7 +373,8 @@ class UL4M4Imputer(BaseEstimator):
             engine, X, _ = self._backend_for(X)
             self._fit_engine = engine
             _reject_sparse(X)
-            data = check_multimodal(X, require_observed=self.empty == "raise")
+            data = check_multimodal(X, require_observed=self.empty == "raise",
+                                    n_threads=self._threads())
             data, kept = _without_empty_samples(data)
             self._check_training_data(data)
             chunk_rows = self._chunk_rows(data.dims)
@@ -408,8 +415,8 @@ class UL4M4Imputer(BaseEstimator):
         Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
         after the other. Returns ``(means, scales, [results])``.
         """
-        means, scales = modality_statistics(data, chunk_rows)
-        _check_magnitudes(data, means, scales, self._dtype, chunk_rows)
+        means, scales = modality_statistics(data, chunk_rows, self._threads())
+        _check_magnitudes(data, means, scales, self._dtype, chunk_rows, self._threads())
         # Streamed inputs (memory maps, array-likes) are never copied whole; an
         # in-memory input may be, once, when the copy is no larger than the input
         # (scikit-learn's k-means copies its input too).
@@ -587,10 +594,12 @@ class UL4M4Imputer(BaseEstimator):
             names=self.modalities_,
             dims=self.n_features_,
             require_observed=self.empty == "raise",
+            n_threads=self._threads(),
         )
         means = [self.mean_[n] for n in self.modalities_]
         scales = [self.scale_[n] for n in self.modalities_]
-        _check_magnitudes(data, means, scales, self._dtype, self._chunk_rows(data.dims))
+        _check_magnitudes(data, means, scales, self._dtype, self._chunk_rows(data.dims),
+                          self._threads())
         if engine is not None:
             return engine.view(
                 data, means, scales, self._dtype, self._chunk_rows(data.dims), self._threads()
@@ -832,7 +841,8 @@ def _reject_sparse(X: Any) -> None:
             )
 
 
-def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int) -> None:
+def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int,
+                      n_threads: int = 1) -> None:
     """Raise where z-scoring in ``dtype`` would overflow, instead of yielding NaN centres.
 
     The statistics are float64: a spread beyond ~1e154 overflows the squared deviations.
@@ -850,12 +860,18 @@ def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_ro
         return
     limit = float(np.finfo(np.float32).max)
     width = sum(data.dims)
-    for m, (name, array) in enumerate(zip(data.names, data.arrays, strict=True)):
+
+    def extremes(m: int) -> tuple[float, float] | None:
+        array = data.arrays[m]
         if np.dtype(array.dtype).kind != "f" or np.dtype(array.dtype).itemsize < 4:
+            return None
+        return _largest_centred(array, data.mask[:, m], means[m], scales[m], chunk_rows)
+
+    found = map_modalities(extremes, len(data.arrays), n_threads)
+    for name, extreme in zip(data.names, found, strict=True):
+        if extreme is None:
             continue
-        largest, largest_z = _largest_centred(
-            array, data.mask[:, m], means[m], scales[m], chunk_rows
-        )
+        largest, largest_z = extreme
         if largest > limit:
             raise ValueError(
                 f"modality {name!r}: values up to {largest:.3g} away from the mean do not fit "

@@ -101,8 +101,7 @@ def _apply_batch(
         if not touched.any():
             continue
         # Row-ordered float64 sums, so a batch gives the same centres however it is read.
-        sums = sequential_sums(np.zeros((k, block.shape[1])), members,
-                               block[observed].astype(np.float64))
+        sums = sequential_sums(np.zeros((k, block.shape[1])), labels, block, rows=observed)
         total = counts[:, m] + added
         moved = (counts[touched, m, None] * estimates[m][touched] + sums[touched])
         estimates[m][touched] = moved / total[touched, None]

@@ -38,7 +38,7 @@ Parity with ``backend="numpy"`` (same seed, same dtype)
   in float32 and float64 alike.
 * Centres are bit-identical: members are equal, and their sums are formed in
   row order in float64 onto the running total, as in the NumPy engine (on the
-  CPU by the very same sparse operator; on CUDA by the sort-based
+  CPU by the very same compiled row-order kernel; on CUDA by the sort-based
   ``index_put_(accumulate=True)`` kernel, which adds the duplicates of one index
   one after the other in their stable-sorted order onto the running total).
 * ``inertia_`` and ``history_`` agree to rounding (about 1e-15 relative in
@@ -101,14 +101,7 @@ from ..complete import (
     fill_stuck_greedily,
     soft_fill_chunk,
 )
-from ..data import (
-    Multimodal,
-    Standardized,
-    iter_row_chunks,
-    sequential_sums,
-    stack_below,
-    sum_operator,
-)
+from ..data import Multimodal, RowOrderSums, Standardized, iter_row_chunks
 from ..distance import error_factor, exact_argmin, exact_partial_sq_dists
 
 __all__ = [
@@ -398,11 +391,12 @@ def _scatter_member_sums(
 ) -> torch.Tensor:
     """``running[j] + the rows of block labelled j``, added in row order in float64.
 
-    For devices other than the CPU (where the NumPy engine's sparse operator is
+    For devices other than the CPU (where the NumPy engine's compiled kernel is
     used). ``[running; block]`` is scattered into zeros with
     ``index_put_(accumulate=True)``, whose sort-based CUDA kernel adds the entries
     of one index one after the other in stable-sorted order: ``0 + running + x_a
-    + x_b + ...``, the same sequence of float64 additions as the operator's.
+    + x_b + ...``, the same sequence of float64 additions as the kernel's (the
+    zero rows of a missing modality add +0.0, which changes no sum).
     """
     k = running.shape[0]
     index = torch.cat([
@@ -435,34 +429,36 @@ def _assign_and_accumulate(view: TorchView, centers: Centers, gamma: float):
     device_centers = DeviceCenters.of(centers, view.device)
     labels = np.empty(view.n_samples, dtype=np.int64)
     best = np.empty(view.n_samples)
-    counts = np.zeros((k, len(centers.blocks)))
     if view.on_cpu:
-        sums = [np.zeros((k, b.shape[1])) for b in centers.blocks]
+        # The NumPy engine's accumulator: counts prepared on the workers, the
+        # in-order additions below.
+        accumulator = RowOrderSums(k, [b.shape[1] for b in centers.blocks])
     else:
+        counts = np.zeros((k, len(centers.blocks)))
         sums = [torch.zeros((k, b.shape[1]), dtype=_F64, device=view.device)
                 for b in centers.blocks]
 
     def nearest(rows, blocks, mask):
         chunk_labels, chunk_best = _nearest(blocks, mask, device_centers, gamma)
         if not view.on_cpu:
-            return chunk_labels, chunk_best, mask, blocks
-        # As in the NumPy engine: float64 copies and the sum operator are prepared
-        # on the worker; only the in-order products run below.
-        prepared = [stack_below(k, b.numpy()) for b in blocks], sum_operator(k, chunk_labels)
-        return chunk_labels, chunk_best, mask, prepared
+            return chunk_labels, chunk_best, (mask, blocks)
+        return chunk_labels, chunk_best, accumulator.prepare(
+            chunk_labels, [b.numpy() for b in blocks], mask
+        )
 
     # Sums are accumulated here, in row order, while the workers compute later chunks.
-    for rows, (chunk_labels, chunk_best, mask, work) in view.map_device_chunks(nearest):
+    for rows, (chunk_labels, chunk_best, work) in view.map_device_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
+        if view.on_cpu:
+            accumulator.add(work)
+            continue
+        mask, blocks = work
         for m in range(len(sums)):
-            if view.on_cpu:
-                stacked, operator = work[0][m], work[1]
-                sums[m] = sequential_sums(sums[m], chunk_labels, None, operator=operator,
-                                          stacked=stacked)
-            else:
-                sums[m] = _scatter_member_sums(sums[m], chunk_labels, work[m])
+            sums[m] = _scatter_member_sums(sums[m], chunk_labels, blocks[m])
             counts[:, m] += np.bincount(chunk_labels, weights=mask[:, m], minlength=k)
-    return labels, best, [np.asarray(s) if view.on_cpu else _host(s) for s in sums], counts
+    if view.on_cpu:
+        return labels, best, accumulator.sums, accumulator.counts
+    return labels, best, [_host(s) for s in sums], counts
 
 
 def _min_sq_update(view: TorchView, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:

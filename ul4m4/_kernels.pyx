@@ -1,0 +1,204 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled kernels of the engine's hot loops; each one pass over its arrays, without the GIL.
+
+* Group sums (:func:`add_rows`, :func:`add_squared_deviations`) add rows one after
+  the other, in row order: every group's total is its running value plus its rows
+  in increasing row order, so a sum over a data set does not depend on how the
+  rows were chunked.
+* The partial distance from per-modality GEMMs (:func:`partial_sq_dists_from_cross`)
+  and its bounded argmin (:func:`bounded_argmin`) replace a dozen NumPy passes
+  over (B, k) float64 temporaries by one pass that writes each output once.
+
+The module is compiled with floating-point contraction off and float32 inputs are
+widened exactly, so the sums are the bits of the same additions done in NumPy.
+The loops release the GIL: a thread can add one chunk while others compute the next.
+"""
+
+from libc.math cimport INFINITY
+from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t
+
+ctypedef fused real:
+    float
+    double
+
+
+def add_rows(
+    double[:, ::1] sums,
+    const int64_t[::1] labels,
+    const real[:, ::1] block,
+    const unsigned char[::1] keep=None,
+):
+    """``sums[labels[i]] += block[i]`` for every kept row i, in row order, in place.
+
+    ``sums`` is (k, d) float64, ``labels`` (B,) int64 in ``[0, k)``, ``block``
+    (B, d) float32 or float64 and ``keep`` an optional (B,) uint8 mask: rows with
+    ``keep[i] == 0`` are skipped (their values are never read into a sum).
+    """
+    cdef Py_ssize_t n = block.shape[0], d = block.shape[1], k = sums.shape[0]
+    cdef Py_ssize_t i, t
+    cdef int64_t j
+    cdef bint every_row = keep is None
+    if labels.shape[0] != n or (not every_row and keep.shape[0] != n):
+        raise ValueError("labels, keep and block must have the same number of rows")
+    if sums.shape[1] != d:
+        raise ValueError(f"sums has {sums.shape[1]} columns, block has {d}")
+    with nogil:
+        for i in range(n):
+            if every_row or keep[i]:
+                j = labels[i]
+                if j < 0 or j >= k:
+                    with gil:
+                        raise IndexError(f"label {j} of row {i} is outside [0, {k})")
+                for t in range(d):
+                    sums[j, t] += block[i, t]
+
+
+def add_squared_deviations(
+    double[::1] sums,
+    const real[:, ::1] block,
+    const double[::1] center,
+    const unsigned char[::1] keep=None,
+):
+    """``sums += (block[i] - center) ** 2`` for every kept row i, in row order, in place.
+
+    Each term is ``(double(x) - c) * (double(x) - c)``, rounded as NumPy rounds
+    ``d = x.astype(float64) - c; d *= d``, then added to the running total.
+    """
+    cdef Py_ssize_t n = block.shape[0], d = block.shape[1]
+    cdef Py_ssize_t i, t
+    cdef double dev
+    cdef bint every_row = keep is None
+    if sums.shape[0] != d or center.shape[0] != d:
+        raise ValueError(f"sums and center must have {d} entries")
+    if not every_row and keep.shape[0] != n:
+        raise ValueError("keep and block must have the same number of rows")
+    with nogil:
+        for i in range(n):
+            if every_row or keep[i]:
+                for t in range(d):
+                    dev = <double>block[i, t] - center[t]
+                    dev = dev * dev
+                    sums[t] += dev
+
+
+def partial_sq_dists_from_cross(
+    const real[:, :, ::1] cross,
+    const double[:, ::1] row_norms,
+    const double[:, ::1] center_norms,
+    const unsigned char[:, ::1] row_has,
+    const unsigned char[:, ::1] center_has,
+    const double[::1] inv_dims,
+    double gamma,
+    double[:, ::1] sq,
+    double[:, ::1] err,
+):
+    """Squared partial distances and their error bounds from per-modality GEMMs.
+
+    ``cross[m]`` is the (B, k) product ``z^m @ c^m.T``, ``row_norms[m]`` and
+    ``center_norms[m]`` the float64 squared norms, ``row_has`` (B, M) and
+    ``center_has`` (k, M) the availability masks and ``inv_dims[m] = 1 / d_m``.
+    For every pair, over the modalities both have, in modality order::
+
+        s_m = max(-2 * cross + (||z||^2 + ||c||^2), 0) * inv_dims[m]
+        sq  = (sum_m s_m) * (1 / count),  err = gamma * (sum_m norms_m * inv_dims[m]) / count
+
+    and ``sq = +inf``, ``err = 0`` where nothing is shared. Each row is finished in
+    a k-long scratch line, so the outputs are written once.
+    """
+    cdef Py_ssize_t n_mod = cross.shape[0], n = cross.shape[1], k = cross.shape[2]
+    cdef Py_ssize_t i, j, m
+    cdef double norm, value, inv, rn
+    cdef double *num
+    cdef double *bound
+    cdef double *count
+    if (row_norms.shape[0] != n_mod or row_norms.shape[1] != n
+            or center_norms.shape[0] != n_mod or center_norms.shape[1] != k):
+        raise ValueError("row_norms must be (M, B) and center_norms (M, k)")
+    if (row_has.shape[0] != n or row_has.shape[1] != n_mod
+            or center_has.shape[0] != k or center_has.shape[1] != n_mod
+            or inv_dims.shape[0] != n_mod):
+        raise ValueError("row_has must be (B, M), center_has (k, M) and inv_dims (M,)")
+    if sq.shape[0] != n or sq.shape[1] != k or err.shape[0] != n or err.shape[1] != k:
+        raise ValueError("sq and err must be (B, k)")
+    if k == 0:
+        return
+    num = <double *> malloc(3 * k * sizeof(double))
+    if num == NULL:
+        raise MemoryError()
+    bound = num + k
+    count = num + 2 * k
+    with nogil:
+        for i in range(n):
+            for j in range(k):
+                num[j] = 0.0
+                bound[j] = 0.0
+                count[j] = 0.0
+            for m in range(n_mod):
+                if not row_has[i, m]:
+                    continue
+                inv = inv_dims[m]
+                rn = row_norms[m, i]
+                for j in range(k):
+                    if center_has[j, m]:
+                        norm = rn + center_norms[m, j]
+                        value = <double>cross[m, i, j] * -2.0 + norm
+                        if not value > 0.0:
+                            value = 0.0
+                        num[j] += value * inv
+                        bound[j] += norm * inv
+                        count[j] += 1.0
+            for j in range(k):
+                if count[j] > 0.0:
+                    inv = 1.0 / count[j]
+                    sq[i, j] = num[j] * inv
+                    err[i, j] = bound[j] * gamma * inv
+                else:
+                    sq[i, j] = INFINITY
+                    err[i, j] = 0.0
+    free(num)
+
+
+def bounded_argmin(
+    const double[:, ::1] sq,
+    const double[:, ::1] err,
+    int64_t[::1] labels,
+    double[::1] best,
+    unsigned char[::1] ambiguous,
+):
+    """Row-wise argmin of ``sq`` (ties to the lowest index), and which rows it may be wrong for.
+
+    Writes ``labels[i]``, ``best[i] = sq[i, labels[i]]`` and ``ambiguous[i] = 1``
+    when ``best[i]`` is finite and some other entry ``j`` has
+    ``sq[i, j] - err[i, j] <= best[i] + err[i, labels[i]]``: the error bounds
+    then cannot tell the two apart.
+    """
+    cdef Py_ssize_t n = sq.shape[0], k = sq.shape[1]
+    cdef Py_ssize_t i, j, arg
+    cdef double low, upper
+    cdef int contenders
+    if err.shape[0] != n or err.shape[1] != k:
+        raise ValueError("sq and err must have the same shape")
+    if labels.shape[0] != n or best.shape[0] != n or ambiguous.shape[0] != n:
+        raise ValueError("labels, best and ambiguous must have one entry per row")
+    if k == 0:
+        raise ValueError("sq has no column")
+    with nogil:
+        for i in range(n):
+            arg = 0
+            low = sq[i, 0]
+            for j in range(1, k):
+                if sq[i, j] < low:
+                    low = sq[i, j]
+                    arg = j
+            labels[i] = arg
+            best[i] = low
+            ambiguous[i] = 0
+            if low == INFINITY:
+                continue
+            upper = low + err[i, arg]
+            contenders = 0
+            for j in range(k):
+                if sq[i, j] - err[i, j] <= upper:
+                    contenders += 1
+            ambiguous[i] = contenders > 1
