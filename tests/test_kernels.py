@@ -114,14 +114,16 @@ def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv
 
 @settings(max_examples=40, deadline=None)
 @given(n_mod=st.integers(1, 4), n=st.integers(1, 9), k=st.integers(1, 6),
-       seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float32, np.float64]))
-def test_partial_sq_dists_from_cross_equals_the_literal_formula(n_mod, n, k, seed, dtype):
+       seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float32, np.float64]),
+       complete_centres=st.booleans())
+def test_partial_sq_dists_from_cross_equals_the_literal_formula(n_mod, n, k, seed, dtype,
+                                                                 complete_centres):
     rng = np.random.default_rng(seed)
     cross = rng.standard_normal((n_mod, n, k)).astype(dtype)
     row_norms = rng.random((n_mod, n)) * 3
     center_norms = rng.random((n_mod, k)) * 3
     row_has = (rng.random((n, n_mod)) < 0.6).astype(np.uint8)
-    center_has = (rng.random((k, n_mod)) < 0.7).astype(np.uint8)
+    center_has = (rng.random((k, n_mod)) < (1.0 if complete_centres else 0.7)).astype(np.uint8)
     inv_dims = 1.0 / rng.integers(1, 800, n_mod).astype(np.float64)
     sq, err = np.empty((n, k)), np.empty((n, k))
     partial_sq_dists_from_cross(cross, row_norms, center_norms, row_has, center_has,

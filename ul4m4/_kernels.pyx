@@ -112,6 +112,7 @@ def partial_sq_dists_from_cross(
     cdef double *num
     cdef double *bound
     cdef double *count
+    cdef bint *every_center
     if (row_norms.shape[0] != n_mod or row_norms.shape[1] != n
             or center_norms.shape[0] != n_mod or center_norms.shape[1] != k):
         raise ValueError("row_norms must be (M, B) and center_norms (M, k)")
@@ -124,10 +125,19 @@ def partial_sq_dists_from_cross(
     if k == 0:
         return
     num = <double *> malloc(3 * k * sizeof(double))
-    if num == NULL:
+    every_center = <bint *> malloc(n_mod * sizeof(bint))
+    if num == NULL or every_center == NULL:
+        free(num)
+        free(every_center)
         raise MemoryError()
     bound = num + k
     count = num + 2 * k
+    for m in range(n_mod):
+        every_center[m] = True
+        for j in range(k):
+            if not center_has[j, m]:
+                every_center[m] = False
+                break
     with nogil:
         for i in range(n):
             for j in range(k):
@@ -139,6 +149,17 @@ def partial_sq_dists_from_cross(
                     continue
                 inv = inv_dims[m]
                 rn = row_norms[m, i]
+                if every_center[m]:
+                    # The same operations without the per-centre test, which
+                    # lets the compiler vectorise the loop.
+                    for j in range(k):
+                        norm = rn + center_norms[m, j]
+                        value = <double>cross[m, i, j] * -2.0 + norm
+                        value = value if value > 0.0 else 0.0
+                        num[j] += value * inv
+                        bound[j] += norm * inv
+                        count[j] += 1.0
+                    continue
                 for j in range(k):
                     if center_has[j, m]:
                         norm = rn + center_norms[m, j]
@@ -157,6 +178,7 @@ def partial_sq_dists_from_cross(
                     sq[i, j] = INFINITY
                     err[i, j] = 0.0
     free(num)
+    free(every_center)
 
 
 def bounded_argmin(
