@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -243,15 +244,34 @@ def test_compute_and_add_passes_the_turn_on_when_a_chunk_fails():
 
 
 def test_map_modalities_keeps_order_and_raises_the_first_error_in_order():
+    arrays = [np.zeros((2, 1))] * 4
+
     def fn(m):
         time.sleep(0.01 * (3 - m))
         if m in (1, 2):
             raise ValueError(f"modality {m}")
         return m * 10
 
-    assert map_modalities(lambda m: m * 10, 4, 3) == [0, 10, 20, 30]
-    assert map_modalities(lambda m: m * 10, 4, 1) == [0, 10, 20, 30]
+    assert map_modalities(lambda m: m * 10, arrays, 3) == [0, 10, 20, 30]
+    assert map_modalities(lambda m: m * 10, arrays, 1) == [0, 10, 20, 30]
     with pytest.raises(ValueError, match="modality 1"):
-        map_modalities(fn, 4, 4)
+        map_modalities(fn, arrays, 4)
     with pytest.raises(ValueError, match="modality 1"):
-        map_modalities(fn, 4, 1)
+        map_modalities(fn, arrays, 1)
+
+
+def test_map_modalities_reads_streamed_modalities_one_after_the_other(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((3, 2), dtype=np.float32))
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    threads = set()
+
+    def fn(m):
+        threads.add(threading.get_ident())
+        return m
+
+    assert map_modalities(fn, [mapped, np.zeros((3, 2))], 2) == [0, 1]
+    assert threads == {threading.get_ident()}
+    threads.clear()
+    map_modalities(lambda m: (threads.add(threading.get_ident()), time.sleep(0.05)),
+                   [np.zeros((3, 2))] * 2, 2)
+    assert threading.get_ident() not in threads

@@ -139,17 +139,21 @@ def _as_2d_array(name: str, value: Any) -> Any:
     return as_row_source(value)
 
 
-def map_modalities(fn: Callable[[int], Any], n_modalities: int, n_threads: int = 1) -> list:
-    """``[fn(0), ..., fn(n_modalities - 1)]``, one modality per task on ``n_threads`` threads.
+def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: int = 1) -> list:
+    """``[fn(0), ..., fn(len(arrays) - 1)]``, one modality per task on ``n_threads`` threads.
 
     Passes over the data that treat each modality on its own (scans, statistics)
-    run side by side this way: their kernels release the GIL. Results come back
-    in modality order, and so does the first error, as if the calls ran in turn.
+    run side by side this way when every modality is held in memory: their kernels
+    release the GIL. Streamed modalities (memory maps, row readers) are read one
+    after the other, so a pass keeps one chunk in memory and reads the disk in
+    order. Results come back in modality order, and so does the first error, as if
+    the calls ran in turn.
     """
-    if n_threads <= 1 or n_modalities <= 1:
-        return [fn(m) for m in range(n_modalities)]
-    with ThreadPoolExecutor(min(n_threads, n_modalities)) as pool:
-        futures = [pool.submit(fn, m) for m in range(n_modalities)]
+    in_memory = all(isinstance(a, np.ndarray) and not isinstance(a, np.memmap) for a in arrays)
+    if n_threads <= 1 or len(arrays) <= 1 or not in_memory:
+        return [fn(m) for m in range(len(arrays))]
+    with ThreadPoolExecutor(min(n_threads, len(arrays))) as pool:
+        futures = [pool.submit(fn, m) for m in range(len(arrays))]
         return [future.result() for future in futures]
 
 
@@ -224,7 +228,7 @@ def check_multimodal(
         got_names, arrays = _match_names(got_names, arrays, list(names), isinstance(X, Mapping))
     check_shapes(got_names, arrays, dims)
     mask = np.column_stack(
-        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m]), len(arrays), n_threads)
+        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m]), arrays, n_threads)
     )
     if require_observed:
         check_no_empty_samples(mask)
@@ -469,7 +473,7 @@ def modality_statistics(
     with ``n_threads > 1`` they are treated side by side, with the same results.
     """
     stats = map_modalities(lambda m: _one_modality_statistics(data, m, chunk_rows),
-                           len(data.arrays), n_threads)
+                           data.arrays, n_threads)
     return [mean for mean, _ in stats], [scale for _, scale in stats]
 
 

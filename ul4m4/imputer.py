@@ -867,7 +867,7 @@ def _check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_ro
             return None
         return _largest_centred(array, data.mask[:, m], means[m], scales[m], chunk_rows)
 
-    found = map_modalities(extremes, len(data.arrays), n_threads)
+    found = map_modalities(extremes, data.arrays, n_threads)
     for name, extreme in zip(data.names, found, strict=True):
         if extreme is None:
             continue
