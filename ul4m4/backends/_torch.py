@@ -425,40 +425,40 @@ def assign(view: TorchView, centers: Centers, gamma: float) -> tuple[np.ndarray,
 
 def _assign_and_accumulate(view: TorchView, centers: Centers, gamma: float):
     """One E-step and the float64 member sums (in row order) and counts of the new clusters."""
-    k = centers.k
     device_centers = DeviceCenters.of(centers, view.device)
+    if view.on_cpu:
+        return _assign_and_accumulate_on_cpu(view, centers, device_centers, gamma)
+    k = centers.k
     labels = np.empty(view.n_samples, dtype=np.int64)
     best = np.empty(view.n_samples)
-    if view.on_cpu:
-        # The NumPy engine's accumulator: counts prepared on the workers, the
-        # in-order additions below.
-        accumulator = RowOrderSums(k, [b.shape[1] for b in centers.blocks])
-    else:
-        counts = np.zeros((k, len(centers.blocks)))
-        sums = [torch.zeros((k, b.shape[1]), dtype=_F64, device=view.device)
-                for b in centers.blocks]
-
-    def nearest(rows, blocks, mask):
+    counts = np.zeros((k, len(centers.blocks)))
+    sums = [torch.zeros((k, b.shape[1]), dtype=_F64, device=view.device)
+            for b in centers.blocks]
+    for rows, blocks, mask in view.device_chunks():
         chunk_labels, chunk_best = _nearest(blocks, mask, device_centers, gamma)
-        if not view.on_cpu:
-            return chunk_labels, chunk_best, (mask, blocks)
-        return chunk_labels, chunk_best, accumulator.prepare(
-            chunk_labels, [b.numpy() for b in blocks], mask
-        )
-
-    # Sums are accumulated here, in row order, while the workers compute later chunks.
-    for rows, (chunk_labels, chunk_best, work) in view.map_device_chunks(nearest):
         labels[rows], best[rows] = chunk_labels, chunk_best
-        if view.on_cpu:
-            accumulator.add(work)
-            continue
-        mask, blocks = work
         for m in range(len(sums)):
             sums[m] = _scatter_member_sums(sums[m], chunk_labels, blocks[m])
             counts[:, m] += np.bincount(chunk_labels, weights=mask[:, m], minlength=k)
-    if view.on_cpu:
-        return labels, best, accumulator.sums, accumulator.counts
     return labels, best, [_host(s) for s in sums], counts
+
+
+def _assign_and_accumulate_on_cpu(view: TorchView, centers: Centers, device_centers, gamma):
+    """The CPU E-step with the NumPy engine's accumulator, each worker adding its own chunk."""
+    labels = np.empty(view.n_samples, dtype=np.int64)
+    best = np.empty(view.n_samples)
+    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
+
+    def nearest(rows, blocks, mask):
+        def chunk():
+            found = _nearest(blocks, mask, device_centers, gamma)
+            return found, accumulator.prepare(found[0], [b.numpy() for b in blocks], mask)
+
+        return accumulator.compute_and_add(rows, chunk)
+
+    for rows, (chunk_labels, chunk_best) in view.map_device_chunks(nearest):
+        labels[rows], best[rows] = chunk_labels, chunk_best
+    return labels, best, accumulator.sums, accumulator.counts
 
 
 def _min_sq_update(view: TorchView, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:
