@@ -82,6 +82,16 @@ def add_squared_deviations(
                     sums[t] += dev
 
 
+cdef inline void _add_shared(double *num, double *bound, double *count, Py_ssize_t j,
+                             double cross, double norm, double inv) noexcept nogil:
+    """One shared modality of pair j: ``max(-2 cross + norm, 0) / d_m`` and its bound term."""
+    cdef double value = cross * -2.0 + norm
+    value = value if value > 0.0 else 0.0
+    num[j] += value * inv
+    bound[j] += norm * inv
+    count[j] += 1.0
+
+
 def partial_sq_dists_from_cross(
     const real[:, :, ::1] cross,
     const double[:, ::1] row_norms,
@@ -108,7 +118,7 @@ def partial_sq_dists_from_cross(
     """
     cdef Py_ssize_t n_mod = cross.shape[0], n = cross.shape[1], k = cross.shape[2]
     cdef Py_ssize_t i, j, m
-    cdef double norm, value, inv, rn
+    cdef double inv, rn
     cdef double *num
     cdef double *bound
     cdef double *count
@@ -150,25 +160,15 @@ def partial_sq_dists_from_cross(
                 inv = inv_dims[m]
                 rn = row_norms[m, i]
                 if every_center[m]:
-                    # The same operations without the per-centre test, which
-                    # lets the compiler vectorise the loop.
+                    # Without the per-centre test, the compiler vectorises the loop.
                     for j in range(k):
-                        norm = rn + center_norms[m, j]
-                        value = <double>cross[m, i, j] * -2.0 + norm
-                        value = value if value > 0.0 else 0.0
-                        num[j] += value * inv
-                        bound[j] += norm * inv
-                        count[j] += 1.0
+                        _add_shared(num, bound, count, j, cross[m, i, j],
+                                    rn + center_norms[m, j], inv)
                     continue
                 for j in range(k):
                     if center_has[j, m]:
-                        norm = rn + center_norms[m, j]
-                        value = <double>cross[m, i, j] * -2.0 + norm
-                        if not value > 0.0:
-                            value = 0.0
-                        num[j] += value * inv
-                        bound[j] += norm * inv
-                        count[j] += 1.0
+                        _add_shared(num, bound, count, j, cross[m, i, j],
+                                    rn + center_norms[m, j], inv)
             for j in range(k):
                 if count[j] > 0.0:
                     inv = 1.0 / count[j]
