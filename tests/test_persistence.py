@@ -186,3 +186,36 @@ def test_save_is_atomic(model_file, monkeypatch):
         imp.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+# Files written by ul4m4 0.1.0 (format 1), committed with the inputs and outputs they
+# gave then (tests/data/make_model_v1.py wrote them). Later releases must read them and
+# complete new data to the same bits.
+_DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def _expected(prefix: str) -> dict[str, np.ndarray]:
+    with np.load(_DATA / "model_v1_expected.npz") as saved:
+        return {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith(prefix + "/")}
+
+
+def test_release_0_1_auto_ensemble_file_still_loads_and_completes_the_same():
+    imp = UL4M4Imputer.load(_DATA / "model_v1_auto.ul4m4")
+    assert imp.n_ensemble_ == 3 and imp.n_clusters_ == 4
+    assert imp.completion_ == {"text": "soft", "image": "soft", "audio": "greedy"}
+    new = _expected("new")
+    out = imp.transform(new)
+    for name, want in _expected("auto").items():
+        np.testing.assert_array_equal(out[name], want)
+    with np.load(_DATA / "model_v1_expected.npz") as saved:
+        np.testing.assert_array_equal(imp.predict(new), saved["auto_labels"])
+
+
+def test_release_0_1_soft_float64_file_still_loads_and_completes_the_same():
+    imp = UL4M4Imputer.load(_DATA / "model_v1_soft64.ul4m4")
+    out, sources, weights = imp.transform(_expected("new"), return_sources=True,
+                                          return_weights=True)
+    for got, prefix in ((out, "soft64"), (sources, "soft64_sources"),
+                        (weights, "soft64_weights")):
+        for name, want in _expected(prefix).items():
+            np.testing.assert_array_equal(got[name], want)
