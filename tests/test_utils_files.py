@@ -1,7 +1,9 @@
 import os
 
+import numpy as np
 import pytest
 
+from ul4m4 import UL4M4Imputer
 from ul4m4._utils.files import (
     AtomicWriter,
     atomic_write,
@@ -98,3 +100,28 @@ def test_unknown_mode_is_refused(tmp_path):
         AtomicWriter(tmp_path / "f", "ab")
     assert list(tmp_path.iterdir()) == []
 
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture
+def fitted():
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(50, 3)), "b": rng.normal(size=(50, 2))}
+    X["b"][:10] = np.nan
+    return UL4M4Imputer(3, random_state=0).fit(X), X
+
+
+def test_saved_model_has_the_mode_of_open(tmp_path, umask, fitted):
+    imp, _ = fitted
+    path = tmp_path / "model.ul4m4"
+    imp.save(path)
+    assert _mode(path) == 0o644
+
+
+def test_streamed_outputs_have_the_mode_of_open(tmp_path, umask, fitted):
+    imp, X = fitted
+    out = tmp_path / "out"
+    imp.transform(X, out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "b.npy"]
+    assert [_mode(p) for p in sorted(out.iterdir())] == [0o644, 0o644]

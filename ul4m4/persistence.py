@@ -24,13 +24,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._utils.files import atomic_write
 
 if TYPE_CHECKING:
     from .imputer import UL4M4Imputer
@@ -135,20 +135,11 @@ def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
             for name in arrays
         },
     }
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
-                for name, payload in payloads.items():
-                    archive.writestr(f"arrays/{name}.npy", payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
+            for name, payload in payloads.items():
+                archive.writestr(f"arrays/{name}.npy", payload)
 
 
 def _read_meta(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:

@@ -29,12 +29,12 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._utils.files import AtomicWriter
 from .data import Multimodal, Standardized, iter_row_chunks
 
 if TYPE_CHECKING:
@@ -356,34 +356,32 @@ def _output_dtype(dtype: np.dtype) -> np.dtype:
 
 
 class _NpyWriter:
-    """Write a C-order ``.npy`` file row block by row block to a temporary name."""
+    """Write a C-order ``.npy`` file row block by row block, atomically (see AtomicWriter)."""
 
     def __init__(self, target: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
         self.target, self.shape, self.dtype = target, shape, dtype
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        self.tmp = Path(tmp)
-        self.handle = os.fdopen(fd, "wb")
+        self.out = AtomicWriter(target)
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
                   "shape": shape}
-        np.lib.format.write_array_header_2_0(self.handle, header)
+        try:
+            np.lib.format.write_array_header_2_0(self.out.file, header)
+        except BaseException:
+            self.out.abort()
+            raise
         self.rows = 0
 
     def write(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        self.handle.write(memoryview(block).cast("B"))
+        self.out.file.write(memoryview(block).cast("B"))
         self.rows += block.shape[0]
 
     def commit(self) -> None:
         if self.rows != self.shape[0]:
             raise RuntimeError(f"{self.target}: wrote {self.rows} rows of {self.shape[0]}")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.target)
+        self.out.commit()
 
     def abort(self) -> None:
-        self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.out.abort()
 
 
 def _block_rows(view: Standardized) -> int:
@@ -451,8 +449,7 @@ def transform_to_files(
             writer.commit()
     except BaseException:
         for writer in writers.values():
-            if writer.tmp.exists():
-                writer.abort()
+            writer.abort()  # a no-op for the writers already committed
         raise
     result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
     extras = [d for d, wanted in ((sources, return_sources), (weights, return_weights)) if wanted]
