@@ -20,7 +20,6 @@ from ul4m4.experiments import (
     load_folder,
     run_benchmark,
 )
-from ul4m4.experiments.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -331,15 +330,6 @@ def test_python_dash_m_help_and_error():
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
-
-
-def test_atomic_write_replaces_and_cleans_up(tmp_path):
-    target = tmp_path / "f.txt"
-    atomic_write_text(target, "one")
-    atomic_write_text(target, "two")
-    assert target.read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
-    assert oct(target.stat().st_mode & 0o777) != oct(0o600)
 
 
 def test_registered_and_split_aware_datasets(monkeypatch, folder):

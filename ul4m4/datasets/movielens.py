@@ -42,7 +42,6 @@ import importlib.metadata
 import json
 import os
 import re
-import tempfile
 import time
 import tokenize
 import warnings
@@ -56,6 +55,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
+
+from .._utils.files import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -431,17 +432,8 @@ def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     crash or a concurrent reader never sees a half-written cache.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def _read_cache(path: Path, key: Mapping[str, Any]) -> dict[str, np.ndarray]:

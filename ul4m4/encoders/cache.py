@@ -22,7 +22,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.files import TEMP_GLOB, write_bytes_atomic, write_text_atomic
 from ._common import check_positive, progress_bar
 
 __all__ = ["CacheWarning", "EmbeddingCache", "content_key", "encode_modality", "item_hash"]
@@ -39,7 +39,8 @@ _VERSION = 1
 # magic, format version, embedding width, SHA-256 of (key + payload)
 _HEADER = struct.Struct("<8sII32s")
 _SUFFIX = ".emb"
-_TMP_PREFIX = ".tmp-"
+# Temporary entries: the shared atomic writer's names, and those of earlier releases.
+_TMP_GLOBS = (TEMP_GLOB, ".tmp-*")
 
 
 class CacheWarning(UserWarning):
@@ -122,23 +123,6 @@ def item_hash(item: Any, key_fn: Callable[[Any], bytes] | None = None) -> str:
 # --------------------------------------------------------------------------- the cache
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: leave no temporary file behind.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 class EmbeddingCache:
     """One embedding per file on disk, for one encoder (one ``cache_id``).
 
@@ -195,7 +179,8 @@ class EmbeddingCache:
         meta = self.root / "encoder.json"
         if not meta.is_file():
             text = json.dumps({"cache_id": self.cache_id, "dim": self.dim}, indent=1)
-            _atomic_write(meta, text.encode("utf-8"))
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(meta, text, fsync=False)
         self._described = True
 
     def put(self, key: str, vector: np.ndarray) -> None:
@@ -208,7 +193,10 @@ class EmbeddingCache:
         data = payload.tobytes()
         digest = hashlib.sha256(key.encode() + data).digest()
         self._describe()
-        _atomic_write(self.path(key), _HEADER.pack(_MAGIC, _VERSION, self.dim, digest) + data)
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, _HEADER.pack(_MAGIC, _VERSION, self.dim, digest) + data,
+                           fsync=False)
 
     def get(self, key: str) -> np.ndarray | None:
         """The stored embedding for ``key``, or ``None`` if absent or corrupt (then warned)."""
@@ -265,11 +253,12 @@ class EmbeddingCache:
 
         Only call this when no other process is writing to the same cache.
         """
-        removed = 0
-        for tmp in self.root.glob(f"*/{_TMP_PREFIX}*") if self.root.is_dir() else ():
+        if not self.root.is_dir():
+            return 0
+        stale = {tmp for pattern in _TMP_GLOBS for tmp in self.root.glob(f"*/{pattern}")}
+        for tmp in stale:
             tmp.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        return len(stale)
 
 
 # --------------------------------------------------------------------------- entry point

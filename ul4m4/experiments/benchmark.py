@@ -69,6 +69,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from .. import __version__
+from .._utils.files import write_text_atomic
 from ..baselines import available_methods, make_method, method_parameters
 from ..metrics import (
     block_cosine,
@@ -88,7 +89,6 @@ from ..missingness import (
     parse_config,
 )
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
-from .io import atomic_write_text
 
 __all__ = [
     "K_METHODS",
@@ -450,7 +450,7 @@ def _check_classes(y: np.ndarray) -> None:
 class _RunStore:
     """Finished runs of a benchmark, one JSON file per row, keyed by what determines it.
 
-    A row file is written with :func:`~ul4m4.experiments.io.atomic_write_text`
+    A row file is written with :func:`~ul4m4._utils.files.write_text_atomic`
     (temporary file + ``os.replace``), so a killed run leaves each row either
     complete or absent. Files that cannot be read back as a row of the expected
     key (foreign, damaged by hand) are ignored and recomputed.
@@ -502,7 +502,8 @@ class _RunStore:
 
     def put(self, key: dict[str, Any], row: dict[str, Any]) -> None:
         record = {"key": key, "row": row}
-        atomic_write_text(self._path(key), json.dumps(record, default=_json_scalar, indent=1))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self._path(key), json.dumps(record, default=_json_scalar, indent=1))
 
 
 def _json_scalar(value: Any) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.files import write_bytes_atomic, write_text_atomic
 from .benchmark import K_METHODS, BenchmarkResult, config_record, method_label
-from .io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "RESULT_FILES",
@@ -432,7 +432,7 @@ def write_result_files(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [atomic_write_text(out / name, text) for name, text in texts.items()]
+    written = [write_text_atomic(out / name, text) for name, text in texts.items()]
     try:
         pngs = plots()
     except ImportError as exc:
@@ -440,11 +440,11 @@ def write_result_files(
         pngs = {}
     for name, png in pngs.items():
         if png is not None:
-            written.append(atomic_write_bytes(out / name, png))
+            written.append(write_bytes_atomic(out / name, png))
     record = dict(record)
     record["files"] = [p.name for p in written] + ["config.json"]
     written.append(
-        atomic_write_text(out / "config.json", json.dumps(record, indent=2, default=_json) + "\n")
+        write_text_atomic(out / "config.json", json.dumps(record, indent=2, default=_json) + "\n")
     )
     return written
 
