@@ -691,7 +691,7 @@ CASES: list[Case] = [
          r"unique as strings"),
     Case("fit-bad-seed", _I, "random_state='seed'",
          lambda t: _fit(_train(), random_state="seed"), ValueError,
-         r"cannot be used to seed"),
+         r"random_state must be None, an int or a RandomState"),
     # ----------------------------------------------------------- imputer: shapes
     Case("fit-3d", _I, "a modality is 3-D", lambda t: _fit(_with("a", np.ones((12, 2, 2)))),
          ValueError, r"modality 'a': expected a 2-D array"),

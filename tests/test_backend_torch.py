@@ -47,7 +47,8 @@ def _assert_same_model(ref, got, dtype):
     for name in ref.modalities_:
         # Bit for bit: same members, summed in the same order in float64.
         assert got.cluster_centers_[name].tobytes() == ref.cluster_centers_[name].tobytes()
-    for a, b in zip(ref._centers.blocks, got._centers.blocks, strict=True):
+    for a, b in zip(ref.model_.members[0].centers.blocks, got.model_.members[0].centers.blocks,
+                    strict=True):
         assert a.tobytes() == b.tobytes()
     assert (got.n_iter_, got.converged_) == (ref.n_iter_, ref.converged_)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
@@ -152,8 +153,11 @@ def test_member_sums_are_row_order_float64():
             np.float32)
         want = sequential_sums(running, labels, block)
         assert want.tobytes() == _literal_row_order_sums(k, labels, block, running).tobytes()
-        got = tb._scatter_member_sums(torch.from_numpy(running), labels, torch.from_numpy(block))
-        assert got.numpy().tobytes() == want.tobytes()
+        sums = tb.DeviceSums(k, [d], torch.device("cpu"))
+        sums.device_sums[0] = torch.from_numpy(running.copy())
+        chunk = (labels, [torch.from_numpy(block)], np.ones((40, 1), dtype=bool))
+        sums.compute_and_add(slice(0, 40), lambda chunk=chunk: (None, chunk))
+        assert sums.sums[0].tobytes() == want.tobytes()
         running = want
 
 
@@ -169,7 +173,7 @@ def test_device_rows_equal_numpy_rows():
                             device=torch.device("cpu"))
         rows = np.array([0, 4, 9, 31, 49])
         want = view.rows(rows)[0]
-        got = tb._standardize_on_device(view, rows)  # the off-CPU path, run on the CPU
+        got = tb.standardize_on_device(view, rows)  # the off-CPU path, run on the CPU
         for w, g in zip(want, got, strict=True):
             assert g.numpy().tobytes() == w.tobytes()
 
@@ -240,6 +244,7 @@ def test_engines_resolve():
 
 
 def test_tf32_widens_the_error_bound(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     engine = tb.TorchEngine("cuda")
     base = engine.error_factor([8, 4], np.float32)
     monkeypatch.setattr(tb, "_tf32_possible", lambda device: True)

@@ -12,8 +12,10 @@ from sklearn.exceptions import ConvergenceWarning
 from strategies import multimodal
 
 from ul4m4 import UL4M4Imputer
+from ul4m4.backends import NumpyEngine
 from ul4m4.cluster import kmeans_plusplus
 from ul4m4.complete import complete_sources
+from ul4m4.model import transform_view
 
 
 def _z(imp, X, dtype=np.float64):
@@ -27,7 +29,7 @@ def _z(imp, X, dtype=np.float64):
 
 
 def _centres(imp):
-    centers = imp._centers
+    centers = imp.model_.members[0].centers
     C = [[b[j] for b in centers.blocks] for j in range(centers.k)]
     S = [list(map(bool, row)) for row in centers.mask]
     return C, S
@@ -47,7 +49,7 @@ def _reference_fit(imp, X, k, seed):
 def _assert_same_centres(imp, C, S, rtol):
     """Same modality sets; same centres (bit for bit when ``rtol`` is 0)."""
     np.testing.assert_array_equal(imp.center_modalities_, np.array(S, dtype=bool))
-    for m, block in enumerate(imp._centers.blocks):
+    for m, block in enumerate(imp.model_.members[0].centers.blocks):
         for j in range(len(S)):
             if S[j][m]:
                 np.testing.assert_allclose(block[j], C[j][m], rtol=rtol, atol=0)
@@ -72,8 +74,9 @@ def test_seeding_matches_literal_kmeans_plusplus(case, seed):
     """Same draws as the literal k-means++, also with duplicates and unreachable samples."""
     X, mask, k = case
     imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
-    view = imp._view(X)
-    _, indices = kmeans_plusplus(view, k, np.random.RandomState(seed), 1e-12)
+    engine = NumpyEngine()
+    view = transform_view(X, imp.model_, imp._settings(), engine)
+    _, indices = kmeans_plusplus(view, k, np.random.RandomState(seed), 1e-12, engine)
     expected = ref.kmeans_plusplus(_z(imp, X), k, np.random.RandomState(seed))
     assert indices.tolist() == expected
 
@@ -157,8 +160,10 @@ def test_lloyd_fixed_point(case, seed, dtype):
 def test_fast_path_equals_general_path(case, seed):
     X, mask, k = case
     imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
-    view = imp._view(X)
+    engine = NumpyEngine()
+    view = transform_view(X, imp.model_, imp._settings(), engine)
     gamma = 1e-12
-    fast = complete_sources(view, imp._plan, gamma)
-    general = complete_sources(view, imp._plan, gamma, force_general=True)
+    plan = imp.model_.members[0].plan
+    fast = complete_sources(view, plan, gamma, engine)
+    general = complete_sources(view, plan, gamma, engine, force_general=True)
     np.testing.assert_array_equal(fast, general)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import zipfile
 
 import numpy as np
@@ -33,10 +34,7 @@ def _clustered(n=240, seed=0, share=0.5):
 def _member_imputer(imp: UL4M4Imputer, member) -> UL4M4Imputer:
     """A single-model imputer that holds one ensemble member as its model."""
     single = copy.deepcopy(imp)
-    single._centers, single._plan = member.centers, member.plan
-    single.cluster_centers_ = member.raw_centers
-    single.center_modalities_ = member.center_modalities
-    single._members = []
+    single.model_ = dataclasses.replace(imp.model_, members=[member])
     return single
 
 
@@ -47,7 +45,7 @@ def test_ensemble_fill_is_the_mean_of_the_members_fills(completion):
                        dtype=np.float64).fit(Xm)
     assert imp.n_ensemble_ == 4 and len(imp.ensemble_centers_) == 3
     out = imp.transform(Xm)
-    fills = [_member_imputer(imp, member).transform(Xm) for member in imp._member_models()]
+    fills = [_member_imputer(imp, member).transform(Xm) for member in imp.model_.members]
     for m, name in enumerate(Xm):
         expected = np.mean([f[name] for f in fills], axis=0)
         np.testing.assert_allclose(out[name], expected, rtol=1e-12, atol=1e-12)
@@ -64,7 +62,7 @@ def test_ensemble_error_is_at_most_the_members_mean_error():
     X, Xm, keep = _clustered(seed=3)
     imp = UL4M4Imputer(n_clusters=8, completion="soft", n_ensemble=5, random_state=1).fit(Xm)
     out = imp.transform(Xm)
-    members = [_member_imputer(imp, mem).transform(Xm) for mem in imp._member_models()]
+    members = [_member_imputer(imp, mem).transform(Xm) for mem in imp.model_.members]
     for m, name in enumerate(X):
         hidden = ~keep[:, m]
         err = np.sum((out[name][hidden] - X[name][hidden]) ** 2)

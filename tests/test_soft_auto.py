@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from strategies import multimodal
 
 from ul4m4 import UL4M4Imputer
-from ul4m4.complete import _soft_weights
+from ul4m4.complete import soft_weights
 from ul4m4.selection import hide_blocks
 
 
@@ -45,7 +45,7 @@ def _mask(X, rate, rng):
 def test_soft_weights_sum_to_one_and_use_only_carriers():
     sq = np.array([[1.0, 2.0, np.inf, 0.5], [np.inf, np.inf, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
     carries = np.array([True, True, True, False])
-    w, stuck = _soft_weights(sq, np.zeros_like(sq), carries, 0.1)
+    w, stuck = soft_weights(sq, np.zeros_like(sq), carries, 0.1)
     np.testing.assert_allclose(w[~stuck].sum(axis=1), 1.0)
     assert not stuck.any()
     assert (w[:, 3] == 0).all()  # centre 3 lacks the modality
@@ -54,10 +54,10 @@ def test_soft_weights_sum_to_one_and_use_only_carriers():
     # Literal formula on row 0: eligible {0, 1}, min 1, median 1.5.
     logits = -(np.array([1.0, 2.0]) - 1.0) / (0.1 * 1.5)
     np.testing.assert_allclose(w[0, :2], np.exp(logits) / np.exp(logits).sum())
-    _, stuck = _soft_weights(np.array([[np.inf, 1.0]]), np.zeros((1, 2)), np.array([True, False]), 0.1)
+    _, stuck = soft_weights(np.array([[np.inf, 1.0]]), np.zeros((1, 2)), np.array([True, False]), 0.1)
     assert stuck.tolist() == [True]
     # Distances within their error bound of the smallest one count as tied with it.
-    w, _ = _soft_weights(np.array([[0.0, 1e-17, 1.0]]), np.array([[1e-16, 1e-16, 1e-16]]),
+    w, _ = soft_weights(np.array([[0.0, 1e-17, 1.0]]), np.array([[1e-16, 1e-16, 1e-16]]),
                          np.array([True, True, True]), 0.1)
     np.testing.assert_array_equal(w, [[0.5, 0.5, 0.0]])
 
@@ -71,8 +71,9 @@ def test_soft_completion_matches_literal_weighted_mean(case, seed, temperature):
     filled = imp.transform(X)
     Z = ref.zscore([X[n] for n in imp.modalities_], [imp.mean_[n] for n in imp.modalities_],
                    [imp.scale_[n] for n in imp.modalities_], np.float64)
-    C = [[b[j] for b in imp._centers.blocks] for j in range(k)]
-    S = [list(map(bool, row)) for row in imp._centers.mask]
+    centers = imp.model_.members[0].centers
+    C = [[b[j] for b in centers.blocks] for j in range(k)]
+    S = [list(map(bool, row)) for row in centers.mask]
     for i in range(mask.shape[0]):
         sq = np.array([ref.sq_dist(ref.point(Z, i), ref.has(Z, i), C[j], S[j]) for j in range(k)])
         for m, name in enumerate(imp.modalities_):
@@ -181,7 +182,7 @@ def test_n_init_keeps_the_lowest_inertia():
     [
         ({"completion": "fuzzy"}, "completion must be one of"),
         ({"temperature": 0.0}, "temperature must be a finite real > 0"),
-        ({"selection_fraction": 1.5}, "selection_fraction must be <= 1"),
+        ({"selection_fraction": 1.5}, "selection_fraction must be a real in \(0, 1\]"),
         ({"k_grid": ()}, "k_grid must be a non-empty"),
         ({"n_init": 0}, "n_init must be an integer >= 1"),
         ({"n_clusters": "many"}, "n_clusters must be an integer"),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+import ul4m4.model
 from ul4m4 import UL4M4Imputer, stream
 from ul4m4.stream import MemmapRows, RowSubset, SliceRows, as_row_source
 
@@ -192,7 +193,7 @@ def test_streamed_fit_with_empty_samples_does_not_copy_the_data(tmp_path, monkey
         subsets.append(out)
         return out
 
-    monkeypatch.setattr("ul4m4.imputer.subset_rows", spy)
+    monkeypatch.setattr("ul4m4.data.subset_rows", spy)
     got = _fit(maps, n_clusters=3, random_state=0, empty="mean", batch_size=16)
     _assert_same_fit(got, reference)
     assert (got.labels_[:6] == -1).all()
@@ -271,7 +272,7 @@ def test_transform_to_files_matches_in_memory(tmp_path, monkeypatch, completion)
     imp = _fit(X, n_clusters=4, random_state=0, completion=completion, batch_size=8)
     filled, sources, weights = imp.transform(X, return_sources=True, return_weights=True)
     # Several blocks of several chunks each.
-    monkeypatch.setattr(stream, "_TRANSFORM_BLOCK_BYTES", 8 * 12 * 4 * 3)
+    monkeypatch.setattr(ul4m4.model, "TRANSFORM_BLOCK_BYTES", 8 * 12 * 4 * 3)
     maps = _save_maps(X, tmp_path)
     out = tmp_path / "out"
     ordered = {"m2": maps["m2"], "m0": maps["m0"], "m1": maps["m1"]}
@@ -306,9 +307,10 @@ def test_transform_to_files_leaves_old_files_on_error(tmp_path):
     def failing(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    imp_mean._complete_view = failing
-    with pytest.raises(RuntimeError, match="disk full"):
-        imp_mean.transform(bad, out_dir=out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ul4m4.model, "complete", failing)
+        with pytest.raises(RuntimeError, match="disk full"):
+            imp_mean.transform(bad, out_dir=out)
     for name, values in before.items():
         np.testing.assert_array_equal(np.load(out / f"{name}.npy"), values)
     assert sorted(p.name for p in out.iterdir()) == ["m0.npy", "m1.npy", "m2.npy"]

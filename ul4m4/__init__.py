@@ -9,6 +9,6 @@ from .adapter import ModalityImputer
 from .datasets import load_mfeat
 from .imputer import UL4M4Imputer
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["ModalityImputer", "UL4M4Imputer", "load_mfeat", "__version__"]

@@ -12,6 +12,7 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .imputer import UL4M4Imputer
+from .settings import resolve_settings
 
 __all__ = ["ModalityImputer"]
 
@@ -231,7 +232,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         imputer = self._make_imputer()
         # Parameter errors before data errors, so a bad n_clusters is not reported as
         # a problem with the data.
-        imputer._validate_params()
+        resolve_settings(imputer.get_params(deep=False))
         X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=True)
         n_samples = X.shape[0]
         if n_samples < 2:

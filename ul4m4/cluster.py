@@ -1,153 +1,61 @@
 """Stage 1: k-means under the partial-modality distance (seeding and Lloyd iterations).
 
-Drivers here assume validated inputs: a :class:`~ul4m4.data.Standardized` view of
-the training data, a RandomState, and resolved parameters. Centres may be partial:
-a centre carries a modality iff at least one of its members has it.
+Drivers here assume validated inputs: a view of the training data made by
+``engine`` (see :mod:`ul4m4.engine`), a RandomState, and resolved parameters.
+They hold every decision of the method; the engine only computes. Centres may
+be partial: a centre carries a modality iff at least one of its members has it.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from .data import RowOrderSums, Standardized
-from .distance import (
-    exact_argmin,
-    exact_partial_sq_dists,
-    exact_partial_sq_pairs,
-    partial_sq_dists,
-    squared_norms,
-)
+from .centers import Centers, center_shift
+from .data import Multimodal
+from .engine import Candidates, Engine
 
-__all__ = ["Centers", "LloydResult", "assign", "kmeans_plusplus", "lloyd", "random_init"]
+__all__ = [
+    "LloydResult",
+    "assign",
+    "gather_view",
+    "kmeans_plusplus",
+    "lloyd",
+    "random_init",
+    "seed_rows",
+]
 
 logger = logging.getLogger("ul4m4")
 
 
-@dataclass
-class Centers:
-    """k centres in z-space: one (k, d_m) block per modality and a (k, M) mask.
-
-    Blocks hold zeros where a centre lacks a modality, so GEMMs need no NaN
-    handling; ``mask`` says which entries are real.
-    """
-
-    blocks: list[np.ndarray]
-    mask: np.ndarray
-    norms: list[np.ndarray] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Re-zero absent entries and recompute the squared norms after an edit."""
-        for m, block in enumerate(self.blocks):
-            block[~self.mask[:, m]] = 0
-        self.norms = squared_norms(self.blocks)
-
-    @property
-    def k(self) -> int:
-        return int(self.mask.shape[0])
-
-    @classmethod
-    def from_sums(cls, sums: list[np.ndarray], counts: np.ndarray, dtype: np.dtype) -> Centers:
-        """Member means from float64 sums and per-modality member counts."""
-        mask = counts > 0
-        blocks = []
-        for m, s in enumerate(sums):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = s / counts[:, m][:, None]
-            blocks.append(np.where(mask[:, m][:, None], mean, 0.0).astype(dtype))
-        return cls(blocks, mask)
-
-
-def _sq_dists_to(view: Standardized, blocks, mask, centers: Centers, gamma: float, rows=None):
-    """``(sq, err, exact_rows, exact_pairs)``: the arguments of :func:`exact_argmin`."""
-    row_norms = None if rows is None else view.row_norms(rows, blocks)
-    sq, err = partial_sq_dists(
-        blocks, mask, centers.blocks, centers.mask, centers.norms, gamma, row_norms
-    )
-
-    def exact(rows: np.ndarray) -> np.ndarray:
-        return exact_partial_sq_dists(
-            [b[rows] for b in blocks], mask[rows], centers.blocks, centers.mask
-        )
-
-    def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return exact_partial_sq_pairs(blocks, mask, centers.blocks, centers.mask, rows, cols)
-
-    return sq, err, exact, exact_pairs
-
-
-def assign(view: Standardized, centers: Centers, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
-    labels = np.empty(view.n_samples, dtype=np.int64)
-    best = np.empty(view.n_samples)
-
-    def nearest(rows, blocks, mask):
-        return exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma, rows))
-
-    for rows, (chunk_labels, chunk_best) in view.map_chunks(nearest):
-        labels[rows], best[rows] = chunk_labels, chunk_best
-    return labels, best
-
-
-def _assign_and_accumulate(view: Standardized, centers: Centers, gamma: float):
-    """One E-step, plus the float64 per-modality sums and counts of the new clusters."""
-    labels = np.empty(view.n_samples, dtype=np.int64)
-    best = np.empty(view.n_samples)
-    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
-
-    def nearest(rows, blocks, mask):
-        def chunk():
-            found = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma, rows))
-            return found, accumulator.prepare(found[0], blocks, mask)
-
-        # Each worker adds its own chunk, in row order, while the chunk is in cache.
-        return accumulator.compute_and_add(rows, chunk)
-
-    for rows, (chunk_labels, chunk_best) in view.map_chunks(nearest):
-        labels[rows], best[rows] = chunk_labels, chunk_best
-    return labels, best, accumulator.sums, accumulator.counts
-
-
-def _seed_from_rows(view: Standardized, rows: np.ndarray) -> Centers:
-    blocks, mask = view.rows(rows)
+def seed_rows(view, rows: np.ndarray, engine: Engine) -> Centers:
+    """Centres that are copies of the given training rows, with their modality sets."""
+    blocks, mask = engine.take(view, rows)
     return Centers(blocks, mask.copy())
 
 
-def random_init(view: Standardized, k: int, rng: np.random.RandomState) -> Centers:
+def random_init(view, k: int, rng: np.random.RandomState, engine: Engine) -> Centers:
     """k distinct training samples drawn uniformly without replacement."""
-    return _seed_from_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)))
+    return seed_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)), engine)
 
 
-def _min_sq_update(view: Standardized, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:
-    def to_seed(rows, blocks, mask):
-        sq, err, exact, _ = _sq_dists_to(view, blocks, mask, seed, gamma, rows)
-        sq = sq[:, 0]
-        # A copy of the seed must be at distance exactly 0 so it is never drawn
-        # again; entries the error bound cannot tell from 0 are computed exactly.
-        near_zero = np.flatnonzero(np.isfinite(sq) & (sq - err[:, 0] <= 0))
-        if near_zero.size:
-            sq[near_zero] = exact(near_zero)[:, 0]
-        return sq
+def gather_view(view, rows: np.ndarray, engine: Engine, names: list[str]):
+    """The z-scored ``rows`` of ``view`` gathered into this process, as a view of ``engine.host``.
 
-    for rows, sq in view.map_chunks(to_seed):
-        np.minimum(min_sq[rows], sq, out=min_sq[rows])
+    Identity statistics (mean 0, scale 1) leave every value unchanged, so the
+    gathered view holds exactly the values the engine computes for these rows.
+    """
+    blocks, mask = engine.take(view, rows)
+    identity = [np.zeros(b.shape[1]) for b in blocks], [np.ones(b.shape[1]) for b in blocks]
+    return engine.host.view(Multimodal(list(names), blocks, mask), *identity, view.dtype,
+                            view.chunk_rows, getattr(view, "n_threads", 1),
+                            cache_bytes=np.iinfo(np.int64).max)
 
 
 def kmeans_plusplus(
-    view: Standardized,
-    k: int,
-    rng: np.random.RandomState,
-    gamma: float,
-    *,
-    min_sq_update: Callable[..., None] | None = None,
+    view, k: int, rng: np.random.RandomState, gamma: float, engine: Engine
 ) -> tuple[Centers, np.ndarray]:
     """k-means++ seeding under the partial distance.
 
@@ -157,19 +65,35 @@ def kmeans_plusplus(
     those is drawn uniformly first. When every sample coincides with a seed, the
     next seed is drawn uniformly among the samples not yet chosen.
 
-    Returns the seed centres (copies of the samples, with their modality sets)
-    and the chosen sample indices. ``min_sq_update`` replaces the distance pass
-    (another engine's kernel); the draws stay these.
+    Parameters
+    ----------
+    view : engine view
+        The training data.
+    k : int
+        Number of seeds.
+    rng : RandomState
+        Draws the seeds.
+    gamma : float
+        The engine's error factor.
+    engine : Engine
+        Computes the distances to each new seed.
+
+    Returns
+    -------
+    centers : Centers
+        Copies of the seed samples, with their modality sets.
+    indices : ndarray of shape (k,)
+        The chosen sample indices.
     """
-    update = _min_sq_update if min_sq_update is None else min_sq_update
     n = view.n_samples
     seeds = [int(rng.randint(n))]
     min_sq = np.full(n, np.inf)
     for _ in range(1, k):
-        update(view, _seed_from_rows(view, np.array(seeds[-1:])), min_sq, gamma)
+        seed = seed_rows(view, np.array(seeds[-1:]), engine)
+        np.minimum(min_sq, engine.seed_distances(view, seed, gamma), out=min_sq)
         seeds.append(_draw_next_seed(min_sq, seeds, rng))
     indices = np.asarray(seeds, dtype=np.int64)
-    return _seed_from_rows(view, indices), indices
+    return seed_rows(view, indices, engine), indices
 
 
 def _draw_next_seed(min_sq: np.ndarray, seeds: list[int], rng: np.random.RandomState) -> int:
@@ -185,151 +109,98 @@ def _draw_next_seed(min_sq: np.ndarray, seeds: list[int], rng: np.random.RandomS
     return int(remaining[rng.randint(remaining.size)])
 
 
+def assign(view, centers: Centers, gamma: float, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
+    step = engine.e_step(view, centers, gamma, update_centers=False)
+    return engine.fetch(step.labels), step.best
+
+
 @dataclass
 class LloydResult:
+    """One k-means run: final centres, labels, inertia and how the run ended.
+
+    ``cycle`` is set when the labels returned to an earlier assignment instead
+    of settling (the run then stops: it would repeat forever).
+    """
+
     centers: Centers
-    sums: list[np.ndarray]
-    counts: np.ndarray
     labels: np.ndarray
     inertia: float
     n_iter: int
     converged: bool
-    history: list[float]
+    history: list[float] = field(default_factory=list)
     n_dead: int = 0
-
-    def warn(self, max_iter: int, stacklevel: int) -> None:
-        """ConvergenceWarnings for a run that hit ``max_iter`` or left dead centres."""
-        if not self.converged:
-            warnings.warn(
-                f"k-means did not converge in max_iter={max_iter} iterations; labels are the "
-                "exact nearest centres, but the centres are not yet their members' means. "
-                "Increase max_iter.",
-                ConvergenceWarning,
-                stacklevel=stacklevel + 1,
-            )
-        if self.n_dead:
-            k = self.centers.k
-            warnings.warn(
-                f"only {k - self.n_dead} distinct clusters found for n_clusters={k}: the data "
-                f"have fewer distinct points than clusters; {self.n_dead} centres are left "
-                "empty (no modality) and are never used",
-                ConvergenceWarning,
-                stacklevel=stacklevel + 1,
-            )
+    stopped_by: str = "max_iter"
 
 
-def _exact_sq_to_assigned(view: Standardized, centers: Centers, labels: np.ndarray):
-    """Exact squared partial distance of every sample to its own centre (float64).
-
-    Also returns the scale of each distance, ``(||z||^2 + ||c||^2) / d_m``
-    averaged over the shared modalities, to tell rounding noise from distance.
-    """
-    sq = np.empty(view.n_samples)
-    scale = np.empty(view.n_samples)
-    for rows, blocks, mask in view.chunks():
-        own = labels[rows]
-        num = np.zeros(own.size)
-        size = np.zeros(own.size)
-        count = np.zeros(own.size)
-        for m, block in enumerate(blocks):
-            shared = mask[:, m] & centers.mask[own, m]
-            z = block.astype(np.float64)
-            c = centers.blocks[m][own].astype(np.float64)
-            d_m = block.shape[1]
-            num += np.where(shared, np.sum((z - c) ** 2, axis=1) / d_m, 0.0)
-            size += np.where(shared, (np.sum(z * z, axis=1) + np.sum(c * c, axis=1)) / d_m, 0.0)
-            count += shared
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sq[rows] = np.where(count > 0, num / count, np.inf)
-            scale[rows] = np.where(count > 0, size / count, 0.0)
-    return sq, scale
-
-
-def _reseed_empty(view: Standardized, old: Centers, new: Centers, labels) -> tuple[int, int]:
+def reseed_empty(view, old: Centers, new: Centers, step, engine: Engine) -> tuple[int, int]:
     """Move the samples farthest from their centres into the empty clusters of ``new``.
 
     Distances are exact (to the centres ``old`` the labels were assigned to), so
     the choice of sample does not depend on GEMM rounding; ties go to the lowest
-    sample index. A sample within rounding noise of its centre (squared distance
-    at most sqrt(eps) times its scale: a mean of identical points need not be
-    bit-identical to them) is never used. Returns ``(n_reseeded, n_dead)``: a
-    cluster stays empty (a centre with no modality, never nearest to anything)
-    only when every sample sits on its centre, i.e. the data have fewer distinct
-    points than k.
+    sample index. A sample within rounding noise of its centre is never used.
+    The engine proposes the farthest rows of each row block; the global choice
+    is made here. Returns ``(n_reseeded, n_dead)``: a cluster stays empty (a
+    centre with no modality, never nearest to anything) only when every sample
+    sits on its centre, i.e. the data have fewer distinct points than k.
     """
-    members = np.bincount(labels, minlength=new.k)
-    empty = np.flatnonzero(members == 0)
+    empty = np.flatnonzero(step.members == 0)
     if not empty.size:
         return 0, 0
-    best, scale = _exact_sq_to_assigned(view, old, labels)
-    noise = np.sqrt(np.finfo(view.dtype).eps) * scale
-    order = np.argsort(-best, kind="stable")
-    candidates = order[best[order] > noise[order]][: empty.size]
-    if candidates.size:
-        blocks, mask = view.rows(candidates)
-        targets = empty[: candidates.size]
-        for m, block in enumerate(blocks):
-            new.blocks[m][targets] = block
-        new.mask[targets] = mask
+    found: Candidates = engine.farthest(view, old, step.labels, int(empty.size))
+    chosen = np.argsort(-found.distances, kind="stable")[: empty.size]
+    if chosen.size:
+        targets = empty[: chosen.size]
+        for m, block in enumerate(found.blocks):
+            new.blocks[m][targets] = block[chosen]
+        new.mask[targets] = found.mask[chosen]
         new.refresh()
-    return int(candidates.size), int(empty.size - candidates.size)
-
-
-def _center_shift(old: Centers, new: Centers) -> float:
-    shift = 0.0
-    for m, (a, b) in enumerate(zip(old.blocks, new.blocks, strict=True)):
-        both = old.mask[:, m] & new.mask[:, m]
-        diff = a[both].astype(np.float64) - b[both]
-        shift += float(np.sum(diff * diff))
-    return shift
+    return int(chosen.size), int(empty.size - chosen.size)
 
 
 def lloyd(
-    view: Standardized,
+    view,
     centers: Centers,
+    engine: Engine,
     *,
     max_iter: int,
     tol: float,
     gamma: float,
     one_step: bool = False,
-    assign_and_accumulate: Callable[..., tuple] | None = None,
 ) -> LloydResult:
     """Lloyd iterations from ``centers`` to a fixed point, ``max_iter`` or ``tol``.
 
-    Each pass over the data assigns every sample to its exact nearest centre and
-    accumulates the new member sums, so one pass is one iteration. On
-    convergence (no label changes, no reseedable empty cluster) the returned
-    centres are their members' means and every label is the exact argmin to them.
-    Otherwise the returned labels are the exact argmin to the returned centres
-    (the last E-step), which are then not their members' means.
+    Each pass over the data (:meth:`Engine.e_step`) assigns every sample to its
+    exact nearest centre and accumulates the new member sums, so one pass is one
+    iteration. On convergence (no label changes, no reseedable empty cluster)
+    the returned centres are their members' means and every label is the exact
+    argmin to them. Otherwise the returned labels are the exact argmin to the
+    returned centres (the last E-step), which are then not their members' means.
 
     ``one_step=True`` reproduces the reference scripts: one assignment to the
     seeds and one mean update; labels stay those of the assignment to the seeds.
-    ``assign_and_accumulate`` replaces the E-step and sums (another engine's
-    kernel); every decision stays this driver's.
     """
-    e_step = _assign_and_accumulate if assign_and_accumulate is None else assign_and_accumulate
     history: list[float] = []
     previous = None
+    dead = 0
     for iteration in range(1, max_iter + 1):
-        labels, best, sums, counts = e_step(view, centers, gamma)
-        inertia = float(best.sum())
-        history.append(inertia)
-        logger.info("iteration %d: inertia %.6g", iteration, inertia)
-        updated = Centers.from_sums(sums, counts, centers.blocks[0].dtype)
+        step = engine.e_step(view, centers, gamma, update_centers=True, previous=previous)
+        history.append(step.inertia)
+        logger.info("iteration %d: inertia %.6g", iteration, step.inertia)
+        updated = Centers.from_sums(step.sums, step.counts, centers.dtype)
         if one_step:
-            return LloydResult(updated, sums, counts, labels, inertia, 1, False, history)
-        unchanged = previous is not None and np.array_equal(labels, previous)
-        reseeded, dead = _reseed_empty(view, centers, updated, labels)
+            return LloydResult(updated, engine.fetch(step.labels), step.inertia, 1, False,
+                               history, stopped_by="one_step")
+        reseeded, dead = reseed_empty(view, centers, updated, step, engine)
+        unchanged = step.changed == 0
         if unchanged and not reseeded:
-            return LloydResult(
-                centers, sums, counts, labels, inertia, iteration, True, history, dead
-            )
-        if tol > 0 and not reseeded and _center_shift(centers, updated) <= tol:
-            return LloydResult(
-                centers, sums, counts, labels, inertia, iteration, True, history, dead
-            )
-        previous = labels
+            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
+                               True, history, dead, "fixed_point")
+        if tol > 0 and not reseeded and center_shift(centers, updated) <= tol:
+            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
+                               True, history, dead, "tol")
+        previous = step.labels
         if iteration < max_iter:
             centers = updated
-    return LloydResult(centers, sums, counts, labels, inertia, max_iter, False, history)
+    return LloydResult(centers, engine.fetch(step.labels), step.inertia, max_iter, False,
+                       history, dead)

@@ -18,12 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from threadpoolctl import ThreadpoolController
 
 from ._kernels import add_rows, add_squared_deviations
+from ._utils.chunks import iter_row_chunks
+from .distance import squared_norms
+from .stream import as_row_source, subset_rows
 
 __all__ = [
     "Multimodal",
+    "check_magnitudes",
+    "output_copy",
+    "output_dtype",
+    "reject_sparse",
+    "without_empty_samples",
     "RowOrderSums",
     "Standardized",
     "check_multimodal",
@@ -134,8 +143,6 @@ def _as_2d_array(name: str, value: Any) -> Any:
         raise ValueError(f"modality {name!r}: has zero features")
     # Memory maps and other array-likes are read through a row reader, so that no
     # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
-    from .stream import as_row_source
-
     return as_row_source(value)
 
 
@@ -281,13 +288,6 @@ def _match_names(
         raise ValueError(f"X does not match the fitted modalities {expected}: {'; '.join(parts)}")
     lookup = dict(zip(got, arrays, strict=True))
     return list(expected), [lookup[e] for e in expected]
-
-
-def iter_row_chunks(n_rows: int, chunk_rows: int):
-    """Yield ``slice`` objects covering ``range(n_rows)`` in chunks of ``chunk_rows``."""
-    step = max(1, int(chunk_rows))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
 
 
 def standardize_rows(
@@ -550,7 +550,7 @@ class Standardized:
         key = (rows.start, rows.stop) if keep else None
         norms = self._norms.get(key) if keep else None
         if norms is None:
-            norms = [np.einsum("ij,ij->i", b, b).astype(np.float64) for b in blocks]
+            norms = squared_norms(blocks)
             if keep:
                 self._norms[key] = norms
         return norms
@@ -618,3 +618,129 @@ class Standardized:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+
+def without_empty_samples(data: Multimodal) -> tuple[Multimodal, np.ndarray | None]:
+    """Drop samples with no observed modality (allowed with ``empty="mean"``).
+
+    They carry nothing to cluster or to estimate statistics from. Returns the
+    reduced data and a boolean mask of the kept samples, or the data itself and
+    None when no sample is empty. In-memory arrays are copied; streamed ones stay
+    on disk behind a lazy row map.
+    """
+    kept = data.mask.any(axis=1)
+    if kept.all():
+        return data, None
+    rows = np.flatnonzero(kept)
+    arrays = [subset_rows(a, rows) for a in data.arrays]
+    return Multimodal(list(data.names), arrays, data.mask[rows]), kept
+
+
+def reject_sparse(X: Any) -> None:
+    """Name the modality of a scipy.sparse input (its rows do not read as dense arrays)."""
+    items = X.items() if isinstance(X, Mapping) else enumerate(X) if isinstance(X, list) else ()
+    for name, value in items:
+        if sparse.issparse(value):
+            raise TypeError(
+                f"modality {str(name)!r}: scipy.sparse input is not supported; pass a dense "
+                "array (e.g. value.toarray())"
+            )
+
+
+def output_dtype(dtype: Any) -> np.dtype:
+    """The dtype of a completed modality: floating input keeps its dtype, others float64."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def output_copy(array: Any) -> np.ndarray:
+    """A copy of the caller's array in :func:`output_dtype`."""
+    return np.array(array, dtype=output_dtype(array.dtype), copy=True)
+
+
+def check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int,
+                     n_threads: int = 1) -> None:
+    """Raise where z-scoring in ``dtype`` would overflow, instead of yielding NaN centres.
+
+    The statistics are float64: a spread beyond ~1e154 overflows the squared deviations.
+    A float32 working dtype cannot hold a centred value beyond ~3.4e38, and squared
+    distances overflow once a sample lies ~1e19 standard deviations from the training
+    mean (new data far outside the training range).
+    """
+    check_finite_statistics(data.names, means, scales)
+    if np.dtype(dtype) != np.float32:
+        return
+
+    def extremes(m: int) -> tuple[float, float] | None:
+        array = data.arrays[m]
+        if np.dtype(array.dtype).kind != "f" or np.dtype(array.dtype).itemsize < 4:
+            return None
+        return largest_centred(array, data.mask[:, m], means[m], scales[m], chunk_rows)
+
+    found = map_modalities(extremes, data.arrays, n_threads)
+    check_float32_range(data.names, found, sum(data.dims))
+
+
+def check_finite_statistics(names: Sequence[str], means, scales) -> None:
+    """Raise for a modality whose float64 mean or standard deviation overflowed."""
+    for name, mean, scale in zip(names, means, scales, strict=True):
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(
+                f"modality {name!r}: values are too large (their mean or standard deviation "
+                "overflows float64, which happens beyond about 1e154); rescale the data"
+            )
+
+
+def check_float32_range(names: Sequence[str], found: Sequence[tuple[float, float] | None],
+                        width: int) -> None:
+    """Raise where the largest centred values (see :func:`largest_centred`) overflow float32."""
+    limit = float(np.finfo(np.float32).max)
+    for name, extreme in zip(names, found, strict=True):
+        if extreme is None:
+            continue
+        largest, largest_z = extreme
+        if largest > limit:
+            raise ValueError(
+                f"modality {name!r}: values up to {largest:.3g} away from the mean do not fit "
+                f"the working dtype float32 (max {limit:.3g}); use dtype=numpy.float64 or "
+                "rescale the data"
+            )
+        if largest_z * largest_z * width > limit:
+            raise ValueError(
+                f"modality {name!r}: values up to {largest_z:.3g} standard deviations from the "
+                "training mean overflow squared distances in the working dtype float32; use "
+                "dtype=numpy.float64 or check the data"
+            )
+
+
+def column_extremes(array: Any, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 column maxima and minima of the non-NaN values (``fmax``/``fmin`` skip NaN).
+
+    The chunks are reduced in their own dtype without a copy (the extrema are exact
+    in any dtype) and only the (d,) results go to float64.
+    """
+    d = array.shape[1]
+    high = np.full(d, -np.inf)
+    low = np.full(d, np.inf)
+    for rows in iter_row_chunks(array.shape[0], chunk_rows):
+        block = np.asarray(array[rows])
+        if block.size:
+            high = np.fmax(high, np.fmax.reduce(block, axis=0).astype(np.float64))
+            low = np.fmin(low, np.fmin.reduce(block, axis=0).astype(np.float64))
+    return high, low
+
+
+def largest_centred(
+    array: Any, observed: np.ndarray, mean: np.ndarray, scale: np.ndarray, chunk_rows: int,
+    extremes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, float]:
+    """Largest max(|x|, |x - mean|) and largest |x - mean| / scale over observed rows.
+
+    ``extremes`` may pass :func:`column_extremes` computed elsewhere (e.g. per row block).
+    """
+    high, low = column_extremes(array, chunk_rows) if extremes is None else extremes
+    if not observed.any():
+        return 0.0, 0.0
+    centred = np.maximum(high - mean, mean - low)
+    spread = np.maximum(np.maximum(np.abs(high), np.abs(low)), centred)
+    return float(spread.max()), float((centred / scale).max())

@@ -31,6 +31,7 @@ from ._kernels import bounded_argmin, partial_sq_dists_from_cross
 __all__ = [
     "error_factor",
     "exact_argmin",
+    "exact_sq_to_assigned",
     "exact_partial_sq_dists",
     "exact_partial_sq_pairs",
     "modality_sq_dists",
@@ -77,7 +78,7 @@ def modality_sq_dists(
     """
     d_m = block.shape[1]
     if row_norms is None:
-        row_norms = np.einsum("ij,ij->i", block, block).astype(np.float64)
+        row_norms = squared_norms([block])[0]
     norms = np.add.outer(row_norms, center_norms)
     # In place, and the same values as ``norms - 2.0 * cross``: scaling by -2 is
     # exact and IEEE addition is commutative.
@@ -258,3 +259,32 @@ def exact_argmin(
         labels[ambiguous] = np.argmin(exact, axis=1)
         best[ambiguous] = exact[np.arange(ambiguous.size), labels[ambiguous]]
     return labels, best
+
+
+def exact_sq_to_assigned(
+    blocks: Sequence[np.ndarray],
+    mask: np.ndarray,
+    centers: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+    own: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact squared partial distance of every row to its own centre ``own[i]`` (float64).
+
+    Also returns the scale of each distance, ``(||z||^2 + ||c||^2) / d_m``
+    averaged over the shared modalities, to tell rounding noise from distance.
+    Rows sharing nothing with their centre get ``inf`` and scale 0.
+    """
+    num = np.zeros(own.size)
+    size = np.zeros(own.size)
+    count = np.zeros(own.size)
+    for m, block in enumerate(blocks):
+        shared = mask[:, m] & center_mask[own, m]
+        z = block.astype(np.float64)
+        c = centers[m][own].astype(np.float64)
+        d_m = block.shape[1]
+        num += np.where(shared, np.sum((z - c) ** 2, axis=1) / d_m, 0.0)
+        size += np.where(shared, (np.sum(z * z, axis=1) + np.sum(c * c, axis=1)) / d_m, 0.0)
+        count += shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.where(count > 0, num / count, np.inf),
+                np.where(count > 0, size / count, 0.0))

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .cluster import Centers, LloydResult, _center_shift, _sq_dists_to, assign
-from .data import Multimodal, Standardized, sequential_sums
-from .distance import exact_argmin
+from .centers import Centers, center_shift
+from .cluster import LloydResult, assign, gather_view
+from .data import sequential_sums
+from .engine import Engine
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_NO_IMPROVEMENT", "minibatch_kmeans", "seeding_sample"]
 
@@ -63,24 +64,16 @@ class _Progress:
         return self.stale >= MAX_NO_IMPROVEMENT
 
 
-def seeding_sample(
-    view: Standardized, size: int, rng: np.random.RandomState
-) -> Standardized:
+def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine, names):
     """An in-memory view of ``size`` distinct random rows of ``view``, for seeding.
 
     k-means++ needs a pass over its data per centre; on a random sample of a few
     batches (scikit-learn's ``init_size`` is 3 batches) seeding costs O(size * k)
-    instead of k passes over all the data. The rows are copied once and z-scored
-    once (O(size * d) memory).
+    instead of k passes over all the data. The rows are gathered and z-scored
+    once (O(size * d) memory), as a view of ``engine.host``.
     """
     rows = np.sort(rng.choice(view.n_samples, size=size, replace=False))
-    data = view.data
-    arrays = [np.asarray(a[rows]) for a in data.arrays]
-    sample = Multimodal(list(data.names), arrays, data.mask[rows])
-    return Standardized(
-        sample, view.mean, view.scale, view.dtype, view.chunk_rows, view.n_threads,
-        cache_bytes=np.iinfo(np.int64).max,
-    )
+    return gather_view(view, rows, engine, names)
 
 
 def _apply_batch(
@@ -110,8 +103,9 @@ def _apply_batch(
 
 
 def minibatch_kmeans(
-    view: Standardized,
+    view,
     centers: Centers,
+    engine: Engine,
     *,
     batch_size: int,
     max_iter: int,
@@ -123,10 +117,12 @@ def minibatch_kmeans(
 
     Parameters
     ----------
-    view : Standardized
+    view : engine view
         The training data.
     centers : Centers
         Initial centres (e.g. k-means++ on :func:`seeding_sample`).
+    engine : Engine
+        Reads the batches and assigns them (see :mod:`ul4m4.engine`).
     batch_size : int
         Rows per mini-batch (clipped to n_samples).
     max_iter : int
@@ -160,14 +156,16 @@ def minibatch_kmeans(
     Examples
     --------
     >>> import numpy as np
+    >>> from ul4m4.backends import NumpyEngine
     >>> from ul4m4.cluster import kmeans_plusplus
-    >>> from ul4m4.data import Standardized, check_multimodal, modality_statistics
+    >>> from ul4m4.data import check_multimodal, modality_statistics
     >>> rng = np.random.RandomState(0)
     >>> data = check_multimodal({"a": np.r_[rng.normal(0, 1, (200, 2)), rng.normal(9, 1, (200, 2))]})
     >>> means, scales = modality_statistics(data, 64)
-    >>> view = Standardized(data, means, scales, np.dtype(np.float64), 64)
-    >>> seeds, _ = kmeans_plusplus(view, 2, rng, 1e-12)
-    >>> result = minibatch_kmeans(view, seeds, batch_size=32, max_iter=10, tol=0.0,
+    >>> engine = NumpyEngine()
+    >>> view = engine.view(data, means, scales, np.dtype(np.float64), 64)
+    >>> seeds, _ = kmeans_plusplus(view, 2, rng, 1e-12, engine)
+    >>> result = minibatch_kmeans(view, seeds, engine, batch_size=32, max_iter=10, tol=0.0,
     ...                           gamma=1e-12, rng=rng)
     >>> sorted(np.bincount(result.labels).tolist())
     [200, 200]
@@ -188,13 +186,12 @@ def minibatch_kmeans(
     with threadpool_limits(limits=1, user_api="blas"):
         for step in range(1, n_steps + 1):
             rows = np.sort(rng.randint(n, size=batch))
-            blocks, mask = view.rows(rows)
-            labels, best = exact_argmin(*_sq_dists_to(view, blocks, mask, centers, gamma))
+            labels, best, blocks, mask = engine.assign_rows(view, rows, centers, gamma)
             reachable = np.isfinite(best)
             batch_mean = float(best[reachable].mean()) if reachable.any() else np.inf
             _apply_batch(estimates, carried, counts, blocks, mask, labels)
             updated = Centers([e.astype(dtype) for e in estimates], carried.copy())
-            shift = _center_shift(centers, updated)
+            shift = center_shift(centers, updated)
             centers = updated
             stop = progress.update(batch_mean)
             history.append(float(progress.smoothed) * n)
@@ -203,7 +200,6 @@ def minibatch_kmeans(
             if stop or (tol > 0 and shift <= tol):
                 converged = True
                 break
-    labels, best = assign(view, centers, gamma)
-    sums = [e * counts[:, m, None] for m, e in enumerate(estimates)]
-    return LloydResult(centers, sums, counts, labels, float(best.sum()), step, converged,
-                       history)
+    labels, best = assign(view, centers, gamma, engine)
+    return LloydResult(centers, labels, float(best.sum()), step, converged, history,
+                       stopped_by="no_improvement" if converged else "max_iter")

@@ -1,4 +1,4 @@
-"""Pickle-free, versioned model files for :class:`~ul4m4.imputer.UL4M4Imputer`.
+"""Pickle-free, versioned model files: a :class:`~ul4m4.model.FittedModel` and its parameters.
 
 Format ``ul4m4-imputer`` version 1: a ZIP archive holding
 
@@ -26,16 +26,20 @@ import json
 import os
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._utils.files import atomic_write
+from ._version import __version__
+from .centers import Centers
+from .model import FittedModel, Member, RunInfo
+from .plan import CompletionPlan
+from .rules import COMPLETION_RULES
+from .selection import Selection
+from .settings import resolve_settings
 
-if TYPE_CHECKING:
-    from .imputer import UL4M4Imputer
-
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load_imputer", "save_imputer"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT_NAME = "ul4m4-imputer"
 FORMAT_VERSION = 1
@@ -86,46 +90,47 @@ def _selection_meta(selection) -> dict[str, Any] | None:
             "table": table}
 
 
-def _fitted_arrays(imp: UL4M4Imputer) -> dict[str, np.ndarray]:
+def _fitted_arrays(model: FittedModel) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    for m, name in enumerate(imp.modalities_):
-        arrays[f"mean/{m}"] = np.asarray(imp.mean_[name], dtype=np.float64)
-        arrays[f"scale/{m}"] = np.asarray(imp.scale_[name], dtype=np.float64)
-        arrays[f"centers/{m}"] = imp.cluster_centers_[name]
-        arrays[f"centers_z/{m}"] = imp._centers.blocks[m]
-    arrays["center_modalities"] = imp.center_modalities_
-    for e, member in enumerate(getattr(imp, "_members", []), start=1):
-        for m in range(len(imp.modalities_)):
+    first = model.members[0]
+    for m in range(len(model.names)):
+        arrays[f"mean/{m}"] = np.asarray(model.means[m], dtype=np.float64)
+        arrays[f"scale/{m}"] = np.asarray(model.scales[m], dtype=np.float64)
+        arrays[f"centers/{m}"] = first.raw[m]
+        arrays[f"centers_z/{m}"] = first.centers.blocks[m]
+    arrays["center_modalities"] = first.centers.mask
+    for e, member in enumerate(model.members[1:], start=1):
+        for m in range(len(model.names)):
             arrays[f"ensemble/{e}/centers_z/{m}"] = member.centers.blocks[m]
-        arrays[f"ensemble/{e}/center_modalities"] = member.center_modalities
-    arrays["labels"] = np.asarray(imp.labels_, dtype=np.int64)
-    arrays["history"] = np.asarray(imp.history_, dtype=np.float64)
+        arrays[f"ensemble/{e}/center_modalities"] = member.centers.mask
+    arrays["labels"] = np.asarray(model.labels, dtype=np.int64)
+    arrays["history"] = np.asarray(model.history, dtype=np.float64)
     return arrays
 
 
-def save_imputer(imp: UL4M4Imputer, path: str | os.PathLike) -> None:
-    """Write a fitted imputer to ``path`` atomically (see the module docstring)."""
-    from . import __version__
-
-    arrays = _fitted_arrays(imp)
+def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a fitted model and its estimator's parameters to ``path`` atomically."""
+    arrays = _fitted_arrays(model)
     payloads = {name: _array_bytes(a) for name, a in arrays.items()}
+    init = params.get("init")
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "params": {p: _json_param(p, getattr(imp, p)) for p in _PARAMS},
-        "init": imp.init if isinstance(imp.init, str) else "explicit",
-        "modalities": list(imp.modalities_),
-        "n_features": [int(imp.n_features_[n]) for n in imp.modalities_],
-        "n_iter": int(imp.n_iter_),
-        "inertia": float(imp.inertia_),
-        "converged": bool(imp.converged_),
-        "n_clusters_fitted": int(imp.n_clusters_),
-        "n_ensemble_fitted": 1 + len(getattr(imp, "_members", [])),
-        "completion": [imp.completion_[n] for n in imp.modalities_],
-        "temperature": [imp.temperature_[n] for n in imp.modalities_],
-        "shrinkage": [float(imp.shrinkage_[n]) for n in imp.modalities_],
-        "selection": _selection_meta(imp.selection_),
+        "params": {p: _json_param(p, params[p]) for p in _PARAMS},
+        "init": init if isinstance(init, str) else "explicit",
+        "modalities": list(model.names),
+        "n_features": [int(d) for d in model.dims],
+        "n_iter": int(model.n_iter),
+        "inertia": float(model.inertia),
+        "converged": bool(model.converged),
+        "n_clusters_fitted": int(model.n_clusters),
+        "n_ensemble_fitted": len(model.members),
+        "completion": list(model.completion),
+        "temperature": list(model.temperature),
+        "shrinkage": [float(v) for v in model.shrinkage],
+        "selection": _selection_meta(model.selection),
+        "runs": [vars(run) for run in model.runs],
         "arrays": {
             name: {
                 "dtype": arrays[name].dtype.name,
@@ -187,12 +192,11 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec: dict[str, Any], path:
     return array
 
 
-def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
-    """Read a model written by :func:`save_imputer`, checking everything it reads."""
-    from .cluster import Centers
-    from .complete import CompletionPlan
-    from .imputer import UL4M4Imputer
+def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
+    """Read a model written by :func:`save_model`, checking everything it reads.
 
+    Returns the estimator's parameters and the fitted model.
+    """
     where = os.fspath(path)
     try:
         archive = zipfile.ZipFile(where)
@@ -209,11 +213,10 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
             params = dict(meta["params"])
             if isinstance(params.get("k_grid"), list):
                 params["k_grid"] = tuple(params["k_grid"])
-            imp = UL4M4Imputer(**params)
-            if meta.get("init") in ("k-means++", "random"):
-                # Explicit initial centres are not stored; the fitted model does not need them.
-                imp.init = meta["init"]
-            imp._validate_params()
+            # Explicit initial centres are not stored; the fitted model does not need them.
+            params["init"] = meta["init"] if meta.get("init") in ("k-means++", "random") \
+                else "k-means++"
+            dtype = resolve_settings(params).dtype
             k = int(meta["n_clusters_fitted"])
             completion = [str(c) for c in meta["completion"]]
             temperature = [None if t is None else float(t) for t in meta["temperature"]]
@@ -221,12 +224,13 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
             if len(shrinkage) != len(names) or not all(0 <= v < 1 for v in shrinkage):
                 raise ValueError("shrinkage settings do not match the modalities")
             if len(completion) != len(names) or len(temperature) != len(names) or not set(
-                    completion) <= {"greedy", "soft", "mean"}:
+                    completion) <= set(COMPLETION_RULES):
                 raise ValueError("completion settings do not match the modalities")
             selection = _selection_from_meta(meta.get("selection"))
             n_iter, inertia = int(meta["n_iter"]), float(meta["inertia"])
             converged = bool(meta["converged"])
             n_members = int(meta.get("n_ensemble_fitted", 1))
+            runs = [RunInfo(**run) for run in meta.get("runs", [])]
             if not 1 <= n_members <= 10_000:
                 raise ValueError(f"n_ensemble_fitted={n_members} is out of range")
         except ModelFileError:
@@ -239,33 +243,27 @@ def load_imputer(path: str | os.PathLike) -> UL4M4Imputer:
             # unsupported compression method or an encryption flag (zipfile's own types).
             raise ModelFileError(f"{where}: damaged model file ({type(exc).__name__}: "
                                  f"{exc})") from None
-    _check_consistent(arrays, names, dims, k, imp._dtype.name, where)
-    _check_members(arrays, dims, k, imp._dtype.name, n_members, where)
-    imp.modalities_ = names
-    imp.n_features_ = dict(zip(names, dims, strict=True))
-    imp.mean_ = {n: arrays[f"mean/{m}"] for m, n in enumerate(names)}
-    imp.scale_ = {n: arrays[f"scale/{m}"] for m, n in enumerate(names)}
-    imp.cluster_centers_ = {n: arrays[f"centers/{m}"] for m, n in enumerate(names)}
-    imp.center_modalities_ = arrays["center_modalities"]
-    imp.labels_ = arrays["labels"]
-    imp.history_ = arrays["history"].tolist()
-    imp.n_iter_ = n_iter
-    imp.inertia_ = inertia
-    imp.converged_ = converged
-    imp.n_clusters_ = k
-    imp.completion_ = dict(zip(names, completion, strict=True))
-    imp.temperature_ = dict(zip(names, temperature, strict=True))
-    imp.shrinkage_ = dict(zip(names, shrinkage, strict=True))
-    imp.selection_ = selection
-    blocks = [arrays[f"centers_z/{m}"].copy() for m in range(len(names))]
-    imp._centers = Centers(blocks, imp.center_modalities_.copy())
-    imp._plan = CompletionPlan.from_centers(imp._centers)
-    imp._set_members([
-        Centers([arrays[f"ensemble/{e}/centers_z/{m}"].copy() for m in range(len(names))],
-                arrays[f"ensemble/{e}/center_modalities"].copy())
-        for e in range(1, n_members)
-    ])
-    return imp
+    _check_consistent(arrays, names, dims, k, dtype.name, where)
+    _check_members(arrays, dims, k, dtype.name, n_members, where)
+    means = [arrays[f"mean/{m}"] for m in range(len(names))]
+    scales = [arrays[f"scale/{m}"] for m in range(len(names))]
+    first = Centers([arrays[f"centers_z/{m}"].copy() for m in range(len(names))],
+                    arrays["center_modalities"].copy())
+    members = [Member(first, CompletionPlan.from_centers(first),
+                      [arrays[f"centers/{m}"] for m in range(len(names))])]
+    for e in range(1, n_members):
+        centers = Centers(
+            [arrays[f"ensemble/{e}/centers_z/{m}"].copy() for m in range(len(names))],
+            arrays[f"ensemble/{e}/center_modalities"].copy())
+        members.append(Member.of(centers, means, scales, dtype))
+    if not runs:  # files of release 0.1 record the first member's run only
+        runs = [RunInfo(n_iter, converged, inertia)]
+    model = FittedModel(
+        names, dims, means, scales, dtype, members, completion, temperature, shrinkage,
+        arrays["labels"], arrays["history"].tolist(), n_iter, inertia, converged, k, selection,
+        runs,
+    )
+    return params, model
 
 
 def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
@@ -290,8 +288,6 @@ def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
 
 
 def _selection_from_meta(meta: dict[str, Any] | None):
-    from .selection import Selection
-
     if meta is None:
         return None
     table = [{k: (np.nan if v is None and k not in ("temperature",) else v)

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cluster import Centers
-from .complete import CompletionPlan, complete_sources, soft_complete
-from .data import Multimodal, Standardized
+from .centers import Centers
+from .complete import complete_sources, soft_complete
+from .data import Multimodal
+from .engine import Engine
+from .plan import CompletionPlan
 
 __all__ = ["Selection", "hide_blocks", "select_model"]
 
@@ -128,13 +130,16 @@ def select_model(
     dtype: np.dtype,
     chunk_rows: int,
     gamma: float,
+    engine: Engine,
     n_threads: int = 1,
 ) -> Selection:
     """Score every (k, completion) candidate on hidden training blocks; pick the best.
 
     ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
-    ``methods`` is a subset of ``("greedy", "soft", "mean")``.
+    ``methods`` is a subset of ``("greedy", "soft", "mean")``. The hidden
+    samples are gathered into this process and completed by ``engine.host``.
     """
+    local = engine.host
     names = data.names
     hidden = hide_blocks(data.mask, fraction, rng)
     if not hidden.any():
@@ -147,24 +152,24 @@ def select_model(
     table, best_by_k = [], {}
     for k in k_grid:
         means, scales, centers = fit(masked, int(k))
-        view = Standardized(subset, means, scales, dtype, chunk_rows, n_threads)
-        truth_view = Standardized(
+        view = local.view(subset, means, scales, dtype, chunk_rows, n_threads)
+        truth_view = local.view(
             Multimodal(names, subset.arrays, subset.mask | hidden_sub), means, scales, dtype,
             chunk_rows,
         )
-        true_blocks, _ = truth_view.rows(slice(0, len(rows)))
+        true_blocks, _ = local.take(truth_view, np.arange(len(rows)))
         true = [true_blocks[m][hidden_rows[m]].astype(np.float64) for m in range(len(names))]
         plan = CompletionPlan.from_centers(centers)
         candidates = []
         if "mean" in methods:
             candidates.append(("mean", None, [np.zeros_like(t) for t in true]))
         if "greedy" in methods:
-            src = complete_sources(view, plan, gamma)
+            src = complete_sources(view, plan, gamma, local)
             hat = [plan.exact_blocks[m][src[hidden_rows[m], m]] for m in range(len(names))]
             candidates.append(("greedy", None, hat))
         for t in temperatures if "soft" in methods else ():
             out = [np.zeros((len(rows), d)) for d in data.dims]
-            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
+            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma, local)
             candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
         best: dict[int, tuple] = {}
         errors = {}

@@ -19,26 +19,17 @@ they are. Everything else is wrapped in a :class:`RowReader`:
 * :class:`RowSubset`, a lazy selection of rows of another array (used to drop
   empty samples, and to process row blocks of a transform without copying them).
 
-:func:`transform_to_files` streams :meth:`UL4M4Imputer.transform
-<ul4m4.imputer.UL4M4Imputer.transform>` into ``<modality>.npy`` files with plain
-sequential file writes and returns them as read-only memory maps.
+Streamed *output* (``transform(out_dir=...)``) is :func:`ul4m4.model.transform_to_files`.
 """
 
 from __future__ import annotations
 
-import logging
 import mmap
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._utils.files import AtomicWriter
-from .data import Multimodal, Standardized, iter_row_chunks
-
-if TYPE_CHECKING:
-    from .imputer import UL4M4Imputer
+from ._utils.chunks import iter_row_chunks
 
 __all__ = [
     "MemmapRows",
@@ -48,10 +39,7 @@ __all__ = [
     "as_row_source",
     "is_streamed",
     "subset_rows",
-    "transform_to_files",
 ]
-
-logger = logging.getLogger("ul4m4")
 
 #: Bytes released beyond the rows just read, on each side (covers kernel fault-around).
 _RELEASE_MARGIN = 256 * 2**10
@@ -61,8 +49,6 @@ _SPAN_BYTES = 16 * 2**20
 _MAX_GAP_ROWS = 16
 #: Bytes per chunk when a reader is converted to one in-memory array.
 _COPY_BYTES = 64 * 2**20
-#: Bytes of input per row block of a streamed transform.
-_TRANSFORM_BLOCK_BYTES = 64 * 2**20
 
 
 def _normalise_index(rows: Any, n_rows: int) -> np.ndarray:
@@ -338,119 +324,14 @@ def as_row_source(value: Any) -> Any:
     return SliceRows(value)
 
 
-def is_streamed(data: Multimodal) -> bool:
+def is_streamed(data: Any) -> bool:
     """Whether any modality is read through a :class:`RowReader` (not held in memory)."""
     return any(isinstance(a, RowReader) for a in data.arrays)
 
 
 def subset_rows(array: Any, rows: np.ndarray) -> Any:
-    """Rows ``rows`` of ``array``: copied for an in-memory array, a lazy view of a reader."""
+    """Rows ``rows`` of ``array``: copied for an in-memory array, lazy for a reader or dask."""
     if isinstance(array, RowReader):
         return RowSubset(array, rows)
-    return np.asarray(array[rows])
-
-
-# ------------------------------------------------------------------- streamed transform
-def _output_dtype(dtype: np.dtype) -> np.dtype:
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-class _NpyWriter:
-    """Write a C-order ``.npy`` file row block by row block, atomically (see AtomicWriter)."""
-
-    def __init__(self, target: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
-        self.target, self.shape, self.dtype = target, shape, dtype
-        self.out = AtomicWriter(target)
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                  "shape": shape}
-        try:
-            np.lib.format.write_array_header_2_0(self.out.file, header)
-        except BaseException:
-            self.out.abort()
-            raise
-        self.rows = 0
-
-    def write(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        self.out.file.write(memoryview(block).cast("B"))
-        self.rows += block.shape[0]
-
-    def commit(self) -> None:
-        if self.rows != self.shape[0]:
-            raise RuntimeError(f"{self.target}: wrote {self.rows} rows of {self.shape[0]}")
-        self.out.commit()
-
-    def abort(self) -> None:
-        self.out.abort()
-
-
-def _block_rows(view: Standardized) -> int:
-    """Rows per transform block: a multiple of the chunk size, so chunks are unchanged."""
-    row_bytes = max(1, sum(view.data.dims) * np.dtype(view.dtype).itemsize)
-    per_block = max(1, _TRANSFORM_BLOCK_BYTES // (row_bytes * view.chunk_rows))
-    return int(view.chunk_rows * per_block)
-
-
-def _block_view(view: Standardized, rows: slice) -> Standardized:
-    arrays = [a[rows] if isinstance(a, np.ndarray) else RowSubset(a, rows)
-              for a in view.data.arrays]
-    data = Multimodal(list(view.data.names), arrays, view.data.mask[rows])
-    return Standardized(data, view.mean, view.scale, view.dtype, view.chunk_rows, view.n_threads)
-
-
-def transform_to_files(
-    imputer: UL4M4Imputer,
-    view: Standardized,
-    order: list[str],
-    out_dir: str | os.PathLike,
-    *,
-    return_sources: bool = False,
-    return_weights: bool = False,
-) -> Any:
-    """Complete ``view`` block by block into ``out_dir/<modality>.npy``; return memory maps.
-
-    Each row block (a whole number of the imputer's chunks, about 64 MiB of
-    input) is completed exactly as an in-memory transform would complete it
-    (completion is per sample), then appended to a temporary file in ``out_dir``
-    with an ordinary file write; the files replace ``<modality>.npy`` only when
-    every block is written, so a failure leaves no partial file behind. Memory
-    stays O(block), plus the (n_samples, n_modalities) source and weight codes.
-
-    Returns the same tuple as ``transform``, with the filled arrays as read-only
-    ``np.memmap`` opened on the new files.
-    """
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    names = list(view.data.names)
-    n = view.n_samples
-    writers: dict[str, _NpyWriter] = {}
-    sources = {name: np.empty(n, dtype=np.int64) for name in order}
-    weights = {name: np.empty(n) for name in order}
-    try:
-        for name in order:
-            m = names.index(name)
-            dtype = _output_dtype(np.dtype(view.data.arrays[m].dtype))
-            writers[name] = _NpyWriter(directory / f"{name}.npy", (n, view.data.dims[m]), dtype)
-        for rows in iter_row_chunks(n, _block_rows(view)):
-            block = imputer._complete_view(
-                _block_view(view, rows), order, return_sources, return_weights
-            )
-            filled, *extras = block if isinstance(block, tuple) else (block,)
-            src = extras.pop(0) if return_sources else None
-            w = extras.pop(0) if return_weights else None
-            for name in order:
-                writers[name].write(filled[name])
-                if src is not None:
-                    sources[name][rows] = src[name]
-                if w is not None:
-                    weights[name][rows] = w[name]
-            logger.info("transform: %d of %d rows written to %s", rows.stop, n, directory)
-        for writer in writers.values():
-            writer.commit()
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()  # a no-op for the writers already committed
-        raise
-    result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
-    extras = [d for d, wanted in ((sources, return_sources), (weights, return_weights)) if wanted]
-    return (result, *extras) if extras else result
+    # An in-memory array is copied; a dask array gives a lazy selection.
+    return array[rows]

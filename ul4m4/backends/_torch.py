@@ -10,24 +10,22 @@ kernels whose cost grows with ``n * d``:
 =====================================  =========================================
 shared with the NumPy engine           on tensors here
 =====================================  =========================================
-k-means++ draws (``_draw_next_seed``)  masked-GEMM partial distances per chunk
-seed rows, random init, ``Centers``    (``||x||^2 + ||c||^2 - 2 x.c`` and the
-exact argmin and its float64 recheck   rigorous rounding bound, in float64)
-(``exact_argmin``, exact kernels)      per-cluster float64 member sums
-empty-cluster reseeding, centre shift  (CPU: the shared row-order sparse
-completion choice (``_choose``), its   operator on the tensors' memory; other
-float64 rechecks, ``_PatternTerms``    devices: ``index_put_`` with accumulate)
-soft weights (``_soft_weights``)       the greedy completion's (B, k, k)
+every driver (seeding, Lloyd, mini-     masked-GEMM partial distances per chunk
+batch, selection, completion rules),   (``||x||^2 + ||c||^2 - 2 x.c`` and the
+every pass of ``ChunkedEngine``,       rigorous rounding bound, in float64)
+exact argmin and its float64 recheck   per-cluster float64 member sums
+(``exact_argmin``, exact kernels)      (CPU: the shared row-order compiled
+empty-cluster reseeding, completion    kernel on the tensors' memory; other
+choices and rechecks, soft weights     devices: ``index_put_`` with accumulate)
+                                       the greedy completion's (B, k, k)
                                        float32 candidate-score tensor
 =====================================  =========================================
 
-:func:`kmeans_plusplus` and :func:`lloyd` are the NumPy drivers themselves,
-given this module's distance pass and E-step as arguments; :func:`assign`,
-:func:`complete_sources` and :func:`soft_complete` are the NumPy drivers' loops
-over device chunks, calling the NumPy engine's own helpers for every branch,
-recheck and choice (the soft fill and its greedy fallback are shared functions of
-:mod:`ul4m4.complete`). Only small (B, k) float64 arrays, labels and the rows
-that need an exact recheck cross from the device to the host.
+:class:`TorchEngine` is kernels only: it subclasses
+:class:`ul4m4.engine.ChunkedEngine`, whose passes (and the drivers above them)
+are shared with the NumPy engine, and supplies the per-chunk kernels on tensors.
+Only small (B, k) float64 arrays, labels and the rows that need an exact recheck
+cross from the device to the host.
 
 Parity with ``backend="numpy"`` (same seed, same dtype)
 -------------------------------------------------------
@@ -52,8 +50,8 @@ Parity with ``backend="numpy"`` (same seed, same dtype)
 
 Threads: on the CPU, chunks are processed on ``n_jobs`` worker threads with one
 PyTorch intra-op thread each (the NumPy engine's ``map_chunks``), so the two
-backends use the cores the same way. ``algorithm="minibatch"`` runs its
-mini-batch steps with the NumPy engine (the torch backend seeds it).
+backends use the cores the same way. Every option (model selection, mini-batch,
+explicit ``init``, ``out_dir``) runs on this engine.
 
 Devices: any device PyTorch supports with float64 (CPU, CUDA). Tensors are
 moved to the host only through ``.cpu()``. With TF32 matmuls enabled on CUDA
@@ -76,7 +74,7 @@ Examples
 
 from __future__ import annotations
 
-import functools
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,36 +82,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import cluster
-from ..cluster import (
-    Centers,
-    LloydResult,
-    random_init,
-)
-from ..complete import (
-    _F32_REL,
-    _PAIR_BLOCK_ELEMENTS,
-    FROM_MEAN,
-    OBSERVED,
-    CompletionPlan,
-    _choose,
-    _PatternTerms,
-    fill_stuck_greedily,
-    soft_fill_chunk,
-)
+from ..centers import Centers
 from ..data import Multimodal, RowOrderSums, Standardized, iter_row_chunks
-from ..distance import error_factor, exact_argmin, exact_partial_sq_dists
+from ..distance import error_factor
+from ..engine import ChunkedEngine
+from ..plan import PatternTerms
 
 __all__ = [
     "DeviceCenters",
+    "DeviceSums",
     "TorchEngine",
     "TorchView",
-    "assign",
-    "complete_sources",
-    "kmeans_plusplus",
-    "lloyd",
     "partial_sq_dists",
-    "soft_complete",
+    "standardize_on_device",
 ]
 
 _F64 = torch.float64
@@ -182,9 +163,9 @@ def _tensor_to_numpy(name: str, value: Any) -> Any:
 class TorchView(Standardized):
     """A :class:`~ul4m4.data.Standardized` view that also yields its chunks as tensors.
 
-    NumPy rows (``rows``, ``chunks``) serve the shared control logic (seed rows,
-    reseeding, exact rechecks); ``device_rows`` and ``device_chunks`` serve the
-    kernels, with the same values bit for bit: on the CPU they are the NumPy
+    NumPy rows (``rows``, ``chunks``) serve the shared logic (seed rows,
+    reseeding, exact rechecks); ``device_rows`` and ``map_device_chunks`` serve
+    the kernels, with the same values bit for bit: on the CPU they are the NumPy
     blocks themselves, on other devices the raw rows are moved there and z-scored
     with the same elementwise IEEE operations, ``(fl(x) - fl(mu)) / fl(sigma)``.
     """
@@ -197,7 +178,8 @@ class TorchView(Standardized):
     def on_cpu(self) -> bool:
         return self.device.type == "cpu"
 
-    def _device_stats(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def device_stats(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The statistics in the working dtype, on the device (made once)."""
         if self._stats is None:
             self._stats = (
                 [torch.from_numpy(m.astype(self.dtype)).to(self.device) for m in self.mean],
@@ -209,16 +191,15 @@ class TorchView(Standardized):
         """z-scored tensors of the given rows on ``device`` (zeros on missing rows)."""
         if self.on_cpu:
             return [torch.from_numpy(b) for b in self.rows(rows)[0]]
-        return _standardize_on_device(self, rows)
+        return standardize_on_device(self, rows)
 
     def map_device_chunks(self, fn: Callable[[slice, list[torch.Tensor], np.ndarray], Any]):
         """Yield ``(rows, fn(rows, blocks, mask))`` for every chunk, in row order.
 
-        On the CPU this is the NumPy engine's :meth:`~ul4m4.data.Standardized.map_chunks`
-        (chunks z-scored and processed on ``n_threads`` worker threads, each running
-        single-threaded kernels) with the blocks handed over as tensors; on other
-        devices the chunks are processed one after the other, the device providing
-        the parallelism.
+        On the CPU this is :meth:`~ul4m4.data.Standardized.map_chunks` (chunks
+        z-scored and processed on ``n_threads`` worker threads) with the blocks
+        handed over as tensors; on other devices the chunks are processed one
+        after the other, the device providing the parallelism.
         """
         if self.on_cpu:
             def on_tensors(rows, blocks, mask):
@@ -230,15 +211,11 @@ class TorchView(Standardized):
             yield rows, fn(rows, blocks, mask)
 
     def device_chunks(self) -> Iterator[tuple[slice, list[torch.Tensor], np.ndarray]]:
-        """Yield ``(rows, blocks, mask)`` with tensor blocks, in row order.
+        """Yield ``(rows, blocks, mask)`` with device tensor blocks, in row order.
 
         Data whose z-scored copy fits in ``cache_bytes`` are z-scored once, on the
         first pass, and kept on the device.
         """
-        if self.on_cpu:
-            for rows, blocks, mask in self.chunks():
-                yield rows, [torch.from_numpy(b) for b in blocks], mask
-            return
         if self._device_cache is not None:
             yield from self._device_cache
             return
@@ -252,34 +229,10 @@ class TorchView(Standardized):
             self._device_cache = cache
 
 
-def _cpu_threads(driver):
-    """Run ``driver(view, ...)`` with one PyTorch CPU thread per worker.
-
-    On the CPU the parallelism comes from the ``n_threads`` chunk workers of
-    :meth:`TorchView.map_device_chunks`, as in the NumPy engine; PyTorch's own
-    intra-op threads are set to 1 meanwhile (nested thread pools oversubscribe the
-    cores and, on a busy machine, spin-wait each other out). The previous setting
-    is restored afterwards.
-    """
-
-    @functools.wraps(driver)
-    def run(view, *args, **kwargs):
-        previous = torch.get_num_threads()
-        if not view.on_cpu or previous == 1:
-            return driver(view, *args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return driver(view, *args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
-
-    return run
-
-
-def _standardize_on_device(view: TorchView, rows: slice | np.ndarray) -> list[torch.Tensor]:
+def standardize_on_device(view: TorchView, rows: slice | np.ndarray) -> list[torch.Tensor]:
     """Move raw rows to ``view.device`` and z-score them there, as NumPy does on the host."""
     mask = view.data.mask[rows]
-    means, scales = view._device_stats()
+    means, scales = view.device_stats()
     blocks = []
     for m, array in enumerate(view.data.arrays):
         raw = np.asarray(array[rows])
@@ -308,7 +261,7 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------- kernels
 @dataclass
 class DeviceCenters:
-    """The tensors of a :class:`~ul4m4.cluster.Centers` on a device (norms as computed there)."""
+    """The tensors of a :class:`~ul4m4.centers.Centers` on a device."""
 
     centers: Centers
     blocks: list[torch.Tensor]
@@ -370,266 +323,51 @@ def partial_sq_dists(
     return sq, err
 
 
-def _exact_rows(blocks: Sequence[torch.Tensor], mask: np.ndarray, centers: Centers):
-    """The NumPy float64 recheck of chosen rows of a tensor chunk (the shared exact kernel)."""
+class DeviceSums:
+    """Row-order float64 member sums on a device (chunks arrive in row order, one at a time).
 
-    def exact(rows: np.ndarray) -> np.ndarray:
-        index = torch.from_numpy(rows).to(blocks[0].device)
-        host = [_host(b[index]) for b in blocks]
-        return exact_partial_sq_dists(host, mask[rows], centers.blocks, centers.mask)
-
-    return exact
-
-
-def _nearest(blocks, mask, device_centers: DeviceCenters, gamma: float):
-    sq, err = partial_sq_dists(blocks, mask, device_centers, gamma)
-    return exact_argmin(_host(sq), _host(err), _exact_rows(blocks, mask, device_centers.centers))
-
-
-def _scatter_member_sums(
-    running: torch.Tensor, labels: np.ndarray, block: torch.Tensor
-) -> torch.Tensor:
-    """``running[j] + the rows of block labelled j``, added in row order in float64.
-
-    For devices other than the CPU (where the NumPy engine's compiled kernel is
-    used). ``[running; block]`` is scattered into zeros with
-    ``index_put_(accumulate=True)``, whose sort-based CUDA kernel adds the entries
-    of one index one after the other in stable-sorted order: ``0 + running + x_a
-    + x_b + ...``, the same sequence of float64 additions as the kernel's (the
-    zero rows of a missing modality add +0.0, which changes no sum).
+    ``[running; block]`` is scattered into zeros with ``index_put_(accumulate=True)``,
+    whose sort-based CUDA kernel adds the entries of one index one after the other
+    in stable-sorted order: ``0 + running + x_a + x_b + ...``, the same sequence of
+    float64 additions as the compiled kernel's (the zero rows of a missing modality
+    add +0.0, which changes no sum).
     """
-    k = running.shape[0]
-    index = torch.cat([
-        torch.arange(k, device=running.device),
-        torch.from_numpy(labels).to(running.device),
-    ])
-    values = torch.cat([running, block.to(_F64)])
-    return torch.zeros_like(running).index_put_((index,), values, accumulate=True)
+
+    def __init__(self, k: int, dims: Sequence[int], device: torch.device) -> None:
+        self.k = k
+        self.device_sums = [torch.zeros((k, d), dtype=_F64, device=device) for d in dims]
+        self.counts = np.zeros((k, len(dims)))
+
+    def prepare(self, labels: np.ndarray, blocks: list[torch.Tensor], mask: np.ndarray):
+        return labels, blocks, mask
+
+    def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
+        result, (labels, blocks, mask) = compute()
+        index = torch.from_numpy(labels).to(blocks[0].device)
+        for m, block in enumerate(blocks):
+            running = self.device_sums[m]
+            ids = torch.cat([torch.arange(self.k, device=running.device), index])
+            values = torch.cat([running, block.to(_F64)])
+            self.device_sums[m] = torch.zeros_like(running).index_put_((ids,), values,
+                                                                        accumulate=True)
+            self.counts[:, m] += np.bincount(labels, weights=mask[:, m], minlength=self.k)
+        return result
+
+    @property
+    def sums(self) -> list[np.ndarray]:
+        return [_host(s) for s in self.device_sums]
 
 
-# ---------------------------------------------------------------- stage 1
-@_cpu_threads
-def assign(view: TorchView, centers: Centers, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`ul4m4.cluster.assign` with the distance GEMMs on ``view.device``."""
-    device_centers = DeviceCenters.of(centers, view.device)
-    labels = np.empty(view.n_samples, dtype=np.int64)
-    best = np.empty(view.n_samples)
+class _TensorRowSums(RowOrderSums):
+    """The compiled row-order sums fed with CPU tensors (their memory, no copy)."""
 
-    def nearest(rows, blocks, mask):
-        return _nearest(blocks, mask, device_centers, gamma)
-
-    for rows, (chunk_labels, chunk_best) in view.map_device_chunks(nearest):
-        labels[rows], best[rows] = chunk_labels, chunk_best
-    return labels, best
-
-
-def _assign_and_accumulate(view: TorchView, centers: Centers, gamma: float):
-    """One E-step and the float64 member sums (in row order) and counts of the new clusters."""
-    device_centers = DeviceCenters.of(centers, view.device)
-    if view.on_cpu:
-        return _assign_and_accumulate_on_cpu(view, centers, device_centers, gamma)
-    k = centers.k
-    labels = np.empty(view.n_samples, dtype=np.int64)
-    best = np.empty(view.n_samples)
-    counts = np.zeros((k, len(centers.blocks)))
-    sums = [torch.zeros((k, b.shape[1]), dtype=_F64, device=view.device)
-            for b in centers.blocks]
-    for rows, blocks, mask in view.device_chunks():
-        chunk_labels, chunk_best = _nearest(blocks, mask, device_centers, gamma)
-        labels[rows], best[rows] = chunk_labels, chunk_best
-        for m in range(len(sums)):
-            sums[m] = _scatter_member_sums(sums[m], chunk_labels, blocks[m])
-            counts[:, m] += np.bincount(chunk_labels, weights=mask[:, m], minlength=k)
-    return labels, best, [_host(s) for s in sums], counts
-
-
-def _assign_and_accumulate_on_cpu(view: TorchView, centers: Centers, device_centers, gamma):
-    """The CPU E-step with the NumPy engine's accumulator, each worker adding its own chunk."""
-    labels = np.empty(view.n_samples, dtype=np.int64)
-    best = np.empty(view.n_samples)
-    accumulator = RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
-
-    def nearest(rows, blocks, mask):
-        def chunk():
-            found = _nearest(blocks, mask, device_centers, gamma)
-            return found, accumulator.prepare(found[0], [b.numpy() for b in blocks], mask)
-
-        return accumulator.compute_and_add(rows, chunk)
-
-    for rows, (chunk_labels, chunk_best) in view.map_device_chunks(nearest):
-        labels[rows], best[rows] = chunk_labels, chunk_best
-    return labels, best, accumulator.sums, accumulator.counts
-
-
-def _min_sq_update(view: TorchView, seed: Centers, min_sq: np.ndarray, gamma: float) -> None:
-    """:func:`ul4m4.cluster._min_sq_update`: distances to a new seed, exact near zero."""
-    device_seed = DeviceCenters.of(seed, view.device)
-
-    def to_seed(rows, blocks, mask):
-        sq, err = partial_sq_dists(blocks, mask, device_seed, gamma)
-        sq, err = _host(sq[:, 0]), _host(err[:, 0])
-        # A copy of the seed must be at distance exactly 0 so it is never drawn again.
-        near_zero = np.flatnonzero(np.isfinite(sq) & (sq - err <= 0))
-        if near_zero.size:
-            sq[near_zero] = _exact_rows(blocks, mask, seed)(near_zero)[:, 0]
-        return sq
-
-    for rows, sq in view.map_device_chunks(to_seed):
-        np.minimum(min_sq[rows], sq, out=min_sq[rows])
-
-
-@_cpu_threads
-def kmeans_plusplus(
-    view: TorchView, k: int, rng: np.random.RandomState, gamma: float
-) -> tuple[Centers, np.ndarray]:
-    """:func:`ul4m4.cluster.kmeans_plusplus` with the distance passes on ``view.device``."""
-    return cluster.kmeans_plusplus(view, k, rng, gamma, min_sq_update=_min_sq_update)
-
-
-@_cpu_threads
-def lloyd(
-    view: TorchView,
-    centers: Centers,
-    *,
-    max_iter: int,
-    tol: float,
-    gamma: float,
-    one_step: bool = False,
-) -> LloydResult:
-    """:func:`ul4m4.cluster.lloyd`, step for step, with the E-step and sums on tensors."""
-    return cluster.lloyd(view, centers, max_iter=max_iter, tol=tol, gamma=gamma,
-                         one_step=one_step, assign_and_accumulate=_assign_and_accumulate)
-
-
-# ---------------------------------------------------------------- stage 2
-@_cpu_threads
-def complete_sources(
-    view: TorchView, plan: CompletionPlan, gamma: float, *, force_general: bool = False
-) -> np.ndarray:
-    """:func:`ul4m4.complete.complete_sources` with the score tensors on ``view.device``."""
-    mask = view.mask
-    sources = np.full(mask.shape, OBSERVED, dtype=np.int64)
-    missing_rows = np.flatnonzero(~mask.all(axis=1))
-    if not missing_rows.size:
-        return sources
-    device_centers = DeviceCenters.of(plan.centers, view.device)
-    patterns, inverse = np.unique(mask[missing_rows], axis=0, return_inverse=True)
-    for p, pattern in enumerate(patterns):
-        rows = missing_rows[inverse.ravel() == p]
-        sources[rows] = _complete_pattern(
-            view, plan, device_centers, pattern, rows, gamma, force_general
-        )
-    return sources
-
-
-def _complete_pattern(view, plan, device_centers, pattern, rows, gamma, force_general):
-    centers = plan.centers
-    out = np.full((rows.size, pattern.size), OBSERVED, dtype=np.int64)
-    missing = np.flatnonzero(~pattern)
-    if not pattern.any():
-        out[:, missing] = FROM_MEAN
-        return out
-    terms = _PatternTerms.build(plan, pattern)
-    general = not plan.all_complete or force_general
-    step = view.chunk_rows
-    if general:
-        step = max(1, min(step, _PAIR_BLOCK_ELEMENTS // max(1, centers.k**2)))
-        device_terms = _DeviceTerms.of(terms, view.device)
-    for start in range(0, rows.size, step):
-        chunk = rows[start : start + step]
-        blocks, mask = view.device_rows(chunk), view.mask[chunk]
-        if general:
-            chosen = _greedy_sources(blocks, mask, device_centers, terms, device_terms, gamma)
-        else:
-            labels, _ = _nearest(blocks, mask, device_centers, gamma)
-            chosen = np.repeat(labels[:, None], missing.size, axis=1)
-        out[start : start + step, missing] = chosen
-    return out
-
-
-@dataclass
-class _DeviceTerms:
-    """The float32 pattern tensors of :meth:`_PatternTerms.candidate_scores` on a device."""
-
-    q_open: torch.Tensor
-    inverse: torch.Tensor
-    exact_self: torch.Tensor
-
-    @classmethod
-    def of(cls, terms: _PatternTerms, device: torch.device) -> _DeviceTerms:
-        return cls(
-            torch.from_numpy(terms.q_open).to(device),
-            torch.from_numpy(terms.inverse).to(device),
-            torch.from_numpy(terms.exact_self).to(device),
-        )
-
-
-def _candidate_scores(p: torch.Tensor, p_err: torch.Tensor, terms: _DeviceTerms):
-    """:meth:`ul4m4.complete._PatternTerms.candidate_scores` on tensors (same float32 steps)."""
-    buffer = p.to(torch.float32)[:, None, :] + terms.q_open[None, :, :]
-    buffer *= terms.inverse[None, :, :]
-    scores = buffer.amin(dim=2).to(_F64)
-    slack = p_err.amax(dim=1)[:, None] + _F32_REL * scores
-    slack[(scores == 0) & terms.exact_self[None, :]] = 0.0
-    return scores, slack
-
-
-def _greedy_sources(blocks, mask, device_centers, terms, device_terms, gamma) -> np.ndarray:
-    has = device_centers.has
-    p = torch.zeros((mask.shape[0], device_centers.centers.k), dtype=_F64, device=has.device)
-    bound = torch.zeros_like(p)
-    for m in np.flatnonzero(terms.pattern):
-        sq, norms = _modality_sq_dists(blocks[m], device_centers.blocks[m],
-                                       device_centers.norms[m])
-        p += sq * has[:, m][None, :]
-        bound += norms * has[:, m][None, :]
-    scores, slack = _candidate_scores(p, gamma * bound, device_terms)
-    scores, slack = _host(scores), _host(slack)
-    chosen, ambiguous = _choose(scores, terms.eligible, slack)
-    if ambiguous.size:
-        index = torch.from_numpy(ambiguous).to(has.device)
-        exact_blocks = [_host(b[index]).astype(np.float64) for b in blocks]
-        exact_scores = terms.exact_candidate_scores(exact_blocks)
-        chosen[ambiguous], _ = _choose(exact_scores, terms.eligible, np.zeros_like(exact_scores))
-    return chosen
-
-
-@_cpu_threads
-def soft_complete(
-    view: TorchView,
-    plan: CompletionPlan,
-    values: list[np.ndarray],
-    temperature: list[float | None],
-    out: list[np.ndarray | None],
-    gamma: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`ul4m4.complete.soft_complete` with the distances on ``view.device``.
-
-    The weights (the shared ``_soft_weights``) and the weighted means are formed
-    on the host from the (B, k) distances.
-    """
-    centers = plan.centers
-    device_centers = DeviceCenters.of(centers, view.device)
-    n, n_mod = view.mask.shape
-    top = np.full((n, n_mod), OBSERVED, dtype=np.int64)
-    weight = np.full((n, n_mod), np.nan)
-    fallback = np.zeros((n, n_mod), dtype=bool)
-    def distances(rows, blocks, mask):
-        sq, err = partial_sq_dists(blocks, mask, device_centers, gamma)
-        return _host(sq), _host(err), mask
-
-    for rows, (sq, err, mask) in view.map_device_chunks(distances):
-        soft_fill_chunk(rows, sq, err, mask, centers.mask, values, temperature, out, top,
-                        weight, fallback)
-    if fallback.any():
-        fill_stuck_greedily(complete_sources(view, plan, gamma), fallback, values, out, top,
-                            weight)
-    return top, weight
+    def prepare(self, labels, blocks, mask):
+        return super().prepare(labels, [b.numpy() for b in blocks], mask)
 
 
 # ----------------------------------------------------------------- engine
-class TorchEngine:
-    """The ``backend="torch"`` engine: NumPy control logic, tensor kernels on ``device``.
+class TorchEngine(ChunkedEngine):
+    """The ``backend="torch"`` engine: the shared passes, tensor kernels on ``device``.
 
     Parameters
     ----------
@@ -649,46 +387,14 @@ class TorchEngine:
             self.device = None if device is None else torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device must name a torch device, got {device!r} ({exc})") from None
+        if self.device is not None and self.device.type == "cuda" \
+                and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r}: no CUDA device is available to PyTorch (this build "
+                f"of torch {torch.__version__} or this machine has none); use device='cpu'"
+            )
 
-    def kmeans_plusplus(self, view: Standardized, k: int, rng: np.random.RandomState,
-                        gamma: float) -> tuple[Centers, np.ndarray]:
-        """:func:`kmeans_plusplus` on ``view`` (a plain view is moved to this engine's device)."""
-        return kmeans_plusplus(self._torch_view(view), k, rng, gamma)
-
-    def random_init(self, view: Standardized, k: int, rng: np.random.RandomState) -> Centers:
-        """The NumPy engine's :func:`~ul4m4.cluster.random_init` (it only reads k rows)."""
-        return random_init(view, k, rng)
-
-    def lloyd(self, view: Standardized, centers: Centers, **kwargs: Any) -> LloydResult:
-        """:func:`lloyd` on ``view``."""
-        return lloyd(self._torch_view(view), centers, **kwargs)
-
-    def assign(self, view: Standardized, centers: Centers, gamma: float):
-        """:func:`assign` on ``view``."""
-        return assign(self._torch_view(view), centers, gamma)
-
-    def complete_sources(self, view: Standardized, plan: CompletionPlan, gamma: float,
-                         **kwargs: Any) -> np.ndarray:
-        """:func:`complete_sources` on ``view``."""
-        return complete_sources(self._torch_view(view), plan, gamma, **kwargs)
-
-    def soft_complete(self, view: Standardized, plan: CompletionPlan, values, temperature, out,
-                      gamma: float):
-        """:func:`soft_complete` on ``view``."""
-        return soft_complete(self._torch_view(view), plan, values, temperature, out, gamma)
-
-    def for_input(self, caller: _Caller) -> TorchEngine:
-        """This engine, on the input's device when no device was given."""
-        if self.device is not None or caller.device is None:
-            return self
-        return TorchEngine(caller.device)
-
-    def _torch_view(self, view: Standardized) -> TorchView:
-        if isinstance(view, TorchView):
-            return view
-        return self.view(view.data, view.mean, view.scale, view.dtype, view.chunk_rows,
-                         view.n_threads, view.cache_bytes)
-
+    # input, output, views
     def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
         """The GEMM error factor; TF32's unit roundoff when CUDA float32 matmuls may use it."""
         factor = error_factor(dims, dtype)
@@ -705,18 +411,75 @@ class TorchEngine:
         host, device = _to_host(X)
         return host, _Caller(device)
 
-    def view(
-        self,
-        data: Multimodal,
-        mean: Sequence[np.ndarray],
-        scale: Sequence[np.ndarray],
-        dtype: np.dtype,
-        chunk_rows: int,
-        n_threads: int = 1,
-        cache_bytes: int = 0,
-    ) -> TorchView:
+    def for_input(self, caller: _Caller) -> TorchEngine:
+        """This engine, on the input's device when no device was given."""
+        if self.device is not None or caller.device is None:
+            return self
+        return TorchEngine(caller.device)
+
+    def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
+             dtype: np.dtype, chunk_rows: int, n_threads: int = 1,
+             cache_bytes: int = 0) -> TorchView:
         """The z-scored view: NumPy rows for the shared logic, tensors for the kernels."""
         device = torch.device("cpu") if self.device is None else self.device
-        return TorchView(
-            data, mean, scale, dtype, chunk_rows, n_threads, cache_bytes, device=device
-        )
+        return TorchView(data, mean, scale, dtype, chunk_rows, n_threads, cache_bytes,
+                         device=device)
+
+    # kernels
+    def native_centers(self, centers: Centers, view: TorchView) -> DeviceCenters:
+        return DeviceCenters.of(centers, view.device)
+
+    def sq_dists(self, view, rows, blocks, mask, native: DeviceCenters, gamma: float):
+        sq, err = partial_sq_dists(blocks, mask, native, gamma)
+        return _host(sq), _host(err)
+
+    def host_rows(self, blocks: list[torch.Tensor], rows: np.ndarray) -> list[np.ndarray]:
+        index = torch.from_numpy(rows).to(blocks[0].device)
+        return [_host(b[index]) for b in blocks]
+
+    def native_rows(self, view: TorchView, rows: np.ndarray) -> list[torch.Tensor]:
+        return view.device_rows(rows)
+
+    def map_chunks(self, view: TorchView, fn: Callable):
+        return view.map_device_chunks(fn)
+
+    def member_sums(self, view: TorchView, centers: Centers):
+        dims = [b.shape[1] for b in centers.blocks]
+        if view.on_cpu:
+            return _TensorRowSums(centers.k, dims)
+        return DeviceSums(centers.k, dims, view.device)
+
+    def observed_terms(self, blocks, native: DeviceCenters, pattern: np.ndarray):
+        has = native.has
+        p = torch.zeros((blocks[0].shape[0], native.centers.k), dtype=_F64, device=has.device)
+        bound = torch.zeros_like(p)
+        for m in np.flatnonzero(pattern):
+            sq, norms = _modality_sq_dists(blocks[m], native.blocks[m], native.norms[m])
+            p += sq * has[:, m][None, :]
+            bound += norms * has[:, m][None, :]
+        return p, bound
+
+    def scores_from_terms(self, p: torch.Tensor, p_err: torch.Tensor, terms: PatternTerms,
+                          view: TorchView):
+        """The float32 candidate tensor of the NumPy engine, on the device (same steps)."""
+        device = p.device
+        buffer = p.to(torch.float32)[:, None, :] + torch.from_numpy(terms.q_open).to(device)[None]
+        buffer *= torch.from_numpy(terms.inverse).to(device)[None]
+        scores = _host(buffer.amin(dim=2).to(_F64))
+        return scores, terms.slack(scores, _host(p_err.amax(dim=1)))
+
+    def kernel_threads(self, view: TorchView):
+        """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools)."""
+        previous = torch.get_num_threads()
+        if not view.on_cpu or previous == 1:
+            return contextlib.nullcontext()
+        return _torch_threads(previous)
+
+
+@contextlib.contextmanager
+def _torch_threads(previous: int):
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,113 @@
+"""The NumPy engine: the kernels of :class:`~ul4m4.engine.ChunkedEngine` on host arrays.
+
+Chunks are standardised and processed on ``n_threads`` worker threads
+(:meth:`ul4m4.data.Standardized.map_chunks`), each running single-threaded BLAS;
+the partial distances come from one GEMM per modality combined by the compiled
+kernels of :mod:`ul4m4._kernels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..centers import Centers
+from ..data import Multimodal, RowOrderSums, Standardized
+from ..distance import (
+    exact_partial_sq_dists,
+    exact_partial_sq_pairs,
+    modality_sq_dists,
+    partial_sq_dists,
+)
+from ..engine import ChunkedEngine
+from ..plan import PatternTerms
+
+__all__ = ["NumpyEngine"]
+
+
+class NumpyEngine(ChunkedEngine):
+    """The in-process NumPy engine (``backend="numpy"``).
+
+    Examples
+    --------
+    >>> NumpyEngine().name
+    'numpy'
+    """
+
+    name = "numpy"
+
+    def __init__(self, device: Any = None) -> None:
+        if device is not None and str(device) != "cpu":
+            raise ValueError(
+                f"device={device!r} needs backend='torch'; the numpy backend runs on the CPU"
+            )
+        self.device = device
+
+    def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
+             dtype: np.dtype, chunk_rows: int, n_threads: int = 1,
+             cache_bytes: int = 0) -> Standardized:
+        """The row-chunked z-scored view the drivers read."""
+        return Standardized(data, mean, scale, dtype, chunk_rows, n_threads, cache_bytes)
+
+    def native_centers(self, centers: Centers, view: Any) -> Centers:
+        return centers
+
+    def sq_dists(self, view: Standardized, rows, blocks, mask, native: Centers, gamma: float):
+        row_norms = None if rows is None else view.row_norms(rows, blocks)
+        return partial_sq_dists(blocks, mask, native.blocks, native.mask, native.norms, gamma,
+                                row_norms)
+
+    def exact_checks(self, blocks, mask, centers: Centers):
+        def exact_rows(rows: np.ndarray) -> np.ndarray:
+            return exact_partial_sq_dists([b[rows] for b in blocks], mask[rows], centers.blocks,
+                                          centers.mask)
+
+        def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            return exact_partial_sq_pairs(blocks, mask, centers.blocks, centers.mask, rows, cols)
+
+        return exact_rows, exact_pairs
+
+    def host_rows(self, blocks, rows: np.ndarray) -> list[np.ndarray]:
+        if rows.size == blocks[0].shape[0] and np.array_equal(rows, np.arange(rows.size)):
+            return list(blocks)
+        return [b[rows] for b in blocks]
+
+    def native_rows(self, view: Standardized, rows: np.ndarray) -> list[np.ndarray]:
+        return view.rows(rows)[0]
+
+    def map_chunks(self, view: Standardized, fn: Callable):
+        return view.map_chunks(fn)
+
+    def member_sums(self, view: Standardized, centers: Centers) -> RowOrderSums:
+        return RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
+
+    def observed_terms(self, blocks, native: Centers, pattern: np.ndarray):
+        has = native.mask
+        n_rows, k = blocks[0].shape[0], native.k
+        p = np.zeros((n_rows, k))
+        bound = np.zeros((n_rows, k))
+        for m in np.flatnonzero(pattern):
+            sq, norms = modality_sq_dists(blocks[m], native.blocks[m], native.norms[m])
+            p += np.where(has[:, m][None, :], sq, 0.0)
+            bound += np.where(has[:, m][None, :], norms, 0.0)
+        return p, bound
+
+    def scores_from_terms(self, p: np.ndarray, p_err: np.ndarray, terms: PatternTerms,
+                          view: Any):
+        """r[i, f] = min_j d(candidate_f, c_j)^2 through a float32 (B, k, k) tensor."""
+        # Float32 halves the tensor's memory traffic; PatternTerms.slack covers its rounding.
+        buffer = np.empty((p.shape[0], *terms.q.shape), dtype=np.float32)
+        # Pairs that share nothing get q = inf and a factor 1, hence +inf.
+        np.add(p.astype(np.float32)[:, None, :], terms.q_open[None, :, :], out=buffer)
+        np.multiply(buffer, terms.inverse[None, :, :], out=buffer)
+        scores = buffer.min(axis=2).astype(np.float64)
+        return scores, terms.slack(scores, p_err.max(axis=1))
+
+    def soft_distances(self, view: Standardized, centers: Centers, gamma: float):
+        # One chunk after the other with BLAS's own threads, as the fill is cheap.
+        for rows, blocks, mask in view.chunks():
+            sq, err = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms,
+                                       gamma)
+            yield rows, sq, err, mask

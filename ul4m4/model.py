@@ -1,0 +1,535 @@
+"""Tier 2: the fitted model as a value, and the plain functions that make and apply it.
+
+:func:`fit_model` turns validated training data into a :class:`FittedModel`
+(statistics, the centres of every ensemble member, per-modality completion
+settings, the selection table and diagnostics); :func:`complete` applies one to
+a view of new data; :func:`transform_to_files` does so block by block into
+``.npy`` files. They take the resolved :class:`~ul4m4.settings.Settings` and an
+engine (:mod:`ul4m4.engine`), and never the estimator: the estimator
+(:mod:`ul4m4.imputer`) validates and delegates, and :mod:`ul4m4.persistence`
+reads and writes :class:`FittedModel`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ._utils.chunks import iter_row_chunks
+from ._utils.files import AtomicWriter
+from .centers import Centers
+from .cluster import LloydResult, assign, gather_view, kmeans_plusplus, lloyd, random_init
+from .complete import FROM_MEAN, OBSERVED
+from .data import (
+    Multimodal,
+    check_multimodal,
+    check_observed_twice,
+    output_copy,
+    output_dtype,
+    without_empty_samples,
+)
+from .engine import Engine
+from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
+from .plan import CompletionPlan
+from .rules import COMPLETION_RULES, FillTask
+from .selection import Selection, select_model
+from .settings import SHRINKAGES, SOFT_TEMPERATURES, Settings
+from .stream import RowSubset, is_streamed
+
+__all__ = [
+    "FittedModel",
+    "Member",
+    "RunInfo",
+    "complete",
+    "fit_model",
+    "predict",
+    "transform_to_files",
+    "transform_view",
+]
+
+logger = logging.getLogger("ul4m4")
+
+#: Training data whose z-scored copy fits in this many bytes (or, for in-memory
+#: inputs, in the input's own size) are standardised once per fit instead of once
+#: per pass (k seeding passes + one per Lloyd iteration).
+CACHE_BYTES = 512 * 2**20
+#: Bytes of input per row block of a streamed transform.
+TRANSFORM_BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass
+class Member:
+    """One fitted k-means model of the completion ensemble."""
+
+    centers: Centers
+    plan: CompletionPlan
+    raw: list[np.ndarray]  # per modality, raw-space centres (NaN where a centre lacks it)
+
+    @classmethod
+    def of(cls, centers: Centers, means, scales, dtype: np.dtype) -> Member:
+        return cls(centers, CompletionPlan.from_centers(centers),
+                   centers.to_raw(means, scales, dtype))
+
+
+@dataclass
+class RunInfo:
+    """How one member's k-means run ended (for warnings and diagnostics)."""
+
+    n_iter: int
+    converged: bool
+    inertia: float
+    n_dead: int = 0
+    stopped_by: str = "unknown"
+
+    def warn(self, max_iter: int, k: int, stacklevel: int) -> None:
+        """ConvergenceWarnings for a run that hit ``max_iter`` or left dead centres."""
+        if not self.converged:
+            warnings.warn(
+                f"k-means did not converge in max_iter={max_iter} iterations; labels are the "
+                "exact nearest centres, but the centres are not yet their members' means. "
+                "Increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+        if self.n_dead:
+            warnings.warn(
+                f"only {k - self.n_dead} distinct clusters found for n_clusters={k}: the data "
+                f"have fewer distinct points than clusters; {self.n_dead} centres are left "
+                "empty (no modality) and are never used",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+
+
+@dataclass
+class FittedModel:
+    """Everything a fitted imputer knows; what model files store.
+
+    Attributes
+    ----------
+    names, dims : list
+        Modality names and widths, in the fitted order.
+    means, scales : list of ndarray (d_m,)
+        Float64 per-modality statistics.
+    dtype : numpy.dtype
+        Working dtype of the centres.
+    members : list of Member
+        The ensemble; the first is the model of ``labels``.
+    completion, temperature, shrinkage : list
+        Per modality: rule name (a key of :data:`ul4m4.rules.COMPLETION_RULES`),
+        soft temperature (None unless soft), shrinkage toward the mean.
+    labels, history, n_iter, inertia, converged, n_clusters, selection
+        The first member's fit, and the model selection (None without "auto").
+    runs : list of RunInfo
+        Per member, how its k-means run ended.
+    """
+
+    names: list[str]
+    dims: list[int]
+    means: list[np.ndarray]
+    scales: list[np.ndarray]
+    dtype: np.dtype
+    members: list[Member]
+    completion: list[str]
+    temperature: list[float | None]
+    shrinkage: list[float]
+    labels: np.ndarray
+    history: list[float]
+    n_iter: int
+    inertia: float
+    converged: bool
+    n_clusters: int
+    selection: Selection | None = None
+    runs: list[RunInfo] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- fit
+def fit_model(data: Multimodal, settings: Settings, engine: Engine,
+              rng: np.random.RandomState) -> FittedModel:
+    """Fit statistics, the selection (with "auto") and every ensemble member.
+
+    Prior validation is assumed: ``data`` comes from the engine's input check.
+    """
+    data, kept = without_empty_samples(data)
+    check_training_data(data, settings)
+    chunk_rows = settings.chunk_rows(data.dims)
+    gamma = engine.error_factor(data.dims, settings.dtype)
+    selection = _select(data, settings, engine, chunk_rows, gamma, rng)
+    k = selection.n_clusters if selection else int(settings.n_clusters)
+    means, scales, runs = fit_members(data, k, settings, engine, chunk_rows, gamma, rng,
+                                      settings.n_ensemble)
+    first = runs[0]
+    labels = first.labels
+    if kept is not None:
+        labels = np.full(kept.size, OBSERVED, dtype=np.int64)
+        labels[kept] = first.labels
+    completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
+    members = [Member.of(run.centers, means, scales, settings.dtype) for run in runs]
+    _warn_uncovered(data.names, first.centers)
+    return FittedModel(
+        list(data.names), list(data.dims), list(means), list(scales), settings.dtype, members,
+        completion, temperature, shrinkage, labels, first.history, first.n_iter, first.inertia,
+        first.converged, k, selection,
+        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by) for r in runs],
+    )
+
+
+def check_training_data(data: Multimodal, settings: Settings) -> None:
+    """Raise for training data too small for the statistics or for ``n_clusters``."""
+    if data.n_samples < 2:
+        raise ValueError(
+            f"n_samples={data.n_samples}: UL4M4 needs at least 2 training samples (a "
+            "modality's standard deviation is undefined otherwise)"
+        )
+    check_observed_twice(data)
+    if settings.n_clusters != "auto" and data.n_samples < settings.n_clusters:
+        raise ValueError(
+            f"n_samples={data.n_samples} should be >= n_clusters={settings.n_clusters}"
+        )
+
+
+def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, chunk_rows: int,
+                gamma: float, rng: np.random.RandomState, n_models: int = 1):
+    """Statistics, then ``n_models`` k-means models on one view of the data.
+
+    Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
+    after the other. Returns ``(means, scales, [LloydResult])``.
+    """
+    means, scales = engine.statistics(data, chunk_rows, settings.n_threads)
+    engine.check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads)
+    # Streamed inputs (memory maps, array-likes) are never copied whole; an
+    # in-memory input may be, once, when the copy is no larger than the input
+    # (scikit-learn's k-means copies its input too).
+    cache = 0 if is_streamed(data) else max(CACHE_BYTES, data.nbytes)
+    view = engine.view(data, means, scales, settings.dtype, chunk_rows, settings.n_threads,
+                       cache)
+    results = [_best_of_inits(view, data, k, rng, gamma, settings, engine)
+               for _ in range(n_models)]
+    return means, scales, results
+
+
+def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+                   engine: Engine) -> LloydResult:
+    best = None
+    for run in range(settings.n_init):
+        if settings.algorithm == "minibatch":
+            result = _minibatch_run(view, data, k, rng, gamma, settings, engine)
+        else:
+            centers = initial_centers(view, data, k, rng, gamma, settings, engine)
+            result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=settings.tol,
+                           gamma=gamma, one_step=settings.reference_one_step)
+        logger.info("init %d: inertia %.6g after %d iterations", run, result.inertia,
+                    result.n_iter)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    return best
+
+
+def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+                   engine: Engine) -> LloydResult:
+    batch = settings.batch_size if settings.batch_size is not None else DEFAULT_BATCH_SIZE
+    seeding, seeding_engine = view, engine
+    if settings.init == "k-means++":
+        size = min(view.n_samples, max(3 * batch, 3 * k))
+        seeding = seeding_sample(view, size, rng, engine, data.names)
+        seeding_engine = engine.host
+    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine)
+    return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
+                            tol=settings.tol, gamma=gamma, rng=rng)
+
+
+def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+                    engine: Engine) -> Centers:
+    """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
+    one), k random samples, or the explicit ``init`` centres z-scored."""
+    if settings.init == "random":
+        return random_init(view, k, rng, engine)
+    if settings.init == "k-means++":
+        limit = engine.seed_sample_rows(view, k)
+        if limit is None:
+            return kmeans_plusplus(view, k, rng, gamma, engine)[0]
+        n = view.n_samples
+        rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
+        if n > limit:
+            logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
+        sample = gather_view(view, rows, engine, data.names)
+        return kmeans_plusplus(sample, k, rng, gamma, engine.host)[0]
+    return _explicit_centers(view, data, k, settings, engine)
+
+
+def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
+                      engine: Engine) -> Centers:
+    try:
+        init = check_multimodal(
+            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
+        )
+    except (ValueError, TypeError) as exc:
+        # The validator speaks of samples; here its rows are initial centres.
+        message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")
+        raise type(exc)(f"init: {message}") from None
+    if init.n_samples != k:
+        raise ValueError(f"init has {init.n_samples} centres, expected n_clusters={k}")
+    host = engine.host
+    init_view = host.view(init, view.mean, view.scale, view.dtype, k)
+    blocks, mask = host.take(init_view, np.arange(k))
+    return Centers(blocks, mask.copy())
+
+
+def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: int, gamma: float,
+            rng) -> Selection | None:
+    if not settings.auto:
+        return None
+    auto_k = settings.n_clusters == "auto"
+    grid = [k for k in settings.k_grid if k <= data.n_samples] if auto_k else [
+        settings.n_clusters]
+    if not grid:
+        raise ValueError(
+            f"n_samples={data.n_samples} is smaller than every k_grid entry {settings.k_grid}"
+        )
+    auto_completion = settings.completion == "auto"
+    methods = ("greedy", "soft", "mean") if auto_completion else (settings.completion,)
+    temperatures = SOFT_TEMPERATURES if auto_completion else (settings.temperature,)
+
+    def fit(masked: Multimodal, k: int):
+        means, scales, (result,) = fit_members(masked, k, settings, engine, chunk_rows, gamma,
+                                               rng)
+        return means, scales, result.centers
+
+    selection = select_model(
+        data, fit, k_grid=sorted(set(grid)), methods=methods, temperatures=temperatures,
+        shrinkages=SHRINKAGES if auto_completion else (settings.shrinkage,),
+        fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
+        chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
+    )
+    if not selection.table:
+        logger.warning(
+            "no training sample has two observed modalities: nothing to hide for the "
+            "'auto' selection; using k=%d and the greedy completion", selection.n_clusters
+        )
+    logger.info("model selection (z-space MSE on hidden blocks):\n%s", selection.to_markdown())
+    return selection
+
+
+def _completion_settings(selection: Selection | None, settings: Settings, names: Sequence[str]):
+    """Per modality: rule, temperature and shrinkage (from the selection under "auto")."""
+    if selection is not None and selection.completion and settings.completion == "auto":
+        return ([selection.completion[n] for n in names],
+                [selection.temperature[n] for n in names],
+                [selection.shrinkage[n] for n in names])
+    method = "greedy" if settings.completion == "auto" else settings.completion
+    t = settings.temperature if method == "soft" else None
+    return [method] * len(names), [t] * len(names), [settings.shrinkage] * len(names)
+
+
+def _warn_uncovered(names: Sequence[str], centers: Centers) -> None:
+    uncovered = [n for m, n in enumerate(names) if not centers.mask[:, m].any()]
+    if uncovered:
+        logger.warning(
+            "no centre carries modalities %s: missing entries of them are filled with "
+            "the training mean", uncovered,
+        )
+
+
+# ---------------------------------------------------------------- transform
+def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engine):
+    """Validate new data against the model and return the engine's view of it."""
+    data = engine.check_input(
+        X, names=model.names, dims=dict(zip(model.names, model.dims, strict=True)),
+        require_observed=settings.empty == "raise", n_threads=settings.n_threads,
+    )
+    chunk_rows = settings.chunk_rows(data.dims)
+    engine.check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,
+                            settings.n_threads)
+    return engine.view(data, model.means, model.scales, model.dtype, chunk_rows,
+                       settings.n_threads)
+
+
+def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
+    """Nearest-centre labels of the first member; -1 for samples with no observed modality."""
+    gamma = engine.error_factor(model.dims, model.dtype)
+    labels, _ = assign(view, model.members[0].centers, gamma, engine)
+    labels[~view.mask.any(axis=1)] = OBSERVED
+    return labels
+
+
+def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
+             return_sources: bool = False, return_weights: bool = False) -> Any:
+    """Fill every missing block of ``view``; outputs keyed in ``order``.
+
+    Observed rows are copied bit-identical; floating input keeps its dtype. With
+    several ensemble members each missing block is the mean of their fills.
+    """
+    members = model.members
+    if len(members) > 1 and (return_sources or return_weights):
+        raise ValueError(
+            f"return_sources/return_weights describe a single model, but this imputer "
+            f"averages the fills of {len(members)} ensemble members (n_ensemble="
+            f"{len(members)}); refit with n_ensemble=1 to audit which centre filled a block"
+        )
+    gamma = engine.error_factor(model.dims, model.dtype)
+    filled, sources, weights = _fill_member(view, model, engine, gamma, members[0])
+    if len(members) > 1:
+        _average_members(view, model, engine, gamma, filled)
+    names = model.names
+    result = {name: filled[names.index(name)] for name in order}
+    extras = []
+    if return_sources:
+        extras.append({n: sources[:, names.index(n)] for n in order})
+    if return_weights:
+        extras.append({n: weights[:, names.index(n)] for n in order})
+    return (result, *extras) if extras else result
+
+
+def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member: Member):
+    """One member's completion of ``view``: filled arrays, sources and weights."""
+    task = FillTask(
+        view, engine, gamma, member.plan, member.raw, model.temperature,
+        [output_copy(a) for a in view.data.arrays],
+        np.full(view.mask.shape, OBSERVED, dtype=np.int64), np.full(view.mask.shape, np.nan),
+    )
+    for name, rule in COMPLETION_RULES.items():
+        modalities = [m for m, method in enumerate(model.completion) if method == name]
+        if modalities:
+            rule.fill(task, modalities)
+    empty_rows = ~view.mask.any(axis=1)
+    for m in range(len(model.names)):
+        sources = task.sources[:, m]
+        # Modalities no centre carries and samples with no observed modality
+        # (empty="mean") get the training mean.
+        if not member.centers.mask[:, m].any():
+            sources[~view.mask[:, m]] = FROM_MEAN
+        sources[empty_rows] = FROM_MEAN
+        from_mean = sources == FROM_MEAN
+        if from_mean.any():
+            task.filled[m][from_mean] = model.means[m].astype(task.filled[m].dtype)
+        _shrink(task.filled[m], model.means[m], model.shrinkage[m], sources >= 0)
+        task.weights[from_mean, m] = 1.0
+    return task.filled, task.sources, task.weights
+
+
+def _shrink(out: np.ndarray, mean: np.ndarray, s: float, rows: np.ndarray) -> None:
+    if s and rows.any():
+        out[rows] = (mean + (1.0 - s) * (out[rows].astype(np.float64) - mean)).astype(out.dtype)
+
+
+def _average_members(view, model: FittedModel, engine: Engine, gamma: float,
+                     filled: list[np.ndarray]) -> None:
+    """Replace the first member's fills by the mean over all members (float64 sums)."""
+    missing = [~view.mask[:, m] for m in range(len(filled))]
+    totals = [f[rows].astype(np.float64) for f, rows in zip(filled, missing, strict=True)]
+    for member in model.members[1:]:
+        other, _, _ = _fill_member(view, model, engine, gamma, member)
+        for total, values, rows in zip(totals, other, missing, strict=True):
+            total += values[rows]
+    for out, total, rows in zip(filled, totals, missing, strict=True):
+        out[rows] = (total / len(model.members)).astype(out.dtype)
+
+
+# ------------------------------------------------------------- files output
+class NpyWriter:
+    """Write a C-order ``.npy`` file row block by row block, atomically (see AtomicWriter)."""
+
+    def __init__(self, target: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
+        self.target, self.shape, self.dtype = target, shape, dtype
+        self.out = AtomicWriter(target)
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                  "shape": shape}
+        try:
+            np.lib.format.write_array_header_2_0(self.out.file, header)
+        except BaseException:
+            self.out.abort()
+            raise
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        self.out.file.write(memoryview(block).cast("B"))
+        self.rows += block.shape[0]
+
+    def commit(self) -> None:
+        if self.rows != self.shape[0]:
+            raise RuntimeError(f"{self.target}: wrote {self.rows} rows of {self.shape[0]}")
+        self.out.commit()
+
+    def abort(self) -> None:
+        self.out.abort()
+
+
+def _block_rows(view) -> int:
+    """Rows per transform block: a multiple of the chunk size, so chunks are unchanged."""
+    row_bytes = max(1, sum(view.data.dims) * np.dtype(view.dtype).itemsize)
+    per_block = max(1, TRANSFORM_BLOCK_BYTES // (row_bytes * view.chunk_rows))
+    return int(view.chunk_rows * per_block)
+
+
+def _block_view(view, rows: slice, engine: Engine):
+    arrays = [a[rows] if isinstance(a, np.ndarray) else RowSubset(a, rows)
+              for a in view.data.arrays]
+    data = Multimodal(list(view.data.names), arrays, view.data.mask[rows])
+    return engine.view(data, view.mean, view.scale, view.dtype, view.chunk_rows, view.n_threads)
+
+
+def transform_to_files(
+    view,
+    model: FittedModel,
+    engine: Engine,
+    order: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    return_sources: bool = False,
+    return_weights: bool = False,
+) -> Any:
+    """Complete ``view`` block by block into ``out_dir/<modality>.npy``; return memory maps.
+
+    Each row block (a whole number of chunks, about 64 MiB of input) is completed
+    exactly as an in-memory transform would complete it (completion is per
+    sample), then appended to a temporary file in ``out_dir``; the files replace
+    ``<modality>.npy`` only when every block is written, so a failure leaves no
+    partial file behind. Memory stays O(block), plus the (n_samples,
+    n_modalities) source and weight codes.
+
+    Returns the same tuple as ``complete``, with the filled arrays as read-only
+    ``np.memmap`` opened on the new files.
+    """
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = list(view.data.names)
+    n = view.n_samples
+    writers: dict[str, NpyWriter] = {}
+    sources = {name: np.empty(n, dtype=np.int64) for name in order}
+    weights = {name: np.empty(n) for name in order}
+    try:
+        for name in order:
+            m = names.index(name)
+            writers[name] = NpyWriter(directory / f"{name}.npy", (n, view.data.dims[m]),
+                                      output_dtype(view.data.arrays[m].dtype))
+        for rows in iter_row_chunks(n, _block_rows(view)):
+            block = complete(_block_view(view, rows, engine), model, engine, order,
+                             return_sources=return_sources, return_weights=return_weights)
+            filled, *extras = block if isinstance(block, tuple) else (block,)
+            src = extras.pop(0) if return_sources else None
+            w = extras.pop(0) if return_weights else None
+            for name in order:
+                writers[name].write(filled[name])
+                if src is not None:
+                    sources[name][rows] = src[name]
+                if w is not None:
+                    weights[name][rows] = w[name]
+            logger.info("transform: %d of %d rows written to %s", rows.stop, n, directory)
+        for writer in writers.values():
+            writer.commit()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()  # a no-op for the writers already committed
+        raise
+    result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
+    extras = [d for d, wanted in ((sources, return_sources), (weights, return_weights)) if wanted]
+    return (result, *extras) if extras else result

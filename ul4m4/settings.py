@@ -1,0 +1,175 @@
+"""The estimator's parameters: one constraint table, resolved once into :class:`Settings`.
+
+:class:`~ul4m4.imputer.UL4M4Imputer` stores its constructor parameters as given
+(scikit-learn's convention); ``fit`` checks them against
+:data:`PARAMETER_CONSTRAINTS` and resolves them into an immutable
+:class:`Settings`, which is all the layers below ever read.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._utils.validation import Interval, Options, TypeOf, check_params
+
+__all__ = [
+    "AUTO_ENSEMBLE",
+    "BACKENDS",
+    "PARAMETER_CONSTRAINTS",
+    "SHRINKAGES",
+    "SOFT_TEMPERATURES",
+    "Settings",
+    "resolve_settings",
+]
+
+#: Backend names the estimator accepts (see :mod:`ul4m4.backends`).
+BACKENDS = ("numpy", "torch", "dask")
+#: Soft-completion temperatures that ``completion="auto"`` tries.
+SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
+#: Shrinkages toward the mean that ``completion="auto"`` tries.
+SHRINKAGES = (0.0, 0.25, 0.5)
+#: Members of the completion ensemble when ``completion="auto"`` and ``n_ensemble=None``.
+AUTO_ENSEMBLE = 5
+#: Working memory (bytes) the automatic batch size aims for.
+WORKING_MEMORY = 64 * 2**20
+#: Bytes of z-scored rows per automatic chunk: a chunk then stays in the CPU's
+#: cache from its GEMMs to the additions of its rows into the centre sums.
+CHUNK_CACHE_BYTES = 4 * 2**20
+
+_INT1 = Interval(numbers.Integral, 1)
+_BOOL = TypeOf((bool, np.bool_), "a bool")
+
+#: Allowed values of every constructor parameter of :class:`~ul4m4.UL4M4Imputer`.
+PARAMETER_CONSTRAINTS: dict[str, list] = {
+    "n_clusters": [_INT1, Options(("auto",))],
+    "max_iter": [_INT1],
+    "tol": [Interval(numbers.Real, 0, None, "left")],
+    "init": [Options(("k-means++", "random")),
+             TypeOf((Mapping, list, tuple), "a mapping of centres")],
+    "random_state": [TypeOf((type(None), numbers.Integral, np.random.RandomState),
+                            "None, an int or a RandomState", ValueError)],
+    "dtype": [TypeOf((object,), "float32 or float64")],
+    "batch_size": [_INT1, Options((None,))],
+    "reference_one_step": [_BOOL],
+    "verbose": [_BOOL],
+    "empty": [Options(("raise", "mean"))],
+    "completion": [Options(("greedy", "soft", "auto"))],
+    "temperature": [Interval(numbers.Real, 0, None, "neither")],
+    "n_init": [_INT1],
+    "k_grid": [TypeOf((list, tuple), "a non-empty tuple of integers")],
+    "selection_fraction": [Interval(numbers.Real, 0, 1, "right")],
+    "shrinkage": [Interval(numbers.Real, 0, 1, "left")],
+    "n_jobs": [_INT1, Options((None,))],
+    "algorithm": [Options(("lloyd", "minibatch"))],
+    "backend": [Options(BACKENDS)],
+    "device": [TypeOf((str, type(None)), "a string such as 'cpu' or 'cuda', a torch.device "
+                      "or None")],
+    "n_ensemble": [_INT1, Options((None,))],
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved, validated parameters of one fit (read by every lower layer)."""
+
+    n_clusters: int | str
+    max_iter: int
+    tol: float
+    init: Any
+    random_state: Any
+    dtype: np.dtype
+    batch_size: int | None
+    reference_one_step: bool
+    verbose: bool
+    empty: str
+    completion: str
+    temperature: float
+    n_init: int
+    k_grid: tuple[int, ...]
+    selection_fraction: float
+    shrinkage: float
+    n_threads: int
+    algorithm: str
+    backend: str
+    device: Any
+    n_ensemble: int
+
+    @property
+    def auto(self) -> bool:
+        """Whether a label-free model selection runs (``"auto"`` k or completion)."""
+        return self.n_clusters == "auto" or self.completion == "auto"
+
+    @property
+    def largest_k(self) -> int:
+        return max(self.k_grid) if self.n_clusters == "auto" else int(self.n_clusters)
+
+    def chunk_rows(self, dims: list[int]) -> int:
+        """Rows per chunk of every pass: ``batch_size``, or from the memory budgets."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        k = self.largest_k
+        itemsize = self.dtype.itemsize
+        # Per row: the z-scored block, a few (k,) float64 rows, the (k, k) candidate tensor.
+        row_bytes = itemsize * sum(dims) + 8 * (8 * k + min(k * k, 1 << 16))
+        rows = min(WORKING_MEMORY // row_bytes, CHUNK_CACHE_BYTES // (itemsize * sum(dims)))
+        return int(np.clip(rows, 256, 1 << 16))
+
+
+def resolve_settings(params: Mapping[str, Any]) -> Settings:
+    """Check ``params`` (an estimator's ``get_params()``) and resolve them.
+
+    Raises ValueError or TypeError naming the first invalid parameter.
+    """
+    params = dict(params)
+    device = params["device"]
+    if device is not None and type(device).__name__ == "device":
+        device = str(device)  # a torch.device, checked by its name
+    check_params({**params, "device": device}, PARAMETER_CONSTRAINTS)
+    grid = tuple(params["k_grid"])
+    if not grid:
+        raise ValueError(f"k_grid must be a non-empty tuple of integers, got {params['k_grid']!r}")
+    for k in grid:
+        check_params({"every k_grid entry": k}, {"every k_grid entry": [_INT1]})
+    if params["algorithm"] == "minibatch" and params["reference_one_step"] is True:
+        raise ValueError("reference_one_step=True reproduces Lloyd's first step; it "
+                         "cannot be combined with algorithm='minibatch'")
+    if params["backend"] == "numpy" and device is not None and device != "cpu":
+        raise ValueError(f"device={device!r} needs backend='torch'; the numpy backend runs on "
+                         "the CPU")
+    if params["backend"] == "dask" and device is not None and device != "cpu":
+        raise ValueError(f"device={device!r} needs backend='torch'; backend='dask' runs the "
+                         "NumPy engine on the workers' CPUs")
+    n_ensemble = params["n_ensemble"]
+    if n_ensemble is None:
+        n_ensemble = AUTO_ENSEMBLE if params["completion"] == "auto" else 1
+    n_jobs = params["n_jobs"]
+    return Settings(
+        n_clusters=params["n_clusters"], max_iter=int(params["max_iter"]),
+        tol=float(params["tol"]), init=params["init"], random_state=params["random_state"],
+        dtype=_resolve_dtype(params["dtype"]), batch_size=params["batch_size"],
+        reference_one_step=bool(params["reference_one_step"]), verbose=bool(params["verbose"]),
+        empty=params["empty"], completion=params["completion"],
+        temperature=float(params["temperature"]), n_init=int(params["n_init"]),
+        k_grid=tuple(int(k) for k in grid),
+        selection_fraction=float(params["selection_fraction"]),
+        shrinkage=float(params["shrinkage"]),
+        n_threads=int(n_jobs) if n_jobs is not None else max(1, os.cpu_count() or 1),
+        algorithm=params["algorithm"], backend=params["backend"], device=params["device"],
+        n_ensemble=int(n_ensemble),
+    )
+
+
+def _resolve_dtype(dtype: Any) -> np.dtype:
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return resolved
