@@ -182,7 +182,7 @@ def test_n_init_keeps_the_lowest_inertia():
     [
         ({"completion": "fuzzy"}, "completion must be one of"),
         ({"temperature": 0.0}, "temperature must be a finite real > 0"),
-        ({"selection_fraction": 1.5}, "selection_fraction must be a real in \(0, 1\]"),
+        ({"selection_fraction": 1.5}, r"selection_fraction must be a real in \(0, 1\]"),
         ({"k_grid": ()}, "k_grid must be a non-empty"),
         ({"n_init": 0}, "n_init must be an integer >= 1"),
         ({"n_clusters": "many"}, "n_clusters must be an integer"),

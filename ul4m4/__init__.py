@@ -5,10 +5,9 @@ training samples by k-means under a partial-modality distance, and completes any
 sample's missing modalities by a greedy search over the training centres.
 """
 
+from ._version import __version__
 from .adapter import ModalityImputer
 from .datasets import load_mfeat
 from .imputer import UL4M4Imputer
-
-from ._version import __version__
 
 __all__ = ["ModalityImputer", "UL4M4Imputer", "load_mfeat", "__version__"]

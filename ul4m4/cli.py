@@ -18,6 +18,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .baselines import available_methods
+from .experiments.benchmark import BenchmarkConfig, BenchmarkError, run_benchmark
+from .experiments.datasets import DatasetError
+from .experiments.deep import (
+    DEEP_DATASETS,
+    DEEP_METHODS,
+    DeepConfig,
+    ExperimentError,
+    run_deep_experiment,
+)
+from .experiments.deep_encoders import parse_encoder_specs
+from .experiments.deep_report import deep_main_table, stage_table, write_deep_outputs
+from .experiments.report import main_table, realised_shares, summarise, write_outputs
 
 __all__ = ["build_parser", "main"]
 
@@ -192,8 +205,6 @@ def _param(text: str) -> tuple[str, str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ul4m4`` command."""
-    from .baselines import available_methods
-
     parser = _Parser(
         prog="ul4m4",
         description="UL4M4: label-free imputation of missing modality embeddings.",
@@ -316,8 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """A :class:`~ul4m4.experiments.benchmark.BenchmarkConfig` from parsed arguments."""
-    from .experiments.benchmark import BenchmarkConfig
-
     params: dict[str, dict[str, Any]] = {}
     for method, key, value in args.param:
         params.setdefault(method, {})[key] = value
@@ -340,9 +349,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _benchmark(args: argparse.Namespace, argv: list[str]) -> int:
-    from .experiments.benchmark import run_benchmark
-    from .experiments.report import main_table, realised_shares, summarise, write_outputs
-
     if importlib.util.find_spec("pandas") is None:
         raise CLIError(
             "ul4m4: error: the benchmark needs pandas (and matplotlib for plots, tqdm for "
@@ -377,8 +383,6 @@ def _benchmark(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _add_experiment_parser(sub: Any) -> None:
-    from .experiments.deep import DEEP_DATASETS, DEEP_METHODS
-
     exp = sub.add_parser(
         "experiment",
         help="end-to-end: encode, mask, impute, train the fusion model, evaluate",
@@ -490,8 +494,6 @@ def _add_experiment_parser(sub: Any) -> None:
 
 def experiment_config_from_args(args: argparse.Namespace) -> Any:
     """A :class:`~ul4m4.experiments.deep.DeepConfig` from parsed arguments."""
-    from .experiments.deep import DeepConfig, ExperimentError
-    from .experiments.deep_encoders import parse_encoder_specs
 
     fusion = {
         key: value
@@ -530,10 +532,6 @@ def experiment_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _experiment(args: argparse.Namespace, argv: list[str]) -> int:
-    from .experiments.deep import run_deep_experiment
-    from .experiments.deep_report import deep_main_table, stage_table, write_deep_outputs
-    from .experiments.report import realised_shares, summarise
-
     if importlib.util.find_spec("pandas") is None or importlib.util.find_spec("torch") is None:
         raise CLIError(
             "ul4m4: error: the experiment needs pandas and PyTorch: "
@@ -568,10 +566,6 @@ def _experiment(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ul4m4`` command; returns the exit status."""
-    from .experiments.benchmark import BenchmarkError
-    from .experiments.datasets import DatasetError
-    from .experiments.deep import ExperimentError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)

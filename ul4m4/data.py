@@ -23,6 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._kernels import add_rows, add_squared_deviations
 from ._utils.chunks import iter_row_chunks
+from ._utils.text import format_rows
 from .distance import squared_norms
 from .stream import as_row_source, subset_rows
 
@@ -49,14 +50,6 @@ _MIN_STD = 1e-8
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
-#: How many offending row indices an error message lists.
-_MAX_ROWS_SHOWN = 10
-
-
-def _format_rows(rows: np.ndarray) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_SHOWN])
-    more = f", ... ({rows.size} rows in all)" if rows.size > _MAX_ROWS_SHOWN else ""
-    return f"[{shown}{more}]"
 
 
 @dataclass
@@ -188,12 +181,12 @@ def _scan_rows(name: str, array: Any) -> np.ndarray:
     infinite_rows = np.concatenate(infinite) if infinite else np.empty(0, dtype=np.int64)
     if infinite_rows.size:
         raise ValueError(
-            f"modality {name!r}: rows {_format_rows(infinite_rows)} contain infinite values"
+            f"modality {name!r}: rows {format_rows(infinite_rows)} contain infinite values"
         )
     partial_rows = np.concatenate(partial) if partial else np.empty(0, dtype=np.int64)
     if partial_rows.size:
         raise ValueError(
-            f"modality {name!r}: rows {_format_rows(partial_rows)} have some but not all values "
+            f"modality {name!r}: rows {format_rows(partial_rows)} have some but not all values "
             "NaN; a missing modality must be an entire row of NaN, and observed rows must be "
             "finite"
         )
@@ -247,7 +240,7 @@ def check_no_empty_samples(mask: np.ndarray) -> None:
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ValueError(
-            f"samples {_format_rows(empty)} have no observed modality (every modality row "
+            f"samples {format_rows(empty)} have no observed modality (every modality row "
             "is NaN)"
         )
 

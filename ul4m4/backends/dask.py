@@ -131,6 +131,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 from sklearn.utils import check_random_state
 
+from .._utils.text import format_rows
 from ..cluster import (
     Centers,
     LloydResult,
@@ -143,7 +144,6 @@ from ..complete import OBSERVED
 from ..data import (
     Multimodal,
     Standardized,
-    _format_rows,
     _match_names,
     check_no_empty_samples,
     check_shapes,
@@ -636,10 +636,10 @@ def _raise_bad_rows(names: list[str], problems, offsets: np.ndarray) -> None:
                 continue
             if kind == 1:
                 raise ValueError(
-                    f"modality {name!r}: rows {_format_rows(rows)} contain infinite values"
+                    f"modality {name!r}: rows {format_rows(rows)} contain infinite values"
                 )
             raise ValueError(
-                f"modality {name!r}: rows {_format_rows(rows)} have some but not all values "
+                f"modality {name!r}: rows {format_rows(rows)} have some but not all values "
                 "NaN; a missing modality must be an entire row of NaN, and observed rows must "
                 "be finite"
             )

@@ -23,10 +23,11 @@ import numpy as np
 from ..data import Multimodal
 from .base import BaseImputer
 
-__all__ = ["MOFABaseline"]
+__all__ = ["MOFABaseline", "import_mofa"]
 
 
-def _import_mofa() -> Any:
+def import_mofa() -> Any:
+    """iMML's ``MOFAImputer`` class, or an ImportError that names the package to install."""
     try:
         from imml.impute import MOFAImputer
     except ImportError as exc:
@@ -66,7 +67,7 @@ class MOFABaseline(BaseImputer):
         self.random_state = random_state
 
     def _fit(self, data: Multimodal) -> None:
-        _import_mofa()  # fail at fit time, not in the middle of a benchmark
+        import_mofa()  # fail at fit time, not in the middle of a benchmark
         self._train_z = self._blocks_with_nan(data)
 
     def _blocks_with_nan(self, data: Multimodal) -> list[np.ndarray]:
@@ -85,7 +86,7 @@ class MOFABaseline(BaseImputer):
             new if same else [np.vstack([t, b]) for t, b in zip(self._train_z, new, strict=True)]
         )
         offset = 0 if same else self._train_z[0].shape[0]
-        imputer = _import_mofa()(
+        imputer = import_mofa()(
             n_components=int(self.n_components),
             train_options={"iter": int(self.max_iter)},
             random_state=self.random_state,

@@ -32,17 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.text import format_rows
+
 __all__ = ["load_folder"]
 
 _EXTENSIONS = (".npy", ".parquet")
 #: Rows examined at a time when scanning for NaN / inf (bounded memory for memmaps).
 _SCAN_ROWS = 8192
-_MAX_ROWS_SHOWN = 10
-
-
-def _rows_text(rows: np.ndarray) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_SHOWN])
-    return f"[{shown}{', ...' if rows.size > _MAX_ROWS_SHOWN else ''}] ({rows.size} in all)"
 
 
 def _discover(folder: Path) -> dict[str, Path]:
@@ -133,12 +129,14 @@ def _as_modality(path: Path, array: np.ndarray) -> np.ndarray:
         infinite.append(np.flatnonzero(np.isinf(block).any(axis=1)) + start)
     infinite_rows = np.concatenate(infinite)
     if infinite_rows.size:
-        raise ValueError(f"{path}: rows {_rows_text(infinite_rows)} contain infinite values")
+        raise ValueError(
+            f"{path}: rows {format_rows(infinite_rows, count=True)} contain infinite values"
+        )
     partial_rows = np.concatenate(partial)
     if partial_rows.size:
         raise ValueError(
-            f"{path}: rows {_rows_text(partial_rows)} are partly NaN; a missing modality must "
-            "be a whole row of NaN and an observed row must have no NaN"
+            f"{path}: rows {format_rows(partial_rows, count=True)} are partly NaN; a missing "
+            "modality must be a whole row of NaN and an observed row must have no NaN"
         )
     return array
 

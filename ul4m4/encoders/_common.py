@@ -1,4 +1,4 @@
-"""Helpers shared by the encoders: optional imports, progress bars, hashing, torch threads."""
+"""Helpers shared by the encoders: optional imports, progress, hashing, torch, transformers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "file_sha256",
     "progress_bar",
+    "quiet_transformers",
     "require",
     "torch_threads",
 ]
@@ -68,3 +69,17 @@ def check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or int(value) != value or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+@contextmanager
+def quiet_transformers(enabled: bool) -> Iterator[None]:
+    """Silence transformers' own weight-loading bar when progress output is off."""
+    logging = importlib.import_module("transformers.utils.logging")
+    was_enabled = logging.is_progress_bar_enabled()
+    if not enabled and was_enabled:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not enabled and was_enabled:
+            logging.enable_progress_bar()

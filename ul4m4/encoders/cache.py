@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._utils.files import TEMP_GLOB, write_bytes_atomic, write_text_atomic
-from ._common import check_positive, progress_bar
+from ._common import check_positive, file_sha256, progress_bar
 
 __all__ = ["CacheWarning", "EmbeddingCache", "content_key", "encode_modality", "item_hash"]
 
@@ -50,18 +50,19 @@ class CacheWarning(UserWarning):
 # --------------------------------------------------------------------------- content keys
 
 
-def _image_key(image: Any) -> bytes:
+def pil_image_key(image: Any) -> bytes:
+    """Content key bytes of a PIL image: its mode, size, pixels, palette and transparency."""
     parts = [b"pil", image.mode.encode(), struct.pack("<II", *image.size), image.tobytes()]
     palette = image.getpalette() if image.mode in ("P", "PA") else None
     if palette is not None:
         parts.append(bytes(palette))
     if "transparency" in image.info:
         parts.append(repr(image.info["transparency"]).encode())
-    return _join(parts)
+    return join_key_parts(parts)
 
 
-def _join(parts: Iterable[bytes]) -> bytes:
-    # Length-prefix every part so that different splits never collide.
+def join_key_parts(parts: Iterable[bytes]) -> bytes:
+    """One content key from its parts, each length-prefixed so that no two splits collide."""
     return b"".join(struct.pack("<Q", len(p)) + p for p in parts)
 
 
@@ -95,20 +96,20 @@ def content_key(item: Any) -> bytes:
     True
     """
     if isinstance(item, str):
-        return _join([b"str", item.encode("utf-8")])
+        return join_key_parts([b"str", item.encode("utf-8")])
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return _join([b"bytes", bytes(item)])
+        return join_key_parts([b"bytes", bytes(item)])
     if isinstance(item, os.PathLike):
-        from ._common import file_sha256
-
-        return _join([b"file", file_sha256(item).encode()])
+        return join_key_parts([b"file", file_sha256(item).encode()])
     if isinstance(item, np.ndarray) or np.isscalar(item):
         arr = np.ascontiguousarray(item)
-        return _join([b"array", arr.dtype.str.encode(), repr(arr.shape).encode(), arr.tobytes()])
+        return join_key_parts(
+            [b"array", arr.dtype.str.encode(), repr(arr.shape).encode(), arr.tobytes()]
+        )
     if hasattr(item, "mode") and hasattr(item, "tobytes") and hasattr(item, "size"):
-        return _image_key(item)
+        return pil_image_key(item)
     if isinstance(item, (tuple, list)):
-        return _join([b"seq", *(content_key(x) for x in item)])
+        return join_key_parts([b"seq", *(content_key(x) for x in item)])
     raise TypeError(
         f"cannot derive a cache key from an item of type {type(item).__name__}; "
         "give the encoder a content_key(item) -> bytes method"

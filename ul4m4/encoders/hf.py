@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_positive, progress_bar, require, torch_threads
-from .cache import _join, content_key
+from ._common import check_positive, progress_bar, quiet_transformers, require, torch_threads
+from .cache import content_key, join_key_parts
 from .image import image_content_key, load_image
-from .minilm import _quiet_transformers
 
 __all__ = ["HFEncoder"]
 
@@ -141,7 +140,7 @@ class HFEncoder:
         self._clip = self.model_type in _CLIP_TYPES
         self.pooling = self._resolve_pooling(pooling)
         self.sampling_rate: int | None = None
-        with _quiet_transformers(progress):
+        with quiet_transformers(progress):
             self._model, self._processor = getattr(self, f"_load_{modality}")()
         self._model = self._model.to(device).eval()
         self.dim = self._output_dim()
@@ -238,7 +237,7 @@ class HFEncoder:
             return image_content_key(item)
         if self.modality == "audio":
             wave, _ = self._waveform(item, 0)
-            return _join([b"audio", str(self.sampling_rate).encode(), content_key(wave)])
+            return join_key_parts([b"audio", str(self.sampling_rate).encode(), content_key(wave)])
         return content_key(item)
 
     # ------------------------------------------------------------------ encoding

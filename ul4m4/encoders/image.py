@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._common import check_positive, file_sha256, progress_bar, require, torch_threads
-from .cache import _image_key, _join
+from .cache import join_key_parts, pil_image_key
 
 __all__ = [
     "EFFICIENTNET_PACKAGES",
@@ -135,10 +135,10 @@ def image_content_key(item: Any) -> bytes:
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         try:
-            return _join([b"image-file", file_sha256(path).encode()])
+            return join_key_parts([b"image-file", file_sha256(path).encode()])
         except OSError as exc:
             raise FileNotFoundError(f"cannot read image file {path}: {exc}") from exc
-    return _image_key(item)
+    return pil_image_key(item)
 
 
 def _default_weights_path() -> Path:

@@ -17,12 +17,13 @@ import importlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._common import quiet_transformers
 
 __all__ = ["MINILM_PACKAGE", "MiniLMEncoder", "minilm_cache_id"]
 
@@ -84,20 +85,6 @@ def minilm_cache_id(max_seq_length: int = 256) -> str:
         f"{_MODEL_ID}|{MINILM_PACKAGE}=={_package_version()}"
         f"|max_seq_length={max_seq_length}|mean|l2"
     )
-
-
-@contextmanager
-def _quiet_transformers(enabled: bool) -> Iterator[None]:
-    """Silence transformers' own weight-loading bar when progress output is off."""
-    logging = importlib.import_module("transformers.utils.logging")
-    was_enabled = logging.is_progress_bar_enabled()
-    if not enabled and was_enabled:
-        logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not enabled and was_enabled:
-            logging.enable_progress_bar()
 
 
 class MiniLMEncoder:
@@ -183,7 +170,7 @@ class MiniLMEncoder:
 
         self.max_seq_length = self._read_max_seq_length()
         self._check_pooling()
-        with _quiet_transformers(progress):
+        with quiet_transformers(progress):
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(self.model_path), local_files_only=True
             )

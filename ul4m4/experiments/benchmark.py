@@ -56,7 +56,6 @@ import math
 import os
 import platform
 import shlex
-import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -71,6 +70,7 @@ from threadpoolctl import threadpool_limits
 from .. import __version__
 from .._utils.files import write_text_atomic
 from ..baselines import available_methods, make_method, method_parameters
+from ..baselines.mofa import import_mofa
 from ..metrics import (
     block_cosine,
     block_mse,
@@ -88,6 +88,7 @@ from ..missingness import (
     mnar_mask,
     parse_config,
 )
+from ._common import json_scalar, mean_or_none, progress, take_rows
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "environment",
     "method_label",
     "run_benchmark",
+    "seed_for",
 ]
 
 #: Methods that take the number of clusters k (run once per k).
@@ -233,10 +235,8 @@ class BenchmarkConfig:
         if self.memory not in ("tracemalloc", "rss", "none"):
             raise BenchmarkError(f"memory must be tracemalloc, rss or none, got {self.memory!r}")
         if "mofa" in self.methods:
-            from ..baselines.mofa import _import_mofa
-
             try:
-                _import_mofa()
+                import_mofa()
             except ImportError as exc:
                 raise BenchmarkError(str(exc)) from None
 
@@ -284,7 +284,7 @@ def method_label(method: str, k: int | None) -> str:
     return method if k is None else f"{method} (k={k})"
 
 
-def _seed_for(*parts: int | str) -> int:
+def seed_for(*parts: int | str) -> int:
     """A 32-bit seed from a tuple; strings hash with CRC32 so labels give stable seeds."""
     entropy = [p if isinstance(p, int) else zlib.crc32(p.encode()) for p in parts]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
@@ -323,31 +323,6 @@ def _split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.n
             stratify = None
     train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(test)
-
-
-def _subset(X: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[rows] for k, v in X.items()}
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return _NoProgress()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoProgress()
-    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-class _NoProgress:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def run_benchmark(
@@ -418,7 +393,7 @@ def run_benchmark(
         if on_row is not None:
             on_row(row)
 
-    bar = _progress(len(seeds) * len(settings) * len(runs), config.progress, "benchmark")
+    bar = progress(len(seeds) * len(settings) * len(runs), config.progress, "benchmark")
     try:
         with threadpool_limits(config.blas_threads):
             for seed in seeds:
@@ -503,13 +478,7 @@ class _RunStore:
     def put(self, key: dict[str, Any], row: dict[str, Any]) -> None:
         record = {"key": key, "row": row}
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self._path(key), json.dumps(record, default=_json_scalar, indent=1))
-
-
-def _json_scalar(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in a result file")
+        write_text_atomic(self._path(key), json.dumps(record, default=json_scalar, indent=1))
 
 
 def _fingerprint(X: dict[str, np.ndarray], y: np.ndarray) -> str:
@@ -541,12 +510,12 @@ def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
         X, y_again = split_loader(train)
         if not np.array_equal(y, y_again):
             raise BenchmarkError(f"dataset {config.dataset!r}: labels changed with the split")
-    X_train, X_test = _subset(X, train), _subset(X, test)
+    X_train, X_test = take_rows(X, train), take_rows(X, test)
     complete_key = store.key(seed, None, "complete", None, {}) if store else None
     emit(_cached(store, complete_key,
                  lambda: _complete_row(config, seed, X_train, y[train], X_test, y[test])))
     for setting in settings:
-        mask = draw_mask(setting, X, _seed_for(seed, setting.label), config.mnar_strength)
+        mask = draw_mask(setting, X, seed_for(seed, setting.label), config.mnar_strength)
         # Built only when some run of this setting is not stored yet.
         data = _LazySettingData(
             f"seed {seed}, setting {setting.label}",
@@ -740,9 +709,9 @@ def config_record(result: BenchmarkResult) -> dict[str, Any]:
         settings.append(
             dataclasses.asdict(s)
             | {
-                "missing_realised": _mean_or_none(sub.get("missing_realised")),
-                "missing_train_realised": _mean_or_none(sub.get("missing_train")),
-                "missing_test_realised": _mean_or_none(sub.get("missing_test")),
+                "missing_realised": mean_or_none(sub.get("missing_realised")),
+                "missing_train_realised": mean_or_none(sub.get("missing_train")),
+                "missing_test_realised": mean_or_none(sub.get("missing_test")),
             }
         )
     argv = result.argv
@@ -758,10 +727,3 @@ def config_record(result: BenchmarkResult) -> dict[str, Any]:
         "elapsed_s": round(result.elapsed_s, 3),
         **environment(),
     }
-
-
-def _mean_or_none(column: Any) -> float | None:
-    if column is None or len(column) == 0:
-        return None
-    value = float(np.nanmean(column.to_numpy(dtype=float)))
-    return None if math.isnan(value) else value

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from ._common import first_line
+
 __all__ = [
     "DATASETS",
     "SPLIT_AWARE",
@@ -74,7 +76,7 @@ def _movielens(train_idx: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.
             return load_movielens(progress=False)
         return load_movielens(progress=False, train_idx=train_idx)
     except ImportError as exc:
-        raise DatasetError(f"movielens cannot be built here: {_first_line(exc)}") from None
+        raise DatasetError(f"movielens cannot be built here: {first_line(exc)}") from None
 
 
 def _load_movielens() -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -122,11 +124,6 @@ def load_dataset(spec: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_folder(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Read a data set folder (layout in the module docstring).
 
@@ -155,7 +152,7 @@ def load_folder(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     try:
         X, y = read_folder(path, modalities=names)
     except (OSError, ValueError, ImportError) as exc:
-        raise DatasetError(_first_line(exc)) from None
+        raise DatasetError(first_line(exc)) from None
     return _check(X, y, str(path))
 
 

@@ -74,7 +74,8 @@ from threadpoolctl import threadpool_limits
 from ..baselines import make_method, method_parameters
 from ..metrics import block_mse, hidden_mask, training_statistics
 from ..missingness import apply_mask, mask_from_data, missing_report, parse_config
-from .benchmark import K_METHODS, Setting, _progress, _seed_for, draw_mask, method_label
+from ._common import first_line, progress, python_scalar, take_rows
+from .benchmark import K_METHODS, Setting, draw_mask, method_label, seed_for
 
 __all__ = [
     "DEEP_DATASETS",
@@ -364,7 +365,7 @@ class DeepConfig:
                 return FusionConfig.preset(self.preset.fusion_preset, **params)
             return FusionConfig(**params)
         except (TypeError, ValueError) as exc:
-            raise ExperimentError(f"fusion settings: {_first_line(exc)}") from None
+            raise ExperimentError(f"fusion settings: {first_line(exc)}") from None
 
 
 def _check_config_name(name: str) -> None:
@@ -515,7 +516,7 @@ def load_movielens_data(
             **loader_kwargs,
         )
     except ImportError as exc:
-        raise ExperimentError(f"MovieLens cannot be built here: {_first_line(exc)}") from None
+        raise ExperimentError(f"MovieLens cannot be built here: {first_line(exc)}") from None
     return EmbeddedData(
         X=X,
         y=y,
@@ -537,13 +538,8 @@ def _movielens_size(
     try:
         ratings, _ = load_movielens_ratings(cache_dir=cache_dir, progress=progress, **kwargs)
     except ImportError as exc:
-        raise ExperimentError(f"MovieLens cannot be built here: {_first_line(exc)}") from None
+        raise ExperimentError(f"MovieLens cannot be built here: {first_line(exc)}") from None
     return int(ratings.shape[0])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_embedding_cache() -> Path:
@@ -574,14 +570,14 @@ def load_raw(dataset: str, data_dir: str | Path, *, progress: bool = False) -> A
         loader = getattr(importlib.import_module(module, __package__), function)
     except (ImportError, AttributeError) as exc:
         raise ExperimentError(
-            f"the {dataset} loader is not available ({_first_line(exc)})"
+            f"the {dataset} loader is not available ({first_line(exc)})"
         ) from None
     accepts_progress = "progress" in inspect.signature(loader).parameters
     try:
         return loader(data_dir, **({"progress": progress} if accepts_progress else {}))
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ExperimentError(
-            f"cannot read {dataset} from {str(data_dir)!r}: {_first_line(exc)}"
+            f"cannot read {dataset} from {str(data_dir)!r}: {first_line(exc)}"
         ) from None
 
 
@@ -708,7 +704,7 @@ def embed_signals(
             progress=progress,
         )
     except ValueError as exc:
-        raise ExperimentError(f"sleep-edf encoder: {_first_line(exc)}") from None
+        raise ExperimentError(f"sleep-edf encoder: {first_line(exc)}") from None
     X = {name: np.asarray(codes[name], dtype=np.float64) for name in names}
     for c, name in enumerate(names):
         X[name][~observed[:, c]] = np.nan
@@ -779,7 +775,7 @@ def draw_availability(
     try:
         simulated = draw_mask(setting, shapes, random_state)
     except ValueError as exc:
-        raise ExperimentError(_first_line(exc)) from None
+        raise ExperimentError(first_line(exc)) from None
     if protocol == "paper" and dataset == "mosi":
         # The reference MOSI script trains on the complete training split.
         simulated[splits["train"]] = True
@@ -787,10 +783,6 @@ def draw_availability(
 
 
 # ------------------------------------------------------------------------ impute
-def _subset(X: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[rows] for k, v in X.items()}
-
-
 def impute_splits(
     method: str,
     Xm: Mapping[str, np.ndarray],
@@ -833,10 +825,10 @@ def impute_splits(
         params["random_state"] = random_state
     imputer = make_method(method, **params)
     try:
-        imputer.fit(_subset(Xm, splits["train"]))
+        imputer.fit(take_rows(Xm, splits["train"]))
     except ValueError as exc:
-        raise ExperimentError(f"{method_label(method, k)}: {_first_line(exc)}") from None
-    filled = {name: imputer.transform(_subset(Xm, rows)) for name, rows in splits.items()}
+        raise ExperimentError(f"{method_label(method, k)}: {first_line(exc)}") from None
+    filled = {name: imputer.transform(take_rows(Xm, rows)) for name, rows in splits.items()}
     return filled, imputer
 
 
@@ -899,13 +891,7 @@ def _train_and_evaluate(
         "best_val_score": res.best_val_score,
         "epochs_run": len(res.history) if res.history is not None else np.nan,
     }
-    return row | {k: _scalar(v) for k, v in metrics.items()}, res
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return row | {k: python_scalar(v) for k, v in metrics.items()}, res
 
 
 # ------------------------------------------------------------------------ run
@@ -1003,7 +989,7 @@ class _Source:
                 self.config.dataset, needed, self.config.encoders, progress=self.config.progress
             )
         except (ValueError, ImportError, OSError) as exc:
-            raise ExperimentError(_first_line(exc)) from None
+            raise ExperimentError(first_line(exc)) from None
 
     def seed_data(self, seed: int) -> EmbeddedData | None:
         """Embeddings valid for every setting of a seed (None: they depend on the mask)."""
@@ -1033,7 +1019,7 @@ class _Source:
             self.splits,
             cfg.protocol,
             cfg.dataset,
-            _seed_for(seed, setting.label),
+            seed_for(seed, setting.label),
         )
         mask_s = time.perf_counter() - t0
         # Rows carry the encode time of the embeddings they use; fixed embeddings are
@@ -1108,7 +1094,7 @@ def run_deep_experiment(
     rows: list[dict[str, Any]] = []
     imputers: dict[tuple[int, str, str], Any] = {}
     info: dict[str, Any] = {}
-    bar = _progress(
+    bar = progress(
         len(config.seed_list()) * len(settings) * len(runs), config.progress, "experiment"
     )
     try:
@@ -1165,7 +1151,7 @@ def _check_setting(setting: Setting, names: Sequence[str]) -> None:
     try:
         parse_config(setting.config, names)
     except ValueError as exc:
-        raise ExperimentError(_first_line(exc)) from None
+        raise ExperimentError(first_line(exc)) from None
 
 
 def _check_ks(runs: Sequence[tuple[str, int | None]], n_train: int) -> None:
@@ -1189,7 +1175,7 @@ def _run_one(
     impute_s = 0.0
     scores: dict[str, Any] = {}
     if method in MASK_METHODS:
-        inputs = {name: _subset(prep.Xm, rows) for name, rows in splits.items()}
+        inputs = {name: take_rows(prep.Xm, rows) for name, rows in splits.items()}
         masks = {name: prep.mask[rows] for name, rows in splits.items()}
     else:
         t0 = time.perf_counter()
@@ -1227,11 +1213,11 @@ def _imputation_scores(prep: _Prepared, filled_test: Mapping[str, np.ndarray]) -
     """Block-MSE (training z-space) of the imputed test embeddings on the hidden blocks."""
     d = prep.data
     rows = d.splits["test"]
-    X_true = _subset(d.X, rows)
-    hidden = hidden_mask(X_true, _subset(prep.Xm, rows))
+    X_true = take_rows(d.X, rows)
+    hidden = hidden_mask(X_true, take_rows(prep.Xm, rows))
     if not hidden.any():
         return {"block_mse": np.nan}
-    _, scale = training_statistics(_subset(prep.Xm, d.splits["train"]))
+    _, scale = training_statistics(take_rows(prep.Xm, d.splits["train"]))
     mse = block_mse(X_true, filled_test, hidden, scale)
     # Not "mse": that name is the regression task's test error (evaluate_task).
     out = {"block_mse": mse.pop("all")}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import report
+from ._common import mean_or_none
 from .benchmark import environment
 from .deep import K_METHODS, DeepResult
 
@@ -60,7 +61,7 @@ _FURTHER = {
     "regression": ["pearson_r", "binary_accuracy", "binary_f1", "binary_f1_weighted", "mse"],
 }
 _NAMES = {
-    **report._NAMES,
+    **report.METRIC_NAMES,
     "mae": "MAE",
     "pearson_r": "Pearson r",
     "binary_accuracy": "binary accuracy (≥ 0)",
@@ -82,7 +83,7 @@ def _task(result: DeepResult) -> str:
 
 
 def _table(summary: Any, result: DeepResult, metrics: list[str], digits: int = 3) -> str:
-    text = report._table(summary, result, metrics, digits)
+    text = report.markdown_table(summary, result, metrics, digits)
     # The benchmark names columns with its own vocabulary; add the deep metrics'.
     for key, name in _NAMES.items():
         text = text.replace(f"| {key} @ ", f"| {name} @ ")
@@ -98,7 +99,7 @@ def deep_main_table(result: DeepResult, summary: Any | None = None) -> str:
 def stage_table(result: DeepResult, summary: Any | None = None) -> str:
     """Markdown: mean wall seconds of every stage per method (over seeds and settings)."""
     summary = report.summarise(result) if summary is None else summary
-    labels, _ = report._order(result)
+    labels, _ = report.row_order(result)
     lines = [
         "| method | " + " | ".join(h for _, h in STAGES) + " | total (s) |",
         "|---|" + "---:|" * (len(STAGES) + 1),
@@ -169,15 +170,15 @@ def plot_metric_vs_missing(result: DeepResult, summary: Any) -> bytes | None:
     """The primary score and block-MSE vs the realised share of missing slots (± std)."""
     if summary.empty or summary["missing_realised_mean"].nunique() < 2:
         return None
-    labels, _ = report._order(result)
+    labels, _ = report.row_order(result)
     metric = primary_metric(_task(result))
-    fig, axes = report._figure(2)
+    fig, axes = report.new_figure(2)
     for ax, m in zip(axes, [metric, "block_mse"], strict=True):
         for label in labels:
             sub = summary[summary["label"] == label]
             if sub.empty or f"{m}_mean" not in sub or sub[f"{m}_mean"].isna().all():
                 continue
-            report._band(
+            report.plot_band(
                 ax,
                 sub["missing_realised_mean"].to_numpy(float),
                 sub[f"{m}_mean"].to_numpy(float),
@@ -189,7 +190,7 @@ def plot_metric_vs_missing(result: DeepResult, summary: Any) -> bytes | None:
         ax.grid(alpha=0.3)
         _legend(ax)
     fig.suptitle(f"{result.config.dataset}: fusion model vs missingness")
-    return report._png(fig)
+    return report.png_bytes(fig)
 
 
 def plot_k_stability(result: DeepResult, summary: Any) -> bytes | None:
@@ -199,13 +200,13 @@ def plot_k_stability(result: DeepResult, summary: Any) -> bytes | None:
         return None
     metric = primary_metric(_task(result))
     settings = [s.label for s in result.config.settings()]
-    fig, axes = report._figure(2)
+    fig, axes = report.new_figure(2)
     for ax, m in zip(axes, [metric, "block_mse"], strict=True):
         drew_ref = report.k_stability_axis(ax, sub, summary, m, settings, ("-", "--", "-."),
                                            _NAMES.get(m, m))
         _legend(ax, title="dotted: mean imputation" if drew_ref else None)
     fig.suptitle(f"{result.config.dataset}: stability of UL4M4 over k")
-    return report._png(fig)
+    return report.png_bytes(fig)
 
 
 def _legend(ax: Any, title: str | None = None) -> None:
@@ -227,10 +228,10 @@ def config_record(result: DeepResult) -> dict[str, Any]:
         settings.append(
             dataclasses.asdict(s)
             | {
-                "missing_realised": _mean_or_none(sub, "missing_realised"),
-                "missing_train_realised": _mean_or_none(sub, "missing_train"),
-                "missing_test_realised": _mean_or_none(sub, "missing_test"),
-                "samples_restored": _mean_or_none(sub, "n_restored"),
+                "missing_realised": mean_or_none(sub.get("missing_realised")),
+                "missing_train_realised": mean_or_none(sub.get("missing_train")),
+                "missing_test_realised": mean_or_none(sub.get("missing_test")),
+                "samples_restored": mean_or_none(sub.get("n_restored")),
             }
         )
     stages = stage_totals(frame)
@@ -248,13 +249,6 @@ def config_record(result: DeepResult) -> dict[str, Any]:
         "elapsed_s": round(result.elapsed_s, 3),
         **environment(),
     }
-
-
-def _mean_or_none(frame: Any, column: str) -> float | None:
-    if column not in frame or len(frame) == 0:
-        return None
-    value = float(np.nanmean(frame[column].to_numpy(dtype=float)))
-    return None if math.isnan(value) else value
 
 
 def stage_totals(frame: Any) -> dict[str, float | None]:
@@ -294,7 +288,7 @@ def write_deep_outputs(result: DeepResult, out_dir: str | Path) -> list[Path]:
         The files written (see :data:`DEEP_RESULT_FILES`).
     """
     summary = report.summarise(result)
-    rows = json.dumps(result.rows, indent=1, default=report._json, allow_nan=True)
+    rows = json.dumps(result.rows, indent=1, default=report.json_default, allow_nan=True)
     texts = {
         "results.csv": result.frame().to_csv(index=False),
         "results.json": rows + "\n",

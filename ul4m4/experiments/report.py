@@ -49,7 +49,8 @@ _NOT_METRICS = {
     "missing_nominal",
 }
 
-_NAMES = {
+#: Display names of metrics in tables and plots (a metric not listed shows its column name).
+METRIC_NAMES = {
     "mse": "block-MSE",
     "accuracy": "accuracy",
     "micro_f1": "micro-F1",
@@ -68,7 +69,8 @@ def primary_metric(task: str) -> str:
     return "micro_f1" if task == "multilabel" else "accuracy"
 
 
-def _order(result: BenchmarkResult) -> tuple[list[str], list[str]]:
+def row_order(result: BenchmarkResult) -> tuple[list[str], list[str]]:
+    """Method labels and setting labels of a result, in table order."""
     cfg = result.config
     labels = [method_label(m, k) for m, k in cfg.runs()]
     settings = [s.label for s in cfg.settings()]
@@ -87,7 +89,7 @@ def summarise(result: BenchmarkResult) -> Any:
     import pandas as pd
 
     frame = result.frame()
-    labels, settings = _order(result)
+    labels, settings = row_order(result)
     frame = frame[frame["method"] != "complete"]
     metrics = [
         c
@@ -140,9 +142,12 @@ def _row_name(summary: Any, label: str) -> str:
     return f"{label} †" if not sub.empty and bool(sub["transductive"].iloc[0]) else label
 
 
-def _table(summary: Any, result: BenchmarkResult, metrics: list[str], digits: int = 3) -> str:
-    labels, settings = _order(result)
-    header = ["method"] + [f"{_NAMES.get(m, m)} @ {s}" for m in metrics for s in settings]
+def markdown_table(
+    summary: Any, result: BenchmarkResult, metrics: list[str], digits: int = 3
+) -> str:
+    """Markdown table: one row per method, one column per metric and setting (mean ± std)."""
+    labels, settings = row_order(result)
+    header = ["method"] + [f"{METRIC_NAMES.get(m, m)} @ {s}" for m in metrics for s in settings]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "---|" + "---:|" * (len(header) - 1),
@@ -156,7 +161,7 @@ def _table(summary: Any, result: BenchmarkResult, metrics: list[str], digits: in
 def main_table(result: BenchmarkResult, summary: Any | None = None) -> str:
     """Markdown table: block-MSE and the primary downstream score at every setting."""
     summary = summarise(result) if summary is None else summary
-    return _table(summary, result, ["mse", primary_metric(result.dataset_info["task"])])
+    return markdown_table(summary, result, ["mse", primary_metric(result.dataset_info["task"])])
 
 
 def _complete_line(result: BenchmarkResult) -> str:
@@ -169,7 +174,7 @@ def _complete_line(result: BenchmarkResult) -> str:
     std = values.std(ddof=1) if values.size > 1 else float("nan")
     return (
         f"Complete data (no missing modality, same split and head): "
-        f"{_NAMES[metric]} {_fmt(values.mean(), std)}."
+        f"{METRIC_NAMES[metric]} {_fmt(values.mean(), std)}."
     )
 
 
@@ -189,7 +194,7 @@ def realised_shares(result: BenchmarkResult) -> str:
 
 
 def _cost_table(summary: Any, result: BenchmarkResult) -> str:
-    labels, _ = _order(result)
+    labels, _ = row_order(result)
     cols = [
         ("fit_s", "fit (s)", 3),
         ("fill_train_s", "fill train (s)", 3),
@@ -236,11 +241,11 @@ def summary_markdown(result: BenchmarkResult, summary: Any | None = None) -> str
         "",
         f"Realised share of missing modality slots (mean over seeds): {realised_shares(result)}.",
         "",
-        f"## Block-MSE and {_NAMES[metric]} (mean ± std over {len(seeds)} seeds)",
+        f"## Block-MSE and {METRIC_NAMES[metric]} (mean ± std over {len(seeds)} seeds)",
         "",
         "Block-MSE: mean squared error per dimension in training z-space on the hidden "
         "test blocks (lower is better; the training mean scores about 1). "
-        f"{_NAMES[metric].capitalize()}: logistic regression trained on the imputed training "
+        f"{METRIC_NAMES[metric].capitalize()}: logistic regression trained on the imputed training "
         "set, scored on the imputed test set. Columns are labelled by setting (nominal share "
         "of missing slots, or configuration name).",
         "",
@@ -261,7 +266,7 @@ def summary_markdown(result: BenchmarkResult, summary: Any | None = None) -> str
     out += ["## Further scores", ""]
     for m in extra:
         if f"{m}_mean" in summary:
-            out += [f"### {_NAMES.get(m, m)}", "", _table(summary, result, [m]), ""]
+            out += [f"### {METRIC_NAMES.get(m, m)}", "", markdown_table(summary, result, [m]), ""]
     per_mod = [
         c[: -len("_mean")]
         for c in summary.columns
@@ -281,7 +286,7 @@ def summary_markdown(result: BenchmarkResult, summary: Any | None = None) -> str
 
 
 def _per_modality_table(summary: Any, result: BenchmarkResult, setting: str, cols: list) -> str:
-    labels, _ = _order(result)
+    labels, _ = row_order(result)
     names = [c[len("mse_") :] for c in cols]
     lines = ["| method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label in labels:
@@ -291,7 +296,8 @@ def _per_modality_table(summary: Any, result: BenchmarkResult, setting: str, col
 
 
 # ------------------------------------------------------------------------ plots
-def _figure(ncols: int) -> tuple[Any, list[Any]]:
+def new_figure(ncols: int) -> tuple[Any, list[Any]]:
+    """A matplotlib figure with ``ncols`` axes side by side, on its own Agg canvas."""
     # Figure + Agg canvas directly: no pyplot, so the caller's backend is left alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -301,13 +307,15 @@ def _figure(ncols: int) -> tuple[Any, list[Any]]:
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
+    """The PNG bytes of a figure (120 dpi)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     return buf.getvalue()
 
 
-def _band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
+def plot_band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
+    """Plot ``mean`` against ``x`` with a shaded ±``std`` band (NaN std: no band)."""
     order = np.argsort(x)
     x, mean, std = x[order], mean[order], np.nan_to_num(std[order])
     line = ax.plot(x, mean, marker="o", **kw)[0]
@@ -317,16 +325,16 @@ def _band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) 
 def plot_metric_vs_missing(result: BenchmarkResult, summary: Any) -> bytes | None:
     """Block-MSE and the primary score vs the realised share of missing slots, ±std bands."""
     metric = primary_metric(result.dataset_info["task"])
-    labels, _ = _order(result)
+    labels, _ = row_order(result)
     if summary.empty:
         return None
-    fig, axes = _figure(2)
+    fig, axes = new_figure(2)
     for ax, m in zip(axes, ["mse", metric], strict=True):
         for label in labels:
             sub = summary[summary["label"] == label]
             if sub.empty or sub[f"{m}_mean"].isna().all():
                 continue
-            _band(
+            plot_band(
                 ax,
                 sub["missing_realised_mean"].to_numpy(float),
                 sub[f"{m}_mean"].to_numpy(float),
@@ -334,7 +342,8 @@ def plot_metric_vs_missing(result: BenchmarkResult, summary: Any) -> bytes | Non
                 label=_row_name(summary, label),
             )
         ax.set_xlabel("share of missing modality slots (realised)")
-        ax.set_ylabel(_NAMES.get(m, m) + (" (hidden test blocks)" if m == "mse" else " (test)"))
+        suffix = " (hidden test blocks)" if m == "mse" else " (test)"
+        ax.set_ylabel(METRIC_NAMES.get(m, m) + suffix)
         ax.grid(alpha=0.3)
     frame = result.frame()
     complete = frame[frame["method"] == "complete"]
@@ -342,7 +351,7 @@ def plot_metric_vs_missing(result: BenchmarkResult, summary: Any) -> bytes | Non
         axes[1].axhline(complete[metric].mean(), color="k", ls=":", lw=1, label="complete data")
     axes[1].legend(fontsize="small")
     fig.suptitle(f"{result.config.dataset}: imputation quality vs missingness")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_k_stability(result: BenchmarkResult, summary: Any) -> bytes | None:
@@ -352,14 +361,14 @@ def plot_k_stability(result: BenchmarkResult, summary: Any) -> bytes | None:
     if sub.empty or sub["k"].nunique() < 2:
         return None
     settings = [s.label for s in result.config.settings()]
-    fig, axes = _figure(2)
+    fig, axes = new_figure(2)
     for ax, m in zip(axes, ["mse", metric], strict=True):
         drew_ref = k_stability_axis(ax, sub, summary, m, settings, ("-", "--", ":"),
-                                    _NAMES.get(m, m))
+                                    METRIC_NAMES.get(m, m))
     for ax in axes:
         ax.legend(fontsize="small", title="dotted: mean fill" if drew_ref else None)
     fig.suptitle(f"{result.config.dataset}: stability of UL4M4 over k")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def k_stability_axis(ax: Any, sub: Any, summary: Any, metric: str, settings: list[str],
@@ -376,7 +385,7 @@ def k_stability_axis(ax: Any, sub: Any, summary: Any, metric: str, settings: lis
             cur = sub[(sub["method"] == method) & (sub["setting"] == s)]
             if cur.empty or cur[f"{metric}_mean"].isna().all():
                 continue
-            _band(
+            plot_band(
                 ax,
                 cur["k"].to_numpy(float),
                 cur[f"{metric}_mean"].to_numpy(float),
@@ -444,12 +453,15 @@ def write_result_files(
     record = dict(record)
     record["files"] = [p.name for p in written] + ["config.json"]
     written.append(
-        write_text_atomic(out / "config.json", json.dumps(record, indent=2, default=_json) + "\n")
+        write_text_atomic(
+            out / "config.json", json.dumps(record, indent=2, default=json_default) + "\n"
+        )
     )
     return written
 
 
-def _json(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``default=`` of :func:`json.dumps` for result files: NumPy values, paths, else repr."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -8,16 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.text import format_rows
 from .metrics import TASKS
-
-_ROWS_SHOWN = 10
-
-
-def format_rows(rows: np.ndarray) -> str:
-    """``[3, 7, ...]`` with at most ten indices and the total when there are more."""
-    shown = ", ".join(str(int(r)) for r in rows[:_ROWS_SHOWN])
-    more = f", ... ({rows.size} rows in all)" if rows.size > _ROWS_SHOWN else ""
-    return f"[{shown}{more}]"
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""Helpers shared by the experiments: error text, row subsets, JSON scalars, progress bars."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NoProgress",
+    "first_line",
+    "json_scalar",
+    "mean_or_none",
+    "progress",
+    "python_scalar",
+    "take_rows",
+]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> first_line(ValueError("bad value\\nmore detail"))
+    'bad value'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def take_rows(X: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows ``rows`` of every modality of ``X``, under the same names.
+
+    Parameters
+    ----------
+    X : mapping of str to ndarray
+        One ``(n, d_m)`` array per modality.
+    rows : ndarray
+        Row indices (or a boolean mask) to take.
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
+    return {k: v[rows] for k, v in X.items()}
+
+
+def mean_or_none(column: Any) -> float | None:
+    """NaN-ignoring mean of a pandas column; ``None`` when absent, empty or all NaN.
+
+    Parameters
+    ----------
+    column : pandas.Series or None
+        E.g. ``frame.get(name)``, which is ``None`` when the column is absent.
+
+    Returns
+    -------
+    float or None
+    """
+    if column is None or len(column) == 0:
+        return None
+    value = float(np.nanmean(column.to_numpy(dtype=float)))
+    return None if math.isnan(value) else value
+
+
+def python_scalar(value: Any) -> Any:
+    """A NumPy scalar as the Python scalar it holds; any other value unchanged.
+
+    Examples
+    --------
+    >>> type(python_scalar(np.float32(0.5))).__name__, python_scalar("a")
+    ('float', 'a')
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def json_scalar(value: Any) -> Any:
+    """``default=`` of :func:`json.dumps` for stored rows: NumPy scalars only.
+
+    Raises
+    ------
+    TypeError
+        For any value that is not a NumPy scalar.
+    """
+    if isinstance(value, np.generic):
+        return python_scalar(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a result file")
+
+
+class NoProgress:
+    """The progress bar used when bars are off or tqdm is absent: every method does nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, enabled: bool, desc: str) -> Any:
+    """A tqdm bar on stderr over ``total`` runs, or a :class:`NoProgress`.
+
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    enabled : bool
+        Whether to show a bar; without tqdm installed there is none either way.
+    desc : str
+        The bar's label.
+
+    Returns
+    -------
+    tqdm.tqdm or NoProgress
+        An object with ``update``, ``set_postfix_str`` and ``close``.
+    """
+    if not enabled:
+        return NoProgress()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return NoProgress()
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
