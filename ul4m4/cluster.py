@@ -158,6 +158,21 @@ def reseed_empty(view, old: Centers, new: Centers, step, engine: Engine) -> tupl
     return int(chosen.size), int(empty.size - chosen.size)
 
 
+def _without_dead(centers: Centers, step) -> Centers:
+    """``centers`` with every memberless cluster emptied (no modality: never nearest).
+
+    A cluster left without members that no sample could be moved into (every
+    sample sits on its centre) is dead; keeping its old vector would leave a
+    centre that is not its members' mean.
+    """
+    dead = step.members == 0
+    if not dead.any():
+        return centers
+    mask = centers.mask.copy()
+    mask[dead] = False
+    return Centers([b.copy() for b in centers.blocks], mask)
+
+
 def lloyd(
     view,
     centers: Centers,
@@ -194,11 +209,11 @@ def lloyd(
         reseeded, dead = reseed_empty(view, centers, updated, step, engine)
         unchanged = step.changed == 0
         if unchanged and not reseeded:
-            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
-                               True, history, dead, "fixed_point")
+            return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
+                               step.inertia, iteration, True, history, dead, "fixed_point")
         if tol > 0 and not reseeded and center_shift(centers, updated) <= tol:
-            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
-                               True, history, dead, "tol")
+            return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
+                               step.inertia, iteration, True, history, dead, "tol")
         previous = step.labels
         if iteration < max_iter:
             centers = updated

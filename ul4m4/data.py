@@ -29,6 +29,8 @@ from .stream import as_row_source, subset_rows
 
 __all__ = [
     "Multimodal",
+    "raise_bad_rows",
+    "scan_block",
     "check_magnitudes",
     "output_copy",
     "output_dtype",
@@ -157,39 +159,56 @@ def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: i
         return [future.result() for future in futures]
 
 
-def _scan_rows(name: str, array: Any) -> np.ndarray:
-    """Return the row-availability vector of one modality, rejecting inf and partial NaN rows."""
-    n = array.shape[0]
-    if np.dtype(array.dtype).kind in "iu":
-        return np.ones(n, dtype=bool)
-    observed = np.ones(n, dtype=bool)
-    partial, infinite = [], []
-    for rows in iter_row_chunks(n, _SCAN_ROWS):
-        chunk = np.asarray(array[rows])
-        # A row with a finite sum holds no NaN and no inf: one pass settles most
-        # rows; only the others (missing, or overflowing sums) are looked at closely.
-        with np.errstate(over="ignore", invalid="ignore"):
-            unsettled = np.flatnonzero(~np.isfinite(chunk.sum(axis=1)))
-        if not unsettled.size:
-            continue
-        suspect = chunk[unsettled]
-        nan = np.isnan(suspect)
-        any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
-        observed[rows.start + unsettled] = ~all_nan
-        partial.append(unsettled[any_nan & ~all_nan] + rows.start)
-        infinite.append(unsettled[np.isinf(suspect).any(axis=1)] + rows.start)
-    infinite_rows = np.concatenate(infinite) if infinite else np.empty(0, dtype=np.int64)
-    if infinite_rows.size:
+def scan_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The NaN/inf scan of one block of rows: observed rows, partly-NaN rows, rows with inf.
+
+    A row with a finite sum holds no NaN and no inf: one pass settles most rows;
+    only the others (missing, or overflowing sums) are looked at closely. Row
+    indices are local to the block.
+    """
+    observed = np.ones(block.shape[0], dtype=bool)
+    none = np.empty(0, dtype=np.int64)
+    if np.dtype(block.dtype).kind in "iu":
+        return observed, none, none
+    with np.errstate(over="ignore", invalid="ignore"):
+        unsettled = np.flatnonzero(~np.isfinite(block.sum(axis=1)))
+    if not unsettled.size:
+        return observed, none, none
+    suspect = block[unsettled]
+    nan = np.isnan(suspect)
+    any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
+    observed[unsettled] = ~all_nan
+    return (observed, unsettled[any_nan & ~all_nan],
+            unsettled[np.isinf(suspect).any(axis=1)])
+
+
+def raise_bad_rows(name: str, partial: np.ndarray, infinite: np.ndarray) -> None:
+    """Raise, naming the rows, for infinite values or partly-NaN rows of one modality."""
+    if infinite.size:
         raise ValueError(
-            f"modality {name!r}: rows {format_rows(infinite_rows)} contain infinite values"
+            f"modality {name!r}: rows {format_rows(infinite)} contain infinite values"
         )
-    partial_rows = np.concatenate(partial) if partial else np.empty(0, dtype=np.int64)
-    if partial_rows.size:
+    if partial.size:
         raise ValueError(
-            f"modality {name!r}: rows {format_rows(partial_rows)} have some but not all values "
+            f"modality {name!r}: rows {format_rows(partial)} have some but not all values "
             "NaN; a missing modality must be an entire row of NaN, and observed rows must be "
             "finite"
         )
+
+
+def _scan_rows(name: str, array: Any) -> np.ndarray:
+    """Return the row-availability vector of one modality, rejecting inf and partial NaN rows."""
+    n = array.shape[0]
+    observed = np.ones(n, dtype=bool)
+    if np.dtype(array.dtype).kind in "iu":
+        return observed
+    partial, infinite = [], []
+    for rows in iter_row_chunks(n, _SCAN_ROWS):
+        found, bad, inf = scan_block(np.asarray(array[rows]))
+        observed[rows] = found
+        partial.append(bad + rows.start)
+        infinite.append(inf + rows.start)
+    raise_bad_rows(name, np.concatenate(partial), np.concatenate(infinite))
     return observed
 
 
@@ -225,7 +244,7 @@ def check_multimodal(
     """
     got_names, arrays = _as_named_arrays(X)
     if names is not None:
-        got_names, arrays = _match_names(got_names, arrays, list(names), isinstance(X, Mapping))
+        got_names, arrays = match_names(got_names, arrays, list(names), isinstance(X, Mapping))
     check_shapes(got_names, arrays, dims)
     mask = np.column_stack(
         map_modalities(lambda m: _scan_rows(got_names[m], arrays[m]), arrays, n_threads)
@@ -261,7 +280,7 @@ def check_shapes(names: Sequence[str], arrays: Sequence[Any],
                 )
 
 
-def _match_names(
+def match_names(
     got: list[str], arrays: list[Any], expected: list[str], by_name: bool
 ) -> tuple[list[str], list[Any]]:
     if not by_name:

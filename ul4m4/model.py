@@ -471,6 +471,7 @@ def _block_rows(view) -> int:
 
 
 def _block_view(view, rows: slice, engine: Engine):
+    """One row block as a view of ``engine`` (its rows are read into this process)."""
     arrays = [a[rows] if isinstance(a, np.ndarray) else RowSubset(a, rows)
               for a in view.data.arrays]
     data = Multimodal(list(view.data.names), arrays, view.data.mask[rows])
@@ -512,7 +513,7 @@ def transform_to_files(
             writers[name] = NpyWriter(directory / f"{name}.npy", (n, view.data.dims[m]),
                                       output_dtype(view.data.arrays[m].dtype))
         for rows in iter_row_chunks(n, _block_rows(view)):
-            block = complete(_block_view(view, rows, engine), model, engine, order,
+            block = complete(_block_view(view, rows, engine.host), model, engine.host, order,
                              return_sources=return_sources, return_weights=return_weights)
             filled, *extras = block if isinstance(block, tuple) else (block,)
             src = extras.pop(0) if return_sources else None
