@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-slow lint bench bench-scale clean
 
-$(STAMP): pyproject.toml setup.py ul4m4/_kernels.pyx
+$(STAMP): pyproject.toml setup.py $(wildcard ul4m4/_kernels*.pyx ul4m4/_kernels*.pxi)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# the CPU build of torch first, so no later requirement pulls a CUDA build

@@ -29,6 +29,13 @@ Usage::
     python benchmarks/bench_core.py --only minibatch   # mini-batch vs Lloyd (a few minutes)
     python benchmarks/bench_core.py --profile   # cProfile of one fit and of transform
     python benchmarks/bench_core.py --json out.json
+    python benchmarks/bench_core.py --isa avx2  # compiled kernels of one variant (re-executes
+                                                # with UL4M4_ISA=avx2; same as setting it)
+
+Every ratio is printed with its context: the CPU model, the compiled kernels' variant
+(``ul4m4._kernels.ISA``), the BLAS library with its kernel architecture, and the time of
+one float32 GEMM of the Lloyd shape (n x 1792 by 1792 x k) alone, the floor of an
+iteration (UL4M4 and scikit-learn both spend most of one in it).
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.impute import KNNImputer  # noqa: E402
 
 import ul4m4  # noqa: E402
-from ul4m4 import UL4M4Imputer  # noqa: E402
+from ul4m4 import UL4M4Imputer, _kernels  # noqa: E402
 from ul4m4.missingness import independent_mask  # noqa: E402
 
 DIMS = {"text": 512, "image": 512, "audio": 768}
@@ -81,6 +88,7 @@ TARGET_LLOYD_RATIO = 1.5
 TARGET_LITERAL_SPEEDUP = 1000.0
 TARGET_BIG_PEAK_GB = 2.0
 ENV_VARS = (
+    "UL4M4_ISA",
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
     "OPENBLAS_NUM_THREADS",
@@ -164,6 +172,8 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "sklearn": sklearn.__version__,
         "ul4m4": getattr(ul4m4, "__version__", "?"),
+        "kernels_isa": _kernels.ISA,
+        "kernels_usable": list(_kernels.usable_variants()),
         "env": {v: os.environ[v] for v in ENV_VARS if v in os.environ},
         "threadpools": [],
     }
@@ -197,6 +207,8 @@ def print_machine(info: dict) -> None:
     print(f"  CPU: {info['cpu_model']}; os.cpu_count()={info['cpu_count']}, "
           f"usable={info['cpu_affinity']}")
     print(f"  numpy {info['numpy']}, scikit-learn {info['sklearn']}, ul4m4 {info['ul4m4']}")
+    print(f"  compiled kernels: {info['kernels_isa']} (usable here: "
+          f"{', '.join(info['kernels_usable'])}; {_kernels.ENV_VAR} or --isa forces one)")
     for pool in info["threadpools"]:
         name = Path(pool.get("filepath") or "?").name
         print(f"  {pool['user_api']}: {pool['internal_api']} {pool.get('version')} "
@@ -211,6 +223,46 @@ def print_machine(info: dict) -> None:
     if os.getloadavg()[0] > 0.5 * (info["cpu_affinity"] or 1):
         print("  note: other processes are using the CPU; absolute times are noisy, and the "
               "ratios are taken from interleaved runs (best of the repeats) to limit that")
+
+
+def blas_summary(info: dict) -> str:
+    """The BLAS libraries in use: name, version, kernel architecture and threads."""
+    pools = [pool for pool in info["threadpools"] if pool.get("user_api") == "blas"]
+    if not pools:
+        return "BLAS unknown (threadpoolctl missing)"
+    return "; ".join(f"{pool['internal_api']} {pool.get('version')} "
+                     f"{pool.get('architecture') or '-'} kernel, {pool['num_threads']} threads"
+                     for pool in pools)
+
+
+_GEMM_SECONDS: dict[int, float] = {}
+
+
+def gemm_seconds(n: int, repeats: int = 5) -> float:
+    """Best time of one float32 GEMM of the Lloyd shape, (n x 1792) @ (1792 x K)."""
+    if n not in _GEMM_SECONDS:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, sum(DIMS.values())), dtype=np.float32)
+        b = rng.standard_normal((K, a.shape[1]), dtype=np.float32)
+        out = np.empty((n, K), dtype=np.float32)
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.matmul(a, b.T, out=out)
+            best = min(best, time.perf_counter() - start)
+        _GEMM_SECONDS[n] = best
+    return _GEMM_SECONDS[n]
+
+
+def print_context(info: dict, n: int, results: dict | None = None) -> None:
+    """The line printed beside every table of ratios: what the figures were measured on."""
+    gemm = gemm_seconds(n)
+    print(f"  context: CPU {info['cpu_model']}; kernels {_kernels.ISA}; {blas_summary(info)}; "
+          f"one float32 GEMM {n:,} x {sum(DIMS.values())} @ {sum(DIMS.values())} x {K} alone: "
+          f"{fmt_time(gemm)}")
+    if results is not None:
+        results["gemm_s"] = gemm
+    sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------ synthetic data
@@ -414,6 +466,7 @@ def bench_lloyd(world: World, n: int, prof: dict, results: dict) -> dict:
     print(f"  same Lloyd problem (KMeans on z-scored, 1/sqrt(M d_m)-weighted data): labels agree "
           f"on {100 * out['label_agreement']:.2f}% of samples")
     print(f"  {load_note()}")
+    print_context(results["machine"], n, out)
     results.setdefault("lloyd", []).append(out)
     complete_model = best["ul4m4_missing", max_iter][2]
     return {"X": X, "labels": labels, "Xm": Xm, "rows": rows, "complete_model": complete_model}
@@ -488,6 +541,7 @@ def bench_transform(world: World, n: int, prof: dict, state: dict, Xt, results: 
     )
     print("  same fill = samples where the literal greedy and the engine pick the same centre "
           "for every missing modality")
+    print_context(results["machine"], n, out)
     results.setdefault("transform", []).append(out)
 
 
@@ -528,6 +582,7 @@ def bench_knn(n: int, prof: dict, state: dict, Xt, results: dict) -> None:
          ["UL4M4 (complete centres)", "see (a)", f"{n_rows:,}", fmt_time(per_ul),
           fmt_ratio(out["speedup"])]],
     )
+    print_context(results["machine"], n, out)
     results.setdefault("knn", []).append(out)
 
 
@@ -697,6 +752,7 @@ def bench_big(n: int, directory: Path, keep: bool, blas_threads: int | None,
     print(f"  inertia: minibatch / lloyd(max_iter={BIG['max_iter']}) = "
           f"{mini['inertia'] / r['inertia']:.4f}; fit time ratio lloyd / minibatch = "
           f"{fmt_ratio(r['fit_s'] / mini['fit_s'])}")
+    print_context(results["machine"], n)
     kib = 1024
     print(f"  transform(out_dir=...) of all {n:,} rows by the minibatch model: "
           f"{fmt_time(mini['transform_s'])}, wrote {fmt_gb(mini['transform_written_bytes'])}, "
@@ -782,6 +838,7 @@ def bench_minibatch(results: dict) -> None:
           fmt_ratio(base_s / t), str(it), str(c)] for a, b, i, t, it, c in synth_rows],
     )
     print(f"  {load_note()}")
+    print_context(results["machine"], n, out)
     results["minibatch"] = out
 
 
@@ -843,12 +900,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="print cProfile top entries of one fit and of transform, then exit")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers to this file")
+    parser.add_argument("--isa", choices=_kernels.VARIANTS, default=None,
+                        help=f"run under this variant of the compiled kernels (re-executes the "
+                             f"script with {_kernels.ENV_VAR} set; default: the best one)")
     parser.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.isa is not None:
+        rerun_under(args.isa, sys.argv[1:] if argv is None else argv)
     if args.child_memory is not None:
         child_memory(json.loads(args.child_memory))
         return
@@ -859,6 +921,19 @@ def main(argv=None) -> None:
         limits = threadpool_limits(args.blas_threads, user_api="blas")
     with limits:
         run(args)
+
+
+def rerun_under(isa: str, argv: list[str]) -> None:
+    """Re-execute this script with ``UL4M4_ISA=isa`` unless it already runs so.
+
+    The variant is chosen when :mod:`ul4m4` is first imported, so it cannot change
+    in a running process; child processes inherit the setting.
+    """
+    if os.environ.get(_kernels.ENV_VAR) == isa and _kernels.ISA == isa:
+        return
+    sys.stdout.flush()
+    env = {**os.environ, _kernels.ENV_VAR: isa}
+    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
 
 
 def run(args: argparse.Namespace) -> None:

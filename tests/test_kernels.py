@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,30 +11,48 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ul4m4._kernels import (
-    add_rows,
-    add_squared_deviations,
-    bounded_argmin,
-    partial_sq_dists_from_cross,
-)
 
 from ul4m4 import _kernels
 from ul4m4.data import RowOrderSums, map_modalities
 from ul4m4.distance import pairwise_exact_sq
 
 
-def test_the_kernels_are_the_compiled_extension():
-    assert _kernels.__file__.endswith((".so", ".pyd"))
+def _variant_param(isa):
+    usable = _kernels.is_built(isa) and _kernels.cpu_supports(isa)
+    reason = f"the {isa} kernels are not built or this CPU does not run them"
+    return pytest.param(isa, marks=pytest.mark.skipif(not usable, reason=reason))
+
+
+#: Every build variant; those this machine cannot run are skipped (importing one
+#: would stop the process with SIGILL).
+EACH_VARIANT = pytest.mark.parametrize("isa", [_variant_param(v) for v in _kernels.VARIANTS])
+
+
+def _variant(isa):
+    return _kernels.load_variant(isa)
+
+
+def test_the_kernels_are_the_compiled_extension_of_the_selected_variant():
+    forced = os.environ.get(_kernels.ENV_VAR, "").strip().lower()
+    assert _kernels.ISA == (forced if forced not in ("", "auto") else
+                            _kernels.usable_variants()[0])
+    compiled = _variant(_kernels.ISA)
+    assert compiled.__file__.endswith((".so", ".pyd"))
+    for name in ("add_rows", "add_squared_deviations", "partial_sq_dists_from_cross",
+                 "bounded_argmin"):
+        assert getattr(_kernels, name) is getattr(compiled, name)
 
 
 # ------------------------------------------------------------------------ sums
+@EACH_VARIANT
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(0, 25), d=st.integers(1, 9), k=st.integers(1, 5),
+    n=st.integers(0, 25), d=st.integers(1, 40), k=st.integers(1, 5),
     dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31),
     use_keep=st.booleans(),
 )
-def test_add_rows_equals_a_literal_loop(n, d, k, dtype, seed, use_keep):
+def test_add_rows_equals_a_literal_loop(isa, n, d, k, dtype, seed, use_keep):
+    kernels = _variant(isa)
     rng = np.random.default_rng(seed)
     block = (rng.standard_normal((n, d)) * 10.0 ** rng.integers(-4, 5, (n, 1))).astype(dtype)
     labels = rng.integers(0, k, n).astype(np.int64)
@@ -45,36 +64,43 @@ def test_add_rows_equals_a_literal_loop(n, d, k, dtype, seed, use_keep):
             for t in range(d):
                 expected[labels[i], t] = expected[labels[i], t] + float(block[i, t])
     got = running.copy()
-    add_rows(got, labels, block, keep.view(np.uint8) if use_keep else None)
+    kernels.add_rows(got, labels, block, keep.view(np.uint8) if use_keep else None)
     assert np.array_equal(got, expected)
 
 
-def test_add_rows_never_reads_skipped_rows():
+@EACH_VARIANT
+def test_add_rows_never_reads_skipped_rows(isa):
+    kernels = _variant(isa)
     block = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]])
     sums = np.zeros((1, 2))
-    add_rows(sums, np.zeros(3, dtype=np.int64), block, np.array([1, 0, 1], dtype=np.uint8))
+    keep = np.array([1, 0, 1], dtype=np.uint8)
+    kernels.add_rows(sums, np.zeros(3, dtype=np.int64), block, keep)
     assert sums.tolist() == [[4.0, 6.0]]
 
 
-def test_add_rows_rejects_bad_labels_and_shapes():
+@EACH_VARIANT
+def test_add_rows_rejects_bad_labels_and_shapes(isa):
+    kernels = _variant(isa)
     sums = np.zeros((2, 3))
     block = np.ones((4, 3))
     with pytest.raises(IndexError, match="label 2 of row 1"):
-        add_rows(sums, np.array([0, 2, 0, 0], dtype=np.int64), block)
+        kernels.add_rows(sums, np.array([0, 2, 0, 0], dtype=np.int64), block)
     with pytest.raises(IndexError, match="label -1 of row 0"):
-        add_rows(sums, np.array([-1, 0, 0, 0], dtype=np.int64), block)
+        kernels.add_rows(sums, np.array([-1, 0, 0, 0], dtype=np.int64), block)
     with pytest.raises(ValueError, match="same number of rows"):
-        add_rows(sums, np.zeros(3, dtype=np.int64), block)
+        kernels.add_rows(sums, np.zeros(3, dtype=np.int64), block)
     with pytest.raises(ValueError, match="same number of rows"):
-        add_rows(sums, np.zeros(4, dtype=np.int64), block, np.ones(2, dtype=np.uint8))
+        kernels.add_rows(sums, np.zeros(4, dtype=np.int64), block, np.ones(2, dtype=np.uint8))
     with pytest.raises(ValueError, match="sums has 3 columns, block has 2"):
-        add_rows(sums, np.zeros(4, dtype=np.int64), np.ones((4, 2)))
+        kernels.add_rows(sums, np.zeros(4, dtype=np.int64), np.ones((4, 2)))
 
 
+@EACH_VARIANT
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(0, 20), d=st.integers(1, 7), seed=st.integers(0, 2**31),
+@given(n=st.integers(0, 20), d=st.integers(1, 40), seed=st.integers(0, 2**31),
        dtype=st.sampled_from([np.float32, np.float64]))
-def test_add_squared_deviations_equals_numpy_in_row_order(n, d, seed, dtype):
+def test_add_squared_deviations_equals_numpy_in_row_order(isa, n, d, seed, dtype):
+    kernels = _variant(isa)
     rng = np.random.default_rng(seed)
     block = (rng.standard_normal((n, d)) * 100).astype(dtype)
     center = rng.standard_normal(d)
@@ -85,10 +111,10 @@ def test_add_squared_deviations_equals_numpy_in_row_order(n, d, seed, dtype):
         dev *= dev
         expected = expected + dev
     got = np.full(d, 0.5)
-    add_squared_deviations(got, block, center, keep.view(np.uint8))
+    kernels.add_squared_deviations(got, block, center, keep.view(np.uint8))
     assert np.array_equal(got, expected)
     with pytest.raises(ValueError, match=f"must have {d} entries"):
-        add_squared_deviations(np.zeros(d + 1), block, center)
+        kernels.add_squared_deviations(np.zeros(d + 1), block, center)
 
 
 # ------------------------------------------------------------------- distances
@@ -113,12 +139,14 @@ def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv
     return sq, err
 
 
+@EACH_VARIANT
 @settings(max_examples=40, deadline=None)
-@given(n_mod=st.integers(1, 4), n=st.integers(1, 9), k=st.integers(1, 6),
+@given(n_mod=st.integers(1, 4), n=st.integers(1, 9), k=st.integers(1, 20),
        seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float32, np.float64]),
        complete_centres=st.booleans())
-def test_partial_sq_dists_from_cross_equals_the_literal_formula(n_mod, n, k, seed, dtype,
+def test_partial_sq_dists_from_cross_equals_the_literal_formula(isa, n_mod, n, k, seed, dtype,
                                                                  complete_centres):
+    kernels = _variant(isa)
     rng = np.random.default_rng(seed)
     cross = rng.standard_normal((n_mod, n, k)).astype(dtype)
     row_norms = rng.random((n_mod, n)) * 3
@@ -127,7 +155,7 @@ def test_partial_sq_dists_from_cross_equals_the_literal_formula(n_mod, n, k, see
     center_has = (rng.random((k, n_mod)) < (1.0 if complete_centres else 0.7)).astype(np.uint8)
     inv_dims = 1.0 / rng.integers(1, 800, n_mod).astype(np.float64)
     sq, err = np.empty((n, k)), np.empty((n, k))
-    partial_sq_dists_from_cross(cross, row_norms, center_norms, row_has, center_has,
+    kernels.partial_sq_dists_from_cross(cross, row_norms, center_norms, row_has, center_has,
                                 inv_dims, 1e-5, sq, err)
     want_sq, want_err = _literal_from_cross(cross, row_norms, center_norms, row_has,
                                             center_has, inv_dims, 1e-5)
@@ -135,25 +163,29 @@ def test_partial_sq_dists_from_cross_equals_the_literal_formula(n_mod, n, k, see
     assert np.array_equal(err, want_err)
 
 
-def test_partial_sq_dists_from_cross_rejects_mismatched_shapes():
+@EACH_VARIANT
+def test_partial_sq_dists_from_cross_rejects_mismatched_shapes(isa):
+    kernels = _variant(isa)
     cross = np.zeros((2, 3, 4))
     args = [np.zeros((2, 3)), np.zeros((2, 4)), np.ones((3, 2), np.uint8),
             np.ones((4, 2), np.uint8), np.ones(2)]
     out = [np.empty((3, 4)), np.empty((3, 4))]
-    partial_sq_dists_from_cross(cross, *args, 1.0, *out)
+    kernels.partial_sq_dists_from_cross(cross, *args, 1.0, *out)
     with pytest.raises(ValueError, match="row_norms must be"):
-        partial_sq_dists_from_cross(cross, np.zeros((2, 2)), *args[1:], 1.0, *out)
+        kernels.partial_sq_dists_from_cross(cross, np.zeros((2, 2)), *args[1:], 1.0, *out)
     with pytest.raises(ValueError, match="row_has must be"):
-        partial_sq_dists_from_cross(cross, *args[:2], np.ones((3, 1), np.uint8), *args[3:],
+        kernels.partial_sq_dists_from_cross(cross, *args[:2], np.ones((3, 1), np.uint8), *args[3:],
                                     1.0, *out)
     with pytest.raises(ValueError, match="sq and err must be"):
-        partial_sq_dists_from_cross(cross, *args, 1.0, np.empty((3, 3)), out[1])
+        kernels.partial_sq_dists_from_cross(cross, *args, 1.0, np.empty((3, 3)), out[1])
 
 
+@EACH_VARIANT
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 12), k=st.integers(1, 6), seed=st.integers(0, 2**31),
+@given(n=st.integers(1, 12), k=st.integers(1, 40), seed=st.integers(0, 2**31),
        ties=st.booleans())
-def test_bounded_argmin_equals_numpy_argmin_and_the_contender_rule(n, k, seed, ties):
+def test_bounded_argmin_equals_numpy_argmin_and_the_contender_rule(isa, n, k, seed, ties):
+    kernels = _variant(isa)
     rng = np.random.default_rng(seed)
     # Small integers make exact ties and contenders frequent.
     sq = rng.integers(0, 4, (n, k)).astype(np.float64) if ties else rng.random((n, k))
@@ -161,7 +193,7 @@ def test_bounded_argmin_equals_numpy_argmin_and_the_contender_rule(n, k, seed, t
     err = np.where(np.isfinite(sq), rng.random((n, k)) * 0.3, 0.0)
     labels, best = np.empty(n, np.int64), np.empty(n)
     flags = np.empty(n, np.uint8)
-    bounded_argmin(sq, err, labels, best, flags)
+    kernels.bounded_argmin(sq, err, labels, best, flags)
     want = np.argmin(sq, axis=1)
     rows = np.arange(n)
     assert np.array_equal(labels, want)
@@ -171,13 +203,15 @@ def test_bounded_argmin_equals_numpy_argmin_and_the_contender_rule(n, k, seed, t
     assert np.array_equal(flags.astype(bool), (contenders > 1) & np.isfinite(sq[rows, want]))
 
 
-def test_bounded_argmin_rejects_mismatched_outputs():
+@EACH_VARIANT
+def test_bounded_argmin_rejects_mismatched_outputs(isa):
+    kernels = _variant(isa)
     sq = np.zeros((3, 2))
     with pytest.raises(ValueError, match="same shape"):
-        bounded_argmin(sq, np.zeros((3, 3)), np.empty(3, np.int64), np.empty(3),
+        kernels.bounded_argmin(sq, np.zeros((3, 3)), np.empty(3, np.int64), np.empty(3),
                        np.empty(3, np.uint8))
     with pytest.raises(ValueError, match="one entry per row"):
-        bounded_argmin(sq, sq, np.empty(2, np.int64), np.empty(3), np.empty(3, np.uint8))
+        kernels.bounded_argmin(sq, sq, np.empty(2, np.int64), np.empty(3), np.empty(3, np.uint8))
 
 
 @pytest.mark.parametrize(("k", "d"), [(1, 3), (7, 5), (64, 40), (130, 9)])
@@ -187,6 +221,60 @@ def test_pairwise_exact_sq_of_a_set_with_itself_is_the_per_pair_sum(k, d):
     assert np.array_equal(pairwise_exact_sq(a), literal)
     assert np.array_equal(pairwise_exact_sq(a, a), literal)
     assert np.all(np.diag(pairwise_exact_sq(a)) == 0)
+
+
+# ------------------------------------------------------ variants on long rows
+def _bits(array):
+    """The bytes of ``array``: NaN payloads and signed zeros count."""
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _awkward(rng, shape, dtype):
+    """Values over many magnitudes, with subnormals, signed zeros, infinities and NaN."""
+    values = rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, shape)
+    special = rng.random(shape)
+    values[special < 0.02] = 5e-324
+    values[(special >= 0.02) & (special < 0.04)] = -0.0
+    values[(special >= 0.04) & (special < 0.05)] = np.inf
+    values[(special >= 0.05) & (special < 0.06)] = np.nan
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def _all_kernel_outputs(kernels, seed, d, k, dtype):
+    rng = np.random.default_rng(seed)
+    n, n_mod = 37, 3
+    block = _awkward(rng, (n, d), dtype)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    keep = (rng.random(n) < 0.7).astype(np.uint8)
+    sums = _awkward(rng, (k, d), np.float64)
+    kernels.add_rows(sums, labels, block, keep)
+    dev = _awkward(rng, d, np.float64)
+    with np.errstate(invalid="ignore"):
+        kernels.add_squared_deviations(dev, block, np.abs(_awkward(rng, d, np.float64)))
+    cross = _awkward(rng, (n_mod, n, k), dtype)
+    norms = [np.abs(_awkward(rng, shape, np.float64)) for shape in ((n_mod, n), (n_mod, k))]
+    center_has = (rng.random((k, n_mod)) < 0.8).astype(np.uint8)
+    center_has[:, 0] = 1  # one complete modality: the loop without the per-centre test
+    sq, err = np.empty((n, k)), np.empty((n, k))
+    kernels.partial_sq_dists_from_cross(cross, *norms, (rng.random((n, n_mod)) < 0.7)
+                                        .astype(np.uint8), center_has,
+                                        1.0 / np.array([7.0, 512.0, 768.0]), 1e-5, sq, err)
+    out = [np.empty(n, np.int64), np.empty(n), np.empty(n, np.uint8)]
+    kernels.bounded_argmin(sq, err, *out)
+    return [sums, dev, sq, err, *out]
+
+
+@EACH_VARIANT
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_variant_gives_the_baseline_bits_on_vector_wide_rows(isa, dtype):
+    """Row and centre counts around every vector width, tails included, and odd values."""
+    for seed, (d, k) in enumerate([(1, 1), (7, 3), (8, 8), (9, 16), (15, 17), (16, 31),
+                                   (17, 33), (33, 64), (64, 65), (100, 130), (513, 7)]):
+        want = _all_kernel_outputs(_variant("baseline"), seed, d, k, dtype)
+        got = _all_kernel_outputs(_variant(isa), seed, d, k, dtype)
+        for a, b in zip(got, want, strict=True):
+            assert _bits(a) == _bits(b), (isa, d, k)
 
 
 # --------------------------------------------------------- ordered accumulation

@@ -1,18 +1,20 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Compiled kernels of the engine's hot loops; each one pass over its arrays, without the GIL.
-
-* Group sums (:func:`add_rows`, :func:`add_squared_deviations`) add rows one after
-  the other, in row order: every group's total is its running value plus its rows
-  in increasing row order, so a sum over a data set does not depend on how the
-  rows were chunked.
-* The partial distance from per-modality GEMMs (:func:`partial_sq_dists_from_cross`)
-  and its bounded argmin (:func:`bounded_argmin`) replace a dozen NumPy passes
-  over (B, k) float64 temporaries by one pass that writes each output once.
-
-The module is compiled with floating-point contraction off and float32 inputs are
-widened exactly, so the sums are the bits of the same additions done in NumPy.
-The loops release the GIL: a thread can add one chunk while others compute the next.
-"""
+# The kernels' one implementation, included by every build variant
+# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx).
+#
+# * Group sums (add_rows, add_squared_deviations) add rows one after the other,
+#   in row order: every group's total is its running value plus its rows in
+#   increasing row order, so a sum over a data set does not depend on how the
+#   rows were chunked.
+# * The partial distance from per-modality GEMMs (partial_sq_dists_from_cross)
+#   and its bounded argmin (bounded_argmin) replace a dozen NumPy passes over
+#   (B, k) float64 temporaries by one pass that writes each output once.
+#
+# Every variant is compiled with floating-point contraction off and without
+# fast-math, and float32 inputs are widened exactly, so the sums are the bits of
+# the same additions done in NumPy. Vector lanes run across features or centres
+# only (elementwise), never across the rows of a sum, so every variant gives the
+# same bits. The loops release the GIL: a thread can add one chunk while others
+# compute the next.
 
 from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
