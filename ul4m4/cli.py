@@ -1,4 +1,4 @@
-"""Command line: ``ul4m4 benchmark ...`` and ``ul4m4 experiment ...`` (also ``python -m ul4m4``).
+"""Command line: ``ul4m4 fit``, ``impute``, ``benchmark`` and ``experiment`` (or ``python -m ul4m4``).
 
 Errors in the command line or the data set end the program with status 2 and a
 single line on stderr, without a traceback.
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .files_cli import FilesError, add_fit_parser, add_impute_parser, run_fit, run_impute
 
 __all__ = ["build_parser", "main"]
 
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="do not print the summary table to stdout"
     )
     _add_experiment_parser(sub)
+    add_fit_parser(sub)
+    add_impute_parser(sub)
     return parser
 
 
@@ -579,10 +582,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _benchmark(args, ["ul4m4", *argv])
         if args.command == "experiment":
             return _experiment(args, ["ul4m4", *argv])
+        if args.command == "fit":
+            return run_fit(args)
+        if args.command == "impute":
+            return run_impute(args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (BenchmarkError, DatasetError, ExperimentError) as exc:
+    except (BenchmarkError, DatasetError, ExperimentError, FilesError) as exc:
         print(f"ul4m4: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
