@@ -75,9 +75,11 @@ _EXPERIMENT_HELP = """\
 End-to-end experiment on a multimodal data set: encode the raw items with frozen
 encoders (cached), remove modalities (a named configuration or shares of missing
 slots), impute with each method fitted on the training split only, train the
-attention fusion model (SPEC §5 settings of the data set), choose its checkpoint on
-validation and score it on test. Every result row records the seconds spent in each
-stage (encode, mask, impute, train, evaluate).
+attention fusion model with the settings the paper's reference experiments use for
+that data set (model width, attention heads and layers, optimiser, learning rate,
+batch size, epochs; --epochs, --batch-size and --lr change them), choose its
+checkpoint on validation and score it on test. Every result row records the seconds
+spent in each stage (encode, mask, impute, train, evaluate).
 
 methods: ul4m4 (greedy completion; the reference one-step clustering under
 --protocol paper), ul4m4-soft, ul4m4-auto, mean, knn (imputers), mask-aware (the
