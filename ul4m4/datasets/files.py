@@ -49,9 +49,11 @@ ProgressCallback = Callable[[str, int, "int | None"], None]
 _SUFFIXES = (".npy", ".parquet", ".csv")
 _IGNORED_STEMS = ("labels",)
 #: Bytes of float64 cells per parquet / csv batch (and per scan of a memory map).
-TABLE_BATCH_BYTES = 16 * 2**20
+TABLE_BATCH_BYTES = 4 * 2**20
 #: A version-1.0 .npy header of a 2-D array always fits 128 bytes (it is padded to 64).
 _NPY_HEADER_BYTES = 128
+#: Read buffer of a parquet column chunk (its pages are then decoded as they stream in).
+_PARQUET_BUFFER = 2**20
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,8 @@ def _parquet_file(path: Path) -> Any:
         raise ImportError(f"{path}: reading .parquet files needs pyarrow (pip install "
                           "pyarrow pandas)") from exc
     try:
-        return pq.ParquetFile(path)
+        # No pre-buffering: it reads several row groups ahead (three times the memory).
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
     except Exception as exc:  # pyarrow raises its own types (ArrowInvalid, ...)
         raise ValueError(f"{path}: cannot be read as a parquet table ({exc})") from exc
 
@@ -240,7 +243,7 @@ def _convert_table(path: Path, target: Path, progress: ProgressCallback | None) 
         out.write(b"\0" * _NPY_HEADER_BYTES)
         for block in batches:
             width = block.shape[1] if width is None else width
-            out.write(np.ascontiguousarray(block, dtype="<f8").tobytes())
+            out.write(np.ascontiguousarray(block, dtype="<f8"))
             rows += block.shape[0]
             if progress is not None:
                 progress(path.name, rows, total)
@@ -262,7 +265,9 @@ def _write_npy_header(out: Any, shape: tuple[int, int]) -> None:
 
 def _parquet_batches(path: Path) -> Iterator[np.ndarray]:
     parquet = _parquet_file(path)
-    batches = parquet.iter_batches(batch_size=_batch_rows(len(parquet.schema_arrow.names)))
+    # One thread: parallel column decoding holds several batches' buffers at once.
+    batches = parquet.iter_batches(batch_size=_batch_rows(len(parquet.schema_arrow.names)),
+                                   use_threads=False)
     start = 0
     for batch in _reading(batches, path, "a parquet table", Exception):
         yield _numeric_block(batch.to_pandas(), path, start)
