@@ -160,7 +160,7 @@ def test_impute_summary(data_dir, fitted, tmp_path, capsys):
     text = capsys.readouterr().out
     filled = sum(count_missing_rows(a) for a in _read_inputs(data_dir).values())
     assert f"wrote {filled:,} filled rows; audio.npy, image.npy, text.npy in {out}" in text
-    assert f"model: {fitted}; k = 4" in text
+    assert f"model: {fitted}\nk = 4;" in text
 
 
 def test_labels_file_is_ignored(data_dir, fitted, tmp_path):

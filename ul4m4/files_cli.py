@@ -62,9 +62,9 @@ copied batch by batch to temporary .npy files next to --out, deleted at the end.
 
 _FIT_EPILOG = """\
 --param sets any UL4M4Imputer parameter; values are read as JSON where possible,
-else as text: n_clusters=16, n_clusters=auto, completion=auto, dtype=float64,
-k_grid=[4,8,16], algorithm=minibatch, max_iter=50, random_state=null (the command
-line's default seed is 0, so the same command gives the same model).
+else as text: n_clusters=16, n_clusters=auto, 'k_grid=[4,8,16]' (quoted for the
+shell), completion=auto, dtype=float64, algorithm=minibatch, max_iter=50,
+random_state=null (the default seed here is 0: the same command, the same model).
 
 example:
   ul4m4 fit data/ --out model.ul4m4 --param n_clusters=auto completion=auto
@@ -402,7 +402,8 @@ def impute_summary(imputer: UL4M4Imputer, stats: Sequence[ModalityStats],
     lines = [
         f"ul4m4 impute: {len(stats)} modalities x {stats[0].rows:,} samples from {args.data}",
         *_stats_table(stats, "filled"),
-        f"model: {args.model}; {_model_line(imputer)}",
+        f"model: {args.model}",
+        _model_line(imputer),
         *_completion_lines(imputer),
         f"wrote {filled:,} filled rows; {', '.join(s.name + '.npy' for s in stats)} "
         f"in {args.out}",
