@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ul4m4 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    add_fit_parser(sub)
+    add_impute_parser(sub)
     bench = sub.add_parser(
         "benchmark",
         help="compare imputation methods under simulated missing modalities",
@@ -314,8 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="do not print the summary table to stdout"
     )
     _add_experiment_parser(sub)
-    add_fit_parser(sub)
-    add_impute_parser(sub)
     return parser
 
 

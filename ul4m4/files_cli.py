@@ -34,14 +34,20 @@ from .imputer import UL4M4Imputer
 from .persistence import ModelFileError
 
 __all__ = [
+    "DEFAULT_RANDOM_STATE",
     "FilesError",
+    "ModalityStats",
     "Progress",
     "add_fit_parser",
     "add_impute_parser",
+    "fit_summary",
+    "impute_summary",
     "imputer_params",
+    "modality_stats",
     "parse_param",
     "run_fit",
     "run_impute",
+    "user_errors",
 ]
 
 #: The command line's seed when ``--param random_state=...`` is not given.
