@@ -99,7 +99,7 @@ def test_no_modality_files(tmp_path):
 
 def test_missing_labels(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((3, 2)))
-    with pytest.raises(FileNotFoundError, match=r"labels\.npy.*require_labels=False"):
+    with pytest.raises(FileNotFoundError, match=r"labels\.npy.*ul4m4 fit.*require_labels=False"):
         load_folder(tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``ul4m4 benchmark ...`` and ``ul4m4 experiment ...`` (also ``python -m ul4m4``).
+"""Command line: ``ul4m4 fit``, ``impute``, ``benchmark`` and ``experiment`` (or ``python -m ul4m4``).
 
 Errors in the command line or the data set end the program with status 2 and a
 single line on stderr, without a traceback.
@@ -31,6 +31,7 @@ from .experiments.deep import (
 from .experiments.deep_encoders import parse_encoder_specs
 from .experiments.deep_report import deep_main_table, stage_table, write_deep_outputs
 from .experiments.report import main_table, realised_shares, summarise, write_outputs
+from .files_cli import FilesError, add_fit_parser, add_impute_parser, run_fit, run_impute
 
 __all__ = ["build_parser", "main"]
 
@@ -87,9 +88,11 @@ _EXPERIMENT_HELP = """\
 End-to-end experiment on a multimodal data set: encode the raw items with frozen
 encoders (cached), remove modalities (a named configuration or shares of missing
 slots), impute with each method fitted on the training split only, train the
-attention fusion model (SPEC §5 settings of the data set), choose its checkpoint on
-validation and score it on test. Every result row records the seconds spent in each
-stage (encode, mask, impute, train, evaluate).
+attention fusion model with the settings the paper's reference experiments use for
+that data set (model width, attention heads and layers, optimiser, learning rate,
+batch size, epochs; --epochs, --batch-size and --lr change them), choose its
+checkpoint on validation and score it on test. Every result row records the seconds
+spent in each stage (encode, mask, impute, train, evaluate).
 
 methods: ul4m4 (greedy completion; the reference one-step clustering under
 --protocol paper), ul4m4-soft, ul4m4-auto, mean, knn (imputers), mask-aware (the
@@ -212,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ul4m4 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    add_fit_parser(sub)
+    add_impute_parser(sub)
     bench = sub.add_parser(
         "benchmark",
         help="compare imputation methods under simulated missing modalities",
@@ -573,10 +578,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _benchmark(args, ["ul4m4", *argv])
         if args.command == "experiment":
             return _experiment(args, ["ul4m4", *argv])
+        if args.command == "fit":
+            return run_fit(args)
+        if args.command == "impute":
+            return run_impute(args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (BenchmarkError, DatasetError, ExperimentError) as exc:
+    except (BenchmarkError, DatasetError, ExperimentError, FilesError) as exc:
         print(f"ul4m4: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

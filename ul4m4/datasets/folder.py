@@ -247,8 +247,10 @@ def load_folder(
     if label_file is None:
         if require_labels:
             raise FileNotFoundError(
-                f"{folder}: no {labels}.npy or {labels}.parquet (pass require_labels=False "
-                "to load unlabelled data)"
+                f"{folder}: no {labels}.npy or {labels}.parquet with the class labels of the "
+                "samples; add one to score a benchmark, or to fill in unlabelled files use "
+                "`ul4m4 fit` and `ul4m4 impute` on the command line (from Python: "
+                "load_folder(path, require_labels=False))"
             )
     elif label_file.suffix == ".npy":
         y = _as_labels(label_file, _read_npy(label_file, False))
