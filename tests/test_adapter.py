@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import inspect
 import pickle
 
 import numpy as np
@@ -368,3 +369,14 @@ EXPECTED_FAILED_CHECKS = {
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_parameters_match_the_inner_imputer():
+    """Every UL4M4Imputer parameter, with its default, is a ModalityImputer parameter too,
+    so the adapter cannot drift from the estimator it wraps."""
+    inner = inspect.signature(UL4M4Imputer.__init__).parameters
+    outer = inspect.signature(ModalityImputer.__init__).parameters
+    assert set(outer) - set(inner) == {"modalities"}
+    for name, parameter in inner.items():
+        assert outer[name].default == parameter.default, name
+        assert outer[name].kind == parameter.kind, name

@@ -41,7 +41,7 @@ def random_init(view, k: int, rng: np.random.RandomState, engine: Engine) -> Cen
     return seed_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)), engine)
 
 
-def gather_view(view, rows: np.ndarray, engine: Engine, names: list[str]):
+def gather_view(view, rows: np.ndarray, engine: Engine):
     """The z-scored ``rows`` of ``view`` gathered into this process, as a view of ``engine.host``.
 
     Identity statistics (mean 0, scale 1) leave every value unchanged, so the
@@ -49,8 +49,8 @@ def gather_view(view, rows: np.ndarray, engine: Engine, names: list[str]):
     """
     blocks, mask = engine.take(view, rows)
     identity = [np.zeros(b.shape[1]) for b in blocks], [np.ones(b.shape[1]) for b in blocks]
-    return engine.host.view(Multimodal(list(names), blocks, mask), *identity, view.dtype,
-                            view.chunk_rows, getattr(view, "n_threads", 1),
+    return engine.host.view(Multimodal(list(view.data.names), blocks, mask), *identity,
+                            view.dtype, view.chunk_rows, view.n_threads,
                             cache_bytes=np.iinfo(np.int64).max)
 
 

@@ -246,6 +246,10 @@ class ChunkedEngine:
         """Host copies of some rows of native blocks, for the float64 recheck."""
         raise NotImplementedError
 
+    def host_blocks(self, blocks: Any) -> list[np.ndarray]:
+        """Host arrays of whole native blocks."""
+        raise NotImplementedError
+
     def native_rows(self, view: Any, rows: np.ndarray) -> Any:
         """Native z-scored blocks of some rows."""
         raise NotImplementedError
@@ -354,7 +358,7 @@ class ChunkedEngine:
         mask = view.mask[rows]
         labels, best = self.nearest(view, None, blocks, mask,
                                     self.native_centers(centers, view), centers, gamma)
-        return labels, best, self.host_rows(blocks, np.arange(rows.size)), mask
+        return labels, best, self.host_blocks(blocks), mask
 
     def candidate_scores(self, view: Any, rows: np.ndarray, terms: Any, gamma: float):
         blocks = self.native_rows(view, rows)

@@ -421,7 +421,7 @@ class UL4M4Imputer(BaseEstimator):
 
 
 def _output_order(X: Any, fitted: list[str]) -> list[str]:
-    if isinstance(X, dict) or hasattr(X, "keys"):
+    if isinstance(X, Mapping):
         return [str(k) for k in X.keys()]
     return list(fitted)
 

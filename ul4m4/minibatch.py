@@ -64,7 +64,7 @@ class _Progress:
         return self.stale >= MAX_NO_IMPROVEMENT
 
 
-def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine, names):
+def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine):
     """An in-memory view of ``size`` distinct random rows of ``view``, for seeding.
 
     k-means++ needs a pass over its data per centre; on a random sample of a few
@@ -73,7 +73,7 @@ def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine, 
     once (O(size * d) memory), as a view of ``engine.host``.
     """
     rows = np.sort(rng.choice(view.n_samples, size=size, replace=False))
-    return gather_view(view, rows, engine, names)
+    return gather_view(view, rows, engine)
 
 
 def _apply_batch(

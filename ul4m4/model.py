@@ -239,7 +239,7 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
     seeding, seeding_engine = view, engine
     if settings.init == "k-means++":
         size = min(view.n_samples, max(3 * batch, 3 * k))
-        seeding = seeding_sample(view, size, rng, engine, data.names)
+        seeding = seeding_sample(view, size, rng, engine)
         seeding_engine = engine.host
     centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
@@ -260,7 +260,7 @@ def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings:
         rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
         if n > limit:
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
-        sample = gather_view(view, rows, engine, data.names)
+        sample = gather_view(view, rows, engine)
         return kmeans_plusplus(sample, k, rng, gamma, engine.host)[0]
     return _explicit_centers(view, data, k, settings, engine)
 

@@ -37,7 +37,7 @@ from .model import FittedModel, Member, RunInfo
 from .plan import CompletionPlan
 from .rules import COMPLETION_RULES
 from .selection import Selection
-from .settings import resolve_settings
+from .settings import PARAMETER_CONSTRAINTS, resolve_settings
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
@@ -46,12 +46,8 @@ FORMAT_VERSION = 1
 _META = "meta.json"
 _MAX_META_BYTES = 16 * 2**20
 _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
-_PARAMS = (
-    "n_clusters", "max_iter", "tol", "random_state", "dtype", "batch_size",
-    "reference_one_step", "verbose", "empty", "completion", "temperature", "n_init",
-    "k_grid", "selection_fraction", "shrinkage", "n_jobs", "algorithm", "backend", "device",
-    "n_ensemble",
-)
+#: Parameters stored as JSON: all but explicit initial centres, which the model does not need.
+_PARAMS = tuple(name for name in PARAMETER_CONSTRAINTS if name != "init")
 
 
 class ModelFileError(ValueError):

@@ -437,6 +437,9 @@ class TorchEngine(ChunkedEngine):
         index = torch.from_numpy(rows).to(blocks[0].device)
         return [_host(b[index]) for b in blocks]
 
+    def host_blocks(self, blocks: list[torch.Tensor]) -> list[np.ndarray]:
+        return [_host(b) for b in blocks]
+
     def native_rows(self, view: TorchView, rows: np.ndarray) -> list[torch.Tensor]:
         return view.device_rows(rows)
 

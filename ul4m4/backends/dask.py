@@ -203,6 +203,12 @@ def _offsets(array: da.Array) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(array.chunks[0])]).astype(np.int64)
 
 
+def _mask_blocks(data: Multimodal) -> list[np.ndarray]:
+    """The host availability mask cut at the row blocks of ``data``'s arrays."""
+    offsets = _offsets(data.arrays[0])
+    return [data.mask[offsets[i]:offsets[i + 1]] for i in range(offsets.size - 1)]
+
+
 # ------------------------------------------------------------ block tasks
 def _scan_task(blocks: list[np.ndarray]):
     found = [scan_block(np.asarray(b)) for b in blocks]
@@ -271,6 +277,13 @@ def _farthest_task(prepared: _Prepared, labels: np.ndarray, centers: Centers, n:
     return _NUMPY.farthest(prepared.view, centers, labels[prepared.kept], n)
 
 
+def _seed_task(prepared: _Prepared, seed: Centers, gamma: float) -> np.ndarray:
+    out = np.full(prepared.n_rows, np.inf)
+    if prepared.kept.size:
+        out[prepared.kept] = _NUMPY.seed_distances(prepared.view, seed, gamma)
+    return out
+
+
 def _take_task(prepared: _Prepared, local: np.ndarray):
     return prepared.view.rows(np.searchsorted(prepared.kept, local))
 
@@ -311,17 +324,13 @@ class DaskView:
     def offsets(self) -> np.ndarray:
         return _offsets(self.data.arrays[0])
 
-    def mask_blocks(self) -> list[np.ndarray]:
-        offsets = self.offsets
-        return [self.mask[offsets[i]:offsets[i + 1]] for i in range(offsets.size - 1)]
-
     def prepared(self) -> list[Delayed]:
         """Per block, the z-scored samples, persisted on the workers (made once)."""
         if self._prepared is None:
             parts = [
                 delayed(_prepare_task)(blocks, mask, self.data.names, self.mean, self.scale,
                                        self.dtype, self.chunk_rows)
-                for blocks, mask in zip(_blocks(self.data.arrays), self.mask_blocks(),
+                for blocks, mask in zip(_blocks(self.data.arrays), _mask_blocks(self.data),
                                         strict=True)
             ]
             self._prepared = list(dask.persist(*parts))
@@ -411,7 +420,7 @@ class DaskEngine:
         tasks = [
             delayed(_apply_task)(blocks, mask, data.names, view.mean, view.scale, view.dtype,
                                  view.chunk_rows, fn, int(offsets[i]))
-            for i, (blocks, mask) in enumerate(zip(_blocks(data.arrays), view.mask_blocks(),
+            for i, (blocks, mask) in enumerate(zip(_blocks(data.arrays), _mask_blocks(data),
                                                    strict=True))
         ]
         first = dask.compute(tasks[0])[0]
@@ -420,12 +429,12 @@ class DaskEngine:
 
     # reductions
     def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int):
-        masks = DaskView(data, [], [], np.dtype(np.float64), chunk_rows).mask_blocks()
+        masks = _mask_blocks(data)
         blocks = _blocks(data.arrays)
         sums = [delayed(_sums_task)(b, m) for b, m in zip(blocks, masks, strict=True)]
         totals, counts = dask.compute(_tree_sum(sums))[0]
+        # Overflowing means give non-finite scales, which check_magnitudes reports.
         means = [s[0] / c for s, c in zip(totals, counts, strict=True)]
-        check_finite_statistics(data.names, means, means)
         shared = _broadcast(means, "means")
         squares = [delayed(_squares_task)(b, m, shared) for b, m in zip(blocks, masks,
                                                                        strict=True)]
@@ -477,9 +486,9 @@ class DaskEngine:
         return step
 
     def seed_distances(self, view: DaskView, seed: Centers, gamma: float) -> np.ndarray:
-        blocks, mask = self.take(view, np.arange(view.n_samples))
-        local = gather_local(view, blocks, mask)
-        return _NUMPY.seed_distances(local, seed, gamma)
+        shared = _broadcast(seed, "seed")
+        parts = [delayed(_seed_task)(chunk, shared, gamma) for chunk in view.prepared()]
+        return np.concatenate(dask.compute(*parts))
 
     def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:
         shared = _broadcast(centers, "centers")

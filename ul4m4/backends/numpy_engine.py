@@ -70,9 +70,10 @@ class NumpyEngine(ChunkedEngine):
         return exact_rows, exact_pairs
 
     def host_rows(self, blocks, rows: np.ndarray) -> list[np.ndarray]:
-        if rows.size == blocks[0].shape[0] and np.array_equal(rows, np.arange(rows.size)):
-            return list(blocks)
         return [b[rows] for b in blocks]
+
+    def host_blocks(self, blocks) -> list[np.ndarray]:
+        return list(blocks)
 
     def native_rows(self, view: Standardized, rows: np.ndarray) -> list[np.ndarray]:
         return view.rows(rows)[0]

@@ -25,13 +25,14 @@ the scratch folder and deletes it when done.
 from __future__ import annotations
 
 import os
-import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .folder import read_npy
 
 __all__ = [
     "ModalityFile",
@@ -202,17 +203,7 @@ def _check_same_rows(rows: dict[str, int]) -> None:
 
 
 def _open_npy(path: Path) -> np.ndarray:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    # A damaged header makes numpy's parser raise SyntaxError or tokenize.TokenError.
-    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
-        raise ValueError(
-            f"{path}: cannot be read as a .npy array of numbers ({exc}); save it with "
-            "numpy.save from a numeric (not object) array"
-        ) from exc
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise ValueError(f"{path}: is an .npz archive, not a .npy array; save it with numpy.save")
+    array = read_npy(path, mmap=True)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{path}: dtype {array.dtype} is not numeric")
     if array.ndim != 2 or 0 in array.shape:

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._utils.text import format_rows
 
-__all__ = ["load_folder"]
+__all__ = ["load_folder", "read_npy"]
 
 _EXTENSIONS = (".npy", ".parquet")
 #: Rows examined at a time when scanning for NaN / inf (bounded memory for memmaps).
@@ -56,7 +56,9 @@ def _discover(folder: Path) -> dict[str, Path]:
     return {stem: files[0] for stem, files in found.items()}
 
 
-def _read_npy(path: Path, mmap: bool) -> np.ndarray:
+def read_npy(path: Path, mmap: bool) -> np.ndarray:
+    """A ``.npy`` file as an array (a read-only memory map with ``mmap``); clear errors for
+    damaged files and ``.npz`` archives, and never unpickles."""
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     # A damaged header makes numpy's parser raise SyntaxError or tokenize.TokenError.
@@ -240,7 +242,7 @@ def load_folder(
     X: dict[str, np.ndarray] = {}
     for name in names:
         file = files[name]
-        raw = _read_npy(file, mmap) if file.suffix == ".npy" else _read_parquet(file, numeric=True)
+        raw = read_npy(file, mmap) if file.suffix == ".npy" else _read_parquet(file, numeric=True)
         X[name] = _as_modality(file, raw)
 
     y: Any = None
@@ -253,7 +255,7 @@ def load_folder(
                 "load_folder(path, require_labels=False))"
             )
     elif label_file.suffix == ".npy":
-        y = _as_labels(label_file, _read_npy(label_file, False))
+        y = _as_labels(label_file, read_npy(label_file, False))
     else:
         y = _as_labels(label_file, _read_parquet(label_file, numeric=False))
 
