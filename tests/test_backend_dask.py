@@ -12,6 +12,8 @@ da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
+from _parity import PARITY, assert_parity, parity_data  # noqa: E402
+
 import ul4m4.backends.dask as dask_backend  # noqa: E402
 import ul4m4.cluster  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
@@ -326,3 +328,13 @@ def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
     assert filled["audio"].dtype == np.float64
     for n, a in reference.transform(X).items():
         assert np.array_equal(filled[n], a)
+
+
+@pytest.mark.parametrize("case", sorted(PARITY))
+def test_every_option_runs_on_a_two_process_cluster_with_numpy_results(client, case):
+    X, new = parity_data(240, 0), parity_data(60, 1)
+    params = {**PARITY[case], "dtype": np.float64}
+    reference = UL4M4Imputer(**params).fit(X)
+    ours = UL4M4Imputer(**params, backend="dask").fit(chunked(X, 70))
+    (got,) = dask.compute(ours.transform(chunked(new, 25)))
+    assert_parity(ours, reference, got, reference.transform(new), tol=1e-6)

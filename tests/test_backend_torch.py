@@ -21,6 +21,8 @@ from strategies import multimodal
 
 torch = pytest.importorskip("torch")
 
+from _parity import PARITY, assert_parity, parity_data  # noqa: E402
+
 from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.backends import NumpyEngine, get_engine  # noqa: E402
 from ul4m4.backends import _torch as tb  # noqa: E402
@@ -293,3 +295,16 @@ def test_cuda_scatter_sums_bitwise():
     got = tb._scatter_member_sums(torch.from_numpy(running).cuda(), labels,
                                   torch.from_numpy(block).cuda())
     assert got.cpu().numpy().tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("case", sorted(PARITY))
+def test_every_option_runs_on_torch_with_numpy_results(case):
+    """Tensors in, torch engine throughout (no NumPy fallback): the NumPy backend's model."""
+    X, new = parity_data(240, 0), parity_data(60, 1)
+    params = {**PARITY[case], "dtype": np.float64}
+    reference = UL4M4Imputer(**params).fit(X)
+    ours = UL4M4Imputer(**params, backend="torch").fit(
+        {n: torch.from_numpy(a) for n, a in X.items()})
+    got = ours.transform({n: torch.from_numpy(a) for n, a in new.items()})
+    assert all(isinstance(v, torch.Tensor) for v in got.values())
+    assert_parity(ours, reference, got, reference.transform(new), tol=1e-9)

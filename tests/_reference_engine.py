@@ -1,0 +1,137 @@
+"""A plain reference engine written against the protocol of ``ul4m4/engine.py`` only.
+
+Every distance is the float64 definition (no GEMM, no rounding bound: nothing to
+recheck), member sums are added one row at a time in row order, and the whole data
+set is one chunk. It uses only the bottom layer (validation, statistics, the
+float64 distance definition); it shares no code with the NumPy engine's kernels.
+That the drivers give the NumPy engine's results on it is the proof that a new
+backend needs the protocol and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ul4m4.data import (
+    Multimodal,
+    check_magnitudes,
+    check_multimodal,
+    modality_statistics,
+    standardize_rows,
+)
+from ul4m4.distance import error_factor, exact_partial_sq_dists, exact_sq_to_assigned
+from ul4m4.engine import Candidates, EStep
+
+
+@dataclass
+class View:
+    data: Multimodal
+    mean: list
+    scale: list
+    dtype: np.dtype
+    chunk_rows: int
+    n_threads: int
+    blocks: list
+    mask: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.mask.shape[0]
+
+
+class _Same:
+    def wrap(self, value):
+        return value
+
+
+class ReferenceEngine:
+    name = "reference"
+
+    @property
+    def host(self):
+        return self
+
+    def error_factor(self, dims, dtype):
+        return error_factor(dims, dtype)
+
+    def to_host(self, X):
+        return X, _Same()
+
+    def for_input(self, caller):
+        return self
+
+    def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1):
+        return check_multimodal(X, names=names, dims=dims, require_observed=require_observed)
+
+    def statistics(self, data, chunk_rows, n_threads):
+        return modality_statistics(data, chunk_rows)
+
+    def check_magnitudes(self, data, means, scales, dtype, chunk_rows, n_threads):
+        check_magnitudes(data, means, scales, dtype, chunk_rows)
+
+    def view(self, data, mean, scale, dtype, chunk_rows, n_threads=1, cache_bytes=0):
+        blocks, mask = standardize_rows(data, slice(0, data.n_samples), mean, scale, dtype)
+        return View(data, list(mean), list(scale), np.dtype(dtype), chunk_rows, n_threads,
+                    blocks, mask)
+
+    def apply(self, view, fn):
+        return fn(view, self)
+
+    def take(self, view, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        return [b[rows] for b in view.blocks], view.mask[rows]
+
+    def fetch(self, labels):
+        return np.asarray(labels)
+
+    def seed_sample_rows(self, view, k):
+        return None
+
+    def _exact(self, blocks, mask, centers):
+        sq = exact_partial_sq_dists(blocks, mask, centers.blocks, centers.mask)
+        labels = np.argmin(sq, axis=1)  # ties to the lowest index
+        return labels, sq[np.arange(sq.shape[0]), labels], sq
+
+    def e_step(self, view, centers, gamma, *, update_centers, previous=None):
+        labels, best, _ = self._exact(view.blocks, view.mask, centers)
+        changed = None if previous is None else int(np.count_nonzero(labels != previous))
+        step = EStep(labels, float(best.sum()), changed, best)
+        if update_centers:
+            k = centers.k
+            step.sums = [np.zeros((k, b.shape[1])) for b in view.blocks]
+            step.counts = np.zeros((k, len(view.blocks)))
+            for i, j in enumerate(labels):  # one row at a time, in row order
+                for m, block in enumerate(view.blocks):
+                    if view.mask[i, m]:
+                        step.sums[m][j] = step.sums[m][j] + block[i].astype(np.float64)
+                        step.counts[j, m] += 1
+            step.members = np.bincount(labels, minlength=k)
+        return step
+
+    def seed_distances(self, view, seed, gamma):
+        return self._exact(view.blocks, view.mask, seed)[2][:, 0]
+
+    def farthest(self, view, centers, labels, n):
+        best, scale = exact_sq_to_assigned(view.blocks, view.mask, centers.blocks,
+                                           centers.mask, np.asarray(labels))
+        far = best > np.sqrt(np.finfo(view.dtype).eps) * scale
+        rows = sorted(np.flatnonzero(far), key=lambda i: (-best[i], i))[:n]
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        blocks, mask = self.take(view, rows)
+        return Candidates(best[rows], blocks, mask)
+
+    def assign_rows(self, view, rows, centers, gamma):
+        blocks, mask = self.take(view, rows)
+        labels, best, _ = self._exact(blocks, mask, centers)
+        return labels, best, blocks, mask
+
+    def candidate_scores(self, view, rows, terms, gamma):
+        blocks, _ = self.take(view, rows)
+        scores = terms.exact_candidate_scores([b.astype(np.float64) for b in blocks])
+        return scores, np.zeros_like(scores)
+
+    def soft_distances(self, view, centers, gamma):
+        sq = self._exact(view.blocks, view.mask, centers)[2]
+        yield slice(0, view.n_samples), sq, np.zeros_like(sq), view.mask
