@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 
 from ul4m4.data import RowOrderSums, check_multimodal, modality_statistics, sequential_sums
-from ul4m4.distance import (
-    error_factor,
-    exact_argmin,
-    exact_partial_sq_dists,
-    exact_partial_sq_pairs,
-    partial_sq_dists,
-    squared_norms,
-)
 
 
 def _literal_row_order_sums(k, labels, block):
@@ -58,50 +50,6 @@ def test_row_order_sums_equal_sequential_sums_on_zero_rows():
     acc = RowOrderSums(4, [6])
     acc.add(acc.prepare(labels, [block], mask))
     np.testing.assert_array_equal(acc.sums[0], sequential_sums(np.zeros((4, 6)), labels, block))
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_exact_pairs_equal_the_full_exact_matrix(seed):
-    rng = np.random.default_rng(seed)
-    dims = [1, 9, 130]
-    n, k = 25, 7
-    mask = rng.random((n, 3)) < 0.7
-    cmask = rng.random((k, 3)) < 0.7
-    blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)), 0).astype(np.float32)
-              for m, d in enumerate(dims)]
-    centres = [np.where(cmask[:, [m]], rng.standard_normal((k, d)), 0).astype(np.float32)
-               for m, d in enumerate(dims)]
-    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
-    rows, cols = np.nonzero(np.ones((n, k), dtype=bool))
-    np.testing.assert_array_equal(
-        exact_partial_sq_pairs(blocks, mask, centres, cmask, rows, cols), full[rows, cols])
-
-
-def test_exact_argmin_with_pairs_equals_full_recheck_on_ties():
-    rng = np.random.default_rng(3)
-    dims = [4, 6]
-    # Quarter-integer data and centres copied from rows: many exact ties.
-    blocks = [np.round(rng.standard_normal((60, d)) * 2) / 4 for d in dims]
-    blocks = [b.astype(np.float32) for b in blocks]
-    mask = np.ones((60, 2), dtype=bool)
-    idx = rng.integers(0, 60, 8)
-    centres = [b[idx].copy() for b in blocks]
-    cmask = np.ones((8, 2), dtype=bool)
-    gamma = error_factor(dims, np.dtype(np.float32))
-    sq, err = partial_sq_dists(blocks, mask, centres, cmask, squared_norms(centres), gamma)
-    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
-
-    def rows_fn(r):
-        return full[r]
-
-    def pairs_fn(r, c):
-        return exact_partial_sq_pairs(blocks, mask, centres, cmask, r, c)
-
-    a = exact_argmin(sq.copy(), err.copy(), rows_fn)
-    b = exact_argmin(sq.copy(), err.copy(), rows_fn, pairs_fn)
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(a[0], np.argmin(full, axis=1))
 
 
 def test_modality_statistics_match_literal_float64_two_pass():

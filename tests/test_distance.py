@@ -1,0 +1,88 @@
+"""ul4m4.distance: exact kernels, pairwise rechecks and the exact argmin against the definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ul4m4.distance import (
+    error_factor,
+    exact_argmin,
+    exact_partial_sq_dists,
+    exact_partial_sq_pairs,
+    exact_sq_to_assigned,
+    partial_sq_dists,
+    squared_norms,
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_pairs_equal_the_full_exact_matrix(seed):
+    rng = np.random.default_rng(seed)
+    dims = [1, 9, 130]
+    n, k = 25, 7
+    mask = rng.random((n, 3)) < 0.7
+    cmask = rng.random((k, 3)) < 0.7
+    blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)), 0).astype(np.float32)
+              for m, d in enumerate(dims)]
+    centres = [np.where(cmask[:, [m]], rng.standard_normal((k, d)), 0).astype(np.float32)
+               for m, d in enumerate(dims)]
+    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
+    rows, cols = np.nonzero(np.ones((n, k), dtype=bool))
+    np.testing.assert_array_equal(
+        exact_partial_sq_pairs(blocks, mask, centres, cmask, rows, cols), full[rows, cols])
+
+
+def test_exact_argmin_with_pairs_equals_full_recheck_on_ties():
+    rng = np.random.default_rng(3)
+    dims = [4, 6]
+    # Quarter-integer data and centres copied from rows: many exact ties.
+    blocks = [np.round(rng.standard_normal((60, d)) * 2) / 4 for d in dims]
+    blocks = [b.astype(np.float32) for b in blocks]
+    mask = np.ones((60, 2), dtype=bool)
+    idx = rng.integers(0, 60, 8)
+    centres = [b[idx].copy() for b in blocks]
+    cmask = np.ones((8, 2), dtype=bool)
+    gamma = error_factor(dims, np.dtype(np.float32))
+    sq, err = partial_sq_dists(blocks, mask, centres, cmask, squared_norms(centres), gamma)
+    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
+
+    def rows_fn(r):
+        return full[r]
+
+    def pairs_fn(r, c):
+        return exact_partial_sq_pairs(blocks, mask, centres, cmask, r, c)
+
+    a = exact_argmin(sq.copy(), err.copy(), rows_fn)
+    b = exact_argmin(sq.copy(), err.copy(), rows_fn, pairs_fn)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], np.argmin(full, axis=1))
+
+
+def test_distance_to_the_assigned_centre_is_the_definition():
+    """exact_sq_to_assigned[i] equals the float64 definition to centre own[i], and its
+    scale is the mean over shared modalities of (||z||^2 + ||c||^2) / d_m."""
+    rng = np.random.default_rng(5)
+    dims, n, k = [3, 5], 30, 4
+    mask = rng.random((n, 2)) < 0.7
+    cmask = rng.random((k, 2)) < 0.7
+    blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)), 0) for m, d in enumerate(dims)]
+    centres = [np.where(cmask[:, [m]], rng.standard_normal((k, d)), 0)
+               for m, d in enumerate(dims)]
+    own = rng.integers(0, k, n)
+    sq, scale = exact_sq_to_assigned(blocks, mask, centres, cmask, own)
+    full = exact_partial_sq_dists(blocks, mask, centres, cmask)
+    np.testing.assert_array_equal(sq, full[np.arange(n), own])
+    for i in range(n):
+        shared = [m for m in range(2) if mask[i, m] and cmask[own[i], m]]
+        want = np.mean([(blocks[m][i] @ blocks[m][i] + centres[m][own[i]] @ centres[m][own[i]])
+                        / dims[m] for m in shared]) if shared else 0.0
+        assert scale[i] == pytest.approx(want, rel=1e-12)
+
+
+def test_squared_norms_are_float64_row_norms():
+    block = np.arange(12, dtype=np.float32).reshape(3, 4)
+    (norms,) = squared_norms([block])
+    assert norms.dtype == np.float64
+    np.testing.assert_array_equal(norms, [14.0, 126.0, 366.0])
