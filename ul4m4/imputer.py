@@ -145,7 +145,9 @@ class UL4M4Imputer(BaseEstimator):
         fits on ``dask.array`` inputs chunked by rows on the active dask scheduler
         (a ``dask.distributed`` cluster when a ``Client`` is open), and
         ``transform``/``predict`` return lazy dask arrays; see
-        :mod:`ul4m4.backends.dask` (no ``"auto"`` selection, Lloyd only).
+        :mod:`ul4m4.backends.dask`. Every option runs on every backend: the
+        drivers are shared and only the engine's kernels differ
+        (``docs/architecture.md``).
     device : str, torch.device or None, default=None
         Device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...);
         ``None`` uses the device of tensor input, else the CPU.
