@@ -16,6 +16,7 @@ from ul4m4.backends import NumpyEngine
 from ul4m4.cluster import kmeans_plusplus
 from ul4m4.complete import complete_sources
 from ul4m4.model import transform_view
+from ul4m4.settings import resolve_settings
 
 
 def _z(imp, X, dtype=np.float64):
@@ -75,7 +76,7 @@ def test_seeding_matches_literal_kmeans_plusplus(case, seed):
     X, mask, k = case
     imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
     engine = NumpyEngine()
-    view = transform_view(X, imp.model_, imp._settings(), engine)
+    view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
     _, indices = kmeans_plusplus(view, k, np.random.RandomState(seed), 1e-12, engine)
     expected = ref.kmeans_plusplus(_z(imp, X), k, np.random.RandomState(seed))
     assert indices.tolist() == expected
@@ -161,7 +162,7 @@ def test_fast_path_equals_general_path(case, seed):
     X, mask, k = case
     imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
     engine = NumpyEngine()
-    view = transform_view(X, imp.model_, imp._settings(), engine)
+    view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
     gamma = 1e-12
     plan = imp.model_.members[0].plan
     fast = complete_sources(view, plan, gamma, engine)
