@@ -969,8 +969,9 @@ CASES: list[Case] = [
          before="raw NotImplementedError, no rebuild"),
     # ------------------------------------------------------------ persistence
     Case("load-missing", _P, "a missing model file",
-         lambda t: (lambda: UL4M4Imputer.load(t / "none.ul4m4")), ModelFileError,
-         r"cannot be read as a ul4m4 model file"),
+         lambda t: (lambda: UL4M4Imputer.load(t / "none.ul4m4")), FileNotFoundError,
+         r"no such model file: .*none\.ul4m4",
+         before="ModelFileError 'cannot be read as a ul4m4 model file'"),
     Case("load-dir", _P, "a folder instead of a model file",
          lambda t: (lambda: UL4M4Imputer.load(t)), ModelFileError,
          r"cannot be read as a ul4m4 model file"),

@@ -412,7 +412,15 @@ class UL4M4Imputer(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> UL4M4Imputer:
-        """Read a model written by :meth:`save`; it transforms bit-identically."""
+        """Read a model written by :meth:`save`; it transforms bit-identically.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path`` (the message names it).
+        ul4m4.persistence.ModelFileError
+            The file is damaged, of another format, or not a ul4m4 model.
+        """
         params, model = load_model(path)
         imputer = cls(**params)
         imputer._settings()  # a file with invalid parameters is refused here
