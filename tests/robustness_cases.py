@@ -109,6 +109,15 @@ def _with(name: str, value: Any, base: dict | None = None) -> dict[str, Any]:
     return X
 
 
+def _shuffled_frames() -> dict[str, Any]:
+    """_train() as DataFrames, 'b' with its rows (and index labels) in reverse order."""
+    import pandas as pd  # a test dependency, not one of the library
+
+    X = {name: pd.DataFrame(a) for name, a in _train().items()}
+    X["b"] = X["b"].iloc[::-1]
+    return X
+
+
 def _rows_set(array: np.ndarray, rows: list[int], value: Any, cols: Any = slice(None)):
     out = np.array(array, copy=True)
     out[rows, cols] = value
@@ -686,6 +695,10 @@ CASES: list[Case] = [
          lambda t: _fit(_with("a", sparse.csr_matrix(np.ones((12, 2))))), TypeError,
          r"modality 'a': .*sparse.*dense",
          before="ValueError 'reading rows 0:12 gave shape ()', no modality named"),
+    Case("fit-frame-index", _I, "DataFrames whose indexes differ (rows shuffled in one)",
+         lambda t: _fit(_shuffled_frames()), ValueError,
+         r"DataFrames with different indexes.*align them first",
+         before="silent: rows paired by position, wrong samples joined"),
     Case("fit-dup-names", _I, "modality keys 0 and '0' (equal as strings)",
          lambda t: _fit({0: np.ones((4, 1)), "0": np.ones((4, 1))}), ValueError,
          r"unique as strings"),
@@ -969,8 +982,9 @@ CASES: list[Case] = [
          before="raw NotImplementedError, no rebuild"),
     # ------------------------------------------------------------ persistence
     Case("load-missing", _P, "a missing model file",
-         lambda t: (lambda: UL4M4Imputer.load(t / "none.ul4m4")), ModelFileError,
-         r"cannot be read as a ul4m4 model file"),
+         lambda t: (lambda: UL4M4Imputer.load(t / "none.ul4m4")), FileNotFoundError,
+         r"no such model file: .*none\.ul4m4",
+         before="ModelFileError 'cannot be read as a ul4m4 model file'"),
     Case("load-dir", _P, "a folder instead of a model file",
          lambda t: (lambda: UL4M4Imputer.load(t)), ModelFileError,
          r"cannot be read as a ul4m4 model file"),

@@ -230,6 +230,38 @@ def test_dataframe_with_column_names():
         imp.get_feature_names_out(["x"] * len(names))
 
 
+def test_set_output_pandas_in_a_pipeline():
+    X, y = make_data(120)
+    names = [f"c{i}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=names, index=pd.RangeIndex(1000, 1120, name="id"))
+    df = df.drop(columns="c9")  # the NaN pass-through column, which the next step refuses
+    layout = {"text": ["c0", "c1", "c2", "c3"], "image": ["c5", "c6", "c7"],
+              "audio": ["c8", "c10"]}
+    pipe = Pipeline([("impute", ModalityImputer(layout, n_clusters=4, random_state=0)),
+                     ("clf", LogisticRegression())]).set_output(transform="pandas")
+    pipe.fit(df, y)
+    assert pipe.predict(df).shape == (120,)
+    frame = pipe[:-1].transform(df)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == list(df.columns)
+    pd.testing.assert_index_equal(frame.index, df.index)
+    expected = ModalityImputer(layout, n_clusters=4, random_state=0).fit(df).transform(df)
+    np.testing.assert_array_equal(bits(frame.to_numpy()), bits(expected))
+    assert not frame.isna().any().any()
+
+
+def test_nullable_dataframe_na_rows_are_missing():
+    X, _ = make_data()
+    X = np.delete(X, 9, axis=1)  # no stray NaN outside the modalities
+    layout = {"text": slice(0, 4), "image": [5, 6, 7], "audio": [8, 9]}
+    nullable = pd.DataFrame(X).astype("Float64")
+    assert nullable.isna().any().any()  # NaN became pd.NA
+    out = ModalityImputer(layout, n_clusters=4, random_state=0).fit(nullable).transform(nullable)
+    expected = ModalityImputer(layout, n_clusters=4, random_state=0).fit(X).transform(X)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(bits(out), bits(expected))
+
+
 def test_dataframe_column_order_must_match():
     X, _ = make_data()
     df = pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])])

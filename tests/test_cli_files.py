@@ -304,9 +304,10 @@ def test_fit_out_is_a_folder(data_dir, tmp_path, capsys):
 def test_impute_bad_model(data_dir, tmp_path, capsys):
     garbage = tmp_path / "bad.ul4m4"
     garbage.write_bytes(b"not a model")
-    for model in (garbage, tmp_path / "absent.ul4m4"):
+    for model, message in ((garbage, "cannot be read as a ul4m4 model file"),
+                           (tmp_path / "absent.ul4m4", "absent.ul4m4: no such model file")):
         argv = ["impute", str(model), str(data_dir), "--out", str(tmp_path / "o")]
-        assert "cannot be read as a ul4m4 model file" in _fit_error(argv, capsys)
+        assert message in _fit_error(argv, capsys)
     assert not (tmp_path / "o").exists()
 
 

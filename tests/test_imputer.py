@@ -186,6 +186,57 @@ def test_list_input_and_pandas_input():
     np.testing.assert_array_equal(imp.labels_, imp2.labels_)
 
 
+def test_integer_keys_come_back_as_given(tmp_path):
+    X, _ = _incomplete(seed=8)
+    by_int = {i: a for i, a in enumerate(X.values())}
+    by_str = {str(i): a for i, a in enumerate(X.values())}
+    imp = UL4M4Imputer(3, random_state=0).fit(by_int)
+    assert imp.modalities_ == ["0", "1", "2"]  # fitted names stay strings
+    assert list(imp.n_features_) == ["0", "1", "2"]
+    out, sources, weights = imp.transform(by_int, return_sources=True, return_weights=True)
+    assert list(out) == list(sources) == list(weights) == [0, 1, 2]
+    ref = UL4M4Imputer(3, random_state=0).fit(by_str)
+    expected = ref.transform(by_str)
+    assert list(expected) == ["0", "1", "2"]
+    for i in range(3):
+        np.testing.assert_array_equal(out[i], expected[str(i)])
+    # Either spelling matches either model, in any order; the output follows X.
+    assert list(ref.transform({2: by_int[2], 0: by_int[0], 1: by_int[1]})) == [2, 0, 1]
+    assert list(imp.transform(by_str)) == ["0", "1", "2"]
+    on_disk = imp.transform(by_int, out_dir=tmp_path)  # files are named by the modality names
+    assert list(on_disk) == [0, 1, 2] and (tmp_path / "0.npy").exists()
+    np.testing.assert_array_equal(on_disk[0], out[0])
+
+
+def test_dataframes_come_back_as_dataframes():
+    X, _ = _incomplete(seed=9)
+    rng = np.random.default_rng(1)
+    index = pd.Index(rng.permutation(1000)[:60], name="sample")
+    frames = {n: pd.DataFrame(a, index=index, columns=[f"{n}_{j}" for j in range(a.shape[1])])
+              for n, a in X.items()}
+    frames["m1"] = frames["m1"].astype(np.float32)
+    imp = UL4M4Imputer(3, random_state=0).fit(frames)
+    out, sources = imp.transform(frames, return_sources=True)
+    expected = UL4M4Imputer(3, random_state=0).fit(
+        {n: f.to_numpy() for n, f in frames.items()}).transform(
+        {n: f.to_numpy() for n, f in frames.items()})
+    for name, frame in frames.items():
+        got = out[name]
+        assert isinstance(got, pd.DataFrame)
+        pd.testing.assert_index_equal(got.index, frame.index)
+        pd.testing.assert_index_equal(got.columns, frame.columns)
+        assert (got.dtypes == frame.dtypes).all()
+        observed = frame.notna().all(axis=1).to_numpy()
+        values = got.to_numpy()
+        assert values[observed].tobytes() == frame.to_numpy()[observed].tobytes()
+        np.testing.assert_array_equal(values, expected[name])
+        assert isinstance(sources[name], np.ndarray)
+    # Frames and arrays mixed: each comes back in its own form.
+    mixed = imp.transform({"m0": frames["m0"], "m1": X["m1"].astype(np.float32),
+                           "m2": frames["m2"]})
+    assert isinstance(mixed["m0"], pd.DataFrame) and isinstance(mixed["m1"], np.ndarray)
+
+
 def test_integer_input_becomes_float64():
     X = {"a": np.arange(20).reshape(10, 2), "b": np.arange(10).reshape(10, 1) % 3}
     imp = UL4M4Imputer(2, random_state=0).fit(X)

@@ -150,8 +150,19 @@ def test_truncated_and_foreign_files(model_file, tmp_path):
     np.savez(other, a=np.ones(3))
     with pytest.raises(ModelFileError, match="no meta.json"):
         UL4M4Imputer.load(other)
-    with pytest.raises(ModelFileError):
-        UL4M4Imputer.load(tmp_path / "does-not-exist.ul4m4")
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    # No file is not a damaged file: FileNotFoundError, with the path, and not a
+    # ModelFileError (which is a ValueError).
+    missing = tmp_path / "does-not-exist.ul4m4"
+    with pytest.raises(FileNotFoundError, match="does-not-exist.ul4m4") as caught:
+        UL4M4Imputer.load(missing)
+    assert not isinstance(caught.value, ModelFileError)
+    assert caught.value.filename == str(missing)
+    # A folder is still no model file.
+    with pytest.raises(ModelFileError, match="cannot be read as a ul4m4 model file"):
+        UL4M4Imputer.load(tmp_path)
 
 
 def test_a_shape_lie_is_rejected(model_file):

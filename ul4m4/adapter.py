@@ -107,6 +107,12 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ``ValueError``. Infinite values raise. Observed values are returned
     bit-identical and the caller's array is never modified.
 
+    **pandas.** A DataFrame ``X`` may select columns by name; nullable
+    ``Float64``/``Int64`` columns are read as floats with ``pd.NA`` as NaN. With
+    ``set_output(transform="pandas")`` (or on a pipeline) :meth:`transform`
+    returns a DataFrame with the input's index and column names
+    (:meth:`get_feature_names_out`).
+
     **scikit-learn compatibility.** The estimator passes
     :func:`~sklearn.utils.estimator_checks.check_estimator` except for:
 

@@ -5,6 +5,12 @@ arrays, named ``"0"``, ``"1"``, ...). A row that is entirely NaN means that the
 modality is missing for that sample. Arrays are never copied as a whole nor
 modified: the numeric code reads them in row chunks, so memory-mapped arrays and
 other row-sliceable array-likes work without loading them.
+
+pandas DataFrames are read as their values (nullable ``Float64``/``Int64`` columns
+as floats, ``pd.NA`` as NaN); the rows of several DataFrames are paired by
+position, so their indexes must be equal. :class:`InputForm` gives results back
+in the caller's form: under the caller's own keys, and as a DataFrame where a
+DataFrame came in.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .distance import squared_norms
 from .stream import as_row_source, subset_rows
 
 __all__ = [
+    "InputForm",
     "Multimodal",
     "raise_bad_rows",
     "scan_block",
@@ -97,7 +104,11 @@ def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:
 
 
 def named_values(X: Any) -> tuple[list[str], list[Any]]:
-    """Modality names and the caller's values of a mapping or list input (names as str)."""
+    """Modality names and the caller's values of a mapping or list input (names as str).
+
+    Rejects what no engine reading these values takes: torch tensors (the torch
+    engine converts them before) and DataFrames whose indexes differ.
+    """
     if isinstance(X, Mapping):
         names = [str(k) for k in X.keys()]
         if len(set(names)) != len(names):
@@ -113,12 +124,107 @@ def named_values(X: Any) -> tuple[list[str], list[Any]]:
         )
     if not values:
         raise ValueError("X has no modality")
+    for name, value in zip(names, values, strict=True):
+        if _is_tensor(value):
+            raise TypeError(
+                f"modality {name!r} is a torch.Tensor: pass backend='torch' to take tensors "
+                "(results come back as tensors on their device), or convert it with "
+                ".numpy() for this backend"
+            )
+    _check_frame_indexes(names, values)
     return names, values
 
 
+@dataclass(frozen=True)
+class InputForm:
+    """The caller's form of an input, to give results back in it.
+
+    Results are computed under the modality names (keys as ``str``);
+    :meth:`wrap` puts the caller's own keys back (``{0: a}`` gives ``{0: ...}``)
+    and turns the filled array of a modality given as a DataFrame into a
+    DataFrame of the same type, index and columns.
+
+    Attributes
+    ----------
+    keys : dict of str to object
+        Name -> the caller's key (empty for a list input: results are keyed by
+        the fitted names).
+    frames : dict of str to (type, index, columns)
+        The modalities given as DataFrames.
+    """
+
+    keys: dict[str, Any]
+    frames: dict[str, tuple[type, Any, Any]]
+
+    @classmethod
+    def of(cls, X: Any) -> InputForm:
+        if not isinstance(X, Mapping):
+            return cls({}, {})
+        return cls({str(k): k for k in X},
+                   {str(k): (type(v), v.index, v.columns) for k, v in X.items() if _is_frame(v)})
+
+    def order(self, fitted: Sequence[str]) -> list[str]:
+        """Output names: those of the input mapping in its order, else the fitted ones."""
+        return list(self.keys) if self.keys else list(fitted)
+
+    def wrap(self, result: Any, frames: bool = True) -> Any:
+        """``result`` (a dict by name, or a tuple of them: filled, sources, weights) under
+        the caller's keys; with ``frames``, filled host arrays of DataFrames as DataFrames."""
+        if isinstance(result, tuple):
+            return (self.wrap(result[0], frames), *(self.wrap(r, False) for r in result[1:]))
+        out = {}
+        for name, value in result.items():
+            if frames and name in self.frames and isinstance(value, np.ndarray):
+                kind, index, columns = self.frames[name]
+                value = kind(value, index=index, columns=columns, copy=False)
+            out[self.keys.get(name, name)] = value
+        return out
+
+
+def _is_tensor(value: Any) -> bool:
+    # Without importing torch: importing ul4m4 never imports it.
+    return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach")
+
+
+def _is_frame(value: Any) -> bool:
+    """A pandas DataFrame (duck-typed: pandas is an optional dependency)."""
+    return all(hasattr(value, a) for a in ("to_numpy", "columns", "index", "dtypes"))
+
+
+def _check_frame_indexes(names: Sequence[str], values: Sequence[Any]) -> None:
+    """Raise when DataFrame modalities have different indexes (rows pair by position)."""
+    frames = [(name, v) for name, v in zip(names, values, strict=True) if _is_frame(v)]
+    for name, frame in frames[1:]:
+        first, reference = frames[0]
+        if not frame.index.equals(reference.index):
+            raise ValueError(
+                f"modalities {first!r} and {name!r} are DataFrames with different indexes, "
+                "but rows are paired by position; align them first, e.g. "
+                f"X = {{m: df.reindex(X[{first!r}].index) for m, df in X.items()}} "
+                "(labels a DataFrame lacks become all-NaN rows, i.e. missing modalities)"
+            )
+
+
+def _frame_values(frame: Any) -> np.ndarray:
+    """A DataFrame's values; nullable numeric columns (``Float64``, ``Int64``, ...) as floats.
+
+    ``pd.NA`` becomes NaN, so a row of NA is a missing modality. Float columns keep
+    their width (``Float32`` columns alone give float32).
+    """
+    numeric = [d if isinstance(d, np.dtype) else getattr(d, "numpy_dtype", None)
+               for d in frame.dtypes]
+    if all(isinstance(d, np.dtype) for d in frame.dtypes) or not all(
+            isinstance(d, np.dtype) and d.kind in "fiu" for d in numeric):
+        return frame.to_numpy()
+    target = np.result_type(*numeric)
+    if target.kind != "f":
+        target = np.dtype(np.float64)
+    return frame.to_numpy(dtype=target, na_value=np.nan)
+
+
 def _as_2d_array(name: str, value: Any) -> Any:
-    if hasattr(value, "to_numpy") and hasattr(value, "columns"):  # pandas DataFrame
-        value = value.to_numpy()
+    if _is_frame(value):
+        value = _frame_values(value)
     elif not hasattr(value, "shape") or not hasattr(value, "dtype"):
         try:
             value = np.asarray(value)

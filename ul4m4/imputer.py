@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from .backends import get_engine
-from .data import reject_sparse
+from .data import InputForm, reject_sparse
 from .model import (
     FittedModel,
     complete,
@@ -148,6 +148,9 @@ class UL4M4Imputer(BaseEstimator):
         :mod:`ul4m4.backends.dask`. Every option runs on every backend: the
         drivers are shared and only the engine's kernels differ
         (``docs/architecture.md``).
+        Torch tensors need ``"torch"``: the other backends raise ``TypeError``
+        saying so, rather than move a tensor off its device behind the caller's
+        back (``tensor.numpy()`` is the explicit way to use them there).
     device : str, torch.device or None, default=None
         Device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...);
         ``None`` uses the device of tensor input, else the CPU.
@@ -272,7 +275,13 @@ class UL4M4Imputer(BaseEstimator):
             (``np.load(path, mmap_mode="r")``) and any object with ``shape``,
             ``dtype`` and row slicing (an h5py dataset, a custom class) are
             streamed: memory stays O(batch_size * (k + d)) whatever n_samples
-            (see :mod:`ul4m4.stream`).
+            (see :mod:`ul4m4.stream`). Keys are modality names, compared as
+            ``str`` (``modalities_`` holds ``"0"`` for a key ``0``). pandas
+            DataFrames are read as their values, nullable ``Float64``/``Int64``
+            columns as floats with ``pd.NA`` as NaN (a row of NA is a missing
+            modality). Rows are paired **by position**: DataFrames with
+            different indexes raise ``ValueError`` (reindex them to one index
+            first; labels a DataFrame lacks then become missing rows).
         y : ignored
             Present for API consistency; UL4M4 never looks at labels.
 
@@ -349,7 +358,10 @@ class UL4M4Imputer(BaseEstimator):
         Parameters
         ----------
         X : mapping of str to array-like of shape (n_samples, d_m), or list of array-likes
-            Data with the fitted modalities, any missing pattern.
+            Data with the fitted modalities, any missing pattern, in any of the
+            forms :meth:`fit` takes (keys match the fitted names as ``str``, so
+            ``{0: ...}`` matches a model fitted on ``{0: ...}`` or ``{"0": ...}``;
+            DataFrames must share one index, as in :meth:`fit`).
         return_sources : bool, default=False
             Also return, per modality, the index of the centre that filled each
             row (soft completion: the centre of largest weight): -1 where the row
@@ -367,29 +379,35 @@ class UL4M4Imputer(BaseEstimator):
 
         Returns
         -------
-        X_filled : dict of str to ndarray (or np.memmap) of shape (n_samples, d_m)
-            Keys in the order of ``X`` (or the fitted order for a list input);
-            floating input keeps its dtype, integer input becomes float64.
-        sources : dict of str to ndarray of shape (n_samples,), optional
-            Only with ``return_sources=True``.
-        weights : dict of str to ndarray of shape (n_samples,), optional
+        X_filled : dict of ndarray (or np.memmap) of shape (n_samples, d_m)
+            The keys of ``X``, in its order (the fitted names, in the fitted
+            order, for a list input). What came in comes back: a modality given
+            as a DataFrame is returned as a DataFrame with its index and
+            columns, tensors as tensors (``backend="torch"``), other input as
+            ndarrays; with ``out_dir``, always ``np.memmap``. Floating input
+            keeps its dtype (nullable ``Float64`` gives float64), integer input
+            becomes float64.
+        sources : dict of ndarray of shape (n_samples,), optional
+            Only with ``return_sources=True``; keyed like ``X_filled``.
+        weights : dict of ndarray of shape (n_samples,), optional
             Only with ``return_weights=True`` (after ``sources`` if both).
         """
         model = self._check_fitted()
         settings = self._settings()
+        form = InputForm.of(X)
         engine, X, caller = self._engine_for(X, settings)
-        order = _output_order(X, model.names)
+        order = form.order(model.names)
         view = transform_view(X, model, settings, engine)
         if out_dir is not None:
-            return transform_to_files(view, model, engine, order, out_dir,
-                                      return_sources=return_sources,
-                                      return_weights=return_weights)
+            return form.wrap(transform_to_files(view, model, engine, order, out_dir,
+                                                return_sources=return_sources,
+                                                return_weights=return_weights), frames=False)
 
         def fill(block, block_engine):
             return complete(block, model, block_engine, order, return_sources=return_sources,
                             return_weights=return_weights)
 
-        return caller.wrap(engine.apply(view, fill))
+        return caller.wrap(form.wrap(engine.apply(view, fill)))
 
     def fit_transform(self, X: Any, y: Any = None, **kwargs: Any) -> Any:
         """Fit on ``X`` and return it completed (same as ``fit(X).transform(X)``)."""
@@ -414,18 +432,20 @@ class UL4M4Imputer(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> UL4M4Imputer:
-        """Read a model written by :meth:`save`; it transforms bit-identically."""
+        """Read a model written by :meth:`save`; it transforms bit-identically.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path`` (the message names it).
+        ul4m4.persistence.ModelFileError
+            The file is damaged, of another format, or not a ul4m4 model.
+        """
         params, model = load_model(path)
         imputer = cls(**params)
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)
         return imputer
-
-
-def _output_order(X: Any, fitted: list[str]) -> list[str]:
-    if isinstance(X, Mapping):
-        return [str(k) for k in X.keys()]
-    return list(fitted)
 
 
 class _verbosity:

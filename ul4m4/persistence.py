@@ -14,12 +14,13 @@ working dtype, (k, d_m)), ``centers_z/<m>`` (z-space, working dtype, (k, d_m)),
 
 Reading never unpickles: only whitelisted dtypes are accepted, every array is
 checked against its recorded shape, dtype and checksum, and any mismatch raises
-:class:`ModelFileError`. Writes go to a temporary file in the target folder,
+:class:`ModelFileError` (a path with no file raises :class:`FileNotFoundError`). Writes go to a temporary file in the target folder,
 then replace the target atomically.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -191,11 +192,16 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec: dict[str, Any], path:
 def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
     """Read a model written by :func:`save_model`, checking everything it reads.
 
-    Returns the estimator's parameters and the fitted model.
+    Returns the estimator's parameters and the fitted model. Raises
+    :class:`FileNotFoundError` (naming the path) where there is no file, and
+    :class:`ModelFileError` for a file that is not a sound ul4m4 model.
     """
     where = os.fspath(path)
     try:
         archive = zipfile.ZipFile(where)
+    except FileNotFoundError:
+        # Not a damaged file but no file: the caller's path is wrong.
+        raise FileNotFoundError(errno.ENOENT, "no such model file", where) from None
     except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
         # NotImplementedError: a damaged header claiming an unsupported zip feature.
         raise ModelFileError(f"{where}: cannot be read as a ul4m4 model file ({exc})") from None
