@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
@@ -72,6 +72,12 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
         out (they carry nothing to cluster) and transform fills every modality
         of them with its training mean.
+    partial : {"raise", "missing"}, default="raise"
+        A modality's row with some but not all columns NaN: raise
+        ``ValueError``, or (``"missing"``) treat that modality as missing in the
+        row, so its finite cells are ignored and all its columns are filled. With
+        ``modalities=None`` (one modality) and ``"missing"``, any NaN makes the
+        whole row missing, so combine it with ``empty="mean"``.
     completion, temperature, n_init, k_grid, selection_fraction, shrinkage, n_jobs
         As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
         the k grid and hidden share of ``n_clusters="auto"``).
@@ -104,16 +110,18 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     -----
     **Missing values.** Within a modality a row must be either entirely NaN
     (missing) or entirely finite (observed); a partly NaN row raises
-    ``ValueError``. Infinite values raise. Observed values are returned
-    bit-identical and the caller's array is never modified.
+    ``ValueError`` unless ``partial="missing"``. Infinite values raise. Observed
+    values are returned bit-identical and the caller's array is never modified.
 
-    **scikit-learn compatibility.** The estimator passes
-    :func:`~sklearn.utils.estimator_checks.check_estimator` except for:
-
-    - ``check_estimators_pickle`` (both variants): the check sets 10 random cells
-      of ``X`` to NaN, so some rows of the single default modality are partly
-      NaN. UL4M4 models whole missing modalities only, and a partly NaN row is
-      rejected rather than silently reinterpreted. Pickling itself works.
+    **scikit-learn compatibility.** With ``partial="missing", empty="mean"`` the
+    estimator passes :func:`~sklearn.utils.estimator_checks.check_estimator`.
+    With the defaults it passes every check except ``check_estimators_pickle``
+    (both variants): the check sets 10 random cells of ``X`` to NaN, so some rows
+    of the single default modality are partly NaN, and by default a partly NaN
+    row is rejected rather than silently reinterpreted (pickling itself works).
+    The default stays ``"raise"`` because UL4M4 models whole missing modalities:
+    scattered NaN cells usually mean a broken upstream step, and silently
+    discarding a row's finite values would hide it.
 
     Like :class:`~sklearn.cluster.KMeans`, fitting raises ``ValueError`` when
     there are fewer than 2 or fewer than ``n_clusters`` samples (the message
@@ -147,26 +155,27 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(
         self,
         modalities: Mapping[Any, Any] | None = None,
-        n_clusters: int = 8,
+        n_clusters: int | Literal["auto"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,
-        init: str | Mapping[str, Any] = "k-means++",
+        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
         random_state: int | np.random.RandomState | None = None,
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
         verbose: bool = False,
-        empty: str = "raise",
-        completion: str = "greedy",
+        empty: Literal["raise", "mean"] = "raise",
+        partial: Literal["raise", "missing"] = "raise",
+        completion: Literal["greedy", "soft", "auto"] = "greedy",
         temperature: float = 0.05,
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
-        algorithm: str = "lloyd",
-        backend: str = "numpy",
+        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
+        backend: Literal["numpy", "torch", "dask"] = "numpy",
         device: Any = None,
         n_ensemble: int | None = None,
     ) -> None:
@@ -181,6 +190,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.reference_one_step = reference_one_step
         self.verbose = verbose
         self.empty = empty
+        self.partial = partial
         self.completion = completion
         self.temperature = temperature
         self.n_init = n_init

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -89,6 +89,15 @@ class UL4M4Imputer(BaseEstimator):
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
         (``predict`` then returns label -1 for it).
+    partial : {"raise", "missing"}, default="raise"
+        What fit, transform and predict do with a modality row that is partly
+        NaN. ``"raise"``: raise ``ValueError`` naming the rows (UL4M4 models
+        whole missing modalities, and a partly NaN row is more often a bug
+        upstream than a choice). ``"missing"``: count the whole modality
+        missing in that row: its finite cells are not used (not in the
+        statistics, the clustering or the completion search) and the whole row
+        is filled, so they are not returned as given. A sample whose every
+        modality becomes missing this way is handled by ``empty``.
     completion : {"greedy", "soft", "auto"}, default="greedy"
         ``"greedy"`` is the method's completion (copy each missing modality from
         one centre). ``"soft"`` fills each missing modality with the mean of the
@@ -213,26 +222,27 @@ class UL4M4Imputer(BaseEstimator):
 
     def __init__(
         self,
-        n_clusters: int = 8,
+        n_clusters: int | Literal["auto"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,
-        init: str | Mapping[str, Any] = "k-means++",
+        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
         random_state: int | np.random.RandomState | None = None,
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
         verbose: bool = False,
-        empty: str = "raise",
-        completion: str = "greedy",
+        empty: Literal["raise", "mean"] = "raise",
+        partial: Literal["raise", "missing"] = "raise",
+        completion: Literal["greedy", "soft", "auto"] = "greedy",
         temperature: float = 0.05,
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
-        algorithm: str = "lloyd",
-        backend: str = "numpy",
+        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
+        backend: Literal["numpy", "torch", "dask"] = "numpy",
         device: Any = None,
         n_ensemble: int | None = None,
     ) -> None:
@@ -246,6 +256,7 @@ class UL4M4Imputer(BaseEstimator):
         self.reference_one_step = reference_one_step
         self.verbose = verbose
         self.empty = empty
+        self.partial = partial
         self.completion = completion
         self.temperature = temperature
         self.n_init = n_init
@@ -282,7 +293,7 @@ class UL4M4Imputer(BaseEstimator):
         with _verbosity(settings.verbose):
             engine, X, _ = self._engine_for(X, settings)
             data = engine.check_input(X, require_observed=settings.empty == "raise",
-                                      n_threads=settings.n_threads)
+                                      n_threads=settings.n_threads, partial=settings.partial)
             model = fit_model(data, settings, engine, check_random_state(settings.random_state))
         if not settings.reference_one_step:
             for run in model.runs:

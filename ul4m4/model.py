@@ -344,6 +344,7 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
     data = engine.check_input(
         X, names=model.names, dims=dict(zip(model.names, model.dims, strict=True)),
         require_observed=settings.empty == "raise", n_threads=settings.n_threads,
+        partial=settings.partial,
     )
     chunk_rows = settings.chunk_rows(data.dims)
     engine.check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,

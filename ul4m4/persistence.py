@@ -48,6 +48,9 @@ _MAX_META_BYTES = 16 * 2**20
 _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 #: Parameters stored as JSON: all but explicit initial centres, which the model does not need.
 _PARAMS = tuple(name for name in PARAMETER_CONSTRAINTS if name != "init")
+#: Parameters added after format version 1 was first written, with the value that files
+#: lacking them were fitted under.
+_ADDED_PARAMS = {"partial": "raise"}
 
 
 class ModelFileError(ValueError):
@@ -206,7 +209,7 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
             dims = [int(d) for d in meta["n_features"]]
             specs = meta["arrays"]
             arrays = {name: _read_array(archive, name, specs[name], where) for name in specs}
-            params = dict(meta["params"])
+            params = {**_ADDED_PARAMS, **meta["params"]}
             if isinstance(params.get("k_grid"), list):
                 params["k_grid"] = tuple(params["k_grid"])
             # Explicit initial centres are not stored; the fitted model does not need them.

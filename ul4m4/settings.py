@@ -59,6 +59,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "reference_one_step": [_BOOL],
     "verbose": [_BOOL],
     "empty": [Options(("raise", "mean"))],
+    "partial": [Options(("raise", "missing"))],
     "completion": [Options(("greedy", "soft", "auto"))],
     "temperature": [Interval(numbers.Real, 0, None, "neither")],
     "n_init": [_INT1],
@@ -88,6 +89,7 @@ class Settings:
     reference_one_step: bool
     verbose: bool
     empty: str
+    partial: str
     completion: str
     temperature: float
     n_init: int
@@ -154,7 +156,7 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
         tol=float(params["tol"]), init=params["init"], random_state=params["random_state"],
         dtype=_resolve_dtype(params["dtype"]), batch_size=params["batch_size"],
         reference_one_step=bool(params["reference_one_step"]), verbose=bool(params["verbose"]),
-        empty=params["empty"], completion=params["completion"],
+        empty=params["empty"], partial=params["partial"], completion=params["completion"],
         temperature=float(params["temperature"]), n_init=int(params["n_init"]),
         k_grid=tuple(int(k) for k in grid),
         selection_fraction=float(params["selection_fraction"]),
