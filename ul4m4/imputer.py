@@ -51,9 +51,15 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int or "auto", default=8
+    n_clusters : int, "auto" or "auto-extend", default=8
         Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
         reconstruction on the training data (no labels), like ``completion="auto"``.
+        ``"auto-extend"`` does the same but does not stop at the grid's top: while
+        the best k is the largest one scored, it also scores twice that k (at most
+        n_samples), up to 3 more values (e.g. 128, 256, 512 after the default
+        grid), until the best k lies inside the grid. ``"auto"`` keeps the grid as
+        given (so results of earlier releases are unchanged) and
+        ``selection_.to_markdown()`` says when its choice is at the grid's edge.
     max_iter : int, default=300
         Maximum number of Lloyd iterations; with ``algorithm="minibatch"``, the
         budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
@@ -122,7 +128,8 @@ class UL4M4Imputer(BaseEstimator):
         than one member ``return_sources``/``return_weights`` are refused (no
         single centre filled a block). Fit cost grows by one fit per member.
     k_grid : tuple of int, default=(4, 8, 16, 32, 64)
-        Candidate k when ``n_clusters="auto"`` (values above n_samples dropped).
+        Candidate k when ``n_clusters="auto"`` or ``"auto-extend"`` (values above
+        n_samples dropped).
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
         block hidden for ``"auto"`` selection (at most 10,000 samples).
@@ -193,8 +200,11 @@ class UL4M4Imputer(BaseEstimator):
     shrinkage_ : dict of str to float
         Shrinkage toward the training mean used per modality.
     selection_ : Selection or None
-        With ``"auto"``: the masked-reconstruction scores of every candidate
-        (``selection_.table``, ``selection_.to_markdown()``).
+        With ``"auto"``: the masked-reconstruction scores of every candidate,
+        with their standard errors (``selection_.table``; readable as
+        ``selection_.to_markdown()`` or, with pandas, ``selection_.to_frame()``,
+        which mark the chosen rows, state the selection rule and say when the
+        chosen k is at the edge of the grid scored).
 
     Notes
     -----
@@ -222,7 +232,7 @@ class UL4M4Imputer(BaseEstimator):
 
     def __init__(
         self,
-        n_clusters: int | Literal["auto"] = 8,
+        n_clusters: int | Literal["auto", "auto-extend"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,

@@ -20,6 +20,7 @@ from ._utils.validation import Interval, Options, TypeOf, check_params
 
 __all__ = [
     "AUTO_ENSEMBLE",
+    "AUTO_K",
     "BACKENDS",
     "PARAMETER_CONSTRAINTS",
     "SHRINKAGES",
@@ -28,6 +29,8 @@ __all__ = [
     "resolve_settings",
 ]
 
+#: ``n_clusters`` values that select k: over ``k_grid`` only, or growing it past its top.
+AUTO_K = ("auto", "auto-extend")
 #: Backend names the estimator accepts (see :mod:`ul4m4.backends`).
 BACKENDS = ("numpy", "torch", "dask")
 #: Soft-completion temperatures that ``completion="auto"`` tries.
@@ -47,7 +50,7 @@ _BOOL = TypeOf((bool, np.bool_), "a bool")
 
 #: Allowed values of every constructor parameter of :class:`~ul4m4.UL4M4Imputer`.
 PARAMETER_CONSTRAINTS: dict[str, list] = {
-    "n_clusters": [_INT1, Options(("auto",))],
+    "n_clusters": [_INT1, Options(AUTO_K)],
     "max_iter": [_INT1],
     "tol": [Interval(numbers.Real, 0, None, "left")],
     "init": [Options(("k-means++", "random")),
@@ -105,11 +108,16 @@ class Settings:
     @property
     def auto(self) -> bool:
         """Whether a label-free model selection runs (``"auto"`` k or completion)."""
-        return self.n_clusters == "auto" or self.completion == "auto"
+        return self.auto_k or self.completion == "auto"
+
+    @property
+    def auto_k(self) -> bool:
+        """Whether k is selected (``n_clusters`` "auto" or "auto-extend")."""
+        return self.n_clusters in AUTO_K
 
     @property
     def largest_k(self) -> int:
-        return max(self.k_grid) if self.n_clusters == "auto" else int(self.n_clusters)
+        return max(self.k_grid) if self.auto_k else int(self.n_clusters)
 
     def chunk_rows(self, dims: list[int]) -> int:
         """Rows per chunk of every pass: ``batch_size``, or from the memory budgets."""
