@@ -435,6 +435,12 @@ class UL4M4Imputer(BaseEstimator):
     def load(cls, path: str | Path) -> UL4M4Imputer:
         """Read a model written by :meth:`save`; it transforms bit-identically."""
         params, model = load_model(path)
+        return cls.from_model(params, model)
+
+    @classmethod
+    def from_model(cls, params: Mapping[str, Any], model: FittedModel) -> UL4M4Imputer:
+        """A fitted estimator from its parameters and a :class:`~ul4m4.model.FittedModel`
+        (what :func:`ul4m4.persistence.load_model` returns); invalid parameters raise."""
         imputer = cls(**params)
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)
