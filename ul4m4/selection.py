@@ -18,6 +18,13 @@ over modalities of each modality's best eligible score; each modality then uses
 its own best method at that k (ties go to the simpler method: mean, then greedy,
 then soft; and to the smaller k). Cost: one fit per k of the grid on the masked
 data, plus the final fit on all the data.
+
+With ``n_clusters="auto-extend"`` the grid is not fixed: while the chosen k is the
+largest k scored, ``min(2k, n_samples)`` is scored too (at most
+:data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or at
+a stated limit. ``n_clusters="auto"`` scores ``k_grid`` only. Every score is kept
+with its standard error; :class:`Selection` renders them (``repr``,
+:meth:`Selection.to_markdown`, :meth:`Selection.to_frame`).
 """
 
 from __future__ import annotations
