@@ -357,7 +357,7 @@ def test_docstring_example():
 EXPECTED_FAILED_CHECKS = {
     "check_estimators_pickle": (
         "the check sets random single cells to NaN; a partly NaN modality row is rejected "
-        "(only whole missing modalities are modelled)"
+        "by default (partial='raise'); the partial='missing' instance passes it"
     ),
 }
 
