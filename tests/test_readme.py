@@ -17,10 +17,13 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(block, tmp_path, monkeypatch):
+def test_readme_example_runs(block, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)
+    # what an example prints is quoted in the README text after it
+    for line in capsys.readouterr().out.splitlines():
+        assert f"`{line}`" in README.read_text(), line
     if "X_test_full" in namespace:
         assert not any(np.isnan(a).any() for a in namespace["X_test_full"].values())
         for name, a in namespace["imp2"].transform(namespace["X_test"]).items():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
@@ -12,6 +13,7 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .imputer import UL4M4Imputer
+from .persistence import ModelFileError, load_model, save_model
 from .settings import resolve_settings
 
 __all__ = ["ModalityImputer"]
@@ -72,6 +74,12 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
         out (they carry nothing to cluster) and transform fills every modality
         of them with its training mean.
+    partial : {"raise", "missing"}, default="raise"
+        A modality's row with some but not all columns NaN: raise
+        ``ValueError``, or (``"missing"``) treat that modality as missing in the
+        row, so its finite cells are ignored and all its columns are filled. With
+        ``modalities=None`` (one modality) and ``"missing"``, any NaN makes the
+        whole row missing, so combine it with ``empty="mean"``.
     completion, temperature, n_init, k_grid, selection_fraction, shrinkage, n_jobs
         As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
         the k grid and hidden share of ``n_clusters="auto"``).
@@ -104,8 +112,8 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     -----
     **Missing values.** Within a modality a row must be either entirely NaN
     (missing) or entirely finite (observed); a partly NaN row raises
-    ``ValueError``. Infinite values raise. Observed values are returned
-    bit-identical and the caller's array is never modified.
+    ``ValueError`` unless ``partial="missing"``. Infinite values raise. Observed
+    values are returned bit-identical and the caller's array is never modified.
 
     **pandas.** A DataFrame ``X`` may select columns by name; nullable
     ``Float64``/``Int64`` columns are read as floats with ``pd.NA`` as NaN. With
@@ -113,13 +121,15 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     returns a DataFrame with the input's index and column names
     (:meth:`get_feature_names_out`).
 
-    **scikit-learn compatibility.** The estimator passes
-    :func:`~sklearn.utils.estimator_checks.check_estimator` except for:
-
-    - ``check_estimators_pickle`` (both variants): the check sets 10 random cells
-      of ``X`` to NaN, so some rows of the single default modality are partly
-      NaN. UL4M4 models whole missing modalities only, and a partly NaN row is
-      rejected rather than silently reinterpreted. Pickling itself works.
+    **scikit-learn compatibility.** With ``partial="missing", empty="mean"`` the
+    estimator passes :func:`~sklearn.utils.estimator_checks.check_estimator`.
+    With the defaults it passes every check except ``check_estimators_pickle``
+    (both variants): the check sets 10 random cells of ``X`` to NaN, so some rows
+    of the single default modality are partly NaN, and by default a partly NaN
+    row is rejected rather than silently reinterpreted (pickling itself works).
+    The default stays ``"raise"`` because UL4M4 models whole missing modalities:
+    scattered NaN cells usually mean a broken upstream step, and silently
+    discarding a row's finite values would hide it.
 
     Like :class:`~sklearn.cluster.KMeans`, fitting raises ``ValueError`` when
     there are fewer than 2 or fewer than ``n_clusters`` samples (the message
@@ -153,26 +163,27 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(
         self,
         modalities: Mapping[Any, Any] | None = None,
-        n_clusters: int = 8,
+        n_clusters: int | Literal["auto", "auto-extend"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,
-        init: str | Mapping[str, Any] = "k-means++",
+        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
         random_state: int | np.random.RandomState | None = None,
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
         verbose: bool = False,
-        empty: str = "raise",
-        completion: str = "greedy",
+        empty: Literal["raise", "mean"] = "raise",
+        partial: Literal["raise", "missing"] = "raise",
+        completion: Literal["greedy", "soft", "auto"] = "greedy",
         temperature: float = 0.05,
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
-        algorithm: str = "lloyd",
-        backend: str = "numpy",
+        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
+        backend: Literal["numpy", "torch", "dask"] = "numpy",
         device: Any = None,
         n_ensemble: int | None = None,
     ) -> None:
@@ -187,6 +198,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.reference_one_step = reference_one_step
         self.verbose = verbose
         self.empty = empty
+        self.partial = partial
         self.completion = completion
         self.temperature = temperature
         self.n_init = n_init
@@ -287,6 +299,79 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             out[:, cols] = filled[name]
         return out
 
+    def sources(self, X: Any) -> dict[str, np.ndarray]:
+        """Which training centre fills each missing modality row of ``X``.
+
+        The 2-D counterpart of ``UL4M4Imputer.transform(..., return_sources=True)``:
+        ``transform`` returns one array, so the audit trail is a method of its own.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the columns seen during fit.
+
+        Returns
+        -------
+        sources : dict of str to ndarray of int64, shape (n_samples,)
+            Per modality (keys in the order of ``modality_columns_``): the index of
+            the centre that filled the row (soft completion: the centre of largest
+            weight), -1 where the modality was observed, -2 where the training mean
+            filled it. Refused (``ValueError``) for an ensemble of several fits,
+            where no single centre fills a block.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=False)
+        _, found = self.imputer_.transform(_split(X, self.modality_columns_),
+                                           return_sources=True)
+        return {name: found[name] for name in self.modality_columns_}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted adapter to ``path``: pickle-free, checksummed, atomic.
+
+        The file is the inner imputer's model file (:mod:`ul4m4.persistence`,
+        format ``ul4m4-modality-imputer``) with the column layout added:
+        ``modality_columns_``, ``passthrough_columns_``, ``n_features_in_`` and
+        ``feature_names_in_``. :meth:`load` restores an adapter that transforms
+        bit-identically. The ``modalities`` parameter is stored as the resolved
+        column positions (selectors by name, slice or mask come back as lists of
+        positions selecting the same columns).
+        """
+        check_is_fitted(self)
+        names = getattr(self, "feature_names_in_", None)
+        layout = {
+            # pairs, not a mapping: meta.json is written with sorted keys
+            "modalities": [[n, [int(c) for c in cols]] for n, cols in
+                           self.modality_columns_.items()],
+            "whole": self.modalities is None,
+            "passthrough": [int(c) for c in self.passthrough_columns_],
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": None if names is None else [str(f) for f in names],
+        }
+        save_model(self.imputer_.model_, self.imputer_.get_params(deep=False), path,
+                   adapter=layout)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ModalityImputer:
+        """Read an adapter written by :meth:`save`; it transforms bit-identically.
+
+        Raises :class:`~ul4m4.persistence.ModelFileError` for a damaged file, an
+        inconsistent column layout, or a file of ``UL4M4Imputer.save``.
+        """
+        params, model, layout = load_model(path, adapter=True)
+        columns, passthrough, n_features, names = _check_layout(layout, model, os.fspath(path))
+        imputer = UL4M4Imputer.from_model(params, model)
+        modalities = None if layout.get("whole") is True else {
+            n: cols.tolist() for n, cols in columns.items()}
+        adapter = cls(modalities, **params)
+        adapter.modality_columns_ = columns
+        adapter.passthrough_columns_ = passthrough
+        adapter.n_features_in_ = n_features
+        if names is not None:
+            adapter.feature_names_in_ = names
+        adapter.imputer_ = imputer
+        adapter.n_iter_ = imputer.n_iter_
+        return adapter
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names: the input feature names, since columns are kept in place.
 
@@ -303,6 +388,38 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return super().get_feature_names_out(input_features)
+
+
+def _check_layout(layout: dict[str, Any], model: Any, where: str):
+    """The stored column layout, checked against itself and the model it belongs to."""
+    try:
+        n_features = int(layout["n_features_in"])
+        stored = [(name, cols) for name, cols in layout["modalities"]]
+        if [name for name, _ in stored] != list(model.names):
+            raise ValueError("its modalities are not the model's")
+        columns = {str(n): np.asarray(cols, dtype=np.intp).reshape(-1) for n, cols in stored}
+        passthrough = np.asarray(layout["passthrough"], dtype=np.intp).reshape(-1)
+        every = np.concatenate([*columns.values(), passthrough])
+        if (n_features < 1 or every.size != n_features
+                or not np.array_equal(np.sort(every), np.arange(n_features))):
+            raise ValueError("its columns do not cover 0..n_features_in-1 exactly once")
+        for (name, cols), width in zip(columns.items(), model.dims, strict=True):
+            if cols.size != width or not np.all(np.diff(cols) > 0):
+                raise ValueError(f"modality {name!r} has {cols.size} columns, the model "
+                                 f"{width}, or they are not increasing")
+        if np.any(np.diff(passthrough) <= 0):
+            raise ValueError("the pass-through columns are not increasing")
+        names = layout.get("feature_names_in")
+        if names is not None:
+            if not isinstance(names, list) or len(names) != n_features or not all(
+                    isinstance(f, str) for f in names):
+                raise ValueError("feature_names_in does not match n_features_in")
+            names = np.asarray(names, dtype=object)
+    except ModelFileError:
+        raise
+    except (LookupError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{where}: malformed column layout ({exc})") from None
+    return columns, passthrough, n_features, names
 
 
 def _split(X: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -265,12 +265,15 @@ def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: i
         return [future.result() for future in futures]
 
 
-def scan_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_block(block: np.ndarray, partial: str = "raise"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The NaN/inf scan of one block of rows: observed rows, partly-NaN rows, rows with inf.
 
     A row with a finite sum holds no NaN and no inf: one pass settles most rows;
     only the others (missing, or overflowing sums) are looked at closely. Row
-    indices are local to the block.
+    indices are local to the block. With ``partial="missing"`` a row with any NaN
+    counts as missing (its finite cells are ignored) and no row is reported as
+    partly NaN; with ``"raise"`` only all-NaN rows are missing.
     """
     observed = np.ones(block.shape[0], dtype=bool)
     none = np.empty(0, dtype=np.int64)
@@ -283,9 +286,12 @@ def scan_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     suspect = block[unsettled]
     nan = np.isnan(suspect)
     any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
+    infinite = unsettled[np.isinf(suspect).any(axis=1)]
+    if partial == "missing":
+        observed[unsettled] = ~any_nan
+        return observed, none, infinite
     observed[unsettled] = ~all_nan
-    return (observed, unsettled[any_nan & ~all_nan],
-            unsettled[np.isinf(suspect).any(axis=1)])
+    return observed, unsettled[any_nan & ~all_nan], infinite
 
 
 def raise_bad_rows(name: str, partial: np.ndarray, infinite: np.ndarray) -> None:
@@ -302,19 +308,20 @@ def raise_bad_rows(name: str, partial: np.ndarray, infinite: np.ndarray) -> None
         )
 
 
-def _scan_rows(name: str, array: Any) -> np.ndarray:
-    """Return the row-availability vector of one modality, rejecting inf and partial NaN rows."""
+def _scan_rows(name: str, array: Any, partial: str = "raise") -> np.ndarray:
+    """Return the row-availability vector of one modality, rejecting inf (and, unless
+    ``partial="missing"``, partly NaN) rows."""
     n = array.shape[0]
     observed = np.ones(n, dtype=bool)
     if np.dtype(array.dtype).kind in "iu":
         return observed
-    partial, infinite = [], []
+    partly_nan, infinite = [], []
     for rows in iter_row_chunks(n, _SCAN_ROWS):
-        found, bad, inf = scan_block(np.asarray(array[rows]))
+        found, bad, inf = scan_block(np.asarray(array[rows]), partial)
         observed[rows] = found
-        partial.append(bad + rows.start)
+        partly_nan.append(bad + rows.start)
         infinite.append(inf + rows.start)
-    raise_bad_rows(name, np.concatenate(partial), np.concatenate(infinite))
+    raise_bad_rows(name, np.concatenate(partly_nan), np.concatenate(infinite))
     return observed
 
 
@@ -325,6 +332,7 @@ def check_multimodal(
     dims: Mapping[str, int] | None = None,
     require_observed: bool = True,
     n_threads: int = 1,
+    partial: str = "raise",
 ) -> Multimodal:
     """Validate a multimodal data set and compute its availability mask.
 
@@ -342,6 +350,9 @@ def check_multimodal(
         Raise when a sample has no observed modality.
     n_threads : int, default=1
         Modalities scanned side by side (:func:`map_modalities`).
+    partial : {"raise", "missing"}, default="raise"
+        A row with some but not all values NaN: raise, or count the modality
+        missing in that row (see :func:`scan_block`).
 
     Returns
     -------
@@ -353,7 +364,8 @@ def check_multimodal(
         got_names, arrays = match_names(got_names, arrays, list(names), isinstance(X, Mapping))
     check_shapes(got_names, arrays, dims)
     mask = np.column_stack(
-        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m]), arrays, n_threads)
+        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m], partial), arrays,
+                       n_threads)
     )
     if require_observed:
         check_no_empty_samples(mask)

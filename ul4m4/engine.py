@@ -125,8 +125,12 @@ class Engine(Protocol):
         """This engine for one call's input (e.g. on the device the input lives on)."""
 
     def check_input(self, X: Any, *, names: Sequence[str] | None = None, dims: Any = None,
-                    require_observed: bool = True, n_threads: int = 1) -> Multimodal:
-        """Data access and the NaN/inf scan: the validated data set, with its (n, M) mask."""
+                    require_observed: bool = True, n_threads: int = 1,
+                    partial: str = "raise") -> Multimodal:
+        """Data access and the NaN/inf scan: the validated data set, with its (n, M) mask.
+
+        ``partial`` is the estimator's option for partly NaN rows (see
+        :func:`ul4m4.data.scan_block`)."""
 
     def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
         """Map over row blocks: ``fn(block_view, block_engine)`` on the whole data, joined."""
@@ -209,9 +213,9 @@ class ChunkedEngine:
 
     def check_input(self, X: Any, *, names: Sequence[str] | None = None,
                     dims: Any = None, require_observed: bool = True,
-                    n_threads: int = 1) -> Multimodal:
+                    n_threads: int = 1, partial: str = "raise") -> Multimodal:
         return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
-                                n_threads=n_threads)
+                                n_threads=n_threads, partial=partial)
 
     def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
         return fn(view, self)

@@ -32,6 +32,7 @@ from .datasets.files import (
 )
 from .imputer import UL4M4Imputer
 from .persistence import ModelFileError
+from .settings import AUTO_K
 
 __all__ = [
     "DEFAULT_RANDOM_STATE",
@@ -373,7 +374,7 @@ def _model_files(imputer: UL4M4Imputer, data: str) -> dict[str, Path]:
 
 def _fit_doing(imputer: UL4M4Imputer, stats: Sequence[ModalityStats]) -> str:
     k = imputer.n_clusters
-    what = f"choosing k among {list(imputer.k_grid)}" if k == "auto" else f"k = {k}"
+    what = f"choosing k among {list(imputer.k_grid)}" if k in AUTO_K else f"k = {k}"
     return f"fitting on {stats[0].rows:,} samples x {len(stats)} modalities ({what})"
 
 
@@ -435,8 +436,10 @@ def _stats_table(stats: Sequence[ModalityStats], missing: str) -> list[str]:
 
 def _model_line(imputer: UL4M4Imputer) -> str:
     k = f"k = {imputer.n_clusters_}"
-    if imputer.n_clusters == "auto":
-        k += f" (chosen from k_grid {list(imputer.k_grid)})"
+    if imputer.n_clusters in AUTO_K:
+        selection = imputer.selection_
+        grid = list(selection.k_grid) if selection and selection.k_grid else list(imputer.k_grid)
+        k += f" (chosen from k_grid {grid})"
     members = getattr(imputer, "n_ensemble_", 1)
     ensemble = f", ensemble of {members} fits" if members > 1 else ""
     state = "converged" if imputer.converged_ else "not converged"

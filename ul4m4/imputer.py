@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -51,9 +51,15 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int or "auto", default=8
+    n_clusters : int, "auto" or "auto-extend", default=8
         Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
         reconstruction on the training data (no labels), like ``completion="auto"``.
+        ``"auto-extend"`` does the same but does not stop at the grid's top: while
+        the best k is the largest one scored, it also scores twice that k (at most
+        n_samples), up to 3 more values (e.g. 128, 256, 512 after the default
+        grid), until the best k lies inside the grid. ``"auto"`` keeps the grid as
+        given (so results of earlier releases are unchanged) and
+        ``selection_.to_markdown()`` says when its choice is at the grid's edge.
     max_iter : int, default=300
         Maximum number of Lloyd iterations; with ``algorithm="minibatch"``, the
         budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
@@ -89,6 +95,15 @@ class UL4M4Imputer(BaseEstimator):
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
         (``predict`` then returns label -1 for it).
+    partial : {"raise", "missing"}, default="raise"
+        What fit, transform and predict do with a modality row that is partly
+        NaN. ``"raise"``: raise ``ValueError`` naming the rows (UL4M4 models
+        whole missing modalities, and a partly NaN row is more often a bug
+        upstream than a choice). ``"missing"``: count the whole modality
+        missing in that row: its finite cells are not used (not in the
+        statistics, the clustering or the completion search) and the whole row
+        is filled, so they are not returned as given. A sample whose every
+        modality becomes missing this way is handled by ``empty``.
     completion : {"greedy", "soft", "auto"}, default="greedy"
         ``"greedy"`` is the method's completion (copy each missing modality from
         one centre). ``"soft"`` fills each missing modality with the mean of the
@@ -113,7 +128,8 @@ class UL4M4Imputer(BaseEstimator):
         than one member ``return_sources``/``return_weights`` are refused (no
         single centre filled a block). Fit cost grows by one fit per member.
     k_grid : tuple of int, default=(4, 8, 16, 32, 64)
-        Candidate k when ``n_clusters="auto"`` (values above n_samples dropped).
+        Candidate k when ``n_clusters="auto"`` or ``"auto-extend"`` (values above
+        n_samples dropped).
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
         block hidden for ``"auto"`` selection (at most 10,000 samples).
@@ -189,8 +205,11 @@ class UL4M4Imputer(BaseEstimator):
     shrinkage_ : dict of str to float
         Shrinkage toward the training mean used per modality.
     selection_ : Selection or None
-        With ``"auto"``: the masked-reconstruction scores of every candidate
-        (``selection_.table``, ``selection_.to_markdown()``).
+        With ``"auto"``: the masked-reconstruction scores of every candidate,
+        with their standard errors (``selection_.table``; readable as
+        ``selection_.to_markdown()`` or, with pandas, ``selection_.to_frame()``,
+        which mark the chosen rows, state the selection rule and say when the
+        chosen k is at the edge of the grid scored).
 
     Notes
     -----
@@ -218,26 +237,27 @@ class UL4M4Imputer(BaseEstimator):
 
     def __init__(
         self,
-        n_clusters: int = 8,
+        n_clusters: int | Literal["auto", "auto-extend"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,
-        init: str | Mapping[str, Any] = "k-means++",
+        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
         random_state: int | np.random.RandomState | None = None,
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
         verbose: bool = False,
-        empty: str = "raise",
-        completion: str = "greedy",
+        empty: Literal["raise", "mean"] = "raise",
+        partial: Literal["raise", "missing"] = "raise",
+        completion: Literal["greedy", "soft", "auto"] = "greedy",
         temperature: float = 0.05,
         n_init: int = 1,
         k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
         selection_fraction: float = 0.2,
         shrinkage: float = 0.0,
         n_jobs: int | None = None,
-        algorithm: str = "lloyd",
-        backend: str = "numpy",
+        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
+        backend: Literal["numpy", "torch", "dask"] = "numpy",
         device: Any = None,
         n_ensemble: int | None = None,
     ) -> None:
@@ -251,6 +271,7 @@ class UL4M4Imputer(BaseEstimator):
         self.reference_one_step = reference_one_step
         self.verbose = verbose
         self.empty = empty
+        self.partial = partial
         self.completion = completion
         self.temperature = temperature
         self.n_init = n_init
@@ -293,7 +314,7 @@ class UL4M4Imputer(BaseEstimator):
         with _verbosity(settings.verbose):
             engine, X, _ = self._engine_for(X, settings)
             data = engine.check_input(X, require_observed=settings.empty == "raise",
-                                      n_threads=settings.n_threads)
+                                      n_threads=settings.n_threads, partial=settings.partial)
             model = fit_model(data, settings, engine, check_random_state(settings.random_state))
         if not settings.reference_one_step:
             for run in model.runs:
@@ -442,6 +463,12 @@ class UL4M4Imputer(BaseEstimator):
             The file is damaged, of another format, or not a ul4m4 model.
         """
         params, model = load_model(path)
+        return cls.from_model(params, model)
+
+    @classmethod
+    def from_model(cls, params: Mapping[str, Any], model: FittedModel) -> UL4M4Imputer:
+        """A fitted estimator from its parameters and a :class:`~ul4m4.model.FittedModel`
+        (what :func:`ul4m4.persistence.load_model` returns); invalid parameters raise."""
         imputer = cls(**params)
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)

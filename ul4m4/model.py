@@ -190,7 +190,7 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
             "modality's standard deviation is undefined otherwise)"
         )
     check_observed_twice(data)
-    if settings.n_clusters != "auto" and data.n_samples < settings.n_clusters:
+    if not settings.auto_k and data.n_samples < settings.n_clusters:
         raise ValueError(
             f"n_samples={data.n_samples} should be >= n_clusters={settings.n_clusters}"
         )
@@ -287,7 +287,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
             rng) -> Selection | None:
     if not settings.auto:
         return None
-    auto_k = settings.n_clusters == "auto"
+    auto_k = settings.auto_k
     grid = [k for k in settings.k_grid if k <= data.n_samples] if auto_k else [
         settings.n_clusters]
     if not grid:
@@ -308,6 +308,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         shrinkages=SHRINKAGES if auto_completion else (settings.shrinkage,),
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
         chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
+        max_k=data.n_samples if settings.n_clusters == "auto-extend" else None,
     )
     if not selection.table:
         logger.warning(
@@ -344,6 +345,7 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
     data = engine.check_input(
         X, names=model.names, dims=dict(zip(model.names, model.dims, strict=True)),
         require_observed=settings.empty == "raise", n_threads=settings.n_threads,
+        partial=settings.partial,
     )
     chunk_rows = settings.chunk_rows(data.dims)
     engine.check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,

@@ -1,6 +1,7 @@
 """Pickle-free, versioned model files: a :class:`~ul4m4.model.FittedModel` and its parameters.
 
-Format ``ul4m4-imputer`` version 1: a ZIP archive holding
+Format ``ul4m4-imputer`` version 2 (version 1, written by release 0.1, is read
+too): a ZIP archive holding
 
 * ``meta.json`` — format name and version, library version, constructor
   parameters, modality names and widths, scalar fitted attributes, and for every
@@ -11,6 +12,17 @@ Arrays: ``mean/<m>``, ``scale/<m>`` (float64, (d_m,)), ``centers/<m>`` (raw,
 working dtype, (k, d_m)), ``centers_z/<m>`` (z-space, working dtype, (k, d_m)),
 ``center_modalities`` (bool, (k, M)), ``labels`` (int64, (n,)) and ``history``
 (float64). Modalities are indexed by position ``m`` so names need no escaping.
+
+Version 2 adds the ``partial`` parameter (files of version 1 load with
+``partial="raise"``, the only behaviour release 0.1 had) and, in the selection
+table, per-candidate standard errors and the k values scored.
+
+Format ``ul4m4-modality-imputer`` (same version) is the same archive for a
+:class:`~ul4m4.ModalityImputer`: an extra ``adapter`` section in ``meta.json``
+holds its column layout (``modalities`` parameter as resolved columns,
+pass-through columns, ``n_features_in_`` and ``feature_names_in_``); the model
+and parameters are stored exactly as for the imputer. Each reader refuses the
+other's format.
 
 Reading never unpickles: only whitelisted dtypes are accepted, every array is
 checked against its recorded shape, dtype and checksum, and any mismatch raises
@@ -40,15 +52,29 @@ from .rules import COMPLETION_RULES
 from .selection import Selection
 from .settings import PARAMETER_CONSTRAINTS, resolve_settings
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
+__all__ = [
+    "ADAPTER_FORMAT_NAME",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "load_model",
+    "save_model",
+]
 
 FORMAT_NAME = "ul4m4-imputer"
-FORMAT_VERSION = 1
+#: Format of a saved :class:`~ul4m4.ModalityImputer` (the imputer's, plus its column layout).
+ADAPTER_FORMAT_NAME = "ul4m4-modality-imputer"
+FORMAT_VERSION = 2
+#: Versions this library reads.
+_READABLE_VERSIONS = (1, 2)
 _META = "meta.json"
 _MAX_META_BYTES = 16 * 2**20
 _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
 #: Parameters stored as JSON: all but explicit initial centres, which the model does not need.
 _PARAMS = tuple(name for name in PARAMETER_CONSTRAINTS if name != "init")
+#: Parameters added after format version 1 was first written, with the value that files
+#: lacking them were fitted under.
+_ADDED_PARAMS = {"partial": "raise"}
 
 
 class ModelFileError(ValueError):
@@ -77,14 +103,20 @@ def _json_param(name: str, value: Any) -> Any:
     return value
 
 
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def _selection_meta(selection) -> dict[str, Any] | None:
     if selection is None:
         return None
-    table = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-              for k, v in row.items()} for row in selection.table]
+    table = [_finite_or_none(row) for row in selection.table]
     return {"n_clusters": int(selection.n_clusters), "completion": selection.completion,
             "temperature": selection.temperature, "shrinkage": selection.shrinkage,
-            "table": table}
+            "table": table, "k_grid": [int(k) for k in selection.k_grid],
+            "k_added": [int(k) for k in selection.k_added], "k_limit": selection.k_limit}
 
 
 def _fitted_arrays(model: FittedModel) -> dict[str, np.ndarray]:
@@ -105,13 +137,18 @@ def _fitted_arrays(model: FittedModel) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write a fitted model and its estimator's parameters to ``path`` atomically."""
+def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLike, *,
+               adapter: dict[str, Any] | None = None) -> None:
+    """Write a fitted model and its estimator's parameters to ``path`` atomically.
+
+    ``adapter`` (JSON-ready) makes it a :data:`ADAPTER_FORMAT_NAME` file holding
+    that section too.
+    """
     arrays = _fitted_arrays(model)
     payloads = {name: _array_bytes(a) for name, a in arrays.items()}
     init = params.get("init")
     meta = {
-        "format": FORMAT_NAME,
+        "format": FORMAT_NAME if adapter is None else ADAPTER_FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "params": {p: _json_param(p, params[p]) for p in _PARAMS},
@@ -128,6 +165,7 @@ def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLi
         "shrinkage": [float(v) for v in model.shrinkage],
         "selection": _selection_meta(model.selection),
         "runs": [vars(run) for run in model.runs],
+        **({} if adapter is None else {"adapter": adapter}),
         "arrays": {
             name: {
                 "dtype": arrays[name].dtype.name,
@@ -144,7 +182,7 @@ def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLi
                 archive.writestr(f"arrays/{name}.npy", payload)
 
 
-def _read_meta(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
+def _read_meta(archive: zipfile.ZipFile, path: str, format_name: str) -> dict[str, Any]:
     try:
         info = archive.getinfo(_META)
     except KeyError:
@@ -155,14 +193,20 @@ def _read_meta(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
         meta = json.loads(archive.read(_META).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: {_META} is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a ul4m4 imputer file (format {meta.get('format')!r})"
-                             if isinstance(meta, dict) else f"{path}: malformed {_META}")
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{path}: malformed {_META}")
+        hint = {FORMAT_NAME: " (load it with UL4M4Imputer.load)",
+                ADAPTER_FORMAT_NAME: " (load it with ModalityImputer.load)"}
+        kind = "imputer" if format_name == FORMAT_NAME else "ModalityImputer"
+        raise ModelFileError(f"{path}: not a ul4m4 {kind} file (format "
+                             f"{meta.get('format')!r}){hint.get(meta.get('format'), '')}")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path}: format version {version!r} is not supported (this library reads version "
-            f"{FORMAT_VERSION}); re-save the model with a matching ul4m4 version"
+            f"{path}: format version {version!r} is not supported (this library reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}); re-save the model with a matching "
+            "ul4m4 version"
         )
     return meta
 
@@ -189,12 +233,16 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec: dict[str, Any], path:
     return array
 
 
-def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
+def load_model(path: str | os.PathLike, *, adapter: bool = False
+               ) -> tuple[dict[str, Any], FittedModel] | tuple[dict[str, Any], FittedModel,
+                                                             dict[str, Any]]:
     """Read a model written by :func:`save_model`, checking everything it reads.
 
-    Returns the estimator's parameters and the fitted model. Raises
-    :class:`FileNotFoundError` (naming the path) where there is no file, and
-    :class:`ModelFileError` for a file that is not a sound ul4m4 model.
+    Returns the estimator's parameters and the fitted model; with ``adapter=True``
+    it reads a :data:`ADAPTER_FORMAT_NAME` file and also returns its ``adapter``
+    section (as stored: the caller checks it). Raises :class:`FileNotFoundError`
+    (naming the path) where there is no file, and :class:`ModelFileError` for a
+    file that is not a sound ul4m4 model.
     """
     where = os.fspath(path)
     try:
@@ -207,12 +255,15 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
         raise ModelFileError(f"{where}: cannot be read as a ul4m4 model file ({exc})") from None
     with archive:
         try:
-            meta = _read_meta(archive, where)
+            meta = _read_meta(archive, where, ADAPTER_FORMAT_NAME if adapter else FORMAT_NAME)
+            layout = meta["adapter"] if adapter else None
+            if adapter and not isinstance(layout, dict):
+                raise ValueError("the adapter section is not a mapping")
             names = [str(n) for n in meta["modalities"]]
             dims = [int(d) for d in meta["n_features"]]
             specs = meta["arrays"]
             arrays = {name: _read_array(archive, name, specs[name], where) for name in specs}
-            params = dict(meta["params"])
+            params = {**_ADDED_PARAMS, **meta["params"]}
             if isinstance(params.get("k_grid"), list):
                 params["k_grid"] = tuple(params["k_grid"])
             # Explicit initial centres are not stored; the fitted model does not need them.
@@ -265,7 +316,7 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, Any], FittedModel]:
         arrays["labels"], arrays["history"].tolist(), n_iter, inertia, converged, k, selection,
         runs,
     )
-    return params, model
+    return (params, model, layout) if adapter else (params, model)
 
 
 def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
@@ -292,10 +343,20 @@ def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
 def _selection_from_meta(meta: dict[str, Any] | None):
     if meta is None:
         return None
-    table = [{k: (np.nan if v is None and k not in ("temperature",) else v)
-              for k, v in row.items()} for row in meta["table"]]
+    def restore(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: (np.nan if v is None and k not in ("temperature",) else v)
+               for k, v in row.items()}
+        if isinstance(out.get("se"), dict):
+            out["se"] = {n: np.nan if v is None else float(v) for n, v in out["se"].items()}
+        return out
+
+    table = [restore(row) for row in meta["table"]]
+    k_limit = meta.get("k_limit")
     return Selection(int(meta["n_clusters"]), dict(meta["completion"]),
-                     dict(meta["temperature"]), table, dict(meta.get("shrinkage", {})))
+                     dict(meta["temperature"]), table, dict(meta.get("shrinkage", {})),
+                     k_grid=tuple(int(k) for k in meta.get("k_grid", ())),
+                     k_added=tuple(int(k) for k in meta.get("k_added", ())),
+                     k_limit=None if k_limit is None else int(k_limit))
 
 
 def _check_consistent(arrays, names, dims, k, dtype, where) -> None:

@@ -18,6 +18,13 @@ over modalities of each modality's best eligible score; each modality then uses
 its own best method at that k (ties go to the simpler method: mean, then greedy,
 then soft; and to the smaller k). Cost: one fit per k of the grid on the masked
 data, plus the final fit on all the data.
+
+With ``n_clusters="auto-extend"`` the grid is not fixed: while the chosen k is the
+largest k scored, ``min(2k, n_samples)`` is scored too (at most
+:data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or at
+a stated limit. ``n_clusters="auto"`` scores ``k_grid`` only. Every score is kept
+with its standard error; :class:`Selection` renders them (``repr``,
+:meth:`Selection.to_markdown`, :meth:`Selection.to_frame`).
 """
 
 from __future__ import annotations
@@ -39,34 +46,162 @@ __all__ = ["Selection", "hide_blocks", "select_model"]
 MAX_HIDDEN_SAMPLES = 10_000
 _METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
 _KEYS = ("n_clusters", "method", "temperature", "shrinkage")
+#: Table keys that are not modality names.
+_RESERVED = (*_KEYS, "se")
+#: Most doublings of k beyond the largest k_grid value when the grid may be extended.
+MAX_GRID_EXTENSIONS = 3
 #: Standard errors by which a completion must beat mean imputation to be chosen.
 _MARGIN_SE = 2.0
 
 
-@dataclass
+@dataclass(repr=False)
 class Selection:
-    """Outcome of :func:`select_model`."""
+    """Outcome of :func:`select_model`.
+
+    ``table`` holds one row per candidate: ``n_clusters``, ``method``,
+    ``temperature``, ``shrinkage``, the mean hidden-block error of each modality
+    under its name, and under ``"se"`` a ``{modality: standard error}`` dict
+    (``std(ddof=1) / sqrt(n)`` of the per-block errors; NaN with fewer than two
+    hidden blocks; absent in files written before release 0.2). ``k_grid`` is
+    every k that was scored, in order, ``k_added`` those added beyond the given
+    grid, and ``k_limit`` the largest k the grid could have been extended to
+    (``None`` when it was not allowed to grow).
+    """
 
     n_clusters: int
     completion: dict[str, str]
     temperature: dict[str, float | None]
     table: list[dict] = field(default_factory=list)
     shrinkage: dict[str, float] = field(default_factory=dict)
+    k_grid: tuple[int, ...] = ()
+    k_added: tuple[int, ...] = ()
+    k_limit: int | None = None
+
+    # ------------------------------------------------------------- reading
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}={_describe(self, n)}" for n in self.completion)
+        return (f"Selection(k={self.n_clusters}, completion={{{parts}}}, "
+                f"candidates={len(self.table)})")
+
+    @property
+    def names(self) -> list[str]:
+        """Modality names, in the table's column order."""
+        if not self.table:
+            return list(self.completion)
+        return [c for c in self.table[0] if c not in _RESERVED]
+
+    def chosen_for(self, row: dict) -> list[str]:
+        """The modalities whose completion is this row's candidate (at the chosen k)."""
+        if row["n_clusters"] != self.n_clusters:
+            return []
+        return [n for n in self.names
+                if self.completion.get(n) == row["method"]
+                and self.temperature.get(n) == row["temperature"]
+                and self.shrinkage.get(n, 0.0) == row["shrinkage"]
+                and np.isfinite(row[n])]
+
+    def notes(self) -> list[str]:
+        """The selection rule and, when it applies, that the chosen k is at the grid's edge."""
+        if not self.table:
+            return []
+        lines = [
+            "Scores: z-space MSE on the hidden training blocks (lower is better; mean "
+            "imputation scores about 1), mean ± standard error over the hidden blocks.",
+            f"Rule: a completion replaces the mean only if it wins by more than "
+            f"{_MARGIN_SE:g} SE (paired over the same hidden blocks); k minimises the mean "
+            "over modalities of each modality's best eligible score.",
+        ]
+        edge = self.edge_note()
+        if edge:
+            lines.append(edge)
+        return lines
+
+    def edge_note(self) -> str | None:
+        """A sentence when the chosen k is the smallest or largest k scored, else None."""
+        grid = sorted(self.k_grid or {row["n_clusters"] for row in self.table})
+        k = self.n_clusters
+        if len(grid) < 2:
+            return None
+        added = f" (grid extended by {list(self.k_added)})" if self.k_added else ""
+        if k == grid[-1]:
+            if self.k_limit is not None and k >= self.k_limit:
+                return (f"Edge: the chosen k={k} is the largest k scored{added} and the "
+                        "largest the data allow (n_samples).")
+            if self.k_limit is not None:
+                return (f"Edge: the chosen k={k} is the largest k scored{added}; the extension "
+                        f"stopped at its cap of {MAX_GRID_EXTENSIONS} doublings, so a larger "
+                        "k might score better.")
+            return (f"Edge: the chosen k={k} is the largest value of k_grid; a larger k might "
+                    "score better (add larger values to k_grid, or use "
+                    "n_clusters='auto-extend' to grow the grid).")
+        if k == grid[0]:
+            return (f"Edge: the chosen k={k} is the smallest value of k_grid; a smaller k "
+                    "might score better.")
+        return None
 
     def to_markdown(self) -> str:
-        """The score table as Markdown (z-space MSE on hidden blocks, lower is better)."""
+        """The score table as Markdown, the chosen rows marked, followed by the rule."""
         if not self.table:
             return "(no selection was run)"
-        names = [c for c in self.table[0] if c not in _KEYS]
-        lines = ["| k | method | T | shrinkage | " + " | ".join(names) + " |",
-                 "|---|---|---|---|" + "---|" * len(names)]
+        names = self.names
+        lines = ["| k | method | T | shrinkage | " + " | ".join(names) + " | chosen for |",
+                 "|---|---|---|---|" + "---:|" * len(names) + "---|"]
         for row in self.table:
             t = "" if row["temperature"] is None else f"{row['temperature']:g}"
-            cells = " | ".join(f"{row[n]:.4f}" if np.isfinite(row[n]) else "-" for n in names)
+            chosen = self.chosen_for(row)
+            cells = []
+            for n in names:
+                cell = _score(row, n)
+                cells.append(f"**{cell}**" if n in chosen else cell)
             lines.append(
-                f"| {row['n_clusters']} | {row['method']} | {t} | {row['shrinkage']:g} | {cells} |"
+                f"| {row['n_clusters']} | {row['method']} | {t} | {row['shrinkage']:g} | "
+                f"{' | '.join(cells)} | {', '.join(chosen)} |"
             )
-        return "\n".join(lines)
+        return "\n".join([*lines, "", *self.notes()])
+
+    def to_frame(self):
+        """The score table as a pandas DataFrame (needs pandas).
+
+        One row per candidate; per modality its mean hidden-block error and
+        ``"<modality> se"``, its standard error; ``chosen_for`` lists the
+        modalities that use the row (empty otherwise). The rule and any edge note
+        are in ``frame.attrs["notes"]``.
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("Selection.to_frame needs pandas (pip install pandas)") from exc
+        names = self.names
+        records = []
+        for row in self.table:
+            record = {key: row[key] for key in _KEYS}
+            for n in names:
+                record[n] = row[n]
+                record[f"{n} se"] = row.get("se", {}).get(n, np.nan)
+            record["chosen_for"] = ", ".join(self.chosen_for(row))
+            records.append(record)
+        columns = [*_KEYS, *(c for n in names for c in (n, f"{n} se")), "chosen_for"]
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        frame.attrs["notes"] = self.notes()
+        return frame
+
+
+def _describe(selection: Selection, name: str) -> str:
+    method = selection.completion[name]
+    if method == "soft" and selection.temperature.get(name) is not None:
+        method += f"(T={selection.temperature[name]:g})"
+    shrink = selection.shrinkage.get(name, 0.0)
+    return f"{method}, shrink {shrink:g}" if shrink else method
+
+
+def _score(row: dict, name: str) -> str:
+    value = row[name]
+    if value is None or not np.isfinite(value):
+        return "-"
+    se = row.get("se", {}).get(name)
+    if se is None or not np.isfinite(se):
+        return f"{value:.4f}"
+    return f"{value:.4f} ± {se:.4f}"
 
 
 def hide_blocks(
@@ -103,6 +238,13 @@ def _errors(hat: list, true: list, hidden_rows: list) -> dict[int, np.ndarray]:
     return out
 
 
+def _standard_error(errors: np.ndarray) -> float:
+    """``std(ddof=1) / sqrt(n)`` of the per-block errors; NaN with fewer than two blocks."""
+    if errors.size < 2:
+        return float("nan")
+    return float(errors.std(ddof=1) / np.sqrt(errors.size))
+
+
 def _beats_mean(errors: np.ndarray, mean_errors: np.ndarray) -> bool:
     """Whether a completion is better than mean imputation beyond noise.
 
@@ -132,25 +274,33 @@ def select_model(
     gamma: float,
     engine: Engine,
     n_threads: int = 1,
+    max_k: int | None = None,
 ) -> Selection:
     """Score every (k, completion) candidate on hidden training blocks; pick the best.
 
     ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
     ``methods`` is a subset of ``("greedy", "soft", "mean")``. The hidden
     samples are gathered into this process and completed by ``engine.host``.
+
+    With ``max_k`` (an int), the grid grows past its upper edge: while the best
+    k is the largest one scored and below ``max_k``, ``min(2k, max_k)`` is scored
+    too, at most :data:`MAX_GRID_EXTENSIONS` times. With ``None`` only
+    ``k_grid`` is scored.
     """
     local = engine.host
     names = data.names
     hidden = hide_blocks(data.mask, fraction, rng)
     if not hidden.any():
-        return Selection(int(k_grid[0]), {}, {}, [])
+        return Selection(int(k_grid[0]), {}, {}, [], k_grid=(int(k_grid[0]),))
     masked = Multimodal(names, data.arrays, data.mask & ~hidden)
     rows = np.flatnonzero(hidden.any(axis=1))
     subset = Multimodal(names, [np.asarray(a[rows]) for a in data.arrays], masked.mask[rows])
     hidden_sub = hidden[rows]
     hidden_rows = [np.flatnonzero(hidden_sub[:, m]) for m in range(len(names))]
-    table, best_by_k = [], {}
-    for k in k_grid:
+    table: list[dict] = []
+    best_by_k: dict[int, dict[int, tuple]] = {}
+
+    def score(k: int) -> None:
         means, scales, centers = fit(masked, int(k))
         view = local.view(subset, means, scales, dtype, chunk_rows, n_threads)
         truth_view = local.view(
@@ -182,6 +332,8 @@ def select_model(
             row = {"n_clusters": int(k), "method": method, "temperature": t, "shrinkage": shrink}
             row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
                         for m, n in enumerate(names)})
+            row["se"] = {n: _standard_error(per_modality[m]) if m in per_modality else np.nan
+                         for m, n in enumerate(names)}
             table.append(row)
             for m, err in per_modality.items():
                 if baseline is not None and method != "mean" and not _beats_mean(
@@ -191,9 +343,25 @@ def select_model(
                 if m not in best or key < best[m][0]:
                     best[m] = (key, method, t, shrink)
         best_by_k[int(k)] = best
-    chosen_k = min(best_by_k, key=lambda k: (np.mean([b[0][0] for b in best_by_k[k].values()]), k))
+
+    for k in k_grid:
+        score(int(k))
+    chosen_k = _choose_k(best_by_k)
+    added: list[int] = []
+    while (max_k is not None and chosen_k == max(best_by_k) and chosen_k < max_k
+           and len(added) < MAX_GRID_EXTENSIONS):
+        k = min(2 * chosen_k, max_k)
+        added.append(k)
+        score(k)
+        chosen_k = _choose_k(best_by_k)
     best = best_by_k[chosen_k]
     completion = {n: best[m][1] if m in best else "greedy" for m, n in enumerate(names)}
     temperature = {n: best[m][2] if m in best else None for m, n in enumerate(names)}
     shrinkage = {n: best[m][3] if m in best else 0.0 for m, n in enumerate(names)}
-    return Selection(chosen_k, completion, temperature, table, shrinkage)
+    return Selection(chosen_k, completion, temperature, table, shrinkage,
+                     k_grid=tuple(best_by_k), k_added=tuple(added), k_limit=max_k)
+
+
+def _choose_k(best_by_k: dict[int, dict[int, tuple]]) -> int:
+    """The k of the lowest mean over modalities of their best eligible scores (ties: smaller k)."""
+    return min(best_by_k, key=lambda k: (np.mean([b[0][0] for b in best_by_k[k].values()]), k))

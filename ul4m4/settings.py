@@ -20,6 +20,7 @@ from ._utils.validation import Interval, Options, TypeOf, check_params
 
 __all__ = [
     "AUTO_ENSEMBLE",
+    "AUTO_K",
     "BACKENDS",
     "PARAMETER_CONSTRAINTS",
     "SHRINKAGES",
@@ -28,6 +29,8 @@ __all__ = [
     "resolve_settings",
 ]
 
+#: ``n_clusters`` values that select k: over ``k_grid`` only, or growing it past its top.
+AUTO_K = ("auto", "auto-extend")
 #: Backend names the estimator accepts (see :mod:`ul4m4.backends`).
 BACKENDS = ("numpy", "torch", "dask")
 #: Soft-completion temperatures that ``completion="auto"`` tries.
@@ -47,7 +50,7 @@ _BOOL = TypeOf((bool, np.bool_), "a bool")
 
 #: Allowed values of every constructor parameter of :class:`~ul4m4.UL4M4Imputer`.
 PARAMETER_CONSTRAINTS: dict[str, list] = {
-    "n_clusters": [_INT1, Options(("auto",))],
+    "n_clusters": [_INT1, Options(AUTO_K)],
     "max_iter": [_INT1],
     "tol": [Interval(numbers.Real, 0, None, "left")],
     "init": [Options(("k-means++", "random")),
@@ -59,6 +62,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "reference_one_step": [_BOOL],
     "verbose": [_BOOL],
     "empty": [Options(("raise", "mean"))],
+    "partial": [Options(("raise", "missing"))],
     "completion": [Options(("greedy", "soft", "auto"))],
     "temperature": [Interval(numbers.Real, 0, None, "neither")],
     "n_init": [_INT1],
@@ -88,6 +92,7 @@ class Settings:
     reference_one_step: bool
     verbose: bool
     empty: str
+    partial: str
     completion: str
     temperature: float
     n_init: int
@@ -103,11 +108,16 @@ class Settings:
     @property
     def auto(self) -> bool:
         """Whether a label-free model selection runs (``"auto"`` k or completion)."""
-        return self.n_clusters == "auto" or self.completion == "auto"
+        return self.auto_k or self.completion == "auto"
+
+    @property
+    def auto_k(self) -> bool:
+        """Whether k is selected (``n_clusters`` "auto" or "auto-extend")."""
+        return self.n_clusters in AUTO_K
 
     @property
     def largest_k(self) -> int:
-        return max(self.k_grid) if self.n_clusters == "auto" else int(self.n_clusters)
+        return max(self.k_grid) if self.auto_k else int(self.n_clusters)
 
     def chunk_rows(self, dims: list[int]) -> int:
         """Rows per chunk of every pass: ``batch_size``, or from the memory budgets."""
@@ -154,7 +164,7 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
         tol=float(params["tol"]), init=params["init"], random_state=params["random_state"],
         dtype=_resolve_dtype(params["dtype"]), batch_size=params["batch_size"],
         reference_one_step=bool(params["reference_one_step"]), verbose=bool(params["verbose"]),
-        empty=params["empty"], completion=params["completion"],
+        empty=params["empty"], partial=params["partial"], completion=params["completion"],
         temperature=float(params["temperature"]), n_init=int(params["n_init"]),
         k_grid=tuple(int(k) for k in grid),
         selection_fraction=float(params["selection_fraction"]),

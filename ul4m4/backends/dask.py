@@ -210,8 +210,8 @@ def _mask_blocks(data: Multimodal) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------ block tasks
-def _scan_task(blocks: list[np.ndarray]):
-    found = [scan_block(np.asarray(b)) for b in blocks]
+def _scan_task(blocks: list[np.ndarray], partial: str = "raise"):
+    found = [scan_block(np.asarray(b), partial) for b in blocks]
     return np.column_stack([f[0] for f in found]), [f[1] for f in found], [f[2] for f in found]
 
 
@@ -375,9 +375,9 @@ class DaskEngine:
 
     # data access
     def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
-                    n_threads: int = 1) -> Multimodal:
+                    n_threads: int = 1, partial: str = "raise") -> Multimodal:
         got, arrays = as_row_chunks(X, names=names, dims=dims)
-        parts = [delayed(_scan_task, nout=3)(blocks) for blocks in _blocks(arrays)]
+        parts = [delayed(_scan_task, nout=3)(blocks, partial) for blocks in _blocks(arrays)]
         found = dask.compute(*parts)
         offsets = _offsets(arrays[0])
         for m, name in enumerate(got):

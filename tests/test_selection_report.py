@@ -1,0 +1,143 @@
+"""Readable model selection: repr, Markdown/DataFrame tables with standard errors, the rule,
+the grid-edge note, and ``n_clusters="auto-extend"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ul4m4 import UL4M4Imputer
+from ul4m4.selection import MAX_GRID_EXTENSIONS, Selection, _standard_error
+
+DATA = Path(__file__).parent / "data"
+
+
+def _shared(n=500, seed=0):
+    """Two modalities driven by a smooth 3-d factor: more centres keep helping."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    X = {"a": z @ rng.normal(size=(3, 6)) + 0.3 * rng.normal(size=(n, 6)),
+         "b": z @ rng.normal(size=(3, 4)) + 0.3 * rng.normal(size=(n, 4))}
+    X["b"][: n // 4] = np.nan
+    X["a"][n // 4: n // 2] = np.nan
+    return X
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return UL4M4Imputer("auto", completion="auto", k_grid=(2, 4, 8), random_state=0,
+                        n_ensemble=1).fit(_shared())
+
+
+def test_repr_is_short(fitted):
+    text = repr(fitted.selection_)
+    assert text.startswith(f"Selection(k={fitted.n_clusters_}, completion={{a=")
+    assert f"candidates={len(fitted.selection_.table)})" in text
+    assert "\n" not in text and len(text) < 200
+
+
+def test_standard_error_formula():
+    errors = np.array([0.5, 1.0, 2.0, 4.0])
+    assert _standard_error(errors) == pytest.approx(errors.std(ddof=1) / 2)
+    assert np.isnan(_standard_error(np.array([1.0])))
+
+
+def test_markdown_marks_chosen_rows_and_states_rule_and_edge(fitted):
+    sel = fitted.selection_
+    text = sel.to_markdown()
+    assert "| chosen for |" in text and " ± " in text
+    assert "replaces the mean only if it wins by more than 2 SE" in text
+    chosen = [row for row in sel.table if sel.chosen_for(row)]
+    assert {n for row in chosen for n in sel.chosen_for(row)} == {"a", "b"}
+    assert all(row["n_clusters"] == sel.n_clusters for row in chosen)
+    # the chosen cells are bold
+    assert text.count("**") == 2 * 2
+    if sel.n_clusters == max(sel.k_grid):
+        assert "is the largest value of k_grid" in text
+    for row in sel.table:
+        for name in ("a", "b"):
+            assert row["se"][name] > 0
+
+
+def test_frame_has_standard_errors_and_notes(fitted):
+    pd = pytest.importorskip("pandas")
+    frame = fitted.selection_.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["n_clusters", "method", "temperature", "shrinkage",
+                                   "a", "a se", "b", "b se", "chosen_for"]
+    assert len(frame) == len(fitted.selection_.table)
+    chosen = frame[frame["chosen_for"] != ""]
+    assert (chosen["n_clusters"] == fitted.n_clusters_).all()
+    assert any("2 SE" in note for note in frame.attrs["notes"])
+
+
+def test_edge_notes():
+    row = {"n_clusters": 4, "method": "mean", "temperature": None, "shrinkage": 0.0, "x": 1.0}
+    table = [row, {**row, "n_clusters": 8}]
+    low = Selection(4, {"x": "mean"}, {"x": None}, table, {"x": 0.0}, k_grid=(4, 8))
+    assert "smallest value of k_grid" in low.edge_note()
+    top = Selection(8, {"x": "mean"}, {"x": None}, table, {"x": 0.0}, k_grid=(4, 8))
+    assert "n_clusters='auto-extend'" in top.edge_note()
+    capped = Selection(8, {"x": "mean"}, {"x": None}, table, {"x": 0.0}, k_grid=(4, 8),
+                       k_added=(8,), k_limit=100)
+    assert "cap" in capped.edge_note()
+    full = Selection(8, {"x": "mean"}, {"x": None}, table, {"x": 0.0}, k_grid=(4, 8),
+                     k_added=(8,), k_limit=8)
+    assert "largest the data allow" in full.edge_note()
+    inside = Selection(8, {"x": "mean"}, {"x": None}, [*table, {**row, "n_clusters": 16}],
+                       {"x": 0.0})
+    assert inside.edge_note() is None
+    assert Selection(4, {}, {}, []).to_markdown() == "(no selection was run)"
+
+
+def test_auto_keeps_the_grid_and_auto_extend_grows_it():
+    X = _shared()
+    kw = {"completion": "auto", "k_grid": (2, 4), "random_state": 0, "n_ensemble": 1}
+    fixed = UL4M4Imputer("auto", **kw).fit(X)
+    assert fixed.selection_.k_grid == (2, 4) and fixed.selection_.k_added == ()
+    grown = UL4M4Imputer("auto-extend", **kw).fit(X)
+    sel = grown.selection_
+    assert fixed.n_clusters_ == 4  # the best k is at the top of the grid ...
+    assert sel.k_added and sel.k_added[0] == 8  # ... so the grid grows by doubling
+    assert sel.k_grid == (2, 4, *sel.k_added)
+    assert len(sel.k_added) <= MAX_GRID_EXTENSIONS
+    assert sel.n_clusters != max(sel.k_grid) or len(sel.k_added) == MAX_GRID_EXTENSIONS
+    assert grown.n_clusters_ == sel.n_clusters
+    assert {r["n_clusters"] for r in sel.table} == set(sel.k_grid)
+
+
+def test_auto_extend_stops_at_n_samples():
+    imp = UL4M4Imputer("auto-extend", completion="auto", k_grid=(8, 16), random_state=0,
+                       n_ensemble=1).fit(_shared(n=60))
+    assert max(imp.selection_.k_grid) <= 60
+    assert imp.selection_.k_limit == 60
+
+
+def test_auto_extend_changes_nothing_when_the_best_is_inside():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)  # three clusters: the best k is inside (1, 3, 16)
+    X = {f"m{m}": rng.normal(scale=3, size=(3, d))[labels] + 0.5 * rng.normal(size=(400, d))
+         for m, d in enumerate((5, 4))}
+    X["m1"][:100] = np.nan
+    X["m0"][100:200] = np.nan
+    kw = {"completion": "auto", "k_grid": (1, 3, 16), "random_state": 0, "n_ensemble": 1}
+    a = UL4M4Imputer("auto", **kw).fit(X)
+    b = UL4M4Imputer("auto-extend", **kw).fit(X)
+    assert a.n_clusters_ == b.n_clusters_ == 3 and b.selection_.k_added == ()
+    assert a.selection_.edge_note() is None
+    for name, values in a.transform(X).items():
+        np.testing.assert_array_equal(b.transform(X)[name], values)
+
+
+def test_selection_round_trips_and_release_0_1_tables_still_render(fitted, tmp_path):
+    fitted.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4").selection_
+    assert loaded.to_markdown() == fitted.selection_.to_markdown()
+    assert loaded.k_grid == fitted.selection_.k_grid
+    old = UL4M4Imputer.load(DATA / "model_v1_auto.ul4m4").selection_
+    text = old.to_markdown()  # no standard errors stored: plain scores, still marked
+    table, notes = text.split("\n\n")
+    assert "| chosen for |" in table and "±" not in table and "2 SE" in notes
+    assert repr(old).startswith(f"Selection(k={old.n_clusters},")
