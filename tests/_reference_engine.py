@@ -62,8 +62,10 @@ class ReferenceEngine:
     def for_input(self, caller):
         return self
 
-    def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1):
-        return check_multimodal(X, names=names, dims=dims, require_observed=require_observed)
+    def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1,
+                    partial="raise"):
+        return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
+                                partial=partial)
 
     def statistics(self, data, chunk_rows, n_threads):
         return modality_statistics(data, chunk_rows)
