@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from strategies import multimodal
+from test_cluster import cycling_data
 
 from ul4m4 import UL4M4Imputer
 
@@ -367,3 +368,66 @@ def test_explicit_init_with_an_empty_centre_names_the_centre():
             "b": np.array([[np.nan] * 3, [0.0, 0.0, 0.0]])}
     with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality"):
         UL4M4Imputer(2, init=init).fit(X)
+
+
+# ------------------------------------------------------------ convergence warnings
+def _convergence_warnings(imp, X):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        imp.fit(X)
+    return [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize("max_iter", [300, 3000])
+def test_a_cycling_member_is_named_and_the_advice_is_true(max_iter):
+    """Member 2 of 3 cycles: the warning says so, and max_iter changes nothing."""
+    X = cycling_data()
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64, max_iter=max_iter)
+    messages = _convergence_warnings(imp, X)
+    assert len(messages) == 1
+    assert "ensemble member 2 of 3" in messages[0]
+    assert "cycle of period 2" in messages[0]
+    assert "Increasing max_iter will not help" in messages[0]
+    assert "Increase max_iter" not in messages[0]
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point"]
+    assert imp.runs_[1].cycle_period == 2 and not imp.runs_[1].converged
+    assert imp.runs_[1].n_iter < 20
+    assert imp.converged_  # the first member's run
+
+
+def test_cycle_warning_advice_works():
+    X = cycling_data()
+    messages = _convergence_warnings(UL4M4Imputer(7, random_state=364, dtype=np.float64), X)
+    assert len(messages) == 1 and "k-means did not converge" in messages[0]
+    assert "cycle of period 2" in messages[0]
+    for advice in ({"random_state": 365}, {"random_state": 364, "n_init": 3}):
+        imp = UL4M4Imputer(7, dtype=np.float64, **advice)
+        assert _convergence_warnings(imp, X) == []
+        assert imp.runs_[0].stopped_by == "fixed_point" and imp.converged_
+
+
+def test_max_iter_warning_names_the_member():
+    X, _ = _incomplete(seed=0)
+    imp = UL4M4Imputer(4, random_state=0, n_ensemble=2, max_iter=1)
+    messages = _convergence_warnings(imp, X)
+    assert [m.split(" did not")[0] for m in messages] == [
+        "k-means of ensemble member 1 of 2", "k-means of ensemble member 2 of 2"]
+    assert all("max_iter=1" in m and "Increase max_iter" in m for m in messages)
+    assert [r.stopped_by for r in imp.runs_] == ["max_iter", "max_iter"]
+
+
+def test_mfeat_issue_reproduction():
+    """The report: converged_ True, n_iter_ 19 and a warning to increase max_iter."""
+    from ul4m4.datasets import load_mfeat
+    from ul4m4.missingness import apply_mask, independent_mask
+
+    X, _ = load_mfeat()
+    X = apply_mask(X, independent_mask(2000, [0.5] * 6, random_state=0))
+    imp = UL4M4Imputer(64, n_ensemble=5, random_state=2)
+    messages = _convergence_warnings(imp, X)
+    assert imp.converged_ and imp.n_iter_ == 19
+    assert len(messages) == 1
+    assert messages[0].startswith("k-means of ensemble member 2 of 5 did not converge: its "
+                                  "Lloyd iterations entered a cycle of period 2")
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point",
+                                                  "fixed_point", "fixed_point"]

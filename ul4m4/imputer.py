@@ -101,7 +101,8 @@ class UL4M4Imputer(BaseEstimator):
     temperature : float, default=0.05
         Relative temperature of ``completion="soft"``.
     n_init : int, default=1
-        Number of seedings; the run with the lowest inertia is kept.
+        Number of seedings; the run with the lowest inertia among those that
+        converged is kept (the lowest of all when none converged).
     n_ensemble : int or None, default=None
         Number of independently seeded k-means fits (same k, seeds drawn from
         ``random_state``) whose completions are averaged: a missing block is
@@ -172,7 +173,17 @@ class UL4M4Imputer(BaseEstimator):
     inertia_ : float
         Sum of squared partial distances of the training samples to their centres.
     converged_ : bool
-        Whether the iterations reached a fixed point (or ``tol``).
+        Whether the iterations of the first ensemble member (the model of
+        ``labels_``) reached a fixed point (or ``tol``); ``runs_`` says it for
+        every member.
+    runs_ : list of RunInfo
+        Per ensemble member, how its k-means run ended: ``n_iter``,
+        ``converged``, ``inertia``, ``n_dead`` (centres left empty),
+        ``stopped_by`` (``"fixed_point"``, ``"tol"``, ``"cycle"``,
+        ``"max_iter"``, ``"no_improvement"`` for mini-batch, ``"one_step"``)
+        and ``cycle_period`` (iterations of the cycle for ``"cycle"``). A
+        ConvergenceWarning is issued at fit for every member that did not
+        converge; saved models keep ``runs_``.
     history_ : list of float
         Inertia after the assignment step of every iteration.
     n_clusters_ : int
@@ -285,8 +296,9 @@ class UL4M4Imputer(BaseEstimator):
                                       n_threads=settings.n_threads)
             model = fit_model(data, settings, engine, check_random_state(settings.random_state))
         if not settings.reference_one_step:
-            for run in model.runs:
-                run.warn(settings.max_iter, model.n_clusters, stacklevel=2)
+            for member, run in enumerate(model.runs):
+                run.warn(settings.max_iter, model.n_clusters, stacklevel=2, member=member,
+                         n_members=len(model.runs), n_init=settings.n_init)
         self._set_model(model)
         return self
 
@@ -319,6 +331,7 @@ class UL4M4Imputer(BaseEstimator):
         self.n_iter_ = model.n_iter
         self.inertia_ = model.inertia
         self.converged_ = model.converged
+        self.runs_ = list(model.runs)
         self.history_ = model.history
         self.n_clusters_ = model.n_clusters
         self.selection_ = model.selection

@@ -81,21 +81,51 @@ class Member:
 
 @dataclass
 class RunInfo:
-    """How one member's k-means run ended (for warnings and diagnostics)."""
+    """How one member's k-means run ended (for warnings and diagnostics).
+
+    ``stopped_by`` is one of ``"fixed_point"``, ``"tol"``, ``"cycle"``,
+    ``"max_iter"``, ``"one_step"``, ``"no_improvement"`` (mini-batch) or
+    ``"unknown"`` (model files of release 0.1); ``cycle_period`` is the number
+    of iterations of the cycle when ``stopped_by == "cycle"`` (else 0).
+    """
 
     n_iter: int
     converged: bool
     inertia: float
     n_dead: int = 0
     stopped_by: str = "unknown"
+    cycle_period: int = 0
 
-    def warn(self, max_iter: int, k: int, stacklevel: int) -> None:
-        """ConvergenceWarnings for a run that hit ``max_iter`` or left dead centres."""
-        if not self.converged:
+    def warn(self, max_iter: int, k: int, stacklevel: int, *, member: int = 0,
+             n_members: int = 1, n_init: int = 1) -> None:
+        """ConvergenceWarnings for a run that cycled, hit ``max_iter`` or left dead centres.
+
+        ``member`` (0-based) of ``n_members`` names the ensemble member in the message.
+        """
+        who = "k-means"
+        if n_members > 1:
+            who = f"k-means of ensemble member {member + 1} of {n_members}"
+        if n_init > 1:
+            who += f" (the lowest-inertia of n_init={n_init} seedings)"
+        if self.stopped_by == "cycle":
             warnings.warn(
-                f"k-means did not converge in max_iter={max_iter} iterations; labels are the "
-                "exact nearest centres, but the centres are not yet their members' means. "
-                "Increase max_iter.",
+                f"{who} did not converge: its Lloyd iterations entered a cycle of period "
+                f"{self.cycle_period} (iteration {self.n_iter} started from the same centres "
+                f"as iteration {self.n_iter - self.cycle_period}; the partial distance is not "
+                "a metric, so Lloyd can cycle) and the run stopped there. Labels are the "
+                "exact nearest centres, but the centres are not their members' means. "
+                "Increasing max_iter will not help; another seeding usually reaches a fixed "
+                "point: change random_state, or set n_init > 1 to keep the best of several "
+                "seedings.",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+        elif not self.converged:
+            warnings.warn(
+                f"{who} did not converge in max_iter={max_iter} iterations (no fixed point "
+                "and no cycle was reached); labels are the exact nearest centres, but the "
+                "centres are not yet their members' means. Increase max_iter, or set tol > 0 "
+                "to stop once the centres barely move.",
                 ConvergenceWarning,
                 stacklevel=stacklevel + 1,
             )
@@ -178,7 +208,8 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
         list(data.names), list(data.dims), list(means), list(scales), settings.dtype, members,
         completion, temperature, shrinkage, labels, first.history, first.n_iter, first.inertia,
         first.converged, k, selection,
-        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by) for r in runs],
+        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by, r.cycle_period)
+         for r in runs],
     )
 
 
@@ -226,9 +257,13 @@ def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: 
             centers = initial_centers(view, data, k, rng, gamma, settings, engine)
             result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=settings.tol,
                            gamma=gamma, one_step=settings.reference_one_step)
-        logger.info("init %d: inertia %.6g after %d iterations", run, result.inertia,
-                    result.n_iter)
-        if best is None or result.inertia < best.inertia:
+        logger.debug("init %d: inertia %.6g after %d iterations (%s)", run, result.inertia,
+                     result.n_iter, result.stopped_by)
+        # A converged run beats one that cycled or ran out of iterations: the
+        # inertia of a non-converged iterate is that of centres that are not
+        # their members' means.
+        if best is None or (not result.converged, result.inertia) < (not best.converged,
+                                                                      best.inertia):
             best = result
     return best
 
