@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -431,3 +432,51 @@ def test_mfeat_issue_reproduction():
                                   "Lloyd iterations entered a cycle of period 2")
     assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point",
                                                   "fixed_point", "fixed_point"]
+
+
+# -------------------------------------------------------------------- progress
+def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
+    import ul4m4._utils.progress as progress
+
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)  # a Lloyd line every iteration
+    X, _ = _incomplete(n=200, seed=1)
+    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), n_ensemble=2,
+                            random_state=0, verbose=1), X)
+    err = capsys.readouterr().err.splitlines()
+    assert "[ul4m4] selection: k=2, 1/2" in err and "[ul4m4] selection: k=4, 2/2" in err
+    assert any(line.startswith("[ul4m4] member 2/2: k=") for line in err)
+    assert any(line.startswith("[ul4m4] member 1/2: Lloyd iteration 1/300, inertia ")
+               and ", centre shift " in line and ", elapsed " in line for line in err)
+    assert any(line.startswith("[ul4m4] member 2/2: fixed point after ") for line in err)
+    auto = [line for line in err if line.startswith("[ul4m4] auto: k=")]
+    assert len(auto) == 1 and "lowest hidden-block MSE" in auto[0]
+    assert "of k in [2, 4]" in auto[0] and "; completion: m0 " in auto[0]
+    assert not any(" iteration 1: inertia" in line for line in err)  # level 2 only
+
+
+def test_verbose_two_logs_every_iteration(capsys):
+    X, _ = _incomplete(n=200, seed=1)
+    imp = _fit_quiet(UL4M4Imputer(3, random_state=0, verbose=2), X)
+    err = capsys.readouterr().err
+    for i in range(1, imp.n_iter_ + 1):
+        assert f"[ul4m4] iteration {i}: inertia " in err
+
+
+def test_verbose_zero_is_silent(capsys):
+    X, _ = _incomplete(n=200, seed=1)
+    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), random_state=0), X)
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_line_says_why_a_modality_keeps_the_mean(caplog):
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(300, 4)), "b": rng.normal(size=(300, 3))}  # independent
+    X["b"][::4] = np.nan
+    X["a"][1::4] = np.nan
+    caplog.set_level(logging.INFO, logger="ul4m4")
+    _fit_quiet(UL4M4Imputer(4, completion="auto", random_state=0), X)
+    auto = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auto: ")]
+    assert len(auto) == 1
+    assert auto[0].startswith("auto: k=4 (as set; hidden-block MSE ")
+    assert "completion: a mean, b mean (a, b: no completion beat the mean by 2 standard " \
+           "errors)" in auto[0]

@@ -59,10 +59,23 @@ class UL4M4Imputer(BaseEstimator):
         budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
         mini-batch steps).
     tol : float, default=0.0
-        Stop when the total squared centre shift in z-space is at most ``tol``
-        (per iteration; per mini-batch step with ``algorithm="minibatch"``).
-        With the default 0 the Lloyd iterations stop only at a fixed point (no
-        label changes).
+        Relative tolerance, as in scikit-learn's ``KMeans``: stop when the total
+        squared z-space shift of the centres in one iteration (per mini-batch
+        step with ``algorithm="minibatch"``; summed over centres and over the
+        dimensions of the modalities a centre carries before and after) is at
+        most ``tol * v``, where ``v = sum_m d_m (n_m - 1) / n_m / sum_m d_m`` is
+        the mean per-dimension variance (ddof=0, as ``np.var``) of the z-scored
+        training data, each dimension of modality m over the ``n_m`` samples
+        that observe it (see :func:`ul4m4.centers.shift_tolerance`). With the
+        default 0 the Lloyd iterations stop only at a fixed point (no label
+        changes). Measured (``benchmarks/bench_tol.py``; 2 shared cores of an
+        Intel Xeon, k-means++ then Lloyd, float32): on mfeat (2000 x 649, 50 %
+        of the slots missing, k=16) no run stopped before its fixed point at
+        ``tol`` up to 0.1 (21 iterations, 0.15 s, same block-MSE 0.633); on
+        200,000 x 1000 synthetic data (4 x 250 dims, 32 clusters, 50 %
+        missing, k=32), tol=0: 96 iterations, 98 s; 1e-4: 94, 85 s (same
+        inertia and block-MSE 0.2765); 1e-2: 37, 33 s (inertia +0.001 %,
+        block-MSE 0.2764); 1e-1: 19, 28 s (inertia +4.6 %, block-MSE 0.2795).
     init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
         Seeding: k-means++ under the partial distance, k distinct random samples,
         or explicit initial centres ``{modality: array (k, d_m)}`` in the raw
@@ -83,8 +96,15 @@ class UL4M4Imputer(BaseEstimator):
     reference_one_step : bool, default=False
         Reproduce the public reference scripts (seeding, one assignment, one mean
         update), for comparison only: the result is not a k-means fixed point.
-    verbose : bool, default=False
-        Log progress (inertia per iteration) to the ``"ul4m4"`` logger on stderr.
+    verbose : int, default=0
+        Progress on stderr through the ``"ul4m4"`` logger, as in scikit-learn:
+        0 is silent; 1 logs the stages of a fit (each model-selection fit
+        ``"selection: k=16, 3/5"``, each ensemble member ``"member 2/5"``, how
+        each k-means run ended, and with ``"auto"`` one line saying what was
+        chosen and why) and, every 5 seconds of a long k-means run, a line
+        ``"Lloyd iteration 40/300, inertia ..., centre shift ..., elapsed ...s"``
+        (a tqdm progress bar instead where stderr is a terminal and tqdm is
+        installed); 2 also logs every iteration. ``True`` is 1.
     empty : {"raise", "mean"}, default="raise"
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
@@ -120,7 +140,9 @@ class UL4M4Imputer(BaseEstimator):
         block hidden for ``"auto"`` selection (at most 10,000 samples).
     n_jobs : int or None, default=None
         Threads that process row chunks in parallel (BLAS is then limited to one
-        thread each); ``None`` uses every CPU. Results do not depend on it.
+        thread each); ``None`` and -1 use every CPU the process may run on, -2
+        all but one, ``-j`` all but ``j - 1`` (at least 1), as in scikit-learn.
+        Results do not depend on it.
     shrinkage : float, default=0.0
         Pull every value filled from centres toward the training mean:
         ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
@@ -233,7 +255,7 @@ class UL4M4Imputer(BaseEstimator):
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
-        verbose: bool = False,
+        verbose: int = 0,
         empty: str = "raise",
         completion: str = "greedy",
         temperature: float = 0.05,
@@ -440,10 +462,14 @@ def _output_order(X: Any, fitted: list[str]) -> list[str]:
 
 
 class _verbosity:
-    """Route the ``ul4m4`` logger's INFO records to stderr while ``verbose`` is on."""
+    """Route the ``ul4m4`` logger's records to stderr while ``verbose >= 1``.
 
-    def __init__(self, verbose: bool) -> None:
-        self.verbose = verbose
+    Level 1 shows INFO records (stages, periodic progress), 2 and above also
+    DEBUG records (every iteration).
+    """
+
+    def __init__(self, verbose: int) -> None:
+        self.verbose = int(verbose)
 
     def __enter__(self) -> None:
         if not self.verbose:
@@ -452,7 +478,7 @@ class _verbosity:
         self.handler.setFormatter(logging.Formatter("[ul4m4] %(message)s"))
         self.previous = logger.level
         logger.addHandler(self.handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.INFO if self.verbose == 1 else logging.DEBUG)
 
     def __exit__(self, *exc: object) -> None:
         if self.verbose:
