@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from strategies import multimodal
+from test_cluster import cycling_data
 
 from ul4m4 import UL4M4Imputer
 
@@ -418,3 +420,114 @@ def test_explicit_init_with_an_empty_centre_names_the_centre():
             "b": np.array([[np.nan] * 3, [0.0, 0.0, 0.0]])}
     with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality"):
         UL4M4Imputer(2, init=init).fit(X)
+
+
+# ------------------------------------------------------------ convergence warnings
+def _convergence_warnings(imp, X):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        imp.fit(X)
+    return [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize("max_iter", [300, 3000])
+def test_a_cycling_member_is_named_and_the_advice_is_true(max_iter):
+    """Member 2 of 3 cycles: the warning says so, and max_iter changes nothing."""
+    X = cycling_data()
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64, max_iter=max_iter)
+    messages = _convergence_warnings(imp, X)
+    assert len(messages) == 1
+    assert "ensemble member 2 of 3" in messages[0]
+    assert "cycle of period 2" in messages[0]
+    assert "Increasing max_iter will not help" in messages[0]
+    assert "Increase max_iter" not in messages[0]
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point"]
+    assert imp.runs_[1].cycle_period == 2 and not imp.runs_[1].converged
+    assert imp.runs_[1].n_iter < 20
+    assert imp.converged_  # the first member's run
+
+
+def test_cycle_warning_advice_works():
+    X = cycling_data()
+    messages = _convergence_warnings(UL4M4Imputer(7, random_state=364, dtype=np.float64), X)
+    assert len(messages) == 1 and "k-means did not converge" in messages[0]
+    assert "cycle of period 2" in messages[0]
+    for advice in ({"random_state": 365}, {"random_state": 364, "n_init": 3}):
+        imp = UL4M4Imputer(7, dtype=np.float64, **advice)
+        assert _convergence_warnings(imp, X) == []
+        assert imp.runs_[0].stopped_by == "fixed_point" and imp.converged_
+
+
+def test_max_iter_warning_names_the_member():
+    X, _ = _incomplete(seed=0)
+    imp = UL4M4Imputer(4, random_state=0, n_ensemble=2, max_iter=1)
+    messages = _convergence_warnings(imp, X)
+    assert [m.split(" did not")[0] for m in messages] == [
+        "k-means of ensemble member 1 of 2", "k-means of ensemble member 2 of 2"]
+    assert all("max_iter=1" in m and "Increase max_iter" in m for m in messages)
+    assert [r.stopped_by for r in imp.runs_] == ["max_iter", "max_iter"]
+
+
+def test_mfeat_issue_reproduction():
+    """The report: converged_ True, n_iter_ 19 and a warning to increase max_iter."""
+    from ul4m4.datasets import load_mfeat
+    from ul4m4.missingness import apply_mask, independent_mask
+
+    X, _ = load_mfeat()
+    X = apply_mask(X, independent_mask(2000, [0.5] * 6, random_state=0))
+    imp = UL4M4Imputer(64, n_ensemble=5, random_state=2)
+    messages = _convergence_warnings(imp, X)
+    assert imp.converged_ and imp.n_iter_ == 19
+    assert len(messages) == 1
+    assert messages[0].startswith("k-means of ensemble member 2 of 5 did not converge: its "
+                                  "Lloyd iterations entered a cycle of period 2")
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point",
+                                                  "fixed_point", "fixed_point"]
+
+
+# -------------------------------------------------------------------- progress
+def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
+    import ul4m4._utils.progress as progress
+
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)  # a Lloyd line every iteration
+    X, _ = _incomplete(n=200, seed=1)
+    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), n_ensemble=2,
+                            random_state=0, verbose=1), X)
+    err = capsys.readouterr().err.splitlines()
+    assert "[ul4m4] selection: k=2, 1/2" in err and "[ul4m4] selection: k=4, 2/2" in err
+    assert any(line.startswith("[ul4m4] member 2/2: k=") for line in err)
+    assert any(line.startswith("[ul4m4] member 1/2: Lloyd iteration 1/300, inertia ")
+               and ", centre shift " in line and ", elapsed " in line for line in err)
+    assert any(line.startswith("[ul4m4] member 2/2: fixed point after ") for line in err)
+    auto = [line for line in err if line.startswith("[ul4m4] auto: k=")]
+    assert len(auto) == 1 and "lowest hidden-block MSE" in auto[0]
+    assert "of k in [2, 4]" in auto[0] and "; completion: m0 " in auto[0]
+    assert not any(" iteration 1: inertia" in line for line in err)  # level 2 only
+
+
+def test_verbose_two_logs_every_iteration(capsys):
+    X, _ = _incomplete(n=200, seed=1)
+    imp = _fit_quiet(UL4M4Imputer(3, random_state=0, verbose=2), X)
+    err = capsys.readouterr().err
+    for i in range(1, imp.n_iter_ + 1):
+        assert f"[ul4m4] iteration {i}: inertia " in err
+
+
+def test_verbose_zero_is_silent(capsys):
+    X, _ = _incomplete(n=200, seed=1)
+    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), random_state=0), X)
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_line_says_why_a_modality_keeps_the_mean(caplog):
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(300, 4)), "b": rng.normal(size=(300, 3))}  # independent
+    X["b"][::4] = np.nan
+    X["a"][1::4] = np.nan
+    caplog.set_level(logging.INFO, logger="ul4m4")
+    _fit_quiet(UL4M4Imputer(4, completion="auto", random_state=0), X)
+    auto = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auto: ")]
+    assert len(auto) == 1
+    assert auto[0].startswith("auto: k=4 (as set; hidden-block MSE ")
+    assert "completion: a mean, b mean (a, b: no completion beat the mean by 2 standard " \
+           "errors)" in auto[0]

@@ -230,3 +230,15 @@ def test_release_0_1_soft_float64_file_still_loads_and_completes_the_same():
                         (weights, "soft64_weights")):
         for name, want in _expected(prefix).items():
             np.testing.assert_array_equal(got[name], want)
+
+
+def test_per_member_runs_are_kept(tmp_path):
+    from test_cluster import cycling_data
+
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64)
+    with pytest.warns(Warning, match="cycle of period 2"):
+        imp.fit(cycling_data())
+    imp.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4")
+    assert loaded.runs_ == imp.runs_
+    assert loaded.runs_[1].stopped_by == "cycle" and loaded.runs_[1].cycle_period == 2

@@ -54,7 +54,8 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     max_iter : int, default=300
         Maximum number of Lloyd iterations.
     tol : float, default=0.0
-        Stop when the total squared centre shift in z-space is at most ``tol``.
+        Relative tolerance on the centre shift, as in :class:`~ul4m4.UL4M4Imputer`
+        (0: stop only at a fixed point).
     init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
         Seeding, or explicit initial centres ``{modality: array (k, d_m)}`` keyed
         by the names of ``modalities``.
@@ -67,8 +68,9 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Rows per chunk of the inner imputer's passes over the data.
     reference_one_step : bool, default=False
         Reproduce the public reference scripts (comparison only).
-    verbose : bool, default=False
-        Log progress to the ``"ul4m4"`` logger.
+    verbose : int, default=0
+        Progress on the ``"ul4m4"`` logger: 0 silent, 1 stages, 2 every
+        iteration (as in :class:`~ul4m4.UL4M4Imputer`).
     empty : {"raise", "mean"}, default="raise"
         What to do with a sample that misses every modality. ``"raise"``: fit
         and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
@@ -172,7 +174,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         dtype: Any = np.float32,
         batch_size: int | None = None,
         reference_one_step: bool = False,
-        verbose: bool = False,
+        verbose: int = 0,
         empty: Literal["raise", "mean"] = "raise",
         partial: Literal["raise", "missing"] = "raise",
         completion: Literal["greedy", "soft", "auto"] = "greedy",

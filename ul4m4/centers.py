@@ -13,7 +13,7 @@ import numpy as np
 
 from .distance import squared_norms
 
-__all__ = ["Centers", "center_shift"]
+__all__ = ["Centers", "center_shift", "shift_tolerance"]
 
 
 @dataclass
@@ -78,3 +78,35 @@ def center_shift(old: Centers, new: Centers) -> float:
         diff = a[both].astype(np.float64) - b[both]
         shift += float(np.sum(diff * diff))
     return shift
+
+
+def shift_tolerance(tol: float, mask: np.ndarray, dims) -> float:
+    """The absolute bound on :func:`center_shift` for a relative ``tol`` (scikit-learn's).
+
+    scikit-learn's KMeans stops when the total squared centre shift of an
+    iteration is at most ``tol * mean(np.var(X, axis=0))``: ``tol`` times the
+    mean per-feature variance (ddof=0) of the data it clusters. Here the
+    clustered data are the z-scored training data and a dimension of modality m
+    is observed in the ``n_m`` samples that have m, where z-scoring with the
+    unbiased std makes its variance exactly ``(n_m - 1) / n_m``. So, with
+    ``D = sum(d_m)``::
+
+        bound = tol * (1 / D) * sum_m d_m * (n_m - 1) / n_m
+
+    (the mean per-dimension z-space variance, just under 1). A constant
+    dimension (std <= 1e-8, z-scored with scale 1) counts like the others.
+    ``tol=0`` gives 0: stop only at a fixed point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.array([[True, True], [True, False], [True, True], [True, False]])
+    >>> shift_tolerance(0.01, mask, [2, 6])  # (2 * 3/4 + 6 * 1/2) / 8 = 0.5625
+    0.005625
+    """
+    if tol == 0:
+        return 0.0
+    counts = mask.sum(axis=0).astype(np.float64)
+    dims = np.asarray(dims, dtype=np.float64)
+    variance = np.where(counts > 0, (counts - 1) / np.maximum(counts, 1), 0.0)
+    return float(tol * np.sum(dims * variance) / np.sum(dims))

@@ -8,7 +8,9 @@ be partial: a centre carries a modality iff at least one of its members has it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +27,7 @@ __all__ = [
     "lloyd",
     "random_init",
     "seed_rows",
+    "state_key",
 ]
 
 logger = logging.getLogger("ul4m4")
@@ -119,8 +122,10 @@ def assign(view, centers: Centers, gamma: float, engine: Engine) -> tuple[np.nda
 class LloydResult:
     """One k-means run: final centres, labels, inertia and how the run ended.
 
-    ``cycle`` is set when the labels returned to an earlier assignment instead
-    of settling (the run then stops: it would repeat forever).
+    ``stopped_by`` is ``"fixed_point"``, ``"tol"``, ``"max_iter"``, ``"cycle"``
+    (the iterations returned to an earlier state and would repeat it forever;
+    ``cycle_period`` is then the number of iterations of the cycle),
+    ``"one_step"`` or, for mini-batch runs, ``"no_improvement"``.
     """
 
     centers: Centers
@@ -131,6 +136,7 @@ class LloydResult:
     history: list[float] = field(default_factory=list)
     n_dead: int = 0
     stopped_by: str = "max_iter"
+    cycle_period: int = 0
 
 
 def reseed_empty(view, old: Centers, new: Centers, step, engine: Engine) -> tuple[int, int]:
@@ -173,6 +179,21 @@ def _without_dead(centers: Centers, step) -> Centers:
     return Centers([b.copy() for b in centers.blocks], mask)
 
 
+def state_key(centers: Centers) -> bytes:
+    """A digest of the exact bits of ``centers`` (blocks and mask): the state of Lloyd.
+
+    Each Lloyd iteration is a deterministic function of the centres it starts
+    from (exact argmin labels, row-order sums, deterministic reseeding), so two
+    iterations starting from centres with the same digest run identically.
+    """
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(np.ascontiguousarray(centers.mask).tobytes())
+    for block in centers.blocks:
+        digest.update(str(block.dtype).encode())
+        digest.update(np.ascontiguousarray(block).tobytes())
+    return digest.digest()
+
+
 def lloyd(
     view,
     centers: Centers,
@@ -182,8 +203,9 @@ def lloyd(
     tol: float,
     gamma: float,
     one_step: bool = False,
+    progress=None,
 ) -> LloydResult:
-    """Lloyd iterations from ``centers`` to a fixed point, ``max_iter`` or ``tol``.
+    """Lloyd iterations from ``centers`` to a fixed point, a cycle, ``max_iter`` or ``tol``.
 
     Each pass over the data (:meth:`Engine.e_step`) assigns every sample to its
     exact nearest centre and accumulates the new member sums, so one pass is one
@@ -192,16 +214,40 @@ def lloyd(
     argmin to them. Otherwise the returned labels are the exact argmin to the
     returned centres (the last E-step), which are then not their members' means.
 
+    ``tol`` is absolute: the run stops when the total squared z-space centre
+    shift of one iteration (:func:`~ul4m4.centers.center_shift`) is at most
+    ``tol`` (the estimator scales its relative ``tol`` by the data's variance,
+    see :func:`~ul4m4.centers.shift_tolerance`); ``tol=0`` stops only at a
+    fixed point.
+
+    Cycles. The partial distance is not a metric (two samples sharing no
+    modality are at distance 0 from a centre carrying only the other's), so the
+    inertia need not decrease and Lloyd's iterations can cycle between label
+    assignments. Every iteration is a deterministic function of the centres it
+    starts from, so when an iteration that did not stop starts from the exact
+    centres (bit for bit, compared by :func:`state_key`) of an earlier
+    iteration ``j``, iterations ``j, j+1, ...`` repeat forever: the run stops
+    there with ``stopped_by="cycle"``, ``converged=False`` and ``cycle_period``
+    the number of iterations of the cycle, and returns its last iterate (the
+    labels and inertia of that iteration and the centres they were assigned
+    to). Increasing ``max_iter`` would not change this result; only another
+    seeding can. Runs that do not cycle are unaffected.
+
     ``one_step=True`` reproduces the reference scripts: one assignment to the
     seeds and one mean update; labels stay those of the assignment to the seeds.
+
+    ``progress``, if given, is called after every iteration as
+    ``progress(iteration, max_iter, inertia, shift, elapsed_seconds)``.
     """
     history: list[float] = []
+    seen: dict[bytes, int] = {}
     previous = None
     dead = 0
+    start = time.perf_counter()
     for iteration in range(1, max_iter + 1):
         step = engine.e_step(view, centers, gamma, update_centers=True, previous=previous)
         history.append(step.inertia)
-        logger.info("iteration %d: inertia %.6g", iteration, step.inertia)
+        logger.debug("iteration %d: inertia %.6g", iteration, step.inertia)
         updated = Centers.from_sums(step.sums, step.counts, centers.dtype)
         if one_step:
             return LloydResult(updated, engine.fetch(step.labels), step.inertia, 1, False,
@@ -211,9 +257,20 @@ def lloyd(
         if unchanged and not reseeded:
             return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
                                step.inertia, iteration, True, history, dead, "fixed_point")
-        if tol > 0 and not reseeded and center_shift(centers, updated) <= tol:
+        shift = center_shift(centers, updated)
+        if progress is not None:
+            progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start)
+        if tol > 0 and not reseeded and shift <= tol:
             return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
                                step.inertia, iteration, True, history, dead, "tol")
+        key = state_key(centers)
+        if key in seen:
+            period = iteration - seen[key]
+            logger.debug("iteration %d starts from the centres of iteration %d: a cycle of "
+                         "period %d", iteration, seen[key], period)
+            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
+                               False, history, dead, "cycle", period)
+        seen[key] = iteration
         previous = step.labels
         if iteration < max_iter:
             centers = updated

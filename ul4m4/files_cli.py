@@ -132,7 +132,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), tuple(value) if isinstance(value, list) else value
 
 
-def imputer_params(texts: Sequence[str], *, verbose: bool) -> dict[str, Any]:
+def imputer_params(texts: Sequence[str], *, verbose: int) -> dict[str, Any]:
     """Constructor parameters from ``--param`` texts, checked against UL4M4Imputer's.
 
     Parameters
@@ -140,8 +140,8 @@ def imputer_params(texts: Sequence[str], *, verbose: bool) -> dict[str, Any]:
     texts : sequence of str
         ``NAME=VALUE`` each (see :func:`parse_param`); a later name overrides an
         earlier one.
-    verbose : bool
-        The estimator's ``verbose``.
+    verbose : int
+        The estimator's ``verbose`` (0, 1, 2; a bool counts as 0 or 1).
 
     Returns
     -------
@@ -165,8 +165,9 @@ def imputer_params(texts: Sequence[str], *, verbose: bool) -> dict[str, Any]:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
-        help="log the estimator's progress (inertia per iteration, rows written)",
+        "-v", "--verbose", action="count", default=0,
+        help="log the estimator's progress: -v its stages (selection fits, ensemble "
+             "members, Lloyd progress every few seconds, rows written), -vv every iteration",
     )
 
 

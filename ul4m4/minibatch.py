@@ -22,6 +22,7 @@ Drivers assume validated inputs, like :mod:`ul4m4.cluster`.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,7 @@ def minibatch_kmeans(
     tol: float,
     gamma: float,
     rng: np.random.RandomState,
+    progress=None,
 ) -> LloydResult:
     """Mini-batch k-means from ``centers``, then one full assignment pass.
 
@@ -128,19 +130,25 @@ def minibatch_kmeans(
     max_iter : int
         Budget in epochs: at most ``ceil(max_iter * n_samples / batch_size)`` steps.
     tol : float
-        With ``tol > 0``, also stop when one step moves the centres by a total
-        squared z-space shift of at most ``tol``.
+        Absolute: with ``tol > 0``, also stop when one step moves the centres by
+        a total squared z-space shift of at most ``tol`` (the estimator passes
+        its relative ``tol`` scaled by :func:`~ul4m4.centers.shift_tolerance`,
+        as scikit-learn's ``MiniBatchKMeans`` does).
     gamma : float
         Error factor of the GEMM distance (see :func:`ul4m4.distance.error_factor`).
     rng : RandomState
         Draws the batches.
+    progress : callable, optional
+        Called after every step as ``progress(step, n_steps, smoothed inertia,
+        shift, elapsed_seconds)``.
 
     Returns
     -------
     LloydResult
         ``labels`` and ``inertia`` from a final exact assignment of every sample to
         the returned centres; ``n_iter`` is the number of mini-batch steps;
-        ``converged`` says whether a stop rule fired before the step budget;
+        ``converged`` says whether a stop rule fired before the step budget
+        (``stopped_by`` says which: ``"no_improvement"`` or ``"tol"``);
         ``history`` holds, per step, the smoothed batch inertia scaled to
         n_samples (an estimate of the full inertia).
 
@@ -177,10 +185,12 @@ def minibatch_kmeans(
     estimates = [b.astype(np.float64) for b in centers.blocks]
     carried = centers.mask.copy()
     counts = np.zeros(carried.shape)
-    progress = _Progress(alpha=min(1.0, 2.0 * batch / (n + 1)))
+    smoothing = _Progress(alpha=min(1.0, 2.0 * batch / (n + 1)))
     history: list[float] = []
     converged = False
+    stopped_by = "max_iter"
     step = 0
+    start = time.perf_counter()
     # One batch is one small GEMM per modality: a multi-threaded BLAS only adds
     # synchronisation at these shapes (as in the chunked passes of map_chunks).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -193,13 +203,16 @@ def minibatch_kmeans(
             updated = Centers([e.astype(dtype) for e in estimates], carried.copy())
             shift = center_shift(centers, updated)
             centers = updated
-            stop = progress.update(batch_mean)
-            history.append(float(progress.smoothed) * n)
-            logger.info("mini-batch step %d: smoothed inertia %.6g, shift %.3g", step,
-                        history[-1], shift)
+            stop = smoothing.update(batch_mean)
+            history.append(float(smoothing.smoothed) * n)
+            logger.debug("mini-batch step %d: smoothed inertia %.6g, shift %.3g", step,
+                         history[-1], shift)
+            if progress is not None:
+                progress(step, n_steps, history[-1], shift, time.perf_counter() - start)
             if stop or (tol > 0 and shift <= tol):
                 converged = True
+                stopped_by = "no_improvement" if stop else "tol"
                 break
     labels, best = assign(view, centers, gamma, engine)
     return LloydResult(centers, labels, float(best.sum()), step, converged, history,
-                       stopped_by="no_improvement" if converged else "max_iter")
+                       stopped_by=stopped_by)

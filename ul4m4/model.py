@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._utils.chunks import iter_row_chunks
 from ._utils.files import AtomicWriter
-from .centers import Centers
+from ._utils.progress import FitProgress
+from .centers import Centers, shift_tolerance
 from .cluster import LloydResult, assign, gather_view, kmeans_plusplus, lloyd, random_init
 from .complete import FROM_MEAN, OBSERVED
 from .data import (
@@ -81,21 +83,51 @@ class Member:
 
 @dataclass
 class RunInfo:
-    """How one member's k-means run ended (for warnings and diagnostics)."""
+    """How one member's k-means run ended (for warnings and diagnostics).
+
+    ``stopped_by`` is one of ``"fixed_point"``, ``"tol"``, ``"cycle"``,
+    ``"max_iter"``, ``"one_step"``, ``"no_improvement"`` (mini-batch) or
+    ``"unknown"`` (model files of release 0.1); ``cycle_period`` is the number
+    of iterations of the cycle when ``stopped_by == "cycle"`` (else 0).
+    """
 
     n_iter: int
     converged: bool
     inertia: float
     n_dead: int = 0
     stopped_by: str = "unknown"
+    cycle_period: int = 0
 
-    def warn(self, max_iter: int, k: int, stacklevel: int) -> None:
-        """ConvergenceWarnings for a run that hit ``max_iter`` or left dead centres."""
-        if not self.converged:
+    def warn(self, max_iter: int, k: int, stacklevel: int, *, member: int = 0,
+             n_members: int = 1, n_init: int = 1) -> None:
+        """ConvergenceWarnings for a run that cycled, hit ``max_iter`` or left dead centres.
+
+        ``member`` (0-based) of ``n_members`` names the ensemble member in the message.
+        """
+        who = "k-means"
+        if n_members > 1:
+            who = f"k-means of ensemble member {member + 1} of {n_members}"
+        if n_init > 1:
+            who += f" (the lowest-inertia of n_init={n_init} seedings)"
+        if self.stopped_by == "cycle":
             warnings.warn(
-                f"k-means did not converge in max_iter={max_iter} iterations; labels are the "
-                "exact nearest centres, but the centres are not yet their members' means. "
-                "Increase max_iter.",
+                f"{who} did not converge: its Lloyd iterations entered a cycle of period "
+                f"{self.cycle_period} (iteration {self.n_iter} started from the same centres "
+                f"as iteration {self.n_iter - self.cycle_period}; the partial distance is not "
+                "a metric, so Lloyd can cycle) and the run stopped there. Labels are the "
+                "exact nearest centres, but the centres are not their members' means. "
+                "Increasing max_iter will not help; another seeding usually reaches a fixed "
+                "point: change random_state, or set n_init > 1 to keep the best of several "
+                "seedings.",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+        elif not self.converged:
+            warnings.warn(
+                f"{who} did not converge in max_iter={max_iter} iterations (no fixed point "
+                "and no cycle was reached); labels are the exact nearest centres, but the "
+                "centres are not yet their members' means. Increase max_iter, or set tol > 0 "
+                "to stop once the centres barely move.",
                 ConvergenceWarning,
                 stacklevel=stacklevel + 1,
             )
@@ -152,6 +184,17 @@ class FittedModel:
 
 
 # ---------------------------------------------------------------------- fit
+#: How a k-means run ended, for the stage lines.
+_ENDINGS = {
+    "fixed_point": "fixed point",
+    "tol": "centre shift within tol",
+    "cycle": "stopped in a cycle of period {period}",
+    "max_iter": "max_iter reached",
+    "no_improvement": "no improvement",
+    "one_step": "one step (reference)",
+}
+
+
 def fit_model(data: Multimodal, settings: Settings, engine: Engine,
               rng: np.random.RandomState) -> FittedModel:
     """Fit statistics, the selection (with "auto") and every ensemble member.
@@ -162,10 +205,11 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     check_training_data(data, settings)
     chunk_rows = settings.chunk_rows(data.dims)
     gamma = engine.error_factor(data.dims, settings.dtype)
-    selection = _select(data, settings, engine, chunk_rows, gamma, rng)
+    progress = FitProgress(settings.verbose)
+    selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
     k = selection.n_clusters if selection else int(settings.n_clusters)
     means, scales, runs = fit_members(data, k, settings, engine, chunk_rows, gamma, rng,
-                                      settings.n_ensemble)
+                                      settings.n_ensemble, progress=progress)
     first = runs[0]
     labels = first.labels
     if kept is not None:
@@ -178,7 +222,8 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
         list(data.names), list(data.dims), list(means), list(scales), settings.dtype, members,
         completion, temperature, shrinkage, labels, first.history, first.n_iter, first.inertia,
         first.converged, k, selection,
-        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by) for r in runs],
+        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by, r.cycle_period)
+         for r in runs],
     )
 
 
@@ -197,12 +242,16 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 
 
 def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, chunk_rows: int,
-                gamma: float, rng: np.random.RandomState, n_models: int = 1):
+                gamma: float, rng: np.random.RandomState, n_models: int = 1, *,
+                progress: FitProgress | None = None, label: str = "member"):
     """Statistics, then ``n_models`` k-means models on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
-    after the other. Returns ``(means, scales, [LloydResult])``.
+    after the other. Returns ``(means, scales, [LloydResult])``. ``progress``
+    logs each model's stages under ``label`` (numbered ``i/n_models`` when
+    ``label`` is ``"member"``).
     """
+    progress = progress if progress is not None else FitProgress(0)
     means, scales = engine.statistics(data, chunk_rows, settings.n_threads)
     engine.check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads)
     # Streamed inputs (memory maps, array-likes) are never copied whole; an
@@ -211,30 +260,52 @@ def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, ch
     cache = 0 if is_streamed(data) else max(CACHE_BYTES, data.nbytes)
     view = engine.view(data, means, scales, settings.dtype, chunk_rows, settings.n_threads,
                        cache)
-    results = [_best_of_inits(view, data, k, rng, gamma, settings, engine)
-               for _ in range(n_models)]
+    tol = shift_tolerance(settings.tol, data.mask, data.dims)
+    results = []
+    for i in range(n_models):
+        name = f"member {i + 1}/{n_models}" if label == "member" else label
+        if label == "member":
+            progress.stage("%s: k=%d", name, k)
+        results.append(_best_of_inits(view, data, k, rng, gamma, settings, engine, tol,
+                                      progress, name))
     return means, scales, results
 
 
 def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
-                   engine: Engine) -> LloydResult:
+                   engine: Engine, tol: float, progress: FitProgress,
+                   label: str) -> LloydResult:
     best = None
     for run in range(settings.n_init):
+        name = label if settings.n_init == 1 else f"{label}, init {run + 1}/{settings.n_init}"
+        start = time.perf_counter()
         if settings.algorithm == "minibatch":
-            result = _minibatch_run(view, data, k, rng, gamma, settings, engine)
+            with progress.iterations(name, "mini-batch step") as callback:
+                result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol,
+                                        callback)
         else:
             centers = initial_centers(view, data, k, rng, gamma, settings, engine)
-            result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=settings.tol,
-                           gamma=gamma, one_step=settings.reference_one_step)
-        logger.info("init %d: inertia %.6g after %d iterations", run, result.inertia,
-                    result.n_iter)
-        if best is None or result.inertia < best.inertia:
+            with progress.iterations(name) as callback:
+                result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
+                               gamma=gamma, one_step=settings.reference_one_step,
+                               progress=callback)
+        ending = _ENDINGS.get(result.stopped_by, result.stopped_by)
+        progress.stage("%s: %s after %d %s, inertia %.6g (%.1f s)", name,
+                       ending.format(period=result.cycle_period), result.n_iter,
+                       "mini-batch steps" if settings.algorithm == "minibatch" else "iterations",
+                       result.inertia, time.perf_counter() - start)
+        logger.debug("init %d: inertia %.6g after %d iterations (%s)", run, result.inertia,
+                     result.n_iter, result.stopped_by)
+        # A converged run beats one that cycled or ran out of iterations: the
+        # inertia of a non-converged iterate is that of centres that are not
+        # their members' means.
+        if best is None or (not result.converged, result.inertia) < (not best.converged,
+                                                                      best.inertia):
             best = result
     return best
 
 
 def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
-                   engine: Engine) -> LloydResult:
+                   engine: Engine, tol: float, callback=None) -> LloydResult:
     batch = settings.batch_size if settings.batch_size is not None else DEFAULT_BATCH_SIZE
     seeding, seeding_engine = view, engine
     if settings.init == "k-means++":
@@ -243,7 +314,7 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
         seeding_engine = engine.host
     centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
-                            tol=settings.tol, gamma=gamma, rng=rng)
+                            tol=tol, gamma=gamma, rng=rng, progress=callback)
 
 
 def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
@@ -284,7 +355,7 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
 
 
 def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: int, gamma: float,
-            rng) -> Selection | None:
+            rng, progress: FitProgress) -> Selection | None:
     if not settings.auto:
         return None
     auto_k = settings.auto_k
@@ -298,13 +369,19 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
     methods = ("greedy", "soft", "mean") if auto_completion else (settings.completion,)
     temperatures = SOFT_TEMPERATURES if auto_completion else (settings.temperature,)
 
+    ks = sorted(set(grid))
+    fitted = []
+
     def fit(masked: Multimodal, k: int):
+        fitted.append(k)
+        label = f"selection: k={k}, {len(fitted)}/{len(ks)}"
+        progress.stage("%s", label)
         means, scales, (result,) = fit_members(masked, k, settings, engine, chunk_rows, gamma,
-                                               rng)
+                                               rng, progress=progress, label=label)
         return means, scales, result.centers
 
     selection = select_model(
-        data, fit, k_grid=sorted(set(grid)), methods=methods, temperatures=temperatures,
+        data, fit, k_grid=ks, methods=methods, temperatures=temperatures,
         shrinkages=SHRINKAGES if auto_completion else (settings.shrinkage,),
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
         chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
@@ -315,7 +392,8 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
             "no training sample has two observed modalities: nothing to hide for the "
             "'auto' selection; using k=%d and the greedy completion", selection.n_clusters
         )
-    logger.info("model selection (z-space MSE on hidden blocks):\n%s", selection.to_markdown())
+    logger.debug("model selection (z-space MSE on hidden blocks):\n%s", selection.to_markdown())
+    progress.stage("%s", selection.summary(auto_k=auto_k, auto_completion=auto_completion))
     return selection
 
 

@@ -139,6 +139,61 @@ class Selection:
                     "might score better.")
         return None
 
+    def score(self, k: int | None = None) -> float:
+        """Mean over modalities of the hidden-block MSE of each modality's choice at ``k``.
+
+        At the chosen k (the default) this is what the selection minimised.
+        """
+        k = self.n_clusters if k is None else k
+        names = [c for c in self.table[0] if c not in _KEYS] if self.table else []
+        chosen = []
+        for n in names:
+            for row in self.table:
+                if (row["n_clusters"] == k and row["method"] == self.completion.get(n)
+                        and row["temperature"] == self.temperature.get(n)
+                        and row["shrinkage"] == self.shrinkage.get(n, 0.0)
+                        and np.isfinite(row[n])):
+                    chosen.append(row[n])
+                    break
+        return float(np.mean(chosen)) if chosen else float("nan")
+
+    def summary(self, *, auto_k: bool = True, auto_completion: bool = True) -> str:
+        """One line: the chosen k and per-modality completion, and why.
+
+        ``auto_k`` / ``auto_completion`` say which of the two were chosen here
+        (the other was set by the caller and is reported as such).
+        """
+        if not self.table:
+            return (f"auto: k={self.n_clusters}, greedy completion (no training sample has "
+                    "two observed modalities: nothing could be hidden to compare candidates)")
+        grid = sorted({row["n_clusters"] for row in self.table})
+        if auto_k:
+            head = (f"auto: k={self.n_clusters} (lowest hidden-block MSE {self.score():.3g} of "
+                    f"k in {grid})")
+        else:
+            head = f"auto: k={self.n_clusters} (as set; hidden-block MSE {self.score():.3g})"
+        if not auto_completion:
+            return f"{head}; completion as set"
+        names = [c for c in self.table[0] if c not in _KEYS]
+        parts, means = [], []
+        for n in names:
+            method = self.completion.get(n, "greedy")
+            if method == "mean":
+                means.append(n)
+            text = f"{n} {method}"
+            if method == "soft":
+                text += f" T={self.temperature[n]:g}"
+            if self.shrinkage.get(n, 0.0):
+                text += f" shrinkage {self.shrinkage[n]:g}"
+            if not any(np.isfinite(row[n]) for row in self.table):
+                text += " (never hidden)"
+            parts.append(text)
+        line = f"{head}; completion: {', '.join(parts)}"
+        if means:
+            line += (f" ({', '.join(means)}: no completion beat the mean by {_MARGIN_SE:g} "
+                     "standard errors)")
+        return line
+
     def to_markdown(self) -> str:
         """The score table as Markdown, the chosen rows marked, followed by the rule."""
         if not self.table:

@@ -26,6 +26,8 @@ __all__ = [
     "SHRINKAGES",
     "SOFT_TEMPERATURES",
     "Settings",
+    "available_cpus",
+    "resolve_n_jobs",
     "resolve_settings",
 ]
 
@@ -60,7 +62,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "dtype": [TypeOf((object,), "float32 or float64")],
     "batch_size": [_INT1, Options((None,))],
     "reference_one_step": [_BOOL],
-    "verbose": [_BOOL],
+    "verbose": [Interval(numbers.Integral, 0), _BOOL],
     "empty": [Options(("raise", "mean"))],
     "partial": [Options(("raise", "missing"))],
     "completion": [Options(("greedy", "soft", "auto"))],
@@ -69,7 +71,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "k_grid": [TypeOf((list, tuple), "a non-empty tuple of integers")],
     "selection_fraction": [Interval(numbers.Real, 0, 1, "right")],
     "shrinkage": [Interval(numbers.Real, 0, 1, "left")],
-    "n_jobs": [_INT1, Options((None,))],
+    "n_jobs": [_INT1, Interval(numbers.Integral, None, -1, "right"), Options((None,))],
     "algorithm": [Options(("lloyd", "minibatch"))],
     "backend": [Options(BACKENDS)],
     "device": [TypeOf((str, type(None)), "a string such as 'cpu' or 'cuda', a torch.device "
@@ -90,7 +92,7 @@ class Settings:
     dtype: np.dtype
     batch_size: int | None
     reference_one_step: bool
-    verbose: bool
+    verbose: int
     empty: str
     partial: str
     completion: str
@@ -158,21 +160,49 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
     n_ensemble = params["n_ensemble"]
     if n_ensemble is None:
         n_ensemble = AUTO_ENSEMBLE if params["completion"] == "auto" else 1
-    n_jobs = params["n_jobs"]
     return Settings(
         n_clusters=params["n_clusters"], max_iter=int(params["max_iter"]),
         tol=float(params["tol"]), init=params["init"], random_state=params["random_state"],
         dtype=_resolve_dtype(params["dtype"]), batch_size=params["batch_size"],
-        reference_one_step=bool(params["reference_one_step"]), verbose=bool(params["verbose"]),
+        reference_one_step=bool(params["reference_one_step"]), verbose=int(params["verbose"]),
         empty=params["empty"], partial=params["partial"], completion=params["completion"],
         temperature=float(params["temperature"]), n_init=int(params["n_init"]),
         k_grid=tuple(int(k) for k in grid),
         selection_fraction=float(params["selection_fraction"]),
         shrinkage=float(params["shrinkage"]),
-        n_threads=int(n_jobs) if n_jobs is not None else max(1, os.cpu_count() or 1),
+        n_threads=resolve_n_jobs(params["n_jobs"]),
         algorithm=params["algorithm"], backend=params["backend"], device=params["device"],
         n_ensemble=int(n_ensemble),
     )
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_n_jobs(n_jobs: int | None, cpus: int | None = None) -> int:
+    """Threads for ``n_jobs``, as in scikit-learn: -1 all CPUs, -2 all but one, ...
+
+    ``None`` also means every CPU (the passes are thread-parallel and give the
+    same results for any number of threads). A negative value ``-j`` means
+    ``cpus + 1 - j`` threads, at least 1.
+
+    Examples
+    --------
+    >>> [resolve_n_jobs(n, cpus=8) for n in (None, 1, 3, 16, -1, -2, -8, -20)]
+    [8, 1, 3, 16, 8, 7, 1, 1]
+    """
+    cpus = available_cpus() if cpus is None else int(cpus)
+    if n_jobs is None:
+        return cpus
+    n_jobs = int(n_jobs)
+    if n_jobs < 0:
+        return max(1, cpus + 1 + n_jobs)
+    return n_jobs
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:

@@ -39,7 +39,11 @@ class Interval:
 
     def describe(self) -> str:
         if self.kind is numbers.Integral:
-            return f"an integer >= {self.low:g}"
+            if self.high is None:
+                return f"an integer >= {self.low:g}"
+            if self.low is None:
+                return f"an integer <= {self.high:g}"
+            return f"an integer in [{self.low:g}, {self.high:g}]"
         left = "[" if self.closed in ("left", "both") else "("
         right = "]" if self.closed in ("right", "both") else ")"
         if self.high is None:
