@@ -145,7 +145,7 @@ class Selection:
         At the chosen k (the default) this is what the selection minimised.
         """
         k = self.n_clusters if k is None else k
-        names = [c for c in self.table[0] if c not in _KEYS] if self.table else []
+        names = self.names if self.table else []
         chosen = []
         for n in names:
             for row in self.table:
@@ -174,7 +174,7 @@ class Selection:
             head = f"auto: k={self.n_clusters} (as set; hidden-block MSE {self.score():.3g})"
         if not auto_completion:
             return f"{head}; completion as set"
-        names = [c for c in self.table[0] if c not in _KEYS]
+        names = self.names
         parts, means = [], []
         for n in names:
             method = self.completion.get(n, "greedy")
