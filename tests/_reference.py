@@ -161,3 +161,22 @@ def greedy_complete(z: list, z_has: list[bool], C, S) -> dict[int, int]:
         missing -= set(result)
         del candidates[f]
     return result
+
+
+def fitted_zscore(imp, X, dtype=np.float64):
+    """``X`` z-scored with a fitted imputer's statistics, as ``zscore`` lists it."""
+    names = imp.modalities_
+    return zscore(
+        [np.asarray(X[n]) for n in names],
+        [imp.mean_[n] for n in names],
+        [imp.scale_[n] for n in names],
+        dtype,
+    )
+
+
+def fitted_centres(imp):
+    """The first member's z-space centres ``C[j][m]`` and modality sets ``S[j][m]``."""
+    centers = imp.model_.members[0].centers
+    C = [[b[j] for b in centers.blocks] for j in range(centers.k)]
+    S = [list(map(bool, row)) for row in centers.mask]
+    return C, S

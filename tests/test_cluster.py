@@ -1,15 +1,25 @@
-"""The Lloyd driver: cycles between label assignments are detected, stopped and reported."""
+"""ul4m4.cluster: seeding and Lloyd against the literal method in ``_reference``; cycles are detected, stopped and reported."""
 
 from __future__ import annotations
 
+import warnings
+
+import _reference as ref
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+from strategies import multimodal
 
+from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import Centers
 from ul4m4.cluster import assign, kmeans_plusplus, lloyd, state_key
 from ul4m4.data import check_multimodal, modality_statistics
 from ul4m4.distance import error_factor
+from ul4m4.model import transform_view
+from ul4m4.settings import resolve_settings
 
 
 def cycling_data() -> dict[str, np.ndarray]:
@@ -102,3 +112,93 @@ def test_state_key_sees_every_bit_of_the_centres():
     nudged[1, 1] = np.nextafter(nudged[1, 1], np.inf)
     assert state_key(Centers([nudged], centers.mask.copy())) != key
     assert state_key(Centers([centers.blocks[0].copy()], np.array([[True], [False]]))) != key
+
+
+_MAX_ITER = 30
+
+
+def _reference_fit(imp, X, k, seed):
+    Z = ref.fitted_zscore(imp, X)
+    seeds = ref.kmeans_plusplus(Z, k, np.random.RandomState(seed))
+    C0 = [[Z[m][s].copy() for m in range(len(Z))] for s in seeds]
+    S0 = [ref.has(Z, s) for s in seeds]
+    return seeds, ref.lloyd(Z, C0, S0, _MAX_ITER, np.float64)
+
+
+def _assert_same_centres(imp, C, S, rtol):
+    """Same modality sets; same centres (bit for bit when ``rtol`` is 0)."""
+    np.testing.assert_array_equal(imp.center_modalities_, np.array(S, dtype=bool))
+    for m, block in enumerate(imp.model_.members[0].centers.blocks):
+        for j in range(len(S)):
+            if S[j][m]:
+                np.testing.assert_allclose(block[j], C[j][m], rtol=rtol, atol=0)
+
+
+@given(multimodal(), st.integers(0, 2**31 - 1))
+def test_fit_matches_literal_kmeans(case, seed):
+    """End to end (seeding + Lloyd), ties and duplicates included: same labels, and
+    centres equal bit for bit (both sum members sequentially in row order in float64)."""
+    X, mask, k = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64, max_iter=_MAX_ITER).fit(X)
+    _, (labels, C, S, converged) = _reference_fit(imp, X, k, seed)
+    assert imp.converged_ == converged
+    np.testing.assert_array_equal(imp.labels_, labels)
+    _assert_same_centres(imp, C, S, 0)
+
+
+@given(multimodal(), st.integers(0, 2**31 - 1))
+def test_seeding_matches_literal_kmeans_plusplus(case, seed):
+    """Same draws as the literal k-means++, also with duplicates and unreachable samples."""
+    X, mask, k = case
+    imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
+    engine = NumpyEngine()
+    view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
+    _, indices = kmeans_plusplus(view, k, np.random.RandomState(seed), 1e-12, engine)
+    expected = ref.kmeans_plusplus(ref.fitted_zscore(imp, X), k, np.random.RandomState(seed))
+    assert indices.tolist() == expected
+
+
+@given(multimodal(), st.integers(0, 2**31 - 1), st.sampled_from([np.float32, np.float64]))
+def test_one_lloyd_step_matches_literal(case, seed, dtype):
+    """From the same centres, with exact ties everywhere: the assignment equals the
+    literal argmin (ties to the lowest index) and the update equals the literal means."""
+    X, mask, k = case
+    rows = np.random.RandomState(seed).choice(mask.shape[0], k, replace=False)
+    init = {n: a[rows] for n, a in X.items()}
+    imp = UL4M4Imputer(k, init=init, reference_one_step=True, dtype=dtype).fit(X)
+    Z = ref.fitted_zscore(imp, X, dtype)
+    Zi = ref.fitted_zscore(imp, init, dtype)
+    C0 = [[Zi[m][j] for m in range(len(Zi))] for j in range(k)]
+    S0 = [ref.has(Zi, j) for j in range(k)]
+    labels, C, S, _ = ref.lloyd(Z, C0, S0, 1, dtype, one_step=True)
+    np.testing.assert_array_equal(imp.labels_, labels)
+    _assert_same_centres(imp, C, S, 1e-6 if dtype == np.float32 else 0)
+
+
+@given(multimodal(), st.integers(0, 2**31 - 1), st.sampled_from([np.float32, np.float64]))
+def test_lloyd_fixed_point(case, seed, dtype):
+    X, mask, k = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        imp = UL4M4Imputer(k, random_state=seed, dtype=dtype).fit(X)
+    # Lloyd under the partial distance can cycle (it is not a metric, and a centre's
+    # modality set changes); the fixed point is checked whenever it is reached.
+    assume(imp.converged_)
+    Z = ref.fitted_zscore(imp, X, dtype)
+    C, S = ref.fitted_centres(imp)
+    for i in range(Z[0].shape[0]):
+        assert imp.labels_[i] == ref.nearest(Z, i, C, S)[0]
+    for j in range(k):
+        members = imp.labels_ == j
+        for m, name in enumerate(imp.modalities_):
+            rows = members & mask[:, m]
+            assert S[j][m] == bool(rows.any())
+            if rows.any():
+                expected = np.asarray(X[name])[rows].mean(axis=0)
+                np.testing.assert_allclose(
+                    imp.cluster_centers_[name][j], expected,
+                    rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4 if dtype == np.float32
+                    else 1e-9,
+                )
