@@ -329,9 +329,13 @@ def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
 
 
 # ------------------------------------------------------- rounds on a client
-def _engine_view(X, rows):
+def _engine_view(X, rows, persist=False):
     engine = dask_backend.DaskEngine()
-    data = engine.check_input(chunked(X, rows))
+    lazy = chunked(X, rows)
+    if persist:
+        lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
+        distributed.wait(list(lazy.values()))
+    data = engine.check_input(lazy)
     means, scales = engine.statistics(data, 64, 1)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     return engine, view
@@ -376,3 +380,17 @@ def test_reseeding_on_a_client_equals_the_local_scheduler(client):
     with dask.config.set(scheduler="synchronous"):
         again = fit_dask(UL4M4Imputer(**params), chunked(X, 40))
     assert_same_model(again, fitted)
+
+
+def test_blocks_are_prepared_and_assigned_where_the_input_lives(client):
+    X = blobs(800, 16)
+    engine, view = _engine_view(X, 100, persist=True)
+    view.prepared(dask_backend._client())
+    homes = view.homes()
+    assert all(h for h in homes)  # every block sits on a known worker
+    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 800, 800 // K)[:K], engine)
+    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    with distributed.get_task_stream(client) as stream:
+        step = engine.e_step(view, centres, gamma, update_centers=True)
+    ran = {r["key"]: r["worker"] for r in stream.data}
+    assert all(ran[f.key] in home for f, home in zip(step.labels, homes, strict=True))

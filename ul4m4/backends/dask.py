@@ -53,6 +53,9 @@ Design
   next E-step and of reseeding), and only the summed member sums and two
   scalars per block come back. Without a client the same tasks run as one
   ``dask.compute`` (``optimize_graph=False``) on the local scheduler.
+* Each block is z-scored on the worker holding its (widest modality's) input and
+  every E-step of the block runs there (a loose restriction: another worker takes
+  over if that one is gone), so blocks never move between workers.
 * The z-scored training samples are kept on the workers for the whole fit, in
   the working dtype, as one copy per block (passes read it in place); per
   block a worker also keeps its labels and squared distances (16 bytes a row)
@@ -394,15 +397,40 @@ class DaskView:
         Futures under a distributed ``client``, persisted delayed values otherwise.
         """
         if self._prepared is None or self._prepared[0] is not client:
+            blocks = _blocks(self.data.arrays)
             parts = [
-                delayed(_prepare_task)(blocks, mask, self.data.names, self.mean, self.scale,
+                delayed(_prepare_task)(chunk, mask, self.data.names, self.mean, self.scale,
                                        self.dtype, self.chunk_rows)
-                for blocks, mask in zip(_blocks(self.data.arrays), _mask_blocks(self.data),
-                                        strict=True)
+                for chunk, mask in zip(blocks, _mask_blocks(self.data), strict=True)
             ]
-            made = client.compute(parts) if client is not None else dask.persist(*parts)
-            self._prepared = (client, list(made))
+            if client is None:
+                self._prepared = (None, list(dask.persist(*parts)), [None] * len(parts))
+            else:
+                made = [client.compute(p, workers=home, allow_other_workers=home is not None)
+                        for p, home in zip(parts, _homes(client, blocks, self.data.dims),
+                                           strict=True)]
+                sys.modules["distributed"].wait(made)
+                held = client.who_has(made)
+                self._prepared = (client, made, [list(held.get(f.key, ())) or None
+                                                 for f in made])
         return self._prepared[1]
+
+    def homes(self) -> list:
+        """Per block, the workers that hold it once prepared (None: any), for task placement."""
+        return self._prepared[2]
+
+
+def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int]) -> list:
+    """Per row block, the worker holding its widest modality's block (None if not held).
+
+    Preparing a block there moves the least data; each E-step then runs where
+    the block is, so the blocks' split over the workers stays that of the input.
+    """
+    widest = int(np.argmax(dims))
+    keys = [chunk[widest].key for chunk in blocks]
+    futures = [sys.modules["distributed"].Future(key, client) for key in keys]
+    held = client.who_has(futures)
+    return [list(held.get(key, ()))[:1] or None for key in keys]
 
 
 def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common) -> list:
@@ -582,8 +610,10 @@ class DaskEngine:
         if client is not None:
             shared = _scatter(client, centers)
             parts = [client.submit(_e_step_task, chunk, labels, shared, gamma, update_centers,
-                                   pure=False)
-                     for chunk, labels in zip(prepared, previous, strict=True)]
+                                   pure=False, workers=home,
+                                   allow_other_workers=home is not None)
+                     for chunk, labels, home in zip(prepared, previous, view.homes(),
+                                                    strict=True)]
             if update_centers:
                 total, scalars = client.gather(_tree(
                     parts, lambda group: client.submit(_reduce_task, *group, pure=False)))
