@@ -11,7 +11,9 @@ on the same cluster.
 A Lloyd iteration is ``(T(12) - T(2)) / 10``: fits from the same explicit initial
 centres with ``tol=0`` and ``max_iter`` 2 and 12 (``n_iter_`` is checked), so
 validation, statistics and start-up cancel out. Runners are interleaved and the
-minimum of each time over the rounds is kept.
+minimum of each time over the rounds is kept. CPU ms per iteration (this process
+and its worker processes, user + system, the same difference) is printed too: on
+a shared machine it moves less with other load than wall time does.
 
 Per-iteration breakdown of the Dask fit (the difference between a 12- and a
 2-iteration fit, over 10): tasks run, bytes of task results, bytes moved between
@@ -59,14 +61,32 @@ def cpu_model() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def _timed(fit, iters: int) -> tuple[float, object]:
+def cpu_seconds() -> float:
+    """CPU time of this process and its children (the local workers), user + system."""
+    import psutil
+
+    total = 0.0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _timed(fit, iters: int, cpu: dict | None = None) -> tuple[float, object]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fixed budgets do not converge
+        used = cpu_seconds()
         start = time.perf_counter()
         model = fit(iters)
         seconds = time.perf_counter() - start
+        used = cpu_seconds() - used
     if int(model.n_iter_) != iters:
         raise RuntimeError(f"expected {iters} iterations, the fit ran {model.n_iter_}")
+    if cpu is not None:
+        cpu[iters] = min(cpu.get(iters, np.inf), used)
     return seconds, model
 
 
@@ -110,6 +130,7 @@ def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
 
     runners = {"numpy": lambda iters: model(iters, "numpy").fit(data.incomplete)}
     times: dict[str, dict[int, float]] = {}
+    cpu: dict[str, dict[int, float]] = {}
     models: dict[str, object] = {}
     result = {"n": n, "k": k, "chunks": n_chunks, "dims": sum(a.shape[1] for a in init.values()),
               "cpu": cpu_model()}
@@ -141,7 +162,7 @@ def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
         for round_ in range(rounds):
             for name, fit in runners.items():
                 for iters in (SHORT, LONG):
-                    seconds, models[name] = _timed(fit, iters)
+                    seconds, models[name] = _timed(fit, iters, cpu.setdefault(name, {}))
                     best = times.setdefault(name, {})
                     best[iters] = min(best.get(iters, np.inf), seconds)
                     print(f"  [dask section] n={n:,} round {round_ + 1}/{rounds} {name} "
@@ -149,6 +170,9 @@ def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
         short, long = (_profile(client, runners["dask"], iters) for iters in (SHORT, LONG))
     per_iter = {name: (t[LONG] - t[SHORT]) / (LONG - SHORT) for name, t in times.items()}
     result["per_iteration"] = per_iter
+    # CPU seconds of this process and the workers: less sensitive to other load.
+    result["cpu_per_iteration"] = {name: (t[LONG] - t[SHORT]) / (LONG - SHORT)
+                                   for name, t in cpu.items()}
     result["breakdown"] = {key: (long[key] - short[key]) / (LONG - SHORT) for key in long}
     result["breakdown"]["overhead"] = (result["breakdown"]["seconds"]
                                        - result["breakdown"]["compute"] / n_workers)
@@ -163,14 +187,15 @@ def print_results(results: list[dict]) -> None:
           f"{results[0]['chunks']} row chunks, ms per Lloyd iteration (T({LONG}) - T({SHORT}))"
           f" / {LONG - SHORT}; CPU: {results[0]['cpu']}")
     head = ["n", "NumPy", "Dask", "Dask / NumPy", "dask-ml KMeans", "dask-ml / NumPy",
-            "same labels", "load"]
+            "CPU ms NumPy", "CPU ms Dask", "same labels", "load"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in results:
-        p = r["per_iteration"]
+        p, c = r["per_iteration"], r["cpu_per_iteration"]
         ml = p.get("dask-ml KMeans")
         print(f"| {r['n']:,} | {1e3 * p['numpy']:.0f} | {1e3 * p['dask']:.0f} | "
               f"{p['dask'] / p['numpy']:.2f}x | "
               + (f"{1e3 * ml:.0f} | {ml / p['numpy']:.2f}x" if ml else "- | -")
+              + f" | {1e3 * c['numpy']:.0f} | {1e3 * c['dask']:.0f}"
               + f" | {r['same_labels']} | {r['load_average']:.1f} |")
     print("\nDask per iteration: tasks, bytes of task results, bytes moved between workers, "
           "compute summed over workers, overhead = wall - compute / workers")
