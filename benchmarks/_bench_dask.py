@@ -1,24 +1,29 @@
 #!/usr/bin/env python
-"""Dask section of the scale benchmark: ``backend="dask"`` on 2 local workers vs the NumPy backend.
+"""Dask section of the scale benchmark: ``backend="dask"`` on 2 local workers vs NumPy and dask-ml.
 
-For one data shape it measures, for each backend:
+Setting: the data of ``bench_scale.py`` (512 + 512 + 768 float32, half the modality
+slots missing), k = 64, persisted dask arrays in 8 row chunks on a ``LocalCluster``
+of 2 single-threaded worker processes on loopback; the NumPy backend runs in this
+process with ``n_jobs=2`` (two threads), so both use 2 cores. ``dask_ml.cluster.KMeans``
+(when installed) runs on the complete data of the same shape, in the same 8 chunks,
+on the same cluster.
 
-* seconds per Lloyd iteration: ``(t(max_iter=M) - t(max_iter=1)) / (n_iter(M) - 1)``
-  from the same explicit initial centres, so statistics, seeding and start-up
-  cancel out;
-* total fit time with the default k-means++ seeding, to convergence (capped);
-* peak resident memory of the fit: this process plus, for dask, its worker
-  processes (sampled every 20 ms);
-* agreement: label agreement of the explicit-init fits (identical seeds), and
-  the inertia of dask fits seeded by k-means++ on a 10 % sample relative to
-  NumPy fits seeded on all the data (same seeds 0..2).
+A Lloyd iteration is ``(T(12) - T(2)) / 10``: fits from the same explicit initial
+centres with ``tol=0`` and ``max_iter`` 2 and 12 (``n_iter_`` is checked), so
+validation, statistics and start-up cancel out. Runners are interleaved and the
+minimum of each time over the rounds is kept. CPU ms per iteration (this process
+and its worker processes, user + system, the same difference) is printed too: on
+a shared machine it moves less with other load than wall time does.
 
-The NumPy backend runs with ``n_jobs=2`` (two threads), the dask backend on a
-``LocalCluster`` of 2 single-threaded worker processes, so both use 2 cores.
+Per-iteration breakdown of the Dask fit (the difference between a 12- and a
+2-iteration fit, over 10): tasks run, bytes of task results, bytes moved between
+workers (the workers' transfer logs), compute seconds summed over the workers
+(``client.get_task_stream``), and the overhead ``wall - compute / workers``:
+the scheduler, the round trips and the client-side driver.
 
 Usage::
 
-    python benchmarks/_bench_dask.py --n 20000     # prints a table, optional --json out.json
+    python benchmarks/_bench_dask.py --n 40000 100000 [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,198 +31,195 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 _HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))
 sys.path.insert(0, str(_HERE.parent))  # benchmark the working tree
 
 from ul4m4 import UL4M4Imputer  # noqa: E402
 
-DIMS = {"text": 384, "image": 512, "audio": 256}
+SHORT, LONG = 2, 12
 
 
-def make_data(n: int, seed: int = 0, missing: float = 0.4) -> dict[str, np.ndarray]:
-    """64 Gaussian clusters in a 32-d latent space, projected to three float32 modalities.
-
-    Every modality slot is missing with probability ``missing``; no sample is left empty.
-    """
-    rng = np.random.default_rng(seed)
-    latent_centres = rng.normal(scale=3.0, size=(64, 32))
-    latent = latent_centres[rng.integers(64, size=n)] + rng.normal(size=(n, 32))
-    observed = rng.random((n, len(DIMS))) >= missing
-    observed[~observed.any(axis=1), 0] = True
-    X = {}
-    for m, (name, d) in enumerate(DIMS.items()):
-        projection = rng.normal(size=(32, d)) / np.sqrt(32)
-        block = latent @ projection + 0.5 * rng.normal(size=(n, d))
-        block = (block * rng.uniform(0.5, 2.0, size=d) + rng.normal(size=d)).astype(np.float32)
-        block[~observed[:, m]] = np.nan
-        X[name] = block
-    return X
+def cpu_model() -> str:
+    """The CPU model (``/proc/cpuinfo``), with the core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
-@contextmanager
-def peak_rss(include_children: bool):
-    """Yield a dict whose ``"bytes"`` is the peak RSS seen while the block ran."""
+def cpu_seconds() -> float:
+    """CPU time of this process and its children (the local workers), user + system."""
     import psutil
 
-    me = psutil.Process()
-    result = {"bytes": 0}
-    stop = threading.Event()
-
-    def rss() -> int:
-        total = me.memory_info().rss
-        if include_children:
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
-        return total
-
-    def watch() -> None:
-        while not stop.is_set():
-            result["bytes"] = max(result["bytes"], rss())
-            stop.wait(0.02)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield result
-    finally:
-        stop.set()
-        thread.join()
-        result["bytes"] = max(result["bytes"], rss())
+    total = 0.0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
-def _explicit_init(X: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
-    """k samples that observe every modality, as explicit initial centres."""
-    complete = np.flatnonzero(np.all([~np.isnan(a[:, 0]) for a in X.values()], axis=0))
-    rows = complete[np.linspace(0, complete.size - 1, k).astype(int)]
-    return {name: a[rows].astype(np.float64) for name, a in X.items()}
-
-
-def _timed_fit(fit, params: dict) -> tuple[float, UL4M4Imputer]:
+def _timed(fit, iters: int, cpu: dict | None = None) -> tuple[float, object]:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # max_iter-capped runs warn by design
+        warnings.simplefilter("ignore")  # fixed budgets do not converge
+        used = cpu_seconds()
         start = time.perf_counter()
-        model = fit(UL4M4Imputer(**params))
-        return time.perf_counter() - start, model
+        model = fit(iters)
+        seconds = time.perf_counter() - start
+        used = cpu_seconds() - used
+    if int(model.n_iter_) != iters:
+        raise RuntimeError(f"expected {iters} iterations, the fit ran {model.n_iter_}")
+    if cpu is not None:
+        cpu[iters] = min(cpu.get(iters, np.inf), used)
+    return seconds, model
 
 
-def _per_iteration(fit, base: dict, init, iters: int) -> tuple[float, UL4M4Imputer]:
-    t_one, _ = _timed_fit(fit, {**base, "init": init, "max_iter": 1})
-    t_many, model = _timed_fit(fit, {**base, "init": init, "max_iter": iters})
-    return (t_many - t_one) / max(1, model.n_iter_ - 1), model
+def _worker_transfer_bytes(client) -> int:
+    def total(dask_worker) -> int:
+        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log))
+
+    return sum(client.run(total).values())
 
 
-def run_dask_section(
-    n: int,
-    *,
-    k: int = 16,
-    chunk_rows: int = 5000,
-    iters: int = 6,
-    max_iter: int = 50,
-    seeds: tuple[int, ...] = (0, 1, 2),
-    n_workers: int = 2,
-) -> list[dict]:
-    """Dask on ``n_workers`` local single-threaded workers vs the NumPy backend at one shape.
+def _profile(client, fit, iters: int) -> dict:
+    from distributed import get_task_stream
 
-    Returns one row per backend (``"numpy"``, ``"dask"``) with ``seconds_per_iteration``,
-    ``fit_seconds`` (k-means++ to convergence, at most ``max_iter``), ``n_iter``,
-    ``peak_rss_bytes`` and agreement columns, plus the data shape.
-    """
+    moved = _worker_transfer_bytes(client)
+    with get_task_stream(client) as stream:
+        seconds, _ = _timed(fit, iters)
+    records = stream.data
+    compute = sum(s["stop"] - s["start"] for r in records for s in r["startstops"]
+                  if s["action"] == "compute")
+    return {"seconds": seconds, "tasks": len(records),
+            "result_bytes": int(sum(r.get("nbytes") or 0 for r in records)),
+            "moved_bytes": _worker_transfer_bytes(client) - moved, "compute": compute}
+
+
+def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
+                     n_workers: int = 2, seed: int = 0, dask_ml: bool = True) -> dict:
+    """Seconds per Lloyd iteration of NumPy, Dask (and dask-ml) at ``n`` rows, and a breakdown."""
     import dask
     import dask.array as da
-    from distributed import Client, LocalCluster
+    from bench_scale import initial_rows, make_dataset
+    from distributed import Client, LocalCluster, wait
 
-    from ul4m4.backends.dask import fit_dask
+    data = make_dataset(n, 1, seed)
+    rows = initial_rows(data, k, seed)
+    init = {m: a[rows] for m, a in data.incomplete.items()}
+    chunk = -(-n // n_chunks)
 
-    X = make_data(n)
-    init = _explicit_init(X, k)
-    base = {"n_clusters": k, "random_state": 0}
-    shape = {"n": n, "dims": "+".join(str(d) for d in DIMS.values()), "k": k,
-             "chunk_rows": chunk_rows, "data_bytes": int(sum(a.nbytes for a in X.values()))}
-    rows = []
+    def model(iters: int, backend: str) -> UL4M4Imputer:
+        return UL4M4Imputer(k, init=init, max_iter=iters, tol=0.0, random_state=seed,
+                            n_jobs=n_workers, backend=backend)
 
-    def fit_numpy(imp):
-        imp.set_params(n_jobs=n_workers)
-        return imp.fit(X)
-
-    per_iter, numpy_fixed = _per_iteration(fit_numpy, base, init, iters)
-    with peak_rss(include_children=False) as peak:
-        fit_s, numpy_full = _timed_fit(fit_numpy, {**base, "max_iter": max_iter})
-    numpy_inertia = [
-        _timed_fit(fit_numpy, {**base, "random_state": s, "max_iter": max_iter})[1].inertia_
-        for s in seeds
-    ]
-    rows.append({"backend": "numpy", "workers": f"{n_workers} threads", **shape,
-                 "seconds_per_iteration": per_iter, "fit_seconds": fit_s,
-                 "n_iter": numpy_full.n_iter_, "peak_rss_bytes": peak["bytes"],
-                 "label_agreement": 1.0, "sampled_seeding_inertia_ratio": 1.0})
-
+    runners = {"numpy": lambda iters: model(iters, "numpy").fit(data.incomplete)}
+    times: dict[str, dict[int, float]] = {}
+    cpu: dict[str, dict[int, float]] = {}
+    models: dict[str, object] = {}
+    result = {"n": n, "k": k, "chunks": n_chunks, "dims": sum(a.shape[1] for a in init.values()),
+              "cpu": cpu_model()}
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster):
-        lazy = {name: da.from_array(a, chunks=(chunk_rows, -1)) for name, a in X.items()}
-        with warnings.catch_warnings():
-            # The arrays travel to the workers once, here, inside the graph.
-            warnings.filterwarnings("ignore", message="Sending large graph")
-            lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
+                      host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as client, warnings.catch_warnings():
+        # The arrays travel to the workers once, here, inside the graph.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        lazy = {m: da.from_array(a, chunks=(chunk, -1)) for m, a in data.incomplete.items()}
+        lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
+        wait(list(lazy.values()))
+        runners["dask"] = lambda iters: model(iters, "dask").fit(lazy)
+        if dask_ml:
+            try:
+                from dask_ml.cluster import KMeans
+            except ImportError:
+                print("[skip] dask-ml: not installed")
+            else:
+                full = da.from_array(data.concatenated(), chunks=(chunk, -1)).persist()
+                wait(full)
+                start = full[rows].compute()
 
-        def fit_dask_backend(imp, **kwargs):
-            return fit_dask(imp, lazy, **kwargs)
+                def fit_dask_ml(iters: int):
+                    return KMeans(n_clusters=k, init=start, max_iter=iters, tol=0.0,
+                                  random_state=seed).fit(full)
 
-        _timed_fit(fit_dask_backend, {**base, "max_iter": 1})  # workers import the package
-        per_iter_d, dask_fixed = _per_iteration(fit_dask_backend, base, init, iters)
-        with peak_rss(include_children=True) as peak_d:
-            fit_d, dask_full = _timed_fit(fit_dask_backend, {**base, "max_iter": max_iter})
-        sampled = [
-            _timed_fit(lambda imp: fit_dask_backend(imp, init_sample_rows=max(k, n // 10)),
-                       {**base, "random_state": s, "max_iter": max_iter})[1].inertia_
-            for s in seeds
-        ]
-    rows.append({"backend": "dask", "workers": f"{n_workers} processes", **shape,
-                 "seconds_per_iteration": per_iter_d, "fit_seconds": fit_d,
-                 "n_iter": dask_full.n_iter_, "peak_rss_bytes": peak_d["bytes"],
-                 "label_agreement": float(np.mean(dask_fixed.labels_ == numpy_fixed.labels_)),
-                 "sampled_seeding_inertia_ratio": float(np.mean(sampled) / np.mean(numpy_inertia)),
-                 "sampled_seeding_inertia_ratio_per_seed":
-                     [float(a / b) for a, b in zip(sampled, numpy_inertia, strict=True)],
-                 "numpy_inertia_seed_spread": float(np.ptp(numpy_inertia) / np.mean(numpy_inertia)),
-                 "same_labels_as_numpy_full_fit": bool(np.array_equal(dask_full.labels_,
-                                                                      numpy_full.labels_))})
-    return rows
+                runners["dask-ml KMeans"] = fit_dask_ml
+        _timed(runners["dask"], SHORT)  # the workers import the package
+        for round_ in range(rounds):
+            for name, fit in runners.items():
+                for iters in (SHORT, LONG):
+                    seconds, models[name] = _timed(fit, iters, cpu.setdefault(name, {}))
+                    best = times.setdefault(name, {})
+                    best[iters] = min(best.get(iters, np.inf), seconds)
+                    print(f"  [dask section] n={n:,} round {round_ + 1}/{rounds} {name} "
+                          f"T({iters}) = {seconds:.2f} s", flush=True)
+        short, long = (_profile(client, runners["dask"], iters) for iters in (SHORT, LONG))
+    per_iter = {name: (t[LONG] - t[SHORT]) / (LONG - SHORT) for name, t in times.items()}
+    result["per_iteration"] = per_iter
+    # CPU seconds of this process and the workers: less sensitive to other load.
+    result["cpu_per_iteration"] = {name: (t[LONG] - t[SHORT]) / (LONG - SHORT)
+                                   for name, t in cpu.items()}
+    result["breakdown"] = {key: (long[key] - short[key]) / (LONG - SHORT) for key in long}
+    result["breakdown"]["overhead"] = (result["breakdown"]["seconds"]
+                                       - result["breakdown"]["compute"] / n_workers)
+    result["same_labels"] = bool(np.array_equal(models["dask"].labels_, models["numpy"].labels_))
+    result["load_average"] = os.getloadavg()[0]
+    return result
 
 
-def _print(rows: list[dict]) -> None:
-    head = ["backend", "workers", "n", "k", "s/iteration", "fit s", "n_iter", "peak RSS GB",
-            "label agreement", "sampled-seed inertia ratio"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in rows:
-        print(f"| {r['backend']} | {r['workers']} | {r['n']} | {r['k']} | "
-              f"{r['seconds_per_iteration']:.3f} | {r['fit_seconds']:.2f} | {r['n_iter']} | "
-              f"{r['peak_rss_bytes'] / 1e9:.2f} | {r['label_agreement']:.4f} | "
-              f"{r['sampled_seeding_inertia_ratio']:.4f} |")
+def print_results(results: list[dict]) -> None:
+    """The Lloyd table (ratios to NumPy) and the Dask per-iteration breakdown."""
+    print(f"\nDask: 2 single-threaded worker processes vs NumPy n_jobs=2, k={results[0]['k']}, "
+          f"{results[0]['chunks']} row chunks, ms per Lloyd iteration (T({LONG}) - T({SHORT}))"
+          f" / {LONG - SHORT}; CPU: {results[0]['cpu']}")
+    head = ["n", "NumPy", "Dask", "Dask / NumPy", "dask-ml KMeans", "dask-ml / NumPy",
+            "CPU ms NumPy", "CPU ms Dask", "same labels", "load"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for r in results:
+        p, c = r["per_iteration"], r["cpu_per_iteration"]
+        ml = p.get("dask-ml KMeans")
+        print(f"| {r['n']:,} | {1e3 * p['numpy']:.0f} | {1e3 * p['dask']:.0f} | "
+              f"{p['dask'] / p['numpy']:.2f}x | "
+              + (f"{1e3 * ml:.0f} | {ml / p['numpy']:.2f}x" if ml else "- | -")
+              + f" | {1e3 * c['numpy']:.0f} | {1e3 * c['dask']:.0f}"
+              + f" | {r['same_labels']} | {r['load_average']:.1f} |")
+    print("\nDask per iteration: tasks, bytes of task results, bytes moved between workers, "
+          "compute summed over workers, overhead = wall - compute / workers")
+    head = ["n", "wall ms", "tasks", "result bytes", "moved bytes", "compute ms", "overhead ms"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for r in results:
+        b = r["breakdown"]
+        print(f"| {r['n']:,} | {1e3 * b['seconds']:.0f} | {b['tasks']:.1f} | "
+              f"{b['result_bytes']:,.0f} | {b['moved_bytes']:,.0f} | {1e3 * b['compute']:.0f} | "
+              f"{1e3 * b['overhead']:.0f} |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20000)
-    parser.add_argument("--k", type=int, default=16)
-    parser.add_argument("--chunk-rows", type=int, default=5000)
+    parser.add_argument("--n", type=int, nargs="+", default=[40_000, 100_000])
+    parser.add_argument("--k", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-dask-ml", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run_dask_section(args.n, k=args.k, chunk_rows=args.chunk_rows)
-    _print(result)
+    found = [run_dask_section(n, k=args.k, rounds=args.rounds, dask_ml=not args.no_dask_ml)
+             for n in args.n]
+    print_results(found)
     if args.json:
         partial = args.json.with_name(args.json.name + ".tmp")
-        partial.write_text(json.dumps(result, indent=2))
+        partial.write_text(json.dumps(found, indent=2))
         os.replace(partial, args.json)  # never leave a half-written file

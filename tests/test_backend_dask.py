@@ -338,3 +338,71 @@ def test_every_option_runs_on_a_two_process_cluster_with_numpy_results(client, c
     ours = UL4M4Imputer(**params, backend="dask").fit(chunked(X, 70))
     (got,) = dask.compute(ours.transform(chunked(new, 25)))
     assert_parity(ours, reference, got, reference.transform(new), tol=1e-6)
+
+
+# ------------------------------------------------------- rounds on a client
+def _engine_view(X, rows, persist=False):
+    engine = dask_backend.DaskEngine()
+    lazy = chunked(X, rows)
+    if persist:
+        lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
+        distributed.wait(list(lazy.values()))
+    data = engine.check_input(lazy)
+    means, scales = engine.statistics(data, 64, 1)
+    view = engine.view(data, means, scales, np.dtype(np.float64), 64)
+    return engine, view
+
+
+def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
+    X = blobs(900, 14)
+    engine, view = _engine_view(X, 50)  # 18 blocks: two reduction levels
+    view.prepared(dask_backend._client())
+    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
+    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    with distributed.get_task_stream(client) as stream:
+        step = engine.e_step(view, centres, gamma, update_centers=True)
+        again = engine.e_step(view, centres, gamma, update_centers=True, previous=step.labels)
+    # Per pass: one task per block, then ceil(18 / 8) + 1 sums; labels stay on the workers.
+    assert len(stream.data) == 2 * (18 + 3 + 1)
+    assert all(isinstance(h, distributed.Future) for h in step.labels)
+    assert again.changed == 0 and again.inertia == step.inertia
+    labels = engine.fetch(step.labels)
+    with dask.config.set(scheduler="synchronous"):
+        sync_engine, sync_view = _engine_view(X, 50)
+        sync = sync_engine.e_step(sync_view, centres, gamma, update_centers=True)
+    assert np.array_equal(labels, sync_engine.fetch(sync.labels))
+    assert sync.inertia == step.inertia and np.array_equal(sync.members, step.members)
+    for a, b in zip(sync.sums, step.sums, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert step.counts.tobytes() == sync.counts.tobytes()
+    assigned, best = ul4m4.cluster.assign(view, centres, gamma, engine)  # labels come back
+    assert np.array_equal(assigned, labels) and best.shape == (900,)
+
+
+def test_reseeding_on_a_client_equals_the_local_scheduler(client):
+    X = blobs(700, 15)
+    rng = np.random.default_rng(0)
+    far = {n: np.vstack([rng.normal(size=(K - 1, d)), np.full((1, d), 500.0)])
+           for n, d in DIMS.items()}
+    params = {"n_clusters": K, "random_state": 5, "init": far}
+    fitted = fit_dask(UL4M4Imputer(**params), chunked(X, 40))  # 18 blocks
+    reference = UL4M4Imputer(**params).fit(X)
+    assert np.array_equal(fitted.labels_, reference.labels_)
+    assert fitted.n_iter_ == reference.n_iter_
+    with dask.config.set(scheduler="synchronous"):
+        again = fit_dask(UL4M4Imputer(**params), chunked(X, 40))
+    assert_same_model(again, fitted)
+
+
+def test_blocks_are_prepared_and_assigned_where_the_input_lives(client):
+    X = blobs(800, 16)
+    engine, view = _engine_view(X, 100, persist=True)
+    view.prepared(dask_backend._client())
+    homes = view.homes()
+    assert all(h for h in homes)  # every block sits on a known worker
+    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 800, 800 // K)[:K], engine)
+    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    with distributed.get_task_stream(client) as stream:
+        step = engine.e_step(view, centres, gamma, update_centers=True)
+    ran = {r["key"]: r["worker"] for r in stream.data}
+    assert all(ran[f.key] in home for f, home in zip(step.labels, homes, strict=True))

@@ -43,11 +43,23 @@ Design
 * The input check is one pass (the NaN/inf scan of :func:`ul4m4.data.scan_block`
   on every block; the (n, M) availability mask comes back to the client).
 * Statistics, the overflow check and every Lloyd E-step map the NumPy code over
-  the blocks and tree-reduce float64 partial sums on the workers; centres are
-  sent once per pass (one graph key); labels stay on the workers between
-  iterations (only the number of changed labels comes back).
-* The z-scored training samples are kept (persisted) on the workers for the
-  whole fit, in the working dtype.
+  the blocks and tree-reduce float64 partial sums on the workers, ``FAN_IN``
+  partial results per task.
+* A Lloyd E-step is one task per block (labels, and the block's member sums in
+  row order) plus ``ceil(blocks / FAN_IN)`` summing tasks per level. Under a
+  ``dask.distributed`` client it is submitted as futures in one go and costs
+  one round trip: the centres are scattered once to every worker, each block's
+  labels stay in its worker's memory (the futures are the labels handle of the
+  next E-step and of reseeding), and only the summed member sums and two
+  scalars per block come back. Without a client the same tasks run as one
+  ``dask.compute`` (``optimize_graph=False``) on the local scheduler.
+* Each block is z-scored on the worker holding its (widest modality's) input and
+  every E-step of the block runs there (a loose restriction: another worker takes
+  over if that one is gone), so blocks never move between workers.
+* The z-scored training samples are kept on the workers for the whole fit, in
+  the working dtype, as one copy per block (passes read it in place); per
+  block a worker also keeps its labels and squared distances (16 bytes a row)
+  and, until the next E-step, its member sums (``k * (D + M + 1)`` float64).
 * Reseeding: every block proposes its farthest samples; the client picks.
 * k-means++ runs on a uniform sample gathered to the client (the whole data
   when it fits in 256 MiB as float64, and then the seeds are those of the NumPy
@@ -66,11 +78,12 @@ that rounding of a tie.
 from __future__ import annotations
 
 import math
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -188,6 +201,26 @@ def _tree_sum(parts: list[Delayed]) -> Delayed:
     return parts[0]
 
 
+def _tree(parts: list, combine: Callable[[list], Any]) -> Any:
+    """Combine ``FAN_IN`` consecutive parts at a time, level by level, until one is left.
+
+    The association is that of :func:`_tree_sum`, so sums are the same bit for bit.
+    """
+    while True:
+        parts = [combine(parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
+        if len(parts) == 1:
+            return parts[0]
+
+
+def _client() -> Any:
+    """The ``dask.distributed`` client dask computes on now, or None (a local scheduler)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # never imported: no client can exist
+        return None
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    return client if isinstance(client, distributed.Client) else None
+
+
 def _broadcast(value: Any, label: str) -> Delayed:
     """One graph key holding ``value``: a worker fetches it once, not once per task."""
     return delayed(value, name=f"ul4m4-{label}-{uuid.uuid4().hex}", traverse=False)
@@ -239,9 +272,8 @@ def _prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> _Pre
     kept = np.flatnonzero(mask.any(axis=1))
     data = Multimodal(list(names), [np.asarray(b) for b in blocks], mask)
     z, z_mask = standardize_rows(data, kept, means, scales, dtype)
-    identity = [np.zeros(b.shape[1]) for b in z], [np.ones(b.shape[1]) for b in z]
-    view = Standardized(Multimodal(list(names), z, z_mask), *identity, dtype, chunk_rows, 1,
-                        np.iinfo(np.int64).max)
+    # Passes read z in place: the worker holds one z-scored copy of its block.
+    view = Standardized.of_standardized(Multimodal(list(names), z, z_mask), dtype, chunk_rows)
     return _Prepared(mask.shape[0], kept, view)
 
 
@@ -253,23 +285,58 @@ class _Prepared:
     kept: np.ndarray  # local indices of the rows with a modality
     view: Standardized
 
+    def __sizeof__(self) -> int:
+        # dask.sizeof falls back to sys.getsizeof: the scheduler must see the block's size
+        # so that it never moves a block to the (small) centres or labels.
+        data = self.view.data
+        return int(self.kept.nbytes + data.mask.nbytes + sum(a.nbytes for a in data.arrays))
+
+
+class _Assigned(NamedTuple):
+    """One block's E-step: kept where it was computed; only ``summary`` and ``scalars`` travel.
+
+    A tuple, so that ``dask.sizeof`` (and so the scheduler) sees its real size.
+    """
+
+    labels: np.ndarray
+    best: np.ndarray
+    summary: tuple | None  # (sums, counts, members) as float64, with update_centers
+    scalars: np.ndarray  # [inertia, changed labels (-1 without previous)]
+
+
+def _labels_of(handle: Any) -> np.ndarray:
+    return handle.labels if isinstance(handle, _Assigned) else handle
+
 
 def _e_step_task(prepared: _Prepared, previous, centers: Centers, gamma: float,
-                 update_centers: bool):
+                 update_centers: bool) -> _Assigned:
     labels = np.full(prepared.n_rows, -1, dtype=np.int64)
     best = np.zeros(prepared.n_rows)
     k, widths = centers.k, [b.shape[1] for b in centers.blocks]
-    summary = ([np.zeros((k, d)) for d in widths], np.zeros((k, len(widths))), np.zeros(k))
+    summary = None
+    if update_centers:
+        summary = ([np.zeros((k, d)) for d in widths], np.zeros((k, len(widths))), np.zeros(k))
     if prepared.kept.size:
         step = _NUMPY.e_step(prepared.view, centers, gamma, update_centers=update_centers)
         labels[prepared.kept], best[prepared.kept] = step.labels, step.best
         if update_centers:
             summary = (step.sums, step.counts, step.members.astype(np.float64))
-    changed = -1 if previous is None else int(np.count_nonzero(labels != previous))
-    return labels, best, summary, np.array([float(best.sum()), changed])
+    changed = -1 if previous is None else int(np.count_nonzero(labels != _labels_of(previous)))
+    return _Assigned(labels, best, summary, np.array([float(best.sum()), changed]))
 
 
-def _farthest_task(prepared: _Prepared, labels: np.ndarray, centers: Centers, n: int):
+def _reduce_task(*parts):
+    """Sum of the summaries (left to right) and the stacked scalars of some blocks' E-steps.
+
+    Parts are :class:`_Assigned` (the first level) or earlier ``_reduce_task`` results.
+    """
+    if isinstance(parts[0], _Assigned):
+        parts = tuple((p.summary, p.scalars[None, :]) for p in parts)
+    return _add(*[p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _farthest_task(prepared: _Prepared, labels, centers: Centers, n: int):
+    labels = _labels_of(labels)
     if not prepared.kept.size:
         widths = [b.shape[1] for b in centers.blocks]
         return Candidates(np.zeros(0), [np.zeros((0, d)) for d in widths],
@@ -324,17 +391,72 @@ class DaskView:
     def offsets(self) -> np.ndarray:
         return _offsets(self.data.arrays[0])
 
-    def prepared(self) -> list[Delayed]:
-        """Per block, the z-scored samples, persisted on the workers (made once)."""
-        if self._prepared is None:
+    def prepared(self, client: Any = None) -> list:
+        """Per block, the z-scored samples, kept on the workers (made once per scheduler).
+
+        Futures under a distributed ``client``, persisted delayed values otherwise.
+        """
+        if self._prepared is None or self._prepared[0] is not client:
+            blocks = _blocks(self.data.arrays)
             parts = [
-                delayed(_prepare_task)(blocks, mask, self.data.names, self.mean, self.scale,
+                delayed(_prepare_task)(chunk, mask, self.data.names, self.mean, self.scale,
                                        self.dtype, self.chunk_rows)
-                for blocks, mask in zip(_blocks(self.data.arrays), _mask_blocks(self.data),
-                                        strict=True)
+                for chunk, mask in zip(blocks, _mask_blocks(self.data), strict=True)
             ]
-            self._prepared = list(dask.persist(*parts))
-        return self._prepared
+            if client is None:
+                self._prepared = (None, list(dask.persist(*parts)), [None] * len(parts))
+            else:
+                made = [client.compute(p, workers=home, allow_other_workers=home is not None)
+                        for p, home in zip(parts, _homes(client, blocks, self.data.dims),
+                                           strict=True)]
+                sys.modules["distributed"].wait(made)
+                held = client.who_has(made)
+                self._prepared = (client, made, [list(held.get(f.key, ())) or None
+                                                 for f in made])
+        return self._prepared[1]
+
+    def homes(self) -> list:
+        """Per block, the workers that hold it once prepared (None: any), for task placement."""
+        return self._prepared[2]
+
+
+def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int]) -> list:
+    """Per row block, the worker holding its widest modality's block (None if not held).
+
+    Preparing a block there moves the least data; each E-step then runs where
+    the block is, so the blocks' split over the workers stays that of the input.
+    """
+    widest = int(np.argmax(dims))
+    keys = [chunk[widest].key for chunk in blocks]
+    futures = [sys.modules["distributed"].Future(key, client) for key in keys]
+    held = client.who_has(futures)
+    return [list(held.get(key, ()))[:1] or None for key in keys]
+
+
+def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common) -> list:
+    """``fn(prepared block, *per_block[i], *common)`` for every block, results in block order.
+
+    Under a distributed client the tasks are submitted as futures next to the
+    blocks and the common arguments are scattered once to every worker.
+    """
+    client = _client()
+    prepared = view.prepared(client)
+    if client is not None:
+        common = tuple(_scatter(client, c) for c in common)
+        futures = [client.submit(fn, chunk, *args, *common, pure=False)
+                   for chunk, args in zip(prepared, per_block, strict=True)]
+        return client.gather(futures)
+    common = tuple(_broadcast(c, "shared") for c in common)
+    tasks = [delayed(fn)(chunk, *args, *common)
+             for chunk, args in zip(prepared, per_block, strict=True)]
+    return list(dask.compute(*tasks, optimize_graph=False))
+
+
+def _scatter(client: Any, value: Any) -> Any:
+    """``value`` sent once to every worker (a small one is passed inline)."""
+    if isinstance(value, int | float | bool | str) or value is None:
+        return value
+    return client.scatter([value], broadcast=True, hash=False)[0]
 
 
 # ----------------------------------------------------------------- engine
@@ -371,7 +493,11 @@ class DaskEngine:
     def fetch(self, labels: Any) -> np.ndarray:
         if isinstance(labels, np.ndarray):
             return labels
-        return np.concatenate(dask.compute(*labels)).astype(np.int64)
+        client = _client()
+        if client is not None and not isinstance(labels[0], np.ndarray):
+            # Futures of the blocks' E-steps: only their labels travel.
+            labels = client.gather(client.map(_labels_of, list(labels), pure=False))
+        return np.concatenate([_labels_of(b) for b in labels]).astype(np.int64)
 
     # data access
     def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
@@ -399,10 +525,14 @@ class DaskEngine:
         rows = np.asarray(rows, dtype=np.int64)
         offsets = view.offsets
         chunk_of = np.searchsorted(offsets, rows, side="right") - 1
-        prepared = view.prepared()
-        parts = [delayed(_take_task)(prepared[c], rows[chunk_of == c] - offsets[c])
-                 for c in np.unique(chunk_of)]
-        fetched = dask.compute(*parts)
+        client = _client()
+        prepared = view.prepared(client)
+        wanted = [(prepared[c], rows[chunk_of == c] - offsets[c]) for c in np.unique(chunk_of)]
+        if client is not None:
+            fetched = client.gather([client.submit(_take_task, *w, pure=False) for w in wanted])
+        else:
+            fetched = dask.compute(*[delayed(_take_task)(*w) for w in wanted],
+                                   optimize_graph=False)
         widths = [len(m) for m in view.mean]
         if not fetched:
             return ([np.zeros((0, d), dtype=view.dtype) for d in widths],
@@ -467,34 +597,61 @@ class DaskEngine:
     # passes
     def e_step(self, view: DaskView, centers: Centers, gamma: float, *, update_centers: bool,
                previous: Any = None) -> EStep:
-        shared = _broadcast(centers, "centers")
-        prepared = view.prepared()
+        """One task per block (E-step and the block's member sums), a FAN_IN-ary tree of sums.
+
+        Under a distributed client everything is submitted at once as futures: the
+        centres are scattered once to every worker, each block's labels stay in
+        its worker's memory (the futures are the labels handle), and only the
+        reduced sums and the per-block scalars come back, in one round trip.
+        """
+        client = _client()
+        prepared = view.prepared(client)
         previous = previous or [None] * len(prepared)
-        parts = [delayed(_e_step_task, nout=4)(chunk, labels, shared, gamma, update_centers)
-                 for chunk, labels in zip(prepared, previous, strict=True)]
-        labels = list(dask.persist(*[p[0] for p in parts]))
-        total, scalars = dask.compute(_tree_sum([p[2] for p in parts]), [p[3] for p in parts])
+        if client is not None:
+            shared = _scatter(client, centers)
+            parts = [client.submit(_e_step_task, chunk, labels, shared, gamma, update_centers,
+                                   pure=False, workers=home,
+                                   allow_other_workers=home is not None)
+                     for chunk, labels, home in zip(prepared, previous, view.homes(),
+                                                    strict=True)]
+            if update_centers:
+                total, scalars = client.gather(_tree(
+                    parts, lambda group: client.submit(_reduce_task, *group, pure=False)))
+                labels = parts
+            else:
+                found = client.gather(parts)
+        else:
+            shared = _broadcast(centers, "centers")
+            parts = [delayed(_e_step_task)(chunk, labels, shared, gamma, update_centers)
+                     for chunk, labels in zip(prepared, previous, strict=True)]
+            if update_centers:
+                labels, (total, scalars) = dask.compute(
+                    [delayed(_labels_of)(p) for p in parts],
+                    _tree(parts, lambda group: delayed(_reduce_task)(*group)),
+                    optimize_graph=False)
+            else:
+                found = dask.compute(*parts, optimize_graph=False)
+        if not update_centers:
+            scalars = np.array([f.scalars for f in found])
         scalars = np.asarray(scalars).reshape(-1, 2)
         changed = None if previous[0] is None else int(scalars[:, 1].sum())
-        step = EStep(labels, float(np.sum(scalars[:, 0])), changed)
-        if update_centers:
-            step.sums, step.counts, members = total
-            step.members = members.astype(np.int64)
-        else:
-            step.labels = self.fetch(labels)
-            step.best = np.concatenate(dask.compute(*[p[1] for p in parts]))
+        if not update_centers:
+            step = EStep(None, float(np.sum(scalars[:, 0])), changed)
+            step.labels = np.concatenate([f.labels for f in found])
+            step.best = np.concatenate([f.best for f in found])
+            return step
+        step = EStep(list(labels), float(np.sum(scalars[:, 0])), changed)
+        step.sums, step.counts, members = total
+        step.members = members.astype(np.int64)
         return step
 
     def seed_distances(self, view: DaskView, seed: Centers, gamma: float) -> np.ndarray:
-        shared = _broadcast(seed, "seed")
-        parts = [delayed(_seed_task)(chunk, shared, gamma) for chunk in view.prepared()]
-        return np.concatenate(dask.compute(*parts))
+        parts = _per_block(view, _seed_task, [()] * len(view.offsets[1:]), seed, gamma)
+        return np.concatenate(parts)
 
     def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:
-        shared = _broadcast(centers, "centers")
-        parts = [delayed(_farthest_task)(chunk, block_labels, shared, n)
-                 for chunk, block_labels in zip(view.prepared(), labels, strict=True)]
-        return Candidates.concatenate(dask.compute(*parts))
+        parts = _per_block(view, _farthest_task, [(b,) for b in labels], centers, n)
+        return Candidates.concatenate(parts)
 
     def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
         blocks, mask = self.take(view, rows)
