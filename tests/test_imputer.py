@@ -531,3 +531,27 @@ def test_auto_line_says_why_a_modality_keeps_the_mean(caplog):
     assert auto[0].startswith("auto: k=4 (as set; hidden-block MSE ")
     assert "completion: a mean, b mean (a, b: no completion beat the mean by 2 standard " \
            "errors)" in auto[0]
+
+
+def test_set_output_pandas_gives_a_dataframe_per_modality():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    X = {"text": rng.normal(size=(30, 3)), "image": rng.normal(size=(30, 2))}
+    X["image"][:8] = np.nan
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    plain = imp.transform(X)
+    assert imp.set_output(transform="pandas") is imp
+    framed = imp.transform(X)
+    for name, values in plain.items():
+        assert isinstance(framed[name], pd.DataFrame)
+        assert list(framed[name].columns) == [f"{name}_{j}" for j in range(values.shape[1])]
+        assert framed[name].to_numpy().tobytes() == values.tobytes()
+    index = pd.Index([f"s{i}" for i in range(30)])
+    mixed = imp.transform({"text": pd.DataFrame(X["text"], index=index, columns=list("abc")),
+                           "image": X["image"]})
+    assert list(mixed["text"].columns) == list("abc")
+    assert mixed["image"].index.equals(index)  # the frames' index, rows paired by position
+    imp.set_output(transform="default")
+    assert isinstance(imp.transform(X)["text"], np.ndarray)
+    with pytest.raises(ValueError, match="transform must be"):
+        imp.set_output(transform="polars")

@@ -165,7 +165,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(
         self,
         modalities: Mapping[Any, Any] | None = None,
-        n_clusters: int | Literal["auto", "auto-extend"] = 8,
+        n_clusters: int | Literal["auto"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,

@@ -167,6 +167,20 @@ class InputForm:
         """Output names: those of the input mapping in its order, else the fitted ones."""
         return list(self.keys) if self.keys else list(fitted)
 
+    def as_frames(self, names: Sequence[str], dims: Sequence[int], n_rows: int) -> InputForm:
+        """This form with every modality returned as a pandas DataFrame.
+
+        Modalities given as arrays get columns ``<name>_0``, ``<name>_1``, ... and
+        the index of the DataFrames in the input (rows pair by position), else a
+        RangeIndex. Needs pandas.
+        """
+        import pandas as pd  # optional dependency, needed only for DataFrame output
+
+        index = next((index for _, index, _ in self.frames.values()), pd.RangeIndex(n_rows))
+        frames = {name: (pd.DataFrame, index, [f"{name}_{j}" for j in range(d)])
+                  for name, d in zip(names, dims, strict=True)}
+        return InputForm(self.keys, {**frames, **self.frames})
+
     def wrap(self, result: Any, frames: bool = True) -> Any:
         """``result`` (a dict by name, or a tuple of them: filled, sources, weights) under
         the caller's keys; with ``frames``, filled host arrays of DataFrames as DataFrames."""

@@ -51,15 +51,13 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int, "auto" or "auto-extend", default=8
+    n_clusters : int or "auto", default=8
         Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
         reconstruction on the training data (no labels), like ``completion="auto"``.
-        ``"auto-extend"`` does the same but does not stop at the grid's top: while
-        the best k is the largest one scored, it also scores twice that k (at most
-        n_samples), up to 3 more values (e.g. 128, 256, 512 after the default
-        grid), until the best k lies inside the grid. ``"auto"`` keeps the grid as
-        given (so results of earlier releases are unchanged) and
-        ``selection_.to_markdown()`` says when its choice is at the grid's edge.
+        The grid is not a wall: while the best k is the largest one scored, twice
+        that k (at most n_samples) is scored too, up to 3 more values (e.g. 128,
+        256, 512 after the default grid), so the choice lies inside the grid or at
+        a stated limit; ``selection_.to_markdown()`` says which.
     max_iter : int, default=300
         Maximum number of Lloyd iterations; with ``algorithm="minibatch"``, the
         budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
@@ -149,7 +147,7 @@ class UL4M4Imputer(BaseEstimator):
         than one member ``return_sources``/``return_weights`` are refused (no
         single centre filled a block). Fit cost grows by one fit per member.
     k_grid : tuple of int, default=(4, 8, 16, 32, 64)
-        Candidate k when ``n_clusters="auto"`` or ``"auto-extend"`` (values above
+        Candidate k when ``n_clusters="auto"`` (values above
         n_samples dropped).
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
@@ -270,7 +268,7 @@ class UL4M4Imputer(BaseEstimator):
 
     def __init__(
         self,
-        n_clusters: int | Literal["auto", "auto-extend"] = 8,
+        n_clusters: int | Literal["auto"] = 8,
         *,
         max_iter: int = 300,
         tol: float = 0.0,
@@ -454,6 +452,8 @@ class UL4M4Imputer(BaseEstimator):
         engine, X, caller = self._engine_for(X, settings)
         order = form.order(model.names)
         view = transform_view(X, model, settings, engine)
+        if self._output_container() == "pandas":
+            form = form.as_frames(model.names, model.dims, view.n_samples)
         if out_dir is not None:
             return form.wrap(transform_to_files(view, model, engine, order, out_dir,
                                                 return_sources=return_sources,
@@ -464,6 +464,32 @@ class UL4M4Imputer(BaseEstimator):
                             return_weights=return_weights)
 
         return caller.wrap(form.wrap(engine.apply(view, fill)))
+
+    def set_output(self, *, transform: Literal["default", "pandas"] | None = None
+                   ) -> UL4M4Imputer:
+        """Choose what :meth:`transform` returns, as scikit-learn's ``set_output``.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas"} or None, default=None
+            ``"pandas"``: a DataFrame per modality, whatever the input (array
+            modalities get columns ``<name>_0``, ``<name>_1``, ...; DataFrames keep
+            their index and columns). ``"default"``: the input's own form. None
+            leaves the setting as it is.
+
+        Returns
+        -------
+        self : UL4M4Imputer
+        """
+        if transform is None:
+            return self
+        if transform not in ("default", "pandas"):
+            raise ValueError(f"transform must be 'default', 'pandas' or None, got {transform!r}")
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _output_container(self) -> str:
+        return getattr(self, "_sklearn_output_config", {}).get("transform", "default")
 
     def fit_transform(self, X: Any, y: Any = None, **kwargs: Any) -> Any:
         """Fit on ``X`` and return it completed (same as ``fit(X).transform(X)``)."""

@@ -385,7 +385,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         shrinkages=SHRINKAGES if auto_completion else (settings.shrinkage,),
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
         chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
-        max_k=data.n_samples if settings.n_clusters == "auto-extend" else None,
+        max_k=data.n_samples if settings.n_clusters == "auto" else None,
     )
     if not selection.table:
         logger.warning(

@@ -19,10 +19,10 @@ its own best method at that k (ties go to the simpler method: mean, then greedy,
 then soft; and to the smaller k). Cost: one fit per k of the grid on the masked
 data, plus the final fit on all the data.
 
-With ``n_clusters="auto-extend"`` the grid is not fixed: while the chosen k is the
+With ``n_clusters="auto"`` the grid is not fixed: while the chosen k is the
 largest k scored, ``min(2k, n_samples)`` is scored too (at most
 :data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or at
-a stated limit. ``n_clusters="auto"`` scores ``k_grid`` only. Every score is kept
+a stated limit. With ``completion="auto"`` and a fixed k only that k is scored. Every score is kept
 with its standard error; :class:`Selection` renders them (``repr``,
 :meth:`Selection.to_markdown`, :meth:`Selection.to_frame`).
 """
@@ -132,8 +132,7 @@ class Selection:
                         f"stopped at its cap of {MAX_GRID_EXTENSIONS} doublings, so a larger "
                         "k might score better.")
             return (f"Edge: the chosen k={k} is the largest value of k_grid; a larger k might "
-                    "score better (add larger values to k_grid, or use "
-                    "n_clusters='auto-extend' to grow the grid).")
+                    "score better (add larger values to k_grid).")
         if k == grid[0]:
             return (f"Edge: the chosen k={k} is the smallest value of k_grid; a smaller k "
                     "might score better.")

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: ``n_clusters`` values that select k: over ``k_grid`` only, or growing it past its top.
-AUTO_K = ("auto", "auto-extend")
+AUTO_K = ("auto",)
 #: Backend names the estimator accepts (see :mod:`ul4m4.backends`).
 BACKENDS = ("numpy", "torch", "dask")
 #: Soft-completion temperatures that ``completion="auto"`` tries.
@@ -114,7 +114,7 @@ class Settings:
 
     @property
     def auto_k(self) -> bool:
-        """Whether k is selected (``n_clusters`` "auto" or "auto-extend")."""
+        """Whether k is selected (``n_clusters="auto"``)."""
         return self.n_clusters in AUTO_K
 
     @property
