@@ -196,15 +196,14 @@ def _add(*parts):
 
 def _tree_sum(parts: list[Delayed]) -> Delayed:
     """Reduce per-block partial results on the workers, ``FAN_IN`` at a time."""
-    while len(parts) > 1:
-        parts = [delayed(_add)(*parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
-    return parts[0]
+    return _tree(parts, lambda group: delayed(_add)(*group))
 
 
 def _tree(parts: list, combine: Callable[[list], Any]) -> Any:
     """Combine ``FAN_IN`` consecutive parts at a time, level by level, until one is left.
 
-    The association is that of :func:`_tree_sum`, so sums are the same bit for bit.
+    Every reduction of the engine uses this one association (``combine`` runs at
+    least once), so sums do not depend on how they are scheduled.
     """
     while True:
         parts = [combine(parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
