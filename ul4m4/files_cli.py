@@ -440,7 +440,7 @@ def _model_line(imputer: UL4M4Imputer) -> str:
     if imputer.n_clusters in AUTO_K:
         selection = imputer.selection_
         grid = list(selection.k_grid) if selection and selection.k_grid else list(imputer.k_grid)
-        k += f" (chosen from k_grid {grid})"
+        k += f" (chosen from k in {grid})"
     members = getattr(imputer, "n_ensemble_", 1)
     ensemble = f", ensemble of {members} fits" if members > 1 else ""
     state = "converged" if imputer.converged_ else "not converged"

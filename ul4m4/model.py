@@ -374,7 +374,8 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
 
     def fit(masked: Multimodal, k: int):
         fitted.append(k)
-        label = f"selection: k={k}, {len(fitted)}/{len(ks)}"
+        label = (f"selection: k={k}, {len(fitted)}/{len(ks)}" if len(fitted) <= len(ks)
+                 else f"selection: k={k}, past the grid's top")
         progress.stage("%s", label)
         means, scales, (result,) = fit_members(masked, k, settings, engine, chunk_rows, gamma,
                                                rng, progress=progress, label=label)
