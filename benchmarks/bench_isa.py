@@ -34,6 +34,7 @@ import bench_core as core  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 
 from ul4m4 import UL4M4Imputer, _kernels  # noqa: E402
+from ul4m4.blocks import PackedBlocks  # noqa: E402
 
 SHORT, LONG = 2, 22
 #: Wider clusters than bench_core's, so that neither Lloyd run converges before LONG
@@ -83,14 +84,19 @@ def child(n: int) -> dict:
 
 
 def kernel_work(kernels, n: int, seed: int = 0):
-    """The kernels' share of one Lloyd iteration at n rows: distances, argmin, centre sums."""
+    """The kernels' share of one Lloyd iteration at n rows: distances, argmin, centre sums.
+
+    The rows are packed as the NumPy engine holds them: each modality's products
+    and sums cover only the rows that observe it.
+    """
     rng = np.random.default_rng(seed)
     dims, k = list(core.DIMS.values()), core.K
-    blocks = [rng.standard_normal((n, d), dtype=np.float32) for d in dims]
-    cross = rng.standard_normal((len(dims), n, k), dtype=np.float32)
-    norms = rng.random((len(dims), n)) * 3, rng.random((len(dims), k)) * 3
-    row_has = half_missing_mask(n, len(dims), seed).astype(np.uint8)
-    keep = [np.ascontiguousarray(row_has[:, m]) for m in range(len(dims))]
+    row_has = half_missing_mask(n, len(dims), seed)
+    packed = PackedBlocks.pack([rng.standard_normal((n, d), dtype=np.float32) for d in dims],
+                               row_has)
+    rows = packed.at.max(axis=0).max() + 1
+    cross = rng.standard_normal((rows, k), dtype=np.float32)
+    row_norms, center_norms = rng.random(rows) * 3, rng.random((len(dims), k)) * 3
     center_has = np.ones((k, len(dims)), np.uint8)
     inv = 1.0 / np.array(dims, dtype=np.float64)
     sq, err = np.empty((n, k)), np.empty((n, k))
@@ -98,11 +104,11 @@ def kernel_work(kernels, n: int, seed: int = 0):
     sums = [np.zeros((k, d)) for d in dims]
 
     def work():
-        kernels.partial_sq_dists_from_cross(cross, *norms, row_has, center_has, inv, 1e-5,
-                                            sq, err)
+        kernels.partial_sq_dists_from_cross(cross, row_norms, packed.at, center_norms,
+                                            center_has, inv, 1e-5, sq, err)
         kernels.bounded_argmin(sq, err, labels, best, flags)
-        for m, block in enumerate(blocks):
-            kernels.add_rows(sums[m], labels, block, keep[m])
+        for m, value in enumerate(packed.values):
+            kernels.add_rows(sums[m], np.ascontiguousarray(packed.labels_of(m, labels)), value)
     return work
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ul4m4.blocks import PackedBlocks
 from ul4m4.distance import (
     error_factor,
     exact_argmin,
@@ -44,7 +45,8 @@ def test_exact_argmin_with_pairs_equals_full_recheck_on_ties():
     centres = [b[idx].copy() for b in blocks]
     cmask = np.ones((8, 2), dtype=bool)
     gamma = error_factor(dims, np.dtype(np.float32))
-    sq, err = partial_sq_dists(blocks, mask, centres, cmask, squared_norms(centres), gamma)
+    sq, err = partial_sq_dists(PackedBlocks.of_full(blocks, mask), centres, cmask,
+                               squared_norms(centres), gamma)
     full = exact_partial_sq_dists(blocks, mask, centres, cmask)
 
     def rows_fn(r):

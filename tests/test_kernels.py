@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ul4m4 import _kernels
+from ul4m4.blocks import PackedBlocks
 from ul4m4.data import RowOrderSums, map_modalities
-from ul4m4.distance import pairwise_exact_sq
 
 
 def _variant_param(isa):
@@ -139,6 +139,26 @@ def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv
     return sq, err
 
 
+def _stacked(cross, row_norms, row_has, rng):
+    """The kernel's layout: each modality's observed rows stacked in a shuffled order.
+
+    Returns ``(cross (R, k), norms (R,), at (B, M))`` holding the same products as
+    ``cross`` (M, B, k), as packed blocks or zero-filled ones lay them out.
+    """
+    n_mod, n, k = cross.shape
+    parts, norms = [], []
+    at = np.full((n, n_mod), -1, dtype=np.int64)
+    offset = 0
+    for m in range(n_mod):
+        rows = rng.permutation(np.flatnonzero(row_has[:, m]))
+        at[rows, m] = offset + np.arange(rows.size)
+        parts.append(cross[m, rows])
+        norms.append(row_norms[m, rows])
+        offset += rows.size
+    return (np.ascontiguousarray(np.concatenate(parts).reshape(offset, k)),
+            np.concatenate(norms), at)
+
+
 @EACH_VARIANT
 @settings(max_examples=40, deadline=None)
 @given(n_mod=st.integers(1, 4), n=st.integers(1, 9), k=st.integers(1, 20),
@@ -155,8 +175,9 @@ def test_partial_sq_dists_from_cross_equals_the_literal_formula(isa, n_mod, n, k
     center_has = (rng.random((k, n_mod)) < (1.0 if complete_centres else 0.7)).astype(np.uint8)
     inv_dims = 1.0 / rng.integers(1, 800, n_mod).astype(np.float64)
     sq, err = np.empty((n, k)), np.empty((n, k))
-    kernels.partial_sq_dists_from_cross(cross, row_norms, center_norms, row_has, center_has,
-                                inv_dims, 1e-5, sq, err)
+    stacked, norms, at = _stacked(cross, row_norms, row_has, rng)
+    kernels.partial_sq_dists_from_cross(stacked, norms, at, center_norms, center_has,
+                                        inv_dims, 1e-5, sq, err)
     want_sq, want_err = _literal_from_cross(cross, row_norms, center_norms, row_has,
                                             center_has, inv_dims, 1e-5)
     assert np.array_equal(sq, want_sq)
@@ -166,61 +187,20 @@ def test_partial_sq_dists_from_cross_equals_the_literal_formula(isa, n_mod, n, k
 @EACH_VARIANT
 def test_partial_sq_dists_from_cross_rejects_mismatched_shapes(isa):
     kernels = _variant(isa)
-    cross = np.zeros((2, 3, 4))
-    args = [np.zeros((2, 3)), np.zeros((2, 4)), np.ones((3, 2), np.uint8),
-            np.ones((4, 2), np.uint8), np.ones(2)]
+    cross = np.zeros((6, 4))
+    at = np.arange(6, dtype=np.int64).reshape(3, 2)
+    args = [np.zeros(6), at, np.zeros((2, 4)), np.ones((4, 2), np.uint8), np.ones(2)]
     out = [np.empty((3, 4)), np.empty((3, 4))]
     kernels.partial_sq_dists_from_cross(cross, *args, 1.0, *out)
     with pytest.raises(ValueError, match="row_norms must be"):
-        kernels.partial_sq_dists_from_cross(cross, np.zeros((2, 2)), *args[1:], 1.0, *out)
-    with pytest.raises(ValueError, match="row_has must be"):
-        kernels.partial_sq_dists_from_cross(cross, *args[:2], np.ones((3, 1), np.uint8), *args[3:],
-                                    1.0, *out)
+        kernels.partial_sq_dists_from_cross(cross, np.zeros(5), *args[1:], 1.0, *out)
+    with pytest.raises(ValueError, match="center_has must be"):
+        kernels.partial_sq_dists_from_cross(cross, *args[:3], np.ones((4, 1), np.uint8),
+                                            *args[4:], 1.0, *out)
     with pytest.raises(ValueError, match="sq and err must be"):
         kernels.partial_sq_dists_from_cross(cross, *args, 1.0, np.empty((3, 3)), out[1])
-
-
-@EACH_VARIANT
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 12), k=st.integers(1, 40), seed=st.integers(0, 2**31),
-       ties=st.booleans())
-def test_bounded_argmin_equals_numpy_argmin_and_the_contender_rule(isa, n, k, seed, ties):
-    kernels = _variant(isa)
-    rng = np.random.default_rng(seed)
-    # Small integers make exact ties and contenders frequent.
-    sq = rng.integers(0, 4, (n, k)).astype(np.float64) if ties else rng.random((n, k))
-    sq[rng.random((n, k)) < 0.2] = np.inf
-    err = np.where(np.isfinite(sq), rng.random((n, k)) * 0.3, 0.0)
-    labels, best = np.empty(n, np.int64), np.empty(n)
-    flags = np.empty(n, np.uint8)
-    kernels.bounded_argmin(sq, err, labels, best, flags)
-    want = np.argmin(sq, axis=1)
-    rows = np.arange(n)
-    assert np.array_equal(labels, want)
-    assert np.array_equal(best, sq[rows, want])
-    upper = sq[rows, want] + err[rows, want]
-    contenders = np.count_nonzero(sq - err <= upper[:, None], axis=1)
-    assert np.array_equal(flags.astype(bool), (contenders > 1) & np.isfinite(sq[rows, want]))
-
-
-@EACH_VARIANT
-def test_bounded_argmin_rejects_mismatched_outputs(isa):
-    kernels = _variant(isa)
-    sq = np.zeros((3, 2))
-    with pytest.raises(ValueError, match="same shape"):
-        kernels.bounded_argmin(sq, np.zeros((3, 3)), np.empty(3, np.int64), np.empty(3),
-                       np.empty(3, np.uint8))
-    with pytest.raises(ValueError, match="one entry per row"):
-        kernels.bounded_argmin(sq, sq, np.empty(2, np.int64), np.empty(3), np.empty(3, np.uint8))
-
-
-@pytest.mark.parametrize(("k", "d"), [(1, 3), (7, 5), (64, 40), (130, 9)])
-def test_pairwise_exact_sq_of_a_set_with_itself_is_the_per_pair_sum(k, d):
-    a = np.random.default_rng(k).standard_normal((k, d))
-    literal = np.array([[np.sum((a[i] - a[j]) ** 2) / d for j in range(k)] for i in range(k)])
-    assert np.array_equal(pairwise_exact_sq(a), literal)
-    assert np.array_equal(pairwise_exact_sq(a, a), literal)
-    assert np.all(np.diag(pairwise_exact_sq(a)) == 0)
+    with pytest.raises(IndexError, match=r"at\[2, 1\] = 6"):
+        kernels.partial_sq_dists_from_cross(cross, args[0], at + 1, *args[2:], 1.0, *out)
 
 
 # ------------------------------------------------------ variants on long rows
@@ -257,8 +237,9 @@ def _all_kernel_outputs(kernels, seed, d, k, dtype):
     center_has = (rng.random((k, n_mod)) < 0.8).astype(np.uint8)
     center_has[:, 0] = 1  # one complete modality: the loop without the per-centre test
     sq, err = np.empty((n, k)), np.empty((n, k))
-    kernels.partial_sq_dists_from_cross(cross, *norms, (rng.random((n, n_mod)) < 0.7)
-                                        .astype(np.uint8), center_has,
+    stacked, row_norms, at = _stacked(cross, norms[0],
+                                      (rng.random((n, n_mod)) < 0.7).astype(np.uint8), rng)
+    kernels.partial_sq_dists_from_cross(stacked, row_norms, at, norms[1], center_has,
                                         1.0 / np.array([7.0, 512.0, 768.0]), 1e-5, sq, err)
     out = [np.empty(n, np.int64), np.empty(n), np.empty(n, np.uint8)]
     kernels.bounded_argmin(sq, err, *out)
@@ -291,7 +272,8 @@ def test_compute_and_add_on_threads_equals_adding_in_row_order():
     labels = rng.integers(0, k, n)
     sequential = RowOrderSums(k, dims)
     for rows in _chunks(n, 37):
-        sequential.add(sequential.prepare(labels[rows], [b[rows] for b in blocks], mask[rows]))
+        sequential.add(sequential.prepare(
+            labels[rows], PackedBlocks.pack([b[rows] for b in blocks], mask[rows]), mask[rows]))
 
     threaded = RowOrderSums(k, dims)
     delays = rng.random(len(_chunks(n, 37))) * 0.01
@@ -299,7 +281,7 @@ def test_compute_and_add_on_threads_equals_adding_in_row_order():
     def work(index, rows):
         def compute():
             time.sleep(delays[index])  # later chunks often finish first
-            part = [b[rows] for b in blocks]
+            part = PackedBlocks.of_full([b[rows] for b in blocks], mask[rows])
             return rows.start, threaded.prepare(labels[rows], part, mask[rows])
 
         return threaded.compute_and_add(rows, compute)
@@ -320,7 +302,8 @@ def test_compute_and_add_passes_the_turn_on_when_a_chunk_fails():
         raise RuntimeError("chunk 0 failed")
 
     def compute_ok():
-        return "ok", acc.prepare(np.zeros(3, np.int64), [block], np.ones((3, 1), bool))
+        mask = np.ones((3, 1), bool)
+        return "ok", acc.prepare(np.zeros(3, np.int64), PackedBlocks.of_full([block], mask), mask)
 
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(acc.compute_and_add, slice(0, 3), compute_fail)

@@ -95,10 +95,10 @@ cdef inline void _add_shared(double *num, double *bound, double *count, Py_ssize
 
 
 def partial_sq_dists_from_cross(
-    const real[:, :, ::1] cross,
-    const double[:, ::1] row_norms,
+    const real[:, ::1] cross,
+    const double[::1] row_norms,
+    const int64_t[:, ::1] at,
     const double[:, ::1] center_norms,
-    const unsigned char[:, ::1] row_has,
     const unsigned char[:, ::1] center_has,
     const double[::1] inv_dims,
     double gamma,
@@ -107,10 +107,13 @@ def partial_sq_dists_from_cross(
 ):
     """Squared partial distances and their error bounds from per-modality GEMMs.
 
-    ``cross[m]`` is the (B, k) product ``z^m @ c^m.T``, ``row_norms[m]`` and
-    ``center_norms[m]`` the float64 squared norms, ``row_has`` (B, M) and
-    ``center_has`` (k, M) the availability masks and ``inv_dims[m] = 1 / d_m``.
-    For every pair, over the modalities both have, in modality order::
+    Row ``r = at[i, m]`` of ``cross`` (R, k) is the product ``z_i^m @ c^m.T`` and
+    ``row_norms[r]`` its float64 squared norm; ``at[i, m] = -1`` where row i lacks
+    modality m. So the GEMMs need only cover the rows that observe a modality
+    (see :class:`ul4m4.data.PackedBlocks`). ``center_norms`` (M, k) are the
+    centres' squared norms, ``center_has`` (k, M) their modality sets and
+    ``inv_dims[m] = 1 / d_m``. For every pair, over the modalities both have, in
+    modality order::
 
         s_m = max(-2 * cross + (||z||^2 + ||c||^2), 0) * inv_dims[m]
         sq  = (sum_m s_m) * (1 / count),  err = gamma * (sum_m norms_m * inv_dims[m]) / count
@@ -118,22 +121,26 @@ def partial_sq_dists_from_cross(
     and ``sq = +inf``, ``err = 0`` where nothing is shared. Each row is finished in
     a k-long scratch line, so the outputs are written once.
     """
-    cdef Py_ssize_t n_mod = cross.shape[0], n = cross.shape[1], k = cross.shape[2]
+    cdef Py_ssize_t n_rows = cross.shape[0], k = cross.shape[1]
+    cdef Py_ssize_t n = at.shape[0], n_mod = at.shape[1]
     cdef Py_ssize_t i, j, m
+    cdef int64_t r
     cdef double inv, rn
     cdef double *num
     cdef double *bound
     cdef double *count
     cdef bint *every_center
-    if (row_norms.shape[0] != n_mod or row_norms.shape[1] != n
-            or center_norms.shape[0] != n_mod or center_norms.shape[1] != k):
-        raise ValueError("row_norms must be (M, B) and center_norms (M, k)")
-    if (row_has.shape[0] != n or row_has.shape[1] != n_mod
-            or center_has.shape[0] != k or center_has.shape[1] != n_mod
-            or inv_dims.shape[0] != n_mod):
-        raise ValueError("row_has must be (B, M), center_has (k, M) and inv_dims (M,)")
+    if row_norms.shape[0] != n_rows or center_norms.shape[0] != n_mod \
+            or center_norms.shape[1] != k:
+        raise ValueError("row_norms must be (R,) like cross's rows and center_norms (M, k)")
+    if center_has.shape[0] != k or center_has.shape[1] != n_mod or inv_dims.shape[0] != n_mod:
+        raise ValueError("center_has must be (k, M) and inv_dims (M,) with at's (B, M)")
     if sq.shape[0] != n or sq.shape[1] != k or err.shape[0] != n or err.shape[1] != k:
         raise ValueError("sq and err must be (B, k)")
+    for i in range(n):
+        for m in range(n_mod):
+            if at[i, m] >= n_rows or at[i, m] < -1:
+                raise IndexError(f"at[{i}, {m}] = {at[i, m]} is outside [-1, {n_rows})")
     if k == 0:
         return
     num = <double *> malloc(3 * k * sizeof(double))
@@ -157,19 +164,20 @@ def partial_sq_dists_from_cross(
                 bound[j] = 0.0
                 count[j] = 0.0
             for m in range(n_mod):
-                if not row_has[i, m]:
+                r = at[i, m]
+                if r < 0:
                     continue
                 inv = inv_dims[m]
-                rn = row_norms[m, i]
+                rn = row_norms[r]
                 if every_center[m]:
                     # Without the per-centre test, the compiler vectorises the loop.
                     for j in range(k):
-                        _add_shared(num, bound, count, j, cross[m, i, j],
+                        _add_shared(num, bound, count, j, cross[r, j],
                                     rn + center_norms[m, j], inv)
                     continue
                 for j in range(k):
                     if center_has[j, m]:
-                        _add_shared(num, bound, count, j, cross[m, i, j],
+                        _add_shared(num, bound, count, j, cross[r, j],
                                     rn + center_norms[m, j], inv)
             for j in range(k):
                 if count[j] > 0.0:

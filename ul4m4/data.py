@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from threadpoolctl import ThreadpoolController
 from ._kernels import add_rows, add_squared_deviations
 from ._utils.chunks import iter_row_chunks
 from ._utils.text import format_rows
+from .blocks import PackedBlocks
 from .distance import squared_norms
 from .stream import as_row_source, subset_rows
 
@@ -51,6 +52,7 @@ __all__ = [
     "map_modalities",
     "modality_statistics",
     "sequential_sums",
+    "standardize_packed",
     "standardize_rows",
 ]
 
@@ -447,17 +449,48 @@ def standardize_rows(
     matching ``(len(rows), n_modalities)`` availability mask. The zeros of missing
     rows keep GEMMs free of NaN; every kernel masks them out explicitly.
     """
+    blocks = standardize_packed(data, rows, mean, scale, dtype, packed=False)
+    return blocks.values, blocks.mask
+
+
+def standardize_packed(
+    data: Multimodal,
+    rows: slice | np.ndarray,
+    mean: Sequence[np.ndarray],
+    scale: Sequence[np.ndarray],
+    dtype: np.dtype,
+    packed: bool = True,
+) -> PackedBlocks:
+    """z-score a block of rows; each modality keeps only its observed rows (``packed``).
+
+    With ``packed=False`` every modality keeps every row, zeros where missing
+    (the layout of :func:`standardize_rows`). The observed values are the same
+    bits either way.
+    """
     mask = data.mask[rows]
-    blocks = []
+    values, index = [], []
     for m, array in enumerate(data.arrays):
-        block = np.asarray(array[rows]).astype(dtype, copy=True)
-        # Arithmetic in the working dtype, so the result is reproducible from the
-        # fitted statistics alone: z = (fl(x) - fl(mu)) / fl(sigma).
-        block -= mean[m].astype(dtype)
-        block /= scale[m].astype(dtype)
-        block[~mask[:, m]] = 0
-        blocks.append(block)
-    return blocks, mask
+        observed = mask[:, m]
+        block = np.asarray(array[rows])
+        if packed and not observed.all():
+            index.append(np.flatnonzero(observed))
+            values.append(_z_scored(block[index[-1]], mean[m], scale[m], dtype))
+        else:
+            index.append(None)
+            values.append(_z_scored(block, mean[m], scale[m], dtype, missing=~observed))
+    return PackedBlocks(values, index, mask)
+
+
+def _z_scored(block: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.dtype,
+              missing: np.ndarray | None = None) -> np.ndarray:
+    # Arithmetic in the working dtype, so the result is reproducible from the
+    # fitted statistics alone: z = (fl(x) - fl(mu)) / fl(sigma).
+    z = block.astype(dtype, copy=True)
+    z -= mean.astype(dtype)
+    z /= scale.astype(dtype)
+    if missing is not None:
+        z[missing] = 0
+    return z
 
 
 def _kernel_rows(block: np.ndarray) -> np.ndarray:
@@ -526,7 +559,8 @@ class RowOrderSums:
     >>> import numpy as np
     >>> acc = RowOrderSums(2, [3])
     >>> block = np.arange(12, dtype=np.float32).reshape(4, 3)
-    >>> acc.add(acc.prepare(np.array([0, 1, 0, 1]), [block], np.ones((4, 1), dtype=bool)))
+    >>> mask = np.ones((4, 1), dtype=bool)
+    >>> acc.add(acc.prepare(np.array([0, 1, 0, 1]), PackedBlocks.of_full([block], mask), mask))
     >>> acc.sums[0].tolist(), acc.counts[:, 0].tolist()
     ([[6.0, 8.0, 10.0], [12.0, 14.0, 16.0]], [2.0, 2.0])
     """
@@ -538,30 +572,32 @@ class RowOrderSums:
         self._turn = threading.Condition()
         self._next_row = 0
 
-    def prepare(self, labels: np.ndarray, blocks: Sequence[np.ndarray], mask: np.ndarray):
-        """Labels, blocks, row masks and counts of one chunk for :meth:`add`."""
+    def prepare(self, labels: np.ndarray, blocks: PackedBlocks, mask: np.ndarray):
+        """Labels, rows and counts of one chunk for :meth:`add`, per modality."""
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         prepared = []
-        for m, block in enumerate(blocks):
+        for m, value in enumerate(blocks.values):
             observed = mask[:, m]
-            if observed.all():
-                prepared.append((_kernel_rows(block), None))
-            elif observed.any():
-                prepared.append((_kernel_rows(block), _kernel_keep(observed)))
-            else:
+            if not observed.any():
                 prepared.append(None)
+            elif blocks.index[m] is not None:
+                prepared.append((np.ascontiguousarray(blocks.labels_of(m, labels)),
+                                 _kernel_rows(value), None))
+            else:
+                keep = None if observed.all() else _kernel_keep(observed)
+                prepared.append((labels, _kernel_rows(value), keep))
         counts = np.column_stack(
-            [np.bincount(labels, weights=mask[:, m], minlength=self.k) for m in range(len(blocks))]
+            [np.bincount(labels, weights=mask[:, m], minlength=self.k)
+             for m in range(len(blocks.values))]
         )
-        return labels, prepared, counts
+        return prepared, counts
 
     def add(self, prepared) -> None:
         """Add a prepared chunk, the next one in row order, to the sums and counts."""
-        labels, blocks, counts = prepared
-        for m, item in enumerate(blocks):
+        parts, counts = prepared
+        for m, item in enumerate(parts):
             if item is not None:
-                block, keep = item
-                add_rows(self.sums[m], labels, block, keep)
+                add_rows(self.sums[m], *item)
         self.counts += counts
 
     def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
@@ -650,12 +686,14 @@ def _blas_controller() -> ThreadpoolController:
 class Standardized:
     """A validated data set seen through fitted per-modality statistics, chunk by chunk.
 
-    With ``cache_bytes`` > 0, a data set whose z-scored copy takes at most that many
-    bytes is standardised once, on the first full pass, and later passes (the k
-    seeding passes, every Lloyd iteration) read the copy. Larger data are
-    re-standardised chunk by chunk on every pass, so memory stays O(chunk). The
-    values are the same either way. A cached data set also keeps the squared row
-    norms of its chunks (:meth:`row_norms`).
+    Chunks come as :class:`~ul4m4.blocks.PackedBlocks`: with ``packed`` (the
+    default) each modality holds only the rows that observe it, otherwise
+    zero-filled rows. With ``cache_bytes`` > 0, a data set whose z-scored copy
+    takes at most that many bytes is standardised once, on the first full pass,
+    and later passes (the k seeding passes, every Lloyd iteration) read the copy.
+    Larger data are re-standardised chunk by chunk on every pass, so memory stays
+    O(chunk). The values are the same either way. A cached data set also keeps
+    the squared row norms of its chunks (:meth:`row_norms`).
     """
 
     data: Multimodal
@@ -665,22 +703,22 @@ class Standardized:
     chunk_rows: int
     n_threads: int = 1
     cache_bytes: int = 0
+    packed: bool = True
     _cache: list | None = field(default=None, init=False, repr=False)
     _norms: dict = field(default_factory=dict, init=False, repr=False)
 
-    @classmethod
-    def of_standardized(cls, data: Multimodal, dtype: np.dtype, chunk_rows: int) -> Standardized:
-        """A view of rows z-scored already, in ``dtype``: its chunks are slices, not copies.
+    def cached(self) -> Standardized:
+        """This view, with every chunk standardised now and kept (whatever ``cache_bytes``)."""
+        if self._cache is None:
+            self._cache = [(rows, blocks, blocks.mask) for rows, blocks in
+                           ((rows, self.packed_rows(rows))
+                            for rows in iter_row_chunks(self.n_samples, self.chunk_rows))]
+        return self
 
-        The statistics are the identity (mean 0, scale 1), which leaves every value
-        as it is, so the view reads exactly ``data``; it is cached from the start
-        (its chunks are views of ``data``'s arrays) and keeps its row norms.
-        """
-        identity = [np.zeros(d) for d in data.dims], [np.ones(d) for d in data.dims]
-        view = cls(data, *identity, np.dtype(dtype), chunk_rows, 1, np.iinfo(np.int64).max)
-        view._cache = [(rows, [a[rows] for a in data.arrays], data.mask[rows])
-                       for rows in iter_row_chunks(data.n_samples, chunk_rows)]
-        return view
+    @property
+    def cache_nbytes(self) -> int:
+        """Bytes of the kept z-scored chunks (0 before they are made)."""
+        return sum(blocks.nbytes for _, blocks, _ in self._cache or ())
 
     def _cacheable(self) -> bool:
         size = self.n_samples * sum(self.data.dims) * np.dtype(self.dtype).itemsize
@@ -695,11 +733,16 @@ class Standardized:
         return self.data.mask
 
     def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """z-scored blocks and availability mask of the given rows."""
+        """z-scored zero-filled blocks and availability mask of the given rows."""
         return standardize_rows(self.data, rows, self.mean, self.scale, self.dtype)
 
-    def row_norms(self, rows: slice | np.ndarray, blocks: list[np.ndarray]) -> list[np.ndarray]:
-        """Float64 squared row norms of the z-scored ``blocks`` of ``rows``.
+    def packed_rows(self, rows: slice | np.ndarray) -> PackedBlocks:
+        """z-scored rows in this view's layout (see ``packed``)."""
+        return standardize_packed(self.data, rows, self.mean, self.scale, self.dtype,
+                                  self.packed)
+
+    def row_norms(self, rows: slice | np.ndarray, blocks: PackedBlocks) -> list[np.ndarray]:
+        """Float64 squared norms of the rows of each ``blocks.values[m]`` (chunk ``rows``).
 
         For a cached data set they are computed once per chunk and kept (n floats
         per modality), as the z-scored rows themselves never change.
@@ -708,26 +751,26 @@ class Standardized:
         key = (rows.start, rows.stop) if keep else None
         norms = self._norms.get(key) if keep else None
         if norms is None:
-            norms = squared_norms(blocks)
+            norms = squared_norms(blocks.values)
             if keep:
                 self._norms[key] = norms
         return norms
 
-    def chunks(self):
+    def chunks(self) -> Iterator[tuple[slice, PackedBlocks, np.ndarray]]:
         """Yield ``(rows, blocks, mask)`` over all rows in chunks of ``chunk_rows``."""
         if self._cache is not None:
             yield from self._cache
             return
         cache = [] if self._cacheable() else None
         for rows in iter_row_chunks(self.n_samples, self.chunk_rows):
-            blocks, mask = self.rows(rows)
+            blocks = self.packed_rows(rows)
             if cache is not None:
-                cache.append((rows, blocks, mask))
-            yield rows, blocks, mask
+                cache.append((rows, blocks, blocks.mask))
+            yield rows, blocks, blocks.mask
         if cache is not None:
             self._cache = cache
 
-    def map_chunks(self, fn: Callable[[slice, list[np.ndarray], np.ndarray], Any]):
+    def map_chunks(self, fn: Callable[[slice, PackedBlocks, np.ndarray], Any]):
         """Yield ``(rows, fn(rows, blocks, mask))`` for every chunk, in row order.
 
         With ``n_threads > 1`` the chunks are standardised and processed on a
@@ -745,7 +788,11 @@ class Standardized:
         building = [] if cache is None and self._cacheable() else None
 
         def work(item):
-            rows, blocks, mask = item if cache is not None else (item, *self.rows(item))
+            if cache is not None:
+                rows, blocks, mask = item
+            else:
+                rows, blocks = item, self.packed_rows(item)
+                mask = blocks.mask
             if building is not None:
                 return rows, (blocks, mask), fn(rows, blocks, mask)
             return rows, fn(rows, blocks, mask)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ._kernels import bounded_argmin, partial_sq_dists_from_cross
+from .blocks import PackedBlocks
 
 __all__ = [
     "error_factor",
@@ -92,8 +93,7 @@ def modality_sq_dists(
 
 
 def partial_sq_dists(
-    blocks: Sequence[np.ndarray],
-    mask: np.ndarray,
+    blocks: PackedBlocks,
     centers: Sequence[np.ndarray],
     center_mask: np.ndarray,
     center_norms: Sequence[np.ndarray],
@@ -102,9 +102,10 @@ def partial_sq_dists(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared partial distances from rows to centres via GEMM, with an error bound.
 
-    Prior validation is assumed: ``blocks[m]`` is (B, d_m) with zeros on missing
-    rows, ``centers[m]`` is (k, d_m) with zeros where the centre lacks ``m``.
-    ``row_norms``, when given, is ``squared_norms(blocks)``.
+    Prior validation is assumed: ``blocks`` holds the z-scored rows (packed or
+    zero-filled), ``centers[m]`` is (k, d_m) with zeros where the centre lacks
+    ``m``. One GEMM per modality covers the rows of ``blocks.values[m]`` only.
+    ``row_norms``, when given, is ``squared_norms(blocks.values)``.
 
     Returns
     -------
@@ -113,21 +114,22 @@ def partial_sq_dists(
     err : ndarray of shape (B, k), float64
         Bound on ``|sq - exact|``; 0 where ``sq`` is +inf.
     """
-    n_rows, k = mask.shape[0], center_mask.shape[0]
-    dtype = np.result_type(*blocks, *centers)
-    cross = np.empty((len(blocks), n_rows, k), dtype=dtype)
-    norms = np.zeros((len(blocks), n_rows))
-    for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
-        if not (mask[:, m].any() and center_mask[:, m].any()):
+    n_rows, k = blocks.n_rows, center_mask.shape[0]
+    dtype = np.result_type(*blocks.values, *centers)
+    sizes = np.cumsum([0] + [v.shape[0] for v in blocks.values])
+    cross = np.empty((sizes[-1], k), dtype=dtype)
+    norms = np.zeros(sizes[-1])
+    for m, (value, center) in enumerate(zip(blocks.values, centers, strict=True)):
+        if not (blocks.mask[:, m].any() and center_mask[:, m].any()):
             continue  # nothing shared: the kernel never reads these
-        np.matmul(block, center.T, out=cross[m])
-        norms[m] = squared_norms([block])[0] if row_norms is None else row_norms[m]
+        part = slice(sizes[m], sizes[m + 1])
+        np.matmul(value, center.T, out=cross[part])
+        norms[part] = squared_norms([value])[0] if row_norms is None else row_norms[m]
     sq, err = np.empty((n_rows, k)), np.empty((n_rows, k))
     partial_sq_dists_from_cross(
-        cross, norms, np.ascontiguousarray(np.vstack(center_norms), dtype=np.float64),
-        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        cross, norms, blocks.at, np.ascontiguousarray(np.vstack(center_norms), dtype=np.float64),
         np.ascontiguousarray(center_mask, dtype=bool).view(np.uint8),
-        1.0 / np.array([b.shape[1] for b in blocks], dtype=np.float64), float(gamma), sq, err,
+        1.0 / np.array(blocks.dims, dtype=np.float64), float(gamma), sq, err,
     )
     return sq, err
 

@@ -347,7 +347,7 @@ class ChunkedEngine:
         scale = np.empty(view.n_samples)
         for rows, blocks, mask in view.chunks():
             best[rows], scale[rows] = exact_sq_to_assigned(
-                blocks, mask, centers.blocks, centers.mask, labels[rows]
+                blocks.full(), mask, centers.blocks, centers.mask, labels[rows]
             )
         # A sample within rounding noise of its centre (a mean of identical points
         # need not be bit-identical to them) is never a candidate.

@@ -91,12 +91,15 @@ class UL4M4Imputer(BaseEstimator):
         argmin in either precision: near-ties are rechecked in float64.
     batch_size : int or None, default=None
         Rows per chunk of every pass over the data; ``None`` picks it from a
-        64 MiB working-memory budget and at most 4 MiB of z-scored rows (256 rows
-        at least). Peak extra memory is O(batch_size * (k + d))
-        plus O(n_samples) labels: memory-mapped and other row-sliceable inputs
-        are streamed chunk by chunk and never copied whole. Results do not
-        depend on it with ``algorithm="lloyd"``. With ``algorithm="minibatch"``
-        it is also the mini-batch size (``None``: 1024) and changes the result.
+        64 MiB working-memory budget per chunk, with at least two chunks per
+        thread (256 rows at least). Peak extra memory is O(batch_size * (k + d))
+        per thread plus O(n_samples) labels: memory-mapped and other
+        row-sliceable inputs are streamed chunk by chunk and never copied whole.
+        With ``algorithm="lloyd"`` labels, centres and ``n_iter_`` do not depend
+        on it; ``inertia_`` and ``history_`` sum GEMM-computed distances, whose
+        rounding depends on the GEMM's row count, so they may differ in the last
+        digits. With ``algorithm="minibatch"`` it is also the mini-batch size
+        (``None``: 1024) and changes the result.
     reference_one_step : bool, default=False
         Reproduce the public reference scripts (seeding, one assignment, one mean
         update), for comparison only: the result is not a k-means fixed point.

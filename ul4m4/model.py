@@ -203,7 +203,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     """
     data, kept = without_empty_samples(data)
     check_training_data(data, settings)
-    chunk_rows = settings.chunk_rows(data.dims)
+    chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
     gamma = engine.error_factor(data.dims, settings.dtype)
     progress = FitProgress(settings.verbose)
     selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
@@ -426,7 +426,7 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
         require_observed=settings.empty == "raise", n_threads=settings.n_threads,
         partial=settings.partial,
     )
-    chunk_rows = settings.chunk_rows(data.dims)
+    chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
     engine.check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,
                             settings.n_threads)
     return engine.view(data, model.means, model.scales, model.dtype, chunk_rows,

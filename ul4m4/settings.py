@@ -41,11 +41,12 @@ SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
 SHRINKAGES = (0.0, 0.25, 0.5)
 #: Members of the completion ensemble when ``completion="auto"`` and ``n_ensemble=None``.
 AUTO_ENSEMBLE = 5
-#: Working memory (bytes) the automatic batch size aims for.
+#: Working memory (bytes) of one automatic chunk of rows.
 WORKING_MEMORY = 64 * 2**20
-#: Bytes of z-scored rows per automatic chunk: a chunk then stays in the CPU's
-#: cache from its GEMMs to the additions of its rows into the centre sums.
-CHUNK_CACHE_BYTES = 4 * 2**20
+#: Automatic chunks per worker thread and pass, at least: enough to keep every
+#: thread busy to the end of a pass. Beyond that, larger chunks are faster (a
+#: pass pays per chunk for the GEMM's set-up, a Python call and a hand-off).
+CHUNKS_PER_THREAD = 2
 
 _INT1 = Interval(numbers.Integral, 1)
 _BOOL = TypeOf((bool, np.bool_), "a bool")
@@ -121,16 +122,19 @@ class Settings:
     def largest_k(self) -> int:
         return max(self.k_grid) if self.auto_k else int(self.n_clusters)
 
-    def chunk_rows(self, dims: list[int]) -> int:
-        """Rows per chunk of every pass: ``batch_size``, or from the memory budgets."""
+    def chunk_rows(self, dims: list[int], n_samples: int) -> int:
+        """Rows per chunk of every pass: ``batch_size``, or from the memory budget.
+
+        A chunk holds its z-scored rows and, per row, a few (k,) float64 lines
+        (distances, bounds, GEMM products); it is at most ``WORKING_MEMORY``
+        bytes, and small enough that each of ``n_threads`` workers gets
+        ``CHUNKS_PER_THREAD`` chunks.
+        """
         if self.batch_size is not None:
             return int(self.batch_size)
-        k = self.largest_k
-        itemsize = self.dtype.itemsize
-        # Per row: the z-scored block, a few (k,) float64 rows, the (k, k) candidate tensor.
-        row_bytes = itemsize * sum(dims) + 8 * (8 * k + min(k * k, 1 << 16))
-        rows = min(WORKING_MEMORY // row_bytes, CHUNK_CACHE_BYTES // (itemsize * sum(dims)))
-        return int(np.clip(rows, 256, 1 << 16))
+        row_bytes = self.dtype.itemsize * sum(dims) + 8 * 8 * self.largest_k
+        balanced = -(-int(n_samples) // (CHUNKS_PER_THREAD * self.n_threads))
+        return int(np.clip(min(WORKING_MEMORY // row_bytes, balanced), 256, 1 << 16))
 
 
 def resolve_settings(params: Mapping[str, Any]) -> Settings:

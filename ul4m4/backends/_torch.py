@@ -82,6 +82,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..data import Multimodal, RowOrderSums, Standardized, iter_row_chunks
 from ..distance import error_factor
@@ -170,6 +171,8 @@ class TorchView(Standardized):
     with the same elementwise IEEE operations, ``(fl(x) - fl(mu)) / fl(sigma)``.
     """
 
+    # Zero-filled chunks: the tensor kernels take whole (B, d_m) blocks.
+    packed: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _device_cache: list | None = field(default=None, init=False, repr=False)
     _stats: tuple | None = field(default=None, init=False, repr=False)
@@ -203,7 +206,7 @@ class TorchView(Standardized):
         """
         if self.on_cpu:
             def on_tensors(rows, blocks, mask):
-                return fn(rows, [torch.from_numpy(b) for b in blocks], mask)
+                return fn(rows, [torch.from_numpy(b) for b in blocks.full()], mask)
 
             yield from self.map_chunks(on_tensors)
             return
@@ -362,7 +365,8 @@ class _TensorRowSums(RowOrderSums):
     """The compiled row-order sums fed with CPU tensors (their memory, no copy)."""
 
     def prepare(self, labels, blocks, mask):
-        return super().prepare(labels, [b.numpy() for b in blocks], mask)
+        return super().prepare(labels, PackedBlocks.of_full([b.numpy() for b in blocks], mask),
+                               mask)
 
 
 # ----------------------------------------------------------------- engine

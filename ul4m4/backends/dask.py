@@ -90,6 +90,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
+from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..data import (
     Multimodal,
@@ -105,7 +106,6 @@ from ..data import (
     raise_bad_rows,
     scan_block,
     sequential_sums,
-    standardize_rows,
 )
 from ..engine import Candidates, EStep, Identity
 from ..plan import PatternTerms
@@ -269,10 +269,13 @@ def _extremes_task(blocks: list[np.ndarray]):
 
 def _prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> _Prepared:
     kept = np.flatnonzero(mask.any(axis=1))
-    data = Multimodal(list(names), [np.asarray(b) for b in blocks], mask)
-    z, z_mask = standardize_rows(data, kept, means, scales, dtype)
-    # Passes read z in place: the worker holds one z-scored copy of its block.
-    view = Standardized.of_standardized(Multimodal(list(names), z, z_mask), dtype, chunk_rows)
+    arrays = [np.asarray(b) for b in blocks]
+    if kept.size < mask.shape[0]:
+        arrays = [a[kept] for a in arrays]
+    # Standardised once: the worker holds its block and one packed z-scored copy
+    # (the observed rows only); passes read the copy.
+    view = Standardized(Multimodal(list(names), arrays, mask[kept]), means, scales, dtype,
+                        chunk_rows, cache_bytes=np.iinfo(np.int64).max).cached()
     return _Prepared(mask.shape[0], kept, view)
 
 
@@ -288,7 +291,7 @@ class _Prepared:
         # dask.sizeof falls back to sys.getsizeof: the scheduler must see the block's size
         # so that it never moves a block to the (small) centres or labels.
         data = self.view.data
-        return int(self.kept.nbytes + data.mask.nbytes + sum(a.nbytes for a in data.arrays))
+        return int(self.kept.nbytes + data.mask.nbytes + data.nbytes + self.view.cache_nbytes)
 
 
 class _Assigned(NamedTuple):
@@ -654,7 +657,8 @@ class DaskEngine:
 
     def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
         blocks, mask = self.take(view, rows)
-        labels, best = _NUMPY.nearest(None, None, blocks, mask, centers, centers, gamma)
+        labels, best = _NUMPY.nearest(None, None, PackedBlocks.of_full(blocks, mask), mask,
+                                      centers, centers, gamma)
         return labels, best, blocks, mask
 
     def candidate_scores(self, view: DaskView, rows: np.ndarray, terms: PatternTerms,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..data import Multimodal, RowOrderSums, Standardized
 from ..distance import (
@@ -56,27 +57,28 @@ class NumpyEngine(ChunkedEngine):
 
     def sq_dists(self, view: Standardized, rows, blocks, mask, native: Centers, gamma: float):
         row_norms = None if rows is None else view.row_norms(rows, blocks)
-        return partial_sq_dists(blocks, mask, native.blocks, native.mask, native.norms, gamma,
-                                row_norms)
+        return partial_sq_dists(blocks, native.blocks, native.mask, native.norms, gamma, row_norms)
 
-    def exact_checks(self, blocks, mask, centers: Centers):
+    def exact_checks(self, blocks: PackedBlocks, mask, centers: Centers):
         def exact_rows(rows: np.ndarray) -> np.ndarray:
-            return exact_partial_sq_dists([b[rows] for b in blocks], mask[rows], centers.blocks,
+            return exact_partial_sq_dists(blocks.take(rows), mask[rows], centers.blocks,
                                           centers.mask)
 
         def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return exact_partial_sq_pairs(blocks, mask, centers.blocks, centers.mask, rows, cols)
+            unique, slot = np.unique(rows, return_inverse=True)
+            return exact_partial_sq_pairs(blocks.take(unique), mask[unique], centers.blocks,
+                                          centers.mask, slot, cols)
 
         return exact_rows, exact_pairs
 
-    def host_rows(self, blocks, rows: np.ndarray) -> list[np.ndarray]:
-        return [b[rows] for b in blocks]
+    def host_rows(self, blocks: PackedBlocks, rows: np.ndarray) -> list[np.ndarray]:
+        return blocks.take(rows)
 
-    def host_blocks(self, blocks) -> list[np.ndarray]:
-        return list(blocks)
+    def host_blocks(self, blocks: PackedBlocks) -> list[np.ndarray]:
+        return blocks.full()
 
-    def native_rows(self, view: Standardized, rows: np.ndarray) -> list[np.ndarray]:
-        return view.rows(rows)[0]
+    def native_rows(self, view: Standardized, rows: np.ndarray) -> PackedBlocks:
+        return view.packed_rows(rows)
 
     def map_chunks(self, view: Standardized, fn: Callable):
         return view.map_chunks(fn)
@@ -84,13 +86,14 @@ class NumpyEngine(ChunkedEngine):
     def member_sums(self, view: Standardized, centers: Centers) -> RowOrderSums:
         return RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
 
-    def observed_terms(self, blocks, native: Centers, pattern: np.ndarray):
+    def observed_terms(self, blocks: PackedBlocks, native: Centers, pattern: np.ndarray):
+        # Every row observes the modalities of ``pattern``: their values hold every row.
         has = native.mask
-        n_rows, k = blocks[0].shape[0], native.k
+        n_rows, k = blocks.n_rows, native.k
         p = np.zeros((n_rows, k))
         bound = np.zeros((n_rows, k))
         for m in np.flatnonzero(pattern):
-            sq, norms = modality_sq_dists(blocks[m], native.blocks[m], native.norms[m])
+            sq, norms = modality_sq_dists(blocks.values[m], native.blocks[m], native.norms[m])
             p += np.where(has[:, m][None, :], sq, 0.0)
             bound += np.where(has[:, m][None, :], norms, 0.0)
         return p, bound
@@ -109,6 +112,5 @@ class NumpyEngine(ChunkedEngine):
     def soft_distances(self, view: Standardized, centers: Centers, gamma: float):
         # One chunk after the other with BLAS's own threads, as the fill is cheap.
         for rows, blocks, mask in view.chunks():
-            sq, err = partial_sq_dists(blocks, mask, centers.blocks, centers.mask, centers.norms,
-                                       gamma)
+            sq, err = partial_sq_dists(blocks, centers.blocks, centers.mask, centers.norms, gamma)
             yield rows, sq, err, mask

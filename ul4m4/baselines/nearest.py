@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..blocks import PackedBlocks
 from ..data import Multimodal
 from ..distance import (
     error_factor,
@@ -103,8 +104,7 @@ class NearestSampleImputer(BaseImputer):
                 continue
             sub_blocks = [b[rows] for b in blocks]
             sq, err = partial_sq_dists(
-                sub_blocks,
-                sub_mask,
+                PackedBlocks.of_full(sub_blocks, sub_mask),
                 self.train_blocks_,
                 self.train_mask_,
                 self._train_norms,
