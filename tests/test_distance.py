@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ul4m4.blocks import PackedBlocks
 from ul4m4.distance import (
@@ -12,6 +14,7 @@ from ul4m4.distance import (
     exact_partial_sq_dists,
     exact_partial_sq_pairs,
     exact_sq_to_assigned,
+    partial_nearest,
     partial_sq_dists,
     squared_norms,
 )
@@ -88,3 +91,38 @@ def test_squared_norms_are_float64_row_norms():
     (norms,) = squared_norms([block])
     assert norms.dtype == np.float64
     np.testing.assert_array_equal(norms, [14.0, 126.0, 366.0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 9), seed=st.integers(0, 2**31),
+       packed=st.booleans(), coarse=st.booleans())
+def test_partial_nearest_equals_exact_argmin_of_the_distances(n, k, seed, packed, coarse):
+    rng = np.random.default_rng(seed)
+    dims = [3, 5, 2]
+    mask = rng.random((n, 3)) < 0.6
+    values = [rng.standard_normal((n, d)) for d in dims]
+    if coarse:  # quarter-integers and centres copied from rows: exact ties
+        values = [np.round(v * 2) / 4 for v in values]
+    blocks = [np.where(mask[:, [m]], v, 0).astype(np.float32) for m, v in enumerate(values)]
+    rows = rng.integers(0, n, k)
+    centres = [b[rows].copy() for b in blocks]
+    cmask = mask[rows].copy()
+    gamma = error_factor(dims, np.dtype(np.float32))
+    layout = PackedBlocks.pack(blocks, mask) if packed else PackedBlocks.of_full(blocks, mask)
+    exact = exact_partial_sq_dists(blocks, mask, centres, cmask)
+
+    def rows_fn(r):
+        return exact[r]
+
+    def pairs_fn(r, c):
+        return exact[r, c]
+
+    for pairs in (None, pairs_fn):
+        want = exact_argmin(*partial_sq_dists(layout, centres, cmask, squared_norms(centres),
+                                              gamma), rows_fn, pairs)
+        got = partial_nearest(layout, centres, cmask, squared_norms(centres), gamma, rows_fn,
+                              pairs)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    finite = np.isfinite(exact.min(axis=1))
+    np.testing.assert_array_equal(got[0][finite], np.argmin(exact, axis=1)[finite])

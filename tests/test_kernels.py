@@ -39,6 +39,7 @@ def test_the_kernels_are_the_compiled_extension_of_the_selected_variant():
     compiled = _variant(_kernels.ISA)
     assert compiled.__file__.endswith((".so", ".pyd"))
     for name in ("add_rows", "add_squared_deviations", "partial_sq_dists_from_cross",
+                 "nearest_from_cross",
                  "bounded_argmin"):
         assert getattr(_kernels, name) is getattr(compiled, name)
 
@@ -182,6 +183,36 @@ def test_partial_sq_dists_from_cross_equals_the_literal_formula(isa, n_mod, n, k
                                             center_has, inv_dims, 1e-5)
     assert np.array_equal(sq, want_sq)
     assert np.array_equal(err, want_err)
+
+
+@EACH_VARIANT
+@settings(max_examples=40, deadline=None)
+@given(n_mod=st.integers(1, 4), n=st.integers(0, 9), k=st.integers(1, 12),
+       seed=st.integers(0, 2**31), ties=st.booleans())
+def test_nearest_from_cross_is_the_distances_then_the_bounded_argmin(isa, n_mod, n, k, seed,
+                                                                     ties):
+    kernels = _variant(isa)
+    rng = np.random.default_rng(seed)
+    cross = rng.standard_normal((n_mod, n, k))
+    if ties:  # equal columns: exact ties, and rows sharing nothing with some centres
+        cross = np.round(cross) / 2
+        half = k // 2
+        cross[:, :, k - half:] = cross[:, :, :half]
+    row_norms = np.round(rng.random((n_mod, n)) * 6) / 2
+    center_norms = np.round(rng.random((n_mod, k)) * 6) / 2
+    row_has = (rng.random((n, n_mod)) < 0.6).astype(np.uint8)
+    center_has = (rng.random((k, n_mod)) < 0.7).astype(np.uint8)
+    inv_dims = 1.0 / rng.integers(1, 800, n_mod).astype(np.float64)
+    stacked, norms, at = _stacked(cross, row_norms, row_has, rng)
+    args = (stacked, norms, at, center_norms, center_has, inv_dims, 1e-5)
+    sq, err = np.empty((n, k)), np.empty((n, k))
+    kernels.partial_sq_dists_from_cross(*args, sq, err)
+    want = [np.empty(n, np.int64), np.empty(n), np.empty(n, np.uint8)]
+    kernels.bounded_argmin(sq, err, *want)
+    got = [np.empty(n, np.int64), np.empty(n), np.empty(n, np.uint8)]
+    kernels.nearest_from_cross(*args, *got)
+    for a, b in zip(got, want, strict=True):
+        assert _bits(a) == _bits(b)
 
 
 @EACH_VARIANT

@@ -94,6 +94,103 @@ cdef inline void _add_shared(double *num, double *bound, double *count, Py_ssize
     count[j] += 1.0
 
 
+cdef inline void _row_distances(
+    const real *cross, Py_ssize_t k, const double *row_norms, const int64_t *at,
+    Py_ssize_t n_mod, const double *center_norms, const unsigned char *center_has,
+    const bint *every_center, const double *inv_dims, double gamma,
+    double *num, double *bound, double *count, double *sq, double *err,
+) noexcept nogil:
+    """Squared partial distances ``sq[j]`` of one row to every centre j, and bounds ``err[j]``.
+
+    ``at`` is the row's line of the (B, M) row map, ``cross`` (R, k), ``center_norms``
+    (M, k) and ``center_has`` (k, M) are C-contiguous.
+    """
+    cdef Py_ssize_t j, m
+    cdef int64_t r
+    cdef double inv, rn
+    cdef const real *products
+    cdef const double *norms
+    for j in range(k):
+        num[j] = 0.0
+        bound[j] = 0.0
+        count[j] = 0.0
+    for m in range(n_mod):
+        r = at[m]
+        if r < 0:
+            continue
+        inv = inv_dims[m]
+        rn = row_norms[r]
+        products = cross + r * k
+        norms = center_norms + m * k
+        if every_center[m]:
+            # Without the per-centre test, the compiler vectorises the loop.
+            for j in range(k):
+                _add_shared(num, bound, count, j, products[j], rn + norms[j], inv)
+            continue
+        for j in range(k):
+            if center_has[j * n_mod + m]:
+                _add_shared(num, bound, count, j, products[j], rn + norms[j], inv)
+    for j in range(k):
+        if count[j] > 0.0:
+            inv = 1.0 / count[j]
+            sq[j] = num[j] * inv
+            err[j] = bound[j] * gamma * inv
+        else:
+            sq[j] = INFINITY
+            err[j] = 0.0
+
+
+cdef inline bint _row_argmin(const double *sq, const double *err, Py_ssize_t k,
+                             int64_t *label, double *best) noexcept nogil:
+    """Argmin of ``sq`` (ties to the lowest index); whether the bounds leave it in doubt."""
+    cdef Py_ssize_t j, arg = 0
+    cdef double low = sq[0], upper
+    cdef int contenders = 0
+    for j in range(1, k):
+        if sq[j] < low:
+            low = sq[j]
+            arg = j
+    label[0] = arg
+    best[0] = low
+    if low == INFINITY:
+        return False
+    upper = low + err[arg]
+    for j in range(k):
+        if sq[j] - err[j] <= upper:
+            contenders += 1
+    return contenders > 1
+
+
+cdef bint *_every_center(const unsigned char[:, ::1] center_has) except NULL:
+    """Per modality, whether every centre has it (malloc'ed; the caller frees it)."""
+    cdef Py_ssize_t k = center_has.shape[0], n_mod = center_has.shape[1], j, m
+    cdef bint *every = <bint *> malloc((n_mod if n_mod > 0 else 1) * sizeof(bint))
+    if every == NULL:
+        raise MemoryError()
+    for m in range(n_mod):
+        every[m] = True
+        for j in range(k):
+            if not center_has[j, m]:
+                every[m] = False
+                break
+    return every
+
+
+cdef _check_cross_arguments(Py_ssize_t n_rows, Py_ssize_t k, const double[::1] row_norms,
+                            const int64_t[:, ::1] at, const double[:, ::1] center_norms,
+                            const unsigned char[:, ::1] center_has, const double[::1] inv_dims):
+    cdef Py_ssize_t n = at.shape[0], n_mod = at.shape[1], i, m
+    if row_norms.shape[0] != n_rows or center_norms.shape[0] != n_mod \
+            or center_norms.shape[1] != k:
+        raise ValueError("row_norms must be (R,) like cross's rows and center_norms (M, k)")
+    if center_has.shape[0] != k or center_has.shape[1] != n_mod or inv_dims.shape[0] != n_mod:
+        raise ValueError("center_has must be (k, M) and inv_dims (M,) with at's (B, M)")
+    for i in range(n):
+        for m in range(n_mod):
+            if at[i, m] >= n_rows or at[i, m] < -1:
+                raise IndexError(f"at[{i}, {m}] = {at[i, m]} is outside [-1, {n_rows})")
+
+
 def partial_sq_dists_from_cross(
     const real[:, ::1] cross,
     const double[::1] row_norms,
@@ -110,7 +207,7 @@ def partial_sq_dists_from_cross(
     Row ``r = at[i, m]`` of ``cross`` (R, k) is the product ``z_i^m @ c^m.T`` and
     ``row_norms[r]`` its float64 squared norm; ``at[i, m] = -1`` where row i lacks
     modality m. So the GEMMs need only cover the rows that observe a modality
-    (see :class:`ul4m4.data.PackedBlocks`). ``center_norms`` (M, k) are the
+    (see :class:`ul4m4.blocks.PackedBlocks`). ``center_norms`` (M, k) are the
     centres' squared norms, ``center_has`` (k, M) their modality sets and
     ``inv_dims[m] = 1 / d_m``. For every pair, over the modalities both have, in
     modality order::
@@ -118,75 +215,68 @@ def partial_sq_dists_from_cross(
         s_m = max(-2 * cross + (||z||^2 + ||c||^2), 0) * inv_dims[m]
         sq  = (sum_m s_m) * (1 / count),  err = gamma * (sum_m norms_m * inv_dims[m]) / count
 
-    and ``sq = +inf``, ``err = 0`` where nothing is shared. Each row is finished in
-    a k-long scratch line, so the outputs are written once.
+    and ``sq = +inf``, ``err = 0`` where nothing is shared.
     """
-    cdef Py_ssize_t n_rows = cross.shape[0], k = cross.shape[1]
-    cdef Py_ssize_t n = at.shape[0], n_mod = at.shape[1]
-    cdef Py_ssize_t i, j, m
-    cdef int64_t r
-    cdef double inv, rn
+    cdef Py_ssize_t n = at.shape[0], k = cross.shape[1], n_mod = at.shape[1], i
     cdef double *num
-    cdef double *bound
-    cdef double *count
     cdef bint *every_center
-    if row_norms.shape[0] != n_rows or center_norms.shape[0] != n_mod \
-            or center_norms.shape[1] != k:
-        raise ValueError("row_norms must be (R,) like cross's rows and center_norms (M, k)")
-    if center_has.shape[0] != k or center_has.shape[1] != n_mod or inv_dims.shape[0] != n_mod:
-        raise ValueError("center_has must be (k, M) and inv_dims (M,) with at's (B, M)")
+    _check_cross_arguments(cross.shape[0], k, row_norms, at, center_norms, center_has, inv_dims)
     if sq.shape[0] != n or sq.shape[1] != k or err.shape[0] != n or err.shape[1] != k:
         raise ValueError("sq and err must be (B, k)")
-    for i in range(n):
-        for m in range(n_mod):
-            if at[i, m] >= n_rows or at[i, m] < -1:
-                raise IndexError(f"at[{i}, {m}] = {at[i, m]} is outside [-1, {n_rows})")
-    if k == 0:
+    if k == 0 or n == 0:
         return
+    every_center = _every_center(center_has)
     num = <double *> malloc(3 * k * sizeof(double))
-    every_center = <bint *> malloc(n_mod * sizeof(bint))
-    if num == NULL or every_center == NULL:
-        free(num)
+    if num == NULL:
         free(every_center)
         raise MemoryError()
-    bound = num + k
-    count = num + 2 * k
-    for m in range(n_mod):
-        every_center[m] = True
-        for j in range(k):
-            if not center_has[j, m]:
-                every_center[m] = False
-                break
     with nogil:
         for i in range(n):
-            for j in range(k):
-                num[j] = 0.0
-                bound[j] = 0.0
-                count[j] = 0.0
-            for m in range(n_mod):
-                r = at[i, m]
-                if r < 0:
-                    continue
-                inv = inv_dims[m]
-                rn = row_norms[r]
-                if every_center[m]:
-                    # Without the per-centre test, the compiler vectorises the loop.
-                    for j in range(k):
-                        _add_shared(num, bound, count, j, cross[r, j],
-                                    rn + center_norms[m, j], inv)
-                    continue
-                for j in range(k):
-                    if center_has[j, m]:
-                        _add_shared(num, bound, count, j, cross[r, j],
-                                    rn + center_norms[m, j], inv)
-            for j in range(k):
-                if count[j] > 0.0:
-                    inv = 1.0 / count[j]
-                    sq[i, j] = num[j] * inv
-                    err[i, j] = bound[j] * gamma * inv
-                else:
-                    sq[i, j] = INFINITY
-                    err[i, j] = 0.0
+            _row_distances(&cross[0, 0], k, &row_norms[0], &at[i, 0], n_mod, &center_norms[0, 0],
+                           &center_has[0, 0], every_center, &inv_dims[0], gamma,
+                           num, num + k, num + 2 * k, &sq[i, 0], &err[i, 0])
+    free(num)
+    free(every_center)
+
+
+def nearest_from_cross(
+    const real[:, ::1] cross,
+    const double[::1] row_norms,
+    const int64_t[:, ::1] at,
+    const double[:, ::1] center_norms,
+    const unsigned char[:, ::1] center_has,
+    const double[::1] inv_dims,
+    double gamma,
+    int64_t[::1] labels,
+    double[::1] best,
+    unsigned char[::1] ambiguous,
+):
+    """:func:`partial_sq_dists_from_cross` then :func:`bounded_argmin`, row by row.
+
+    The same labels, best values and flags, without writing the (B, k) distances:
+    each row's distances live in a k-long scratch line.
+    """
+    cdef Py_ssize_t n = at.shape[0], k = cross.shape[1], n_mod = at.shape[1], i
+    cdef double *num
+    cdef bint *every_center
+    _check_cross_arguments(cross.shape[0], k, row_norms, at, center_norms, center_has, inv_dims)
+    if labels.shape[0] != n or best.shape[0] != n or ambiguous.shape[0] != n:
+        raise ValueError("labels, best and ambiguous must have one entry per row")
+    if k == 0:
+        raise ValueError("cross has no column")
+    if n == 0:
+        return
+    every_center = _every_center(center_has)
+    num = <double *> malloc(5 * k * sizeof(double))
+    if num == NULL:
+        free(every_center)
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            _row_distances(&cross[0, 0], k, &row_norms[0], &at[i, 0], n_mod, &center_norms[0, 0],
+                           &center_has[0, 0], every_center, &inv_dims[0], gamma,
+                           num, num + k, num + 2 * k, num + 3 * k, num + 4 * k)
+            ambiguous[i] = _row_argmin(num + 3 * k, num + 4 * k, k, &labels[i], &best[i])
     free(num)
     free(every_center)
 
@@ -205,10 +295,7 @@ def bounded_argmin(
     ``sq[i, j] - err[i, j] <= best[i] + err[i, labels[i]]``: the error bounds
     then cannot tell the two apart.
     """
-    cdef Py_ssize_t n = sq.shape[0], k = sq.shape[1]
-    cdef Py_ssize_t i, j, arg
-    cdef double low, upper
-    cdef int contenders
+    cdef Py_ssize_t n = sq.shape[0], k = sq.shape[1], i
     if err.shape[0] != n or err.shape[1] != k:
         raise ValueError("sq and err must have the same shape")
     if labels.shape[0] != n or best.shape[0] != n or ambiguous.shape[0] != n:
@@ -217,20 +304,4 @@ def bounded_argmin(
         raise ValueError("sq has no column")
     with nogil:
         for i in range(n):
-            arg = 0
-            low = sq[i, 0]
-            for j in range(1, k):
-                if sq[i, j] < low:
-                    low = sq[i, j]
-                    arg = j
-            labels[i] = arg
-            best[i] = low
-            ambiguous[i] = 0
-            if low == INFINITY:
-                continue
-            upper = low + err[i, arg]
-            contenders = 0
-            for j in range(k):
-                if sq[i, j] - err[i, j] <= upper:
-                    contenders += 1
-            ambiguous[i] = contenders > 1
+            ambiguous[i] = _row_argmin(&sq[i, 0], &err[i, 0], k, &labels[i], &best[i])

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._kernels import bounded_argmin, partial_sq_dists_from_cross
+from ._kernels import bounded_argmin, nearest_from_cross, partial_sq_dists_from_cross
 from .blocks import PackedBlocks
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "exact_partial_sq_pairs",
     "modality_sq_dists",
     "pairwise_exact_sq",
+    "partial_nearest",
     "partial_sq_dists",
     "squared_norms",
 ]
@@ -114,7 +115,53 @@ def partial_sq_dists(
     err : ndarray of shape (B, k), float64
         Bound on ``|sq - exact|``; 0 where ``sq`` is +inf.
     """
-    n_rows, k = blocks.n_rows, center_mask.shape[0]
+    cross, norms = _cross_products(blocks, centers, center_mask, row_norms)
+    sq, err = np.empty((blocks.n_rows, center_mask.shape[0])), np.empty((blocks.n_rows,
+                                                                         center_mask.shape[0]))
+    partial_sq_dists_from_cross(cross, norms, blocks.at,
+                                *_kernel_centers(blocks, center_mask, center_norms),
+                                float(gamma), sq, err)
+    return sq, err
+
+
+def partial_nearest(
+    blocks: PackedBlocks,
+    centers: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+    center_norms: Sequence[np.ndarray],
+    gamma: float,
+    exact_rows: Callable[[np.ndarray], np.ndarray],
+    exact_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    row_norms: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``exact_argmin(*partial_sq_dists(...), exact_rows, exact_pairs)``, the same results.
+
+    The distances of a row go from the GEMM products straight to its bounded
+    argmin (:func:`ul4m4._kernels.nearest_from_cross`), so the (B, k) matrices are
+    never written; only the rows the bounds leave in doubt get theirs, for the
+    exact recheck.
+    """
+    cross, norms = _cross_products(blocks, centers, center_mask, row_norms)
+    kernel_centers = _kernel_centers(blocks, center_mask, center_norms)
+    n_rows = blocks.n_rows
+    labels, best = np.empty(n_rows, dtype=np.int64), np.empty(n_rows)
+    flags = np.empty(n_rows, dtype=np.uint8)
+    nearest_from_cross(cross, norms, blocks.at, *kernel_centers, float(gamma), labels, best,
+                       flags)
+    ambiguous = np.flatnonzero(flags)
+    if ambiguous.size:
+        k = center_mask.shape[0]
+        sq, err = np.empty((ambiguous.size, k)), np.empty((ambiguous.size, k))
+        partial_sq_dists_from_cross(cross, norms, np.ascontiguousarray(blocks.at[ambiguous]),
+                                    *kernel_centers, float(gamma), sq, err)
+        _recheck(labels, best, ambiguous, sq, err, exact_rows, exact_pairs)
+    return labels, best
+
+
+def _cross_products(blocks: PackedBlocks, centers: Sequence[np.ndarray],
+                    center_mask: np.ndarray, row_norms: Sequence[np.ndarray] | None):
+    """The per-modality GEMMs stacked as the kernels read them: (R, k) and the (R,) norms."""
+    k = center_mask.shape[0]
     dtype = np.result_type(*blocks.values, *centers)
     sizes = np.cumsum([0] + [v.shape[0] for v in blocks.values])
     cross = np.empty((sizes[-1], k), dtype=dtype)
@@ -125,13 +172,14 @@ def partial_sq_dists(
         part = slice(sizes[m], sizes[m + 1])
         np.matmul(value, center.T, out=cross[part])
         norms[part] = squared_norms([value])[0] if row_norms is None else row_norms[m]
-    sq, err = np.empty((n_rows, k)), np.empty((n_rows, k))
-    partial_sq_dists_from_cross(
-        cross, norms, blocks.at, np.ascontiguousarray(np.vstack(center_norms), dtype=np.float64),
-        np.ascontiguousarray(center_mask, dtype=bool).view(np.uint8),
-        1.0 / np.array(blocks.dims, dtype=np.float64), float(gamma), sq, err,
-    )
-    return sq, err
+    return cross, norms
+
+
+def _kernel_centers(blocks: PackedBlocks, center_mask: np.ndarray,
+                    center_norms: Sequence[np.ndarray]):
+    return (np.ascontiguousarray(np.vstack(center_norms), dtype=np.float64),
+            np.ascontiguousarray(center_mask, dtype=bool).view(np.uint8),
+            1.0 / np.array(blocks.dims, dtype=np.float64))
 
 
 def pairwise_exact_sq(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -250,17 +298,24 @@ def exact_argmin(
                    np.ascontiguousarray(err, dtype=np.float64), labels, best, flags)
     ambiguous = np.flatnonzero(flags)
     if ambiguous.size:
-        if exact_pairs is None:
-            exact = exact_rows(ambiguous)
-        else:
-            upper = best[ambiguous] + err[ambiguous, labels[ambiguous]]
-            candidates = sq[ambiguous] - err[ambiguous] <= upper[:, None]
-            pair_rows, pair_cols = np.nonzero(candidates)
-            exact = np.full((ambiguous.size, sq.shape[1]), np.inf)
-            exact[pair_rows, pair_cols] = exact_pairs(ambiguous[pair_rows], pair_cols)
-        labels[ambiguous] = np.argmin(exact, axis=1)
-        best[ambiguous] = exact[np.arange(ambiguous.size), labels[ambiguous]]
+        _recheck(labels, best, ambiguous, sq[ambiguous], err[ambiguous], exact_rows,
+                 exact_pairs)
     return labels, best
+
+
+def _recheck(labels: np.ndarray, best: np.ndarray, ambiguous: np.ndarray, sq: np.ndarray,
+             err: np.ndarray, exact_rows: Callable, exact_pairs: Callable | None) -> None:
+    """Set the labels and best values of the ``ambiguous`` rows (``sq``, ``err``: theirs) exactly."""
+    if exact_pairs is None:
+        exact = exact_rows(ambiguous)
+    else:
+        upper = best[ambiguous] + err[np.arange(ambiguous.size), labels[ambiguous]]
+        candidates = sq - err <= upper[:, None]
+        pair_rows, pair_cols = np.nonzero(candidates)
+        exact = np.full((ambiguous.size, sq.shape[1]), np.inf)
+        exact[pair_rows, pair_cols] = exact_pairs(ambiguous[pair_rows], pair_cols)
+    labels[ambiguous] = np.argmin(exact, axis=1)
+    best[ambiguous] = exact[np.arange(ambiguous.size), labels[ambiguous]]
 
 
 def exact_sq_to_assigned(

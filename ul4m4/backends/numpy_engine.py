@@ -2,8 +2,10 @@
 
 Chunks are standardised and processed on ``n_threads`` worker threads
 (:meth:`ul4m4.data.Standardized.map_chunks`), each running single-threaded BLAS;
-the partial distances come from one GEMM per modality combined by the compiled
-kernels of :mod:`ul4m4._kernels`.
+the partial distances come from one GEMM per modality, over the rows that observe
+it (:class:`~ul4m4.blocks.PackedBlocks`), combined by the compiled kernels of
+:mod:`ul4m4._kernels`, which take each row's nearest centre without writing its
+distances out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..distance import (
     exact_partial_sq_dists,
     exact_partial_sq_pairs,
     modality_sq_dists,
+    partial_nearest,
     partial_sq_dists,
 )
 from ..engine import ChunkedEngine
@@ -58,6 +61,13 @@ class NumpyEngine(ChunkedEngine):
     def sq_dists(self, view: Standardized, rows, blocks, mask, native: Centers, gamma: float):
         row_norms = None if rows is None else view.row_norms(rows, blocks)
         return partial_sq_dists(blocks, native.blocks, native.mask, native.norms, gamma, row_norms)
+
+    def nearest(self, view: Standardized | None, rows, blocks: PackedBlocks, mask: np.ndarray,
+                native: Centers, centers: Centers, gamma: float):
+        """Exact labels and squared distances of one chunk, without its (B, k) distances."""
+        row_norms = None if rows is None else view.row_norms(rows, blocks)
+        return partial_nearest(blocks, native.blocks, native.mask, native.norms, gamma,
+                               *self.exact_checks(blocks, mask, centers), row_norms)
 
     def exact_checks(self, blocks: PackedBlocks, mask, centers: Centers):
         def exact_rows(rows: np.ndarray) -> np.ndarray:
