@@ -362,8 +362,9 @@ def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
     with distributed.get_task_stream(client) as stream:
         step = engine.e_step(view, centres, gamma, update_centers=True)
         again = engine.e_step(view, centres, gamma, update_centers=True, previous=step.labels)
-    # Per pass: one task per block, then ceil(18 / 8) + 1 sums; labels stay on the workers.
-    assert len(stream.data) == 2 * (18 + 3 + 1)
+    # Per pass: the centres' task, one task per block, then ceil(18 / 8) + 1 sums;
+    # labels stay on the workers.
+    assert len(stream.data) == 2 * (1 + 18 + 3 + 1)
     assert all(isinstance(h, distributed.Future) for h in step.labels)
     assert again.changed == 0 and again.inertia == step.inertia
     labels = engine.fetch(step.labels)
@@ -377,6 +378,29 @@ def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
     assert step.counts.tobytes() == sync.counts.tobytes()
     assigned, best = ul4m4.cluster.assign(view, centres, gamma, engine)  # labels come back
     assert np.array_equal(assigned, labels) and best.shape == (900,)
+
+
+def test_blocks_held_by_one_worker_are_prepared_half_on_each(client):
+    X = blobs(800, 16)
+    first = sorted(client.scheduler_info()["workers"])[0]
+    lazy = {n: client.persist(a, workers=[first]) for n, a in chunked(X, 100).items()}
+    distributed.wait(list(lazy.values()))
+    assert {w for held in client.who_has(list(lazy.values())).values() for w in held} == {first}
+    engine = dask_backend.DaskEngine()
+    data = engine.check_input(lazy)
+    means, scales = engine.statistics(data, 64, 1)
+    view = engine.view(data, means, scales, np.dtype(np.float64), 64)
+    view.prepared(dask_backend._client())
+    homes = [h[0] for h in view.homes()]
+    # 8 blocks of 100 rows over 2 single-threaded workers: 4 each, and the E-steps
+    # run where the blocks were prepared.
+    assert sorted(homes.count(w) for w in set(homes)) == [4, 4]
+    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 800, 800 // K)[:K], engine)
+    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    with distributed.get_task_stream(client) as stream:
+        engine.e_step(view, centres, gamma, update_centers=True)
+    ran = {r["key"]: r["worker"] for r in stream.data if "_e_step_task" in str(r["key"])}
+    assert sorted(ran.values()) == sorted(homes)
 
 
 def test_reseeding_on_a_client_equals_the_local_scheduler(client):

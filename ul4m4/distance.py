@@ -22,6 +22,7 @@ Two kernels compute it:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -44,6 +45,8 @@ __all__ = [
 
 #: Elements of a direct-difference temporary (r x k x d) allowed at once.
 _EXACT_BLOCK_ELEMENTS = 1 << 22
+#: Per thread, the buffer the GEMM products of a chunk are written to (see _scratch).
+_WORKSPACE = threading.local()
 
 
 def error_factor(dims: Sequence[int], dtype: np.dtype) -> float:
@@ -164,7 +167,7 @@ def _cross_products(blocks: PackedBlocks, centers: Sequence[np.ndarray],
     k = center_mask.shape[0]
     dtype = np.result_type(*blocks.values, *centers)
     sizes = np.cumsum([0] + [v.shape[0] for v in blocks.values])
-    cross = np.empty((sizes[-1], k), dtype=dtype)
+    cross = _scratch((sizes[-1], k), dtype)
     norms = np.zeros(sizes[-1])
     for m, (value, center) in enumerate(zip(blocks.values, centers, strict=True)):
         if not (blocks.mask[:, m].any() and center_mask[:, m].any()):
@@ -173,6 +176,20 @@ def _cross_products(blocks: PackedBlocks, centers: Sequence[np.ndarray],
         np.matmul(value, center.T, out=cross[part])
         norms[part] = squared_norms([value])[0] if row_norms is None else row_norms[m]
     return cross, norms
+
+
+def _scratch(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array in this thread's workspace, valid until its next call.
+
+    The GEMM products of a chunk are a few MB: allocating them afresh for every
+    chunk of every pass costs page faults (and a system call per chunk where the
+    allocator returns large blocks to the system at once, as Dask workers have it).
+    """
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = getattr(_WORKSPACE, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _WORKSPACE.buffer = np.empty(size, dtype=np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
 
 
 def _kernel_centers(blocks: PackedBlocks, center_mask: np.ndarray,

@@ -53,11 +53,15 @@ Design
   next E-step and of reseeding), and only the summed member sums and two
   scalars per block come back. Without a client the same tasks run as one
   ``dask.compute`` (``optimize_graph=False``) on the local scheduler.
-* Each block is z-scored on the worker holding its (widest modality's) input and
-  every E-step of the block runs there (a loose restriction: another worker takes
-  over if that one is gone), so blocks never move between workers.
+* Each block is z-scored on the worker holding its (widest modality's) input,
+  unless that worker holds more than its share of the rows (by threads): such
+  blocks move once, to the workers furthest below their share. Every E-step of
+  the block runs where it was z-scored (a loose restriction: another worker
+  takes over if that one is gone), so the passes are balanced and blocks never
+  move again.
 * The z-scored training samples are kept on the workers for the whole fit, in
-  the working dtype, as one copy per block (passes read it in place); per
+  the working dtype, as one packed copy per block (each modality's observed
+  rows only; passes read it in place); per
   block a worker also keeps its labels and squared distances (16 bytes a row)
   and, until the next E-step, its member sums (``k * (D + M + 1)`` float64).
 * Reseeding: every block proposes its farthest samples; the client picks.
@@ -409,7 +413,8 @@ class DaskView:
                 self._prepared = (None, list(dask.persist(*parts)), [None] * len(parts))
             else:
                 made = [client.compute(p, workers=home, allow_other_workers=home is not None)
-                        for p, home in zip(parts, _homes(client, blocks, self.data.dims),
+                        for p, home in zip(parts, _homes(client, blocks, self.data.dims,
+                                                         np.diff(self.offsets).tolist()),
                                            strict=True)]
                 sys.modules["distributed"].wait(made)
                 held = client.who_has(made)
@@ -422,17 +427,38 @@ class DaskView:
         return self._prepared[2]
 
 
-def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int]) -> list:
-    """Per row block, the worker holding its widest modality's block (None if not held).
+def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int],
+           rows: Sequence[int]) -> list:
+    """Per row block, the worker to prepare it on: where it is, unless that worker has too much.
 
-    Preparing a block there moves the least data; each E-step then runs where
-    the block is, so the blocks' split over the workers stays that of the input.
+    A block is prepared where its widest modality's block is held, which moves the
+    least data, as long as that worker's share of the rows stays within its share
+    of the threads; the other blocks go, largest first, to the workers furthest
+    below their share. Every E-step then runs where its block was prepared, so a
+    one-time move at preparation evens out every later pass.
     """
     widest = int(np.argmax(dims))
     keys = [chunk[widest].key for chunk in blocks]
     futures = [sys.modules["distributed"].Future(key, client) for key in keys]
     held = client.who_has(futures)
-    return [list(held.get(key, ()))[:1] or None for key in keys]
+    threads = {w: info.get("nthreads", 1) or 1
+               for w, info in client.scheduler_info()["workers"].items()}
+    if not threads:
+        return [list(held.get(key, ()))[:1] or None for key in keys]
+    total = sum(threads.values())
+    share = {w: sum(rows) * n / total for w, n in threads.items()}
+    load = dict.fromkeys(threads, 0)
+    homes: list = [None] * len(keys)
+    for i in np.argsort(rows, kind="stable")[::-1]:
+        where = [w for w in held.get(keys[i], ()) if w in threads]
+        if where and load[where[0]] + rows[i] <= share[where[0]] + rows[i] / 2:
+            homes[i] = where[0]
+            load[where[0]] += rows[i]
+    for i in np.argsort(rows, kind="stable")[::-1]:
+        if homes[i] is None:
+            homes[i] = min(threads, key=lambda w: (load[w] - share[w], w))
+            load[homes[i]] += rows[i]
+    return [[w] for w in homes]
 
 
 def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common) -> list:
@@ -455,10 +481,18 @@ def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common
 
 
 def _scatter(client: Any, value: Any) -> Any:
-    """``value`` sent once to every worker (a small one is passed inline)."""
+    """``value`` as a future the tasks submitted next depend on (a small one is passed inline).
+
+    It travels with one trivial task instead of a blocking scatter: submitting
+    never waits for a round trip, and each worker fetches the value once.
+    """
     if isinstance(value, int | float | bool | str) or value is None:
         return value
-    return client.scatter([value], broadcast=True, hash=False)[0]
+    return client.submit(_value, value, pure=False)
+
+
+def _value(value: Any) -> Any:
+    return value
 
 
 # ----------------------------------------------------------------- engine
