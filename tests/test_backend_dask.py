@@ -362,9 +362,8 @@ def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
     with distributed.get_task_stream(client) as stream:
         step = engine.e_step(view, centres, gamma, update_centers=True)
         again = engine.e_step(view, centres, gamma, update_centers=True, previous=step.labels)
-    # Per pass: the centres' task, one task per block, then ceil(18 / 8) + 1 sums;
-    # labels stay on the workers.
-    assert len(stream.data) == 2 * (1 + 18 + 3 + 1)
+    # Per pass: one task per block, then ceil(18 / 8) + 1 sums; labels stay on the workers.
+    assert len(stream.data) == 2 * (18 + 3 + 1)
     assert all(isinstance(h, distributed.Future) for h in step.labels)
     assert again.changed == 0 and again.inertia == step.inertia
     labels = engine.fetch(step.labels)

@@ -481,18 +481,10 @@ def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common
 
 
 def _scatter(client: Any, value: Any) -> Any:
-    """``value`` as a future the tasks submitted next depend on (a small one is passed inline).
-
-    It travels with one trivial task instead of a blocking scatter: submitting
-    never waits for a round trip, and each worker fetches the value once.
-    """
+    """``value`` sent once to every worker (a small one is passed inline)."""
     if isinstance(value, int | float | bool | str) or value is None:
         return value
-    return client.submit(_value, value, pure=False)
-
-
-def _value(value: Any) -> Any:
-    return value
+    return client.scatter([value], broadcast=True, hash=False)[0]
 
 
 # ----------------------------------------------------------------- engine
