@@ -84,7 +84,9 @@ FEATURE_NOISE = 0.5
 #: about 43% of the modality slots missing.
 PRESENCE = (0.5, 0.5, 0.5)
 GEN_CHUNK = 16384
-TARGET_LLOYD_RATIO = 1.5
+#: UL4M4 on 50 % missing slots against KMeans on complete data, per iteration (the issue's
+#: protocol is ``bench_isa.py``'s (T(22) - T(2)) / 20; this section's is coarser).
+TARGET_LLOYD_RATIO = 1.25
 TARGET_LITERAL_SPEEDUP = 1000.0
 TARGET_BIG_PEAK_GB = 2.0
 ENV_VARS = (
@@ -456,9 +458,10 @@ def bench_lloyd(world: World, n: int, prof: dict, results: dict) -> dict:
          "cpu/iter", "ratio"],
         table_rows,
     )
-    ratio = out["estimators"]["ul4m4"]["ratio_vs_kmeans"]
-    print(f"  ratio = UL4M4 fit/n_iter over KMeans fit/n_iter; target <= {TARGET_LLOYD_RATIO}: "
-          f"{fmt_ratio(ratio)} ({verdict(ratio <= TARGET_LLOYD_RATIO)})")
+    ratio = out["estimators"]["ul4m4_missing"]["ratio_vs_kmeans"]
+    print(f"  ratio = UL4M4 (slots missing) fit/n_iter over KMeans fit/n_iter; target <= "
+          f"{TARGET_LLOYD_RATIO}: {fmt_ratio(ratio)} ({verdict(ratio <= TARGET_LLOYD_RATIO)}); "
+          f"benchmarks/bench_isa.py measures it as (T(22) - T(2)) / 20")
     print("  marginal/iter = (fit(max_iter) - fit(1 iteration)) / (n_iter - 1): the cost of one "
           "more iteration, without per-fit set-up ('-' when noise made it negative)")
     print("  cpu/iter = process CPU time (all threads, spin-waits included) / n_iter: less "

@@ -92,7 +92,7 @@ class UL4M4Imputer(BaseEstimator):
     batch_size : int or None, default=None
         Rows per chunk of every pass over the data; ``None`` picks it from a
         64 MiB working-memory budget per chunk, with at least two chunks per
-        thread (256 rows at least). Peak extra memory is O(batch_size * (k + d))
+        thread (256 to 16384 rows). Peak extra memory is O(batch_size * (k + d))
         per thread plus O(n_samples) labels: memory-mapped and other
         row-sliceable inputs are streamed chunk by chunk and never copied whole.
         With ``algorithm="lloyd"`` labels, centres and ``n_iter_`` do not depend

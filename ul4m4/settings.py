@@ -47,6 +47,9 @@ WORKING_MEMORY = 64 * 2**20
 #: thread busy to the end of a pass. Beyond that, larger chunks are faster (a
 #: pass pays per chunk for the GEMM's set-up, a Python call and a hand-off).
 CHUNKS_PER_THREAD = 2
+#: Most rows in an automatic chunk: past this, per-chunk costs are already negligible
+#: and narrow data would only hold more memory per chunk in flight.
+MAX_CHUNK_ROWS = 1 << 14
 
 _INT1 = Interval(numbers.Integral, 1)
 _BOOL = TypeOf((bool, np.bool_), "a bool")
@@ -134,7 +137,7 @@ class Settings:
             return int(self.batch_size)
         row_bytes = self.dtype.itemsize * sum(dims) + 8 * 8 * self.largest_k
         balanced = -(-int(n_samples) // (CHUNKS_PER_THREAD * self.n_threads))
-        return int(np.clip(min(WORKING_MEMORY // row_bytes, balanced), 256, 1 << 16))
+        return int(np.clip(min(WORKING_MEMORY // row_bytes, balanced), 256, MAX_CHUNK_ROWS))
 
 
 def resolve_settings(params: Mapping[str, Any]) -> Settings:
