@@ -488,9 +488,8 @@ def make_test_set(world: World, n_test: int) -> dict[str, np.ndarray]:
 
 def describe_centres(model) -> str:
     present = model.center_modalities_
-    plan = getattr(model, "_plan", None)
-    fast = getattr(plan, "all_complete", None)
-    path = {True: "nearest-centre path", False: "general (B,k,k) path", None: "path unknown"}
+    fast = model.model_.members[0].plan.all_complete
+    path = {True: "nearest-centre path", False: "general (B,k,k) path"}
     return (f"{int((~present.all(axis=1)).sum())} of {present.shape[0]} centres partial, "
             f"{path[fast]}")
 

@@ -39,7 +39,7 @@ def test_the_kernels_are_the_compiled_extension_of_the_selected_variant():
     compiled = _variant(_kernels.ISA)
     assert compiled.__file__.endswith((".so", ".pyd"))
     for name in ("add_rows", "add_squared_deviations", "partial_sq_dists_from_cross",
-                 "nearest_from_cross",
+                 "nearest_from_cross", "candidate_minimum",
                  "bounded_argmin"):
         assert getattr(_kernels, name) is getattr(compiled, name)
 
@@ -213,6 +213,28 @@ def test_nearest_from_cross_is_the_distances_then_the_bounded_argmin(isa, n_mod,
     kernels.nearest_from_cross(*args, *got)
     for a, b in zip(got, want, strict=True):
         assert _bits(a) == _bits(b)
+
+
+@EACH_VARIANT
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 7), k=st.integers(1, 40), seed=st.integers(0, 2**31),
+       special=st.booleans())
+def test_candidate_minimum_is_the_float32_tensor_minimum(isa, n, k, seed, special):
+    kernels = _variant(isa)
+    rng = np.random.default_rng(seed)
+    p = (rng.random((n, k)) * 10.0 ** rng.integers(-3, 4, (n, k))).astype(np.float32)
+    q_open = (rng.random((k, k)) * 5).astype(np.float32)
+    inverse = (1.0 / rng.integers(1, 4, (k, k))).astype(np.float32)
+    if special:  # pairs that share nothing, and a NaN
+        q_open[rng.random((k, k)) < 0.3] = np.inf
+        if n:
+            p[rng.integers(n), rng.integers(k)] = np.nan
+    want = (p[:, None, :] + q_open[None]) * inverse[None]
+    want = want.min(axis=2).astype(np.float64)
+    got = np.empty((n, k))
+    kernels.candidate_minimum(p, np.ascontiguousarray(q_open.T), np.ascontiguousarray(inverse.T),
+                              got)
+    np.testing.assert_array_equal(got, want)
 
 
 @EACH_VARIANT

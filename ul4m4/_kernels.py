@@ -107,6 +107,7 @@ add_rows = _module.add_rows
 add_squared_deviations = _module.add_squared_deviations
 partial_sq_dists_from_cross = _module.partial_sq_dists_from_cross
 bounded_argmin = _module.bounded_argmin
+candidate_minimum = _module.candidate_minimum
 nearest_from_cross = _module.nearest_from_cross
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "add_rows",
     "add_squared_deviations",
     "bounded_argmin",
+    "candidate_minimum",
     "cpu_supports",
     "nearest_from_cross",
     "partial_sq_dists_from_cross",

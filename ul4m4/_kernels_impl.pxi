@@ -16,7 +16,7 @@
 # same bits. The loops release the GIL: a thread can add one chunk while others
 # compute the next.
 
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, NAN
 from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 
@@ -305,3 +305,52 @@ def bounded_argmin(
     with nogil:
         for i in range(n):
             ambiguous[i] = _row_argmin(&sq[i, 0], &err[i, 0], k, &labels[i], &best[i])
+
+
+def candidate_minimum(
+    const float[:, ::1] p,
+    const float[:, ::1] q_open_t,
+    const float[:, ::1] inverse_t,
+    double[:, ::1] scores,
+):
+    """``scores[i, f] = min_j (p[i, j] + q_open_t[j, f]) * inverse_t[j, f]``, in float32.
+
+    The greedy completion's candidate scores without the (B, k, k) tensor
+    (``q_open_t`` and ``inverse_t`` are the transposed (k, k) terms): each sum and
+    product is rounded to float32 as NumPy rounds them, the minimum propagates
+    NaN as ``np.min`` does, and the result is widened to float64. Vector lanes
+    run across candidates f, so every variant gives the same bits.
+    """
+    cdef Py_ssize_t n = p.shape[0], k = p.shape[1], i, f, j
+    cdef float value, pj
+    cdef float *low
+    cdef unsigned char *nan
+    if q_open_t.shape[0] != k or q_open_t.shape[1] != k or inverse_t.shape[0] != k \
+            or inverse_t.shape[1] != k:
+        raise ValueError("q_open_t and inverse_t must be (k, k) with p's (B, k)")
+    if scores.shape[0] != n or scores.shape[1] != k:
+        raise ValueError("scores must be (B, k)")
+    if k == 0 or n == 0:
+        return
+    low = <float *> malloc(k * sizeof(float))
+    nan = <unsigned char *> malloc(k * sizeof(unsigned char))
+    if low == NULL or nan == NULL:
+        free(low)
+        free(nan)
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            for f in range(k):
+                low[f] = INFINITY
+                nan[f] = 0
+            for j in range(k):
+                pj = p[i, j]
+                for f in range(k):
+                    value = pj + q_open_t[j, f]
+                    value = value * inverse_t[j, f]
+                    nan[f] |= value != value
+                    low[f] = value if value < low[f] else low[f]
+            for f in range(k):
+                scores[i, f] = NAN if nan[f] else <double> low[f]
+    free(low)
+    free(nan)

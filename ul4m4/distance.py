@@ -119,8 +119,8 @@ def partial_sq_dists(
         Bound on ``|sq - exact|``; 0 where ``sq`` is +inf.
     """
     cross, norms = _cross_products(blocks, centers, center_mask, row_norms)
-    sq, err = np.empty((blocks.n_rows, center_mask.shape[0])), np.empty((blocks.n_rows,
-                                                                         center_mask.shape[0]))
+    shape = (blocks.n_rows, center_mask.shape[0])
+    sq, err = np.empty(shape), np.empty(shape)
     partial_sq_dists_from_cross(cross, norms, blocks.at,
                                 *_kernel_centers(blocks, center_mask, center_norms),
                                 float(gamma), sq, err)

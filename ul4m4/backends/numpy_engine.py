@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels import candidate_minimum
 from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..data import Multimodal, RowOrderSums, Standardized
@@ -110,13 +111,13 @@ class NumpyEngine(ChunkedEngine):
 
     def scores_from_terms(self, p: np.ndarray, p_err: np.ndarray, terms: PatternTerms,
                           view: Any):
-        """r[i, f] = min_j d(candidate_f, c_j)^2 through a float32 (B, k, k) tensor."""
-        # Float32 halves the tensor's memory traffic; PatternTerms.slack covers its rounding.
-        buffer = np.empty((p.shape[0], *terms.q.shape), dtype=np.float32)
+        """r[i, f] = min_j d(candidate_f, c_j)^2 in float32, without the (B, k, k) tensor."""
+        # Float32 as torch's tensor; PatternTerms.slack covers its rounding.
+        scores = np.empty(p.shape)
         # Pairs that share nothing get q = inf and a factor 1, hence +inf.
-        np.add(p.astype(np.float32)[:, None, :], terms.q_open[None, :, :], out=buffer)
-        np.multiply(buffer, terms.inverse[None, :, :], out=buffer)
-        scores = buffer.min(axis=2).astype(np.float64)
+        candidate_minimum(np.ascontiguousarray(p, dtype=np.float32),
+                          np.ascontiguousarray(terms.q_open.T),
+                          np.ascontiguousarray(terms.inverse.T), scores)
         return scores, terms.slack(scores, p_err.max(axis=1))
 
     def soft_distances(self, view: Standardized, centers: Centers, gamma: float):
