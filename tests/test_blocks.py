@@ -87,3 +87,22 @@ def test_packed_and_zero_filled_views_give_the_same_e_step(chunk_rows):
     # Row reads are the same in both layouts.
     for a, b in zip(views[0].packed_rows(rows).full(), views[1].rows(rows)[0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_fitted_views_chunks_hold_only_the_observed_rows():
+    rng = np.random.default_rng(5)
+    dims, n = [4, 6], 300
+    mask = rng.random((n, 2)) < 0.5
+    mask[~mask.any(axis=1), 1] = True
+    arrays = [np.where(mask[:, [m]], rng.standard_normal((n, d)), np.nan).astype(np.float32)
+              for m, d in enumerate(dims)]
+    view = NumpyEngine().view(Multimodal(["a", "b"], arrays, mask),
+                              [np.zeros(d) for d in dims], [np.ones(d) for d in dims],
+                              np.dtype(np.float32), 64, 2, 1 << 30)
+    seen = 0
+    for rows, blocks, chunk_mask in view.chunks():
+        for m, value in enumerate(blocks.values):
+            assert value.shape == (chunk_mask[:, m].sum(), dims[m])
+            np.testing.assert_array_equal(value, arrays[m][rows][chunk_mask[:, m]])
+        seen += chunk_mask.shape[0]
+    assert seen == n

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ul4m4.settings as settings_module
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import shift_tolerance
@@ -125,3 +126,19 @@ def test_negative_n_jobs_gives_the_same_model():
     for name in X:
         np.testing.assert_array_equal(a.cluster_centers_[name], b.cluster_centers_[name])
     np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, 8])
+@pytest.mark.parametrize("n_samples", [100, 20_000, 200_000, 5_000_000])
+def test_automatic_chunks_fit_the_memory_budget_and_feed_every_thread(n_jobs, n_samples):
+    dims = [512, 512, 768]
+    settings = resolve_settings(UL4M4Imputer(64, n_jobs=n_jobs).get_params())
+    rows = settings.chunk_rows(dims, n_samples)
+    per_row = 4 * sum(dims) + 8 * 8 * 64
+    assert 256 <= rows <= settings_module.MAX_CHUNK_ROWS
+    if rows > 256:
+        assert rows * per_row <= settings_module.WORKING_MEMORY
+        chunks = -(-n_samples // rows)
+        assert chunks >= min(settings_module.CHUNKS_PER_THREAD * n_jobs, n_samples // rows)
+    fixed = resolve_settings(UL4M4Imputer(64, batch_size=100).get_params())
+    assert fixed.chunk_rows(dims, n_samples) == 100
