@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ul4m4.blocks import PackedBlocks
 from ul4m4.distance import (
+    assigned_sq_dists,
     error_factor,
     exact_argmin,
     exact_partial_sq_dists,
@@ -126,3 +127,30 @@ def test_partial_nearest_equals_exact_argmin_of_the_distances(n, k, seed, packed
         np.testing.assert_array_equal(got[1], want[1])
     finite = np.isfinite(exact.min(axis=1))
     np.testing.assert_array_equal(got[0][finite], np.argmin(exact, axis=1)[finite])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), k=st.integers(1, 6), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_assigned_sq_dists_is_the_definition_in_any_layout(n, k, seed, dtype):
+    rng = np.random.default_rng(seed)
+    dims = [3, 17, 9]
+    mask = rng.random((n, 3)) < 0.6
+    blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 3),
+                       0).astype(dtype) for m, d in enumerate(dims)]
+    centres = [rng.standard_normal((k, d)).astype(dtype) for d in dims]
+    cmask = rng.random((k, 3)) < 0.7
+    labels = rng.integers(0, k, n)
+    packed = assigned_sq_dists(PackedBlocks.pack(blocks, mask), labels, centres, cmask)
+    full = assigned_sq_dists(PackedBlocks.of_full(blocks, mask), labels, centres, cmask)
+    assert packed.tobytes() == full.tobytes()
+    # Row by row, a row's value does not depend on the other rows of its chunk.
+    alone = np.concatenate([assigned_sq_dists(PackedBlocks.pack([b[i:i + 1] for b in blocks],
+                                                                mask[i:i + 1]),
+                                              labels[i:i + 1], centres, cmask)
+                            for i in range(n)])
+    assert alone.tobytes() == packed.tobytes()
+    want, _ = exact_sq_to_assigned(blocks, mask, centres, cmask, labels)
+    np.testing.assert_array_equal(np.isinf(packed), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(packed[finite], want[finite], rtol=1e-13, atol=0)

@@ -413,6 +413,20 @@ def test_threads_do_not_change_results():
         np.testing.assert_array_equal(one.transform(X)[name], three.transform(X)[name])
 
 
+def test_inertia_and_model_do_not_depend_on_chunks_or_threads():
+    """Wide enough rows that BLAS's GEMM rounds a row differently in blocks of other
+    sizes: the inertia is a sum of per-row float64 distances, so it is the same bits."""
+    X, _ = _incomplete(n=3000, seed=13, dims=(96, 64, 128))
+    fits = [UL4M4Imputer(8, random_state=0, batch_size=b, n_jobs=j, max_iter=6).fit(X)
+            for b, j in ((None, 1), (None, 2), (257, 2), (1000, 1))]
+    for other in fits[1:]:
+        assert other.history_ == fits[0].history_ and other.inertia_ == fits[0].inertia_
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        for name in X:
+            np.testing.assert_array_equal(other.cluster_centers_[name],
+                                          fits[0].cluster_centers_[name])
+
+
 def test_explicit_init_with_an_empty_centre_names_the_centre():
     rng = np.random.default_rng(0)
     X = {"a": rng.normal(size=(10, 2)), "b": rng.normal(size=(10, 3))}

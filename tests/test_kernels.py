@@ -39,7 +39,7 @@ def test_the_kernels_are_the_compiled_extension_of_the_selected_variant():
     compiled = _variant(_kernels.ISA)
     assert compiled.__file__.endswith((".so", ".pyd"))
     for name in ("add_rows", "add_squared_deviations", "partial_sq_dists_from_cross",
-                 "nearest_from_cross", "candidate_minimum",
+                 "nearest_from_cross", "candidate_minimum", "sq_to_assigned",
                  "bounded_argmin"):
         assert getattr(_kernels, name) is getattr(compiled, name)
 
@@ -235,6 +235,38 @@ def test_candidate_minimum_is_the_float32_tensor_minimum(isa, n, k, seed, specia
     kernels.candidate_minimum(p, np.ascontiguousarray(q_open.T), np.ascontiguousarray(inverse.T),
                               got)
     np.testing.assert_array_equal(got, want)
+
+
+def _literal_sq_to_assigned(block, labels, centers):
+    out = np.empty(block.shape[0])
+    for i in range(block.shape[0]):
+        lanes = [0.0] * 8
+        for t in range(block.shape[1]):
+            dev = float(block[i, t]) - float(centers[labels[i], t])
+            lanes[t % 8] += dev * dev
+        total = 0.0
+        for lane in lanes:
+            total += lane
+        out[i] = total
+    return out
+
+
+@EACH_VARIANT
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 9), d=st.integers(1, 40), k=st.integers(1, 5),
+       seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float32, np.float64]))
+def test_sq_to_assigned_is_the_eight_lane_sum_in_order(isa, n, d, k, seed, dtype):
+    kernels = _variant(isa)
+    rng = np.random.default_rng(seed)
+    block = (rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4, (n, 1))).astype(dtype)
+    centers = rng.standard_normal((k, d)).astype(dtype)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    out = np.empty(n)
+    kernels.sq_to_assigned(block, labels, centers, out)
+    assert out.tobytes() == _literal_sq_to_assigned(block, labels, centers).tobytes()
+    if n:
+        with pytest.raises(IndexError, match="outside"):
+            kernels.sq_to_assigned(block, labels + k, centers, out)
 
 
 @EACH_VARIANT

@@ -177,13 +177,8 @@ def test_streamed_fit_is_bit_identical_to_in_memory(tmp_path, batch_size):
     reference = _fit(X, **params)
     _assert_same_fit(_fit(maps, **params), reference)
     _assert_same_fit(_fit(slice_only, **params), reference)
-    # Across batch sizes too (the in-memory guarantee carries over), except that the
-    # GEMM's rounding of the distances summed into the inertia depends on its row
-    # count: labels and centres are exact, the inertia is equal to rounding.
-    other = _fit(maps, **{**params, "batch_size": 5})
-    np.testing.assert_allclose(other.history_, reference.history_, rtol=1e-6)
-    other.history_, other.inertia_ = reference.history_, reference.inertia_
-    _assert_same_fit(other, reference)
+    # Across batch sizes too (the in-memory guarantee carries over).
+    _assert_same_fit(_fit(maps, **{**params, "batch_size": 5}), reference)
 
 
 def test_streamed_fit_with_empty_samples_does_not_copy_the_data(tmp_path, monkeypatch):

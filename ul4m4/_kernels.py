@@ -106,6 +106,7 @@ _module = load_variant(ISA)
 add_rows = _module.add_rows
 add_squared_deviations = _module.add_squared_deviations
 partial_sq_dists_from_cross = _module.partial_sq_dists_from_cross
+sq_to_assigned = _module.sq_to_assigned
 bounded_argmin = _module.bounded_argmin
 candidate_minimum = _module.candidate_minimum
 nearest_from_cross = _module.nearest_from_cross
@@ -121,5 +122,6 @@ __all__ = [
     "nearest_from_cross",
     "partial_sq_dists_from_cross",
     "select_variant",
+    "sq_to_assigned",
     "usable_variants",
 ]

@@ -25,26 +25,55 @@ ctypedef fused real:
     double
 
 
+cdef inline double _row_sq(const real *row, const real *center, Py_ssize_t d) noexcept nogil:
+    """``sum_t (row[t] - center[t]) ** 2`` in float64: 8 running sums by ``t % 8``, then in order."""
+    cdef double acc[8]
+    cdef double dev, total = 0.0
+    cdef Py_ssize_t t, lane
+    for lane in range(8):
+        acc[lane] = 0.0
+    for t in range(0, d - d % 8, 8):
+        for lane in range(8):
+            dev = <double>row[t + lane] - <double>center[t + lane]
+            acc[lane] += dev * dev
+    for t in range(d - d % 8, d):
+        dev = <double>row[t] - <double>center[t]
+        acc[t % 8] += dev * dev
+    for lane in range(8):
+        total += acc[lane]
+    return total
+
+
 def add_rows(
     double[:, ::1] sums,
     const int64_t[::1] labels,
     const real[:, ::1] block,
     const unsigned char[::1] keep=None,
+    const real[:, ::1] centers=None,
+    double[::1] sq=None,
 ):
     """``sums[labels[i]] += block[i]`` for every kept row i, in row order, in place.
 
     ``sums`` is (k, d) float64, ``labels`` (B,) int64 in ``[0, k)``, ``block``
     (B, d) float32 or float64 and ``keep`` an optional (B,) uint8 mask: rows with
-    ``keep[i] == 0`` are skipped (their values are never read into a sum).
+    ``keep[i] == 0`` are skipped (their values are never read into a sum). With
+    ``centers`` (k, d) and ``sq`` (B,), also ``sq[i] = ||block[i] -
+    centers[labels[i]]||^2`` for every kept row, as :func:`sq_to_assigned`
+    computes it, while the row is in cache.
     """
     cdef Py_ssize_t n = block.shape[0], d = block.shape[1], k = sums.shape[0]
     cdef Py_ssize_t i, t
     cdef int64_t j
     cdef bint every_row = keep is None
+    cdef bint distances = centers is not None
     if labels.shape[0] != n or (not every_row and keep.shape[0] != n):
         raise ValueError("labels, keep and block must have the same number of rows")
     if sums.shape[1] != d:
         raise ValueError(f"sums has {sums.shape[1]} columns, block has {d}")
+    if distances != (sq is not None):
+        raise ValueError("centers and sq go together")
+    if distances and (centers.shape[0] != k or centers.shape[1] != d or sq.shape[0] != n):
+        raise ValueError("centers must be (k, d) like sums and sq (B,) like block's rows")
     with nogil:
         for i in range(n):
             if every_row or keep[i]:
@@ -54,6 +83,8 @@ def add_rows(
                         raise IndexError(f"label {j} of row {i} is outside [0, {k})")
                 for t in range(d):
                     sums[j, t] += block[i, t]
+                if distances:
+                    sq[i] = _row_sq(&block[i, 0], &centers[j, 0], d)
 
 
 def add_squared_deviations(
@@ -354,3 +385,31 @@ def candidate_minimum(
                 scores[i, f] = NAN if nan[f] else <double> low[f]
     free(low)
     free(nan)
+
+
+def sq_to_assigned(
+    const real[:, ::1] block,
+    const int64_t[::1] labels,
+    const real[:, ::1] centers,
+    double[::1] out,
+):
+    """``out[i] = sum_t (block[i, t] - centers[labels[i], t]) ** 2``, in float64, in a fixed order.
+
+    Each difference is formed in float64 from the widened values and squared;
+    the squares are summed into 8 running totals by ``t % 8`` (so the compiler
+    may keep them in one vector) that are then added in order. The value depends
+    only on the row and its centre, never on the chunk the row is in.
+    """
+    cdef Py_ssize_t n = block.shape[0], d = block.shape[1], k = centers.shape[0], i
+    cdef int64_t j
+    if labels.shape[0] != n or out.shape[0] != n:
+        raise ValueError("labels, out and block must have the same number of rows")
+    if centers.shape[1] != d:
+        raise ValueError(f"centers has {centers.shape[1]} columns, block has {d}")
+    with nogil:
+        for i in range(n):
+            j = labels[i]
+            if j < 0 or j >= k:
+                with gil:
+                    raise IndexError(f"label {j} of row {i} is outside [0, {k})")
+            out[i] = _row_sq(&block[i, 0], &centers[j, 0], d)

@@ -31,7 +31,7 @@ from ._kernels import add_rows, add_squared_deviations
 from ._utils.chunks import iter_row_chunks
 from ._utils.text import format_rows
 from .blocks import PackedBlocks
-from .distance import squared_norms
+from .distance import assigned_sq_dists, squared_norms
 from .stream import as_row_source, subset_rows
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "output_dtype",
     "reject_sparse",
     "without_empty_samples",
+    "PreparedChunk",
     "RowOrderSums",
     "Standardized",
     "check_multimodal",
@@ -536,6 +537,17 @@ def sequential_sums(
     return sums
 
 
+@dataclass
+class PreparedChunk:
+    """A chunk's rows ready for :meth:`RowOrderSums.add` (``best`` is set by it)."""
+
+    parts: list
+    counts: np.ndarray
+    blocks: PackedBlocks
+    labels: np.ndarray
+    best: np.ndarray | None = None
+
+
 class RowOrderSums:
     """Per-cluster float64 member sums and counts of every modality, in row order.
 
@@ -553,6 +565,9 @@ class RowOrderSums:
         Number of clusters.
     dims : sequence of int
         Width of each modality.
+    centers, center_mask : list of ndarray (k, d_m) and ndarray (k, M), optional
+        The centres the rows were assigned to: :meth:`add` then also gives each
+        row's squared distance to its centre (``PreparedChunk.best``).
 
     Examples
     --------
@@ -565,40 +580,60 @@ class RowOrderSums:
     ([[6.0, 8.0, 10.0], [12.0, 14.0, 16.0]], [2.0, 2.0])
     """
 
-    def __init__(self, k: int, dims: Sequence[int]) -> None:
+    def __init__(self, k: int, dims: Sequence[int], centers: Sequence[np.ndarray] | None = None,
+                 center_mask: np.ndarray | None = None) -> None:
         self.k = int(k)
         self.sums = [np.zeros((self.k, int(d))) for d in dims]
         self.counts = np.zeros((self.k, len(dims)))
+        self.centers = None if centers is None else list(centers)
+        self.center_mask = center_mask
         self._turn = threading.Condition()
         self._next_row = 0
 
-    def prepare(self, labels: np.ndarray, blocks: PackedBlocks, mask: np.ndarray):
+    def prepare(self, labels: np.ndarray, blocks: PackedBlocks, mask: np.ndarray) -> PreparedChunk:
         """Labels, rows and counts of one chunk for :meth:`add`, per modality."""
         labels = np.ascontiguousarray(labels, dtype=np.int64)
-        prepared = []
+        parts = []
         for m, value in enumerate(blocks.values):
             observed = mask[:, m]
             if not observed.any():
-                prepared.append(None)
-            elif blocks.index[m] is not None:
-                prepared.append((np.ascontiguousarray(blocks.labels_of(m, labels)),
-                                 _kernel_rows(value), None))
+                parts.append(None)
+                continue
+            block = _kernel_rows(value)
+            if blocks.index[m] is not None:
+                item = [np.ascontiguousarray(blocks.labels_of(m, labels)), block, None]
             else:
-                keep = None if observed.all() else _kernel_keep(observed)
-                prepared.append((labels, _kernel_rows(value), keep))
+                item = [labels, block, None if observed.all() else _kernel_keep(observed)]
+            center = None if self.centers is None else self.centers[m]
+            if center is not None and center.dtype == block.dtype:
+                item += [np.ascontiguousarray(center), np.empty(block.shape[0])]
+            parts.append(item)
         counts = np.column_stack(
             [np.bincount(labels, weights=mask[:, m], minlength=self.k)
              for m in range(len(blocks.values))]
         )
-        return prepared, counts
+        return PreparedChunk(parts, counts, blocks, labels)
 
-    def add(self, prepared) -> None:
-        """Add a prepared chunk, the next one in row order, to the sums and counts."""
-        parts, counts = prepared
-        for m, item in enumerate(parts):
+    def best_of(self, prepared: PreparedChunk) -> np.ndarray | None:
+        """The rows' squared distances to their centres, once added (None without centres)."""
+        return prepared.best
+
+    def add(self, prepared: PreparedChunk) -> None:
+        """Add a prepared chunk, the next one in row order, to the sums and counts.
+
+        With centres, also sets ``prepared.best``: each row's squared distance to
+        its centre (:func:`ul4m4.distance.assigned_sq_dists`), the squared
+        differences taken while the rows are added.
+        """
+        for m, item in enumerate(prepared.parts):
             if item is not None:
                 add_rows(self.sums[m], *item)
-        self.counts += counts
+        self.counts += prepared.counts
+        if self.centers is not None:
+            terms = [item[4] if item is not None and len(item) == 5 else None
+                     for item in prepared.parts]
+            prepared.best = assigned_sq_dists(prepared.blocks, prepared.labels, self.centers,
+                                              self.center_mask, terms)
 
     def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
         """Run ``compute() -> (result, prepared)`` and add ``prepared`` in row order.

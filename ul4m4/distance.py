@@ -27,10 +27,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._kernels import bounded_argmin, nearest_from_cross, partial_sq_dists_from_cross
+from ._kernels import (
+    bounded_argmin,
+    nearest_from_cross,
+    partial_sq_dists_from_cross,
+    sq_to_assigned,
+)
 from .blocks import PackedBlocks
 
 __all__ = [
+    "assigned_sq_dists",
     "error_factor",
     "exact_argmin",
     "exact_sq_to_assigned",
@@ -159,6 +165,48 @@ def partial_nearest(
                                     *kernel_centers, float(gamma), sq, err)
         _recheck(labels, best, ambiguous, sq, err, exact_rows, exact_pairs)
     return labels, best
+
+
+def assigned_sq_dists(
+    blocks: PackedBlocks,
+    labels: np.ndarray,
+    centers: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+    terms: Sequence[np.ndarray | None] | None = None,
+) -> np.ndarray:
+    """Squared partial distance of every row to its own centre ``labels[i]``, in float64.
+
+    Each shared modality's squared difference is summed by
+    :func:`ul4m4._kernels.sq_to_assigned` in a fixed order, divided by ``d_m``,
+    and the modalities are averaged in order; +inf where nothing is shared. The
+    value of a row depends on the row and its centre only, not on the chunk or
+    the GEMM, so sums of these distances (the inertia) do not depend on the
+    chunking or the number of threads. ``terms[m]``, when given, holds those
+    squared differences already (as :func:`ul4m4._kernels.add_rows` computes
+    them: one per row of ``blocks.values[m]``).
+    """
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    num = np.zeros(blocks.n_rows)
+    count = np.zeros(blocks.n_rows)
+    for m, (value, index) in enumerate(zip(blocks.values, blocks.index, strict=True)):
+        rows = np.flatnonzero(blocks.mask[:, m]) if index is None else index
+        if not rows.size:
+            continue
+        own = labels[rows]
+        known = None if terms is None else terms[m]
+        if known is not None:
+            sq = known if index is not None else known[rows]
+        else:
+            part = value if index is not None else value[rows]
+            dtype = np.result_type(part, centers[m])  # both widen exactly
+            sq = np.empty(rows.size)
+            sq_to_assigned(np.ascontiguousarray(part, dtype=dtype), own,
+                           np.ascontiguousarray(centers[m], dtype=dtype), sq)
+        shared = center_mask[own, m]
+        num[rows] += np.where(shared, sq / value.shape[1], 0.0)
+        count[rows] += shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, num / count, np.inf)
 
 
 def _cross_products(blocks: PackedBlocks, centers: Sequence[np.ndarray],

@@ -67,7 +67,9 @@ class EStep:
         Labels that differ from the ``previous`` labels passed in (None without).
     best : ndarray of shape (n,) or None
         Squared distance of each row to its centre (None where the engine keeps
-        per-row values remote).
+        per-row values remote). The NumPy engine (and so Dask) computes it per
+        row in float64 (:func:`ul4m4.distance.assigned_sq_dists`), so it does not
+        depend on the chunking; torch gives its GEMM's value.
     sums : list of ndarray (k, d_m) or None
         Float64 member sums per modality (only with ``update_centers=True``).
     counts : ndarray of shape (k, M) or None
@@ -263,7 +265,11 @@ class ChunkedEngine:
         raise NotImplementedError
 
     def member_sums(self, view: Any, centers: Centers) -> RowOrderSums:
-        """A row-order accumulator of member sums fed with native blocks."""
+        """A row-order accumulator of member sums fed with native blocks.
+
+        Its ``best_of(prepared)`` gives the rows' distances to their centres once a
+        chunk is added, or None to keep :meth:`nearest`'s.
+        """
         raise NotImplementedError
 
     def observed_terms(self, blocks: Any, native: Any, pattern: np.ndarray) -> tuple[Any, Any]:
@@ -274,6 +280,15 @@ class ChunkedEngine:
                           ) -> tuple[np.ndarray, np.ndarray]:
         """Host candidate scores and bounds from P (see :class:`ul4m4.complete.PatternTerms`)."""
         raise NotImplementedError
+
+    def row_distances(self, blocks: Any, labels: np.ndarray, centers: Centers,
+                      best: np.ndarray) -> np.ndarray:
+        """Each row's squared distance to its centre, as ``EStep.best`` reports it.
+
+        ``best`` is :meth:`nearest`'s value; an engine may recompute it in a way
+        that does not depend on the chunking (the NumPy engine does).
+        """
+        return best
 
     def kernel_threads(self, view: Any) -> contextlib.AbstractContextManager:
         """Context of a pass (e.g. one intra-op thread per chunk worker)."""
@@ -303,14 +318,19 @@ class ChunkedEngine:
         sums = self.member_sums(view, centers) if update_centers else None
 
         def chunk(rows, blocks, mask):
+            if sums is None:
+                labels, best = self.nearest(view, rows, blocks, mask, native, centers, gamma)
+                return labels, self.row_distances(blocks, labels, centers, best)
+
             def compute():
                 found = self.nearest(view, rows, blocks, mask, native, centers, gamma)
-                return found, None if sums is None else sums.prepare(found[0], blocks, mask)
+                prepared = sums.prepare(found[0], blocks, mask)
+                return (found, prepared), prepared
 
-            if sums is None:
-                return compute()[0]
             # Each worker adds its own chunk, in row order, while the chunk is in cache.
-            return sums.compute_and_add(rows, compute)
+            (labels, best), prepared = sums.compute_and_add(rows, compute)
+            exact = sums.best_of(prepared)
+            return labels, best if exact is None else exact
 
         with self.kernel_threads(view):
             for rows, (chunk_labels, chunk_best) in self.map_chunks(view, chunk):
@@ -362,7 +382,8 @@ class ChunkedEngine:
         mask = view.mask[rows]
         labels, best = self.nearest(view, None, blocks, mask,
                                     self.native_centers(centers, view), centers, gamma)
-        return labels, best, self.host_blocks(blocks), mask
+        return (labels, self.row_distances(blocks, labels, centers, best),
+                self.host_blocks(blocks), mask)
 
     def candidate_scores(self, view: Any, rows: np.ndarray, terms: Any, gamma: float):
         blocks = self.native_rows(view, rows)

@@ -95,11 +95,10 @@ class UL4M4Imputer(BaseEstimator):
         thread (256 to 16384 rows). Peak extra memory is O(batch_size * (k + d))
         per thread plus O(n_samples) labels: memory-mapped and other
         row-sliceable inputs are streamed chunk by chunk and never copied whole.
-        With ``algorithm="lloyd"`` labels, centres and ``n_iter_`` do not depend
-        on it; ``inertia_`` and ``history_`` sum GEMM-computed distances, whose
-        rounding depends on the GEMM's row count, so they may differ in the last
-        digits. With ``algorithm="minibatch"`` it is also the mini-batch size
-        (``None``: 1024) and changes the result.
+        Results do not depend on it with ``algorithm="lloyd"`` (labels, centres,
+        ``n_iter_``, and ``inertia_``, a sum of per-row float64 distances). With
+        ``algorithm="minibatch"`` it is also the mini-batch size (``None``: 1024)
+        and changes the result.
     reference_one_step : bool, default=False
         Reproduce the public reference scripts (seeding, one assignment, one mean
         update), for comparison only: the result is not a k-means fixed point.

@@ -344,6 +344,10 @@ class DeviceSums:
     def prepare(self, labels: np.ndarray, blocks: list[torch.Tensor], mask: np.ndarray):
         return labels, blocks, mask
 
+    def best_of(self, prepared) -> None:
+        """No per-row distances here: the E-step keeps the GEMM's."""
+        return None
+
     def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
         result, (labels, blocks, mask) = compute()
         index = torch.from_numpy(labels).to(blocks[0].device)

@@ -20,6 +20,7 @@ from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..data import Multimodal, RowOrderSums, Standardized
 from ..distance import (
+    assigned_sq_dists,
     exact_partial_sq_dists,
     exact_partial_sq_pairs,
     modality_sq_dists,
@@ -70,6 +71,13 @@ class NumpyEngine(ChunkedEngine):
         return partial_nearest(blocks, native.blocks, native.mask, native.norms, gamma,
                                *self.exact_checks(blocks, mask, centers), row_norms)
 
+    def row_distances(self, blocks: PackedBlocks, labels: np.ndarray, centers: Centers,
+                      best: np.ndarray) -> np.ndarray:
+        """Float64 row by row (``assigned_sq_dists``): the inertia does not depend on the
+        GEMM's shape, i.e. on the chunking (E-steps that update the centres get the
+        same values from :class:`~ul4m4.data.RowOrderSums`, while adding the rows)."""
+        return assigned_sq_dists(blocks, labels, centers.blocks, centers.mask)
+
     def exact_checks(self, blocks: PackedBlocks, mask, centers: Centers):
         def exact_rows(rows: np.ndarray) -> np.ndarray:
             return exact_partial_sq_dists(blocks.take(rows), mask[rows], centers.blocks,
@@ -95,7 +103,8 @@ class NumpyEngine(ChunkedEngine):
         return view.map_chunks(fn)
 
     def member_sums(self, view: Standardized, centers: Centers) -> RowOrderSums:
-        return RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks])
+        return RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks], centers.blocks,
+                            centers.mask)
 
     def observed_terms(self, blocks: PackedBlocks, native: Centers, pattern: np.ndarray):
         # Every row observes the modalities of ``pattern``: their values hold every row.
