@@ -605,8 +605,12 @@ class RowOrderSums:
             else:
                 item = [labels, block, None if observed.all() else _kernel_keep(observed)]
             center = None if self.centers is None else self.centers[m]
+            # The kernel reads rows and centres in one dtype; otherwise add()
+            # computes these distances apart (assigned_sq_dists widens both).
             if center is not None and center.dtype == block.dtype:
                 item += [np.ascontiguousarray(center), np.empty(block.shape[0])]
+            else:
+                item += [None, None]
             parts.append(item)
         counts = np.column_stack(
             [np.bincount(labels, weights=mask[:, m], minlength=self.k)
@@ -630,8 +634,7 @@ class RowOrderSums:
                 add_rows(self.sums[m], *item)
         self.counts += prepared.counts
         if self.centers is not None:
-            terms = [item[4] if item is not None and len(item) == 5 else None
-                     for item in prepared.parts]
+            terms = [None if item is None else item[4] for item in prepared.parts]
             prepared.best = assigned_sq_dists(prepared.blocks, prepared.labels, self.centers,
                                               self.center_mask, terms)
 
