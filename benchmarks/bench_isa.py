@@ -94,7 +94,7 @@ def kernel_work(kernels, n: int, seed: int = 0):
     row_has = half_missing_mask(n, len(dims), seed)
     packed = PackedBlocks.pack([rng.standard_normal((n, d), dtype=np.float32) for d in dims],
                                row_has)
-    rows = packed.at.max(axis=0).max() + 1
+    rows = sum(value.shape[0] for value in packed.values)
     cross = rng.standard_normal((rows, k), dtype=np.float32)
     row_norms, center_norms = rng.random(rows) * 3, rng.random((len(dims), k)) * 3
     center_has = np.ones((k, len(dims)), np.uint8)

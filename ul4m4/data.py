@@ -748,10 +748,14 @@ class Standardized:
     def cached(self) -> Standardized:
         """This view, with every chunk standardised now and kept (whatever ``cache_bytes``)."""
         if self._cache is None:
-            self._cache = [(rows, blocks, blocks.mask) for rows, blocks in
-                           ((rows, self.packed_rows(rows))
-                            for rows in iter_row_chunks(self.n_samples, self.chunk_rows))]
+            self._cache = [self._chunk(rows)
+                           for rows in iter_row_chunks(self.n_samples, self.chunk_rows)]
         return self
+
+    def _chunk(self, rows: slice) -> tuple[slice, PackedBlocks, np.ndarray]:
+        """The ``(rows, blocks, mask)`` entry of one chunk, standardised now."""
+        blocks = self.packed_rows(rows)
+        return rows, blocks, blocks.mask
 
     @property
     def cache_nbytes(self) -> int:
@@ -801,10 +805,10 @@ class Standardized:
             return
         cache = [] if self._cacheable() else None
         for rows in iter_row_chunks(self.n_samples, self.chunk_rows):
-            blocks = self.packed_rows(rows)
+            chunk = self._chunk(rows)
             if cache is not None:
-                cache.append((rows, blocks, blocks.mask))
-            yield rows, blocks, blocks.mask
+                cache.append(chunk)
+            yield chunk
         if cache is not None:
             self._cache = cache
 
@@ -826,22 +830,14 @@ class Standardized:
         building = [] if cache is None and self._cacheable() else None
 
         def work(item):
-            if cache is not None:
-                rows, blocks, mask = item
-            else:
-                rows, blocks = item, self.packed_rows(item)
-                mask = blocks.mask
-            if building is not None:
-                return rows, (blocks, mask), fn(rows, blocks, mask)
-            return rows, fn(rows, blocks, mask)
+            chunk = item if cache is not None else self._chunk(item)
+            return chunk, fn(*chunk)
 
         chunks = cache if cache is not None else iter_row_chunks(self.n_samples, self.chunk_rows)
-        for result in self._ordered(work, chunks):
+        for chunk, value in self._ordered(work, chunks):
             if building is not None:
-                rows, chunk, value = result
-                building.append((rows, *chunk))
-                result = rows, value
-            yield result
+                building.append(chunk)
+            yield chunk[0], value
         if building is not None:
             self._cache = building
 

@@ -449,12 +449,13 @@ def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int],
     share = {w: sum(rows) * n / total for w, n in threads.items()}
     load = dict.fromkeys(threads, 0)
     homes: list = [None] * len(keys)
-    for i in np.argsort(rows, kind="stable")[::-1]:
+    largest_first = np.argsort(rows, kind="stable")[::-1]
+    for i in largest_first:
         where = [w for w in held.get(keys[i], ()) if w in threads]
         if where and load[where[0]] + rows[i] <= share[where[0]] + rows[i] / 2:
             homes[i] = where[0]
             load[where[0]] += rows[i]
-    for i in np.argsort(rows, kind="stable")[::-1]:
+    for i in largest_first:
         if homes[i] is None:
             homes[i] = min(threads, key=lambda w: (load[w] - share[w], w))
             load[homes[i]] += rows[i]
