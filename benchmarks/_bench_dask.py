@@ -16,10 +16,12 @@ and its worker processes, user + system, the same difference) is printed too: on
 a shared machine it moves less with other load than wall time does.
 
 Per-iteration breakdown of the Dask fit (the difference between a 12- and a
-2-iteration fit, over 10): tasks run, bytes of task results, bytes moved between
-workers (the workers' transfer logs), compute seconds summed over the workers
-(``client.get_task_stream``), and the overhead ``wall - compute / workers``:
-the scheduler, the round trips and the client-side driver.
+2-iteration fit, over 10): tasks run (``client.get_task_stream``; a Lloyd pass
+runs none, each worker's block store makes it in one call), bytes moved between
+workers (the workers' transfer logs), store calls, node summaries sent back and
+their bytes, compute seconds inside the stores summed over the workers
+(``ul4m4.backends.dask.STORE_STATS``), and the overhead ``wall - compute /
+workers``: the round trips, the client-side driver and the scheduler.
 
 Usage::
 
@@ -97,18 +99,30 @@ def _worker_transfer_bytes(client) -> int:
     return sum(client.run(total).values())
 
 
+def _store_totals(client) -> dict:
+    """The block stores' totals (passes, seconds, summaries, bytes), summed over the workers."""
+    from dataclasses import asdict
+
+    import ul4m4.backends.dask as backend  # a module travels by name: each worker reads its own
+
+    found = client.run(lambda: asdict(backend.STORE_STATS)).values()
+    return {key: sum(f[key] for f in found) for key in asdict(backend.STORE_STATS)}
+
+
 def _profile(client, fit, iters: int) -> dict:
     from distributed import get_task_stream
 
     moved = _worker_transfer_bytes(client)
+    stores = _store_totals(client)
     with get_task_stream(client) as stream:
         seconds, _ = _timed(fit, iters)
-    records = stream.data
-    compute = sum(s["stop"] - s["start"] for r in records for s in r["startstops"]
-                  if s["action"] == "compute")
-    return {"seconds": seconds, "tasks": len(records),
-            "result_bytes": int(sum(r.get("nbytes") or 0 for r in records)),
-            "moved_bytes": _worker_transfer_bytes(client) - moved, "compute": compute}
+    after = _store_totals(client)
+    return {"seconds": seconds, "tasks": len(stream.data),
+            "moved_bytes": _worker_transfer_bytes(client) - moved,
+            "compute": after["seconds"] - stores["seconds"],
+            "store_calls": after["passes"] - stores["passes"],
+            "summaries": after["summaries"] - stores["summaries"],
+            "summary_bytes": after["summary_bytes"] - stores["summary_bytes"]}
 
 
 def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
@@ -197,16 +211,18 @@ def print_results(results: list[dict]) -> None:
               + (f"{1e3 * ml:.0f} | {ml / p['numpy']:.2f}x" if ml else "- | -")
               + f" | {1e3 * c['numpy']:.0f} | {1e3 * c['dask']:.0f}"
               + f" | {r['same_labels']} | {r['load_average']:.1f} |")
-    print("\nDask per iteration: tasks, bytes of task results, bytes moved between workers, "
-          "compute summed over workers, overhead = wall - compute / workers")
-    head = ["n", "wall ms", "tasks", "result bytes", "moved bytes", "compute ms", "overhead ms"]
+    print("\nDask per iteration: tasks run, bytes moved between workers, store calls (one "
+          "per worker per pass), node summaries sent back and their bytes, store compute "
+          "summed over workers, overhead = wall - compute / workers")
+    head = ["n", "wall ms", "tasks", "moved bytes", "store calls", "summaries",
+            "summary bytes", "compute ms", "overhead ms"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in results:
         b = r["breakdown"]
         print(f"| {r['n']:,} | {1e3 * b['seconds']:.0f} | {b['tasks']:.1f} | "
-              f"{b['result_bytes']:,.0f} | {b['moved_bytes']:,.0f} | {1e3 * b['compute']:.0f} | "
+              f"{b['moved_bytes']:,.0f} | {b['store_calls']:.1f} | {b['summaries']:.1f} | "
+              f"{b['summary_bytes']:,.0f} | {1e3 * b['compute']:.0f} | "
               f"{1e3 * b['overhead']:.0f} |")
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

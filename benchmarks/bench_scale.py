@@ -27,8 +27,9 @@ Sections (each a function of :data:`SECTIONS`; ``--only`` picks some):
     ``UL4M4Imputer(backend="dask")`` on 2 local single-threaded worker processes vs
     the NumPy backend on 2 threads and ``dask_ml.cluster.KMeans`` (complete data, same
     cluster) at n = 40k and 100k (10k with ``--quick``), k = 64, 8 row chunks: time per
-    iteration, ratios, the CPU model, and per iteration the tasks, bytes of results,
-    bytes moved between workers, compute and overhead (see ``_bench_dask.py``).
+    iteration, ratios, the CPU model, and per iteration the tasks, bytes moved
+    between workers, store calls, node summaries sent back, compute and overhead
+    (see ``_bench_dask.py``).
 
 A new backend adds a runner to :data:`RUNNERS` (and, if it needs one, a section
 function to :data:`SECTIONS`); the table code needs no change.

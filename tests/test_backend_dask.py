@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -353,18 +357,29 @@ def _engine_view(X, rows, persist=False):
     return engine, view
 
 
-def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
+def _store_totals(client) -> dict[str, dask_backend.StoreStats]:
+    """Per worker, a copy of the block stores' totals in its process."""
+    return client.run(lambda: copy.copy(dask_backend.STORE_STATS))
+
+
+def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     X = blobs(900, 14)
-    engine, view = _engine_view(X, 50)  # 18 blocks: two reduction levels
+    engine, view = _engine_view(X, 50)  # 18 blocks: runs of 9 on the two workers
     view.prepared(dask_backend._client())
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
     gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    before = _store_totals(client)
     with distributed.get_task_stream(client) as stream:
         step = engine.e_step(view, centres, gamma, update_centers=True)
         again = engine.e_step(view, centres, gamma, update_centers=True, previous=step.labels)
-    # Per pass: one task per block, then ceil(18 / 8) + 1 sums; labels stay on the workers.
-    assert len(stream.data) == 2 * (18 + 3 + 1)
-    assert all(isinstance(h, distributed.Future) for h in step.labels)
+    after = _store_totals(client)
+    # No task runs: each worker's store makes the pass over its blocks in one call,
+    # and sends one summary per complete node of the pairwise tree it holds.
+    assert stream.data == []
+    assert {w: after[w].passes - before[w].passes for w in after} == dict.fromkeys(after, 2)
+    sent = sum(after[w].summaries - before[w].summaries for w in after)
+    assert sent == 2 * (len(dask_backend._owned_nodes(range(9), 18))
+                        + len(dask_backend._owned_nodes(range(9, 18), 18))) == 2 * 6
     assert again.changed == 0 and again.inertia == step.inertia
     labels = engine.fetch(step.labels)
     with dask.config.set(scheduler="synchronous"):
@@ -379,9 +394,22 @@ def test_e_step_on_a_client_is_one_round_of_block_and_reduction_tasks(client):
     assert np.array_equal(assigned, labels) and best.shape == (900,)
 
 
-def test_blocks_held_by_one_worker_are_prepared_half_on_each(client):
+def _placement(client, view) -> list[str]:
+    """Per block, the worker holding its prepared copy (and running its passes)."""
+    prepared = view.prepared(dask_backend._client())
+    held = client.who_has(prepared)
+    keys = {future.key for future, _ in view.stores(dask_backend._client())}
+    indices = client.run(lambda dask_worker: [i for key, store in dask_worker.state.actors.items()
+                                              if key in keys for i in store.indices])
+    stores = {i: worker for worker, held in indices.items() for i in held}
+    places = [sorted(held[f.key])[0] for f in prepared]
+    assert places == [stores[i] for i in range(len(prepared))]
+    return places
+
+
+def test_blocks_held_by_one_worker_are_prepared_in_two_runs(client):
     X = blobs(800, 16)
-    first = sorted(client.scheduler_info()["workers"])[0]
+    first, second = sorted(client.scheduler_info()["workers"])
     lazy = {n: client.persist(a, workers=[first]) for n, a in chunked(X, 100).items()}
     distributed.wait(list(lazy.values()))
     assert {w for held in client.who_has(list(lazy.values())).values() for w in held} == {first}
@@ -389,17 +417,32 @@ def test_blocks_held_by_one_worker_are_prepared_half_on_each(client):
     data = engine.check_input(lazy)
     means, scales = engine.statistics(data, 64, 1)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
-    view.prepared(dask_backend._client())
-    homes = [h[0] for h in view.homes()]
-    # 8 blocks of 100 rows over 2 single-threaded workers: 4 each, and the E-steps
-    # run where the blocks were prepared.
-    assert sorted(homes.count(w) for w in set(homes)) == [4, 4]
-    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 800, 800 // K)[:K], engine)
-    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
-    with distributed.get_task_stream(client) as stream:
-        engine.e_step(view, centres, gamma, update_centers=True)
-    ran = {r["key"]: r["worker"] for r in stream.data if "_e_step_task" in str(r["key"])}
-    assert sorted(ran.values()) == sorted(homes)
+    # 8 blocks of 100 rows over 2 single-threaded workers: a run of 4 each, the
+    # first run where the blocks are.
+    assert _placement(client, view) == [first] * 4 + [second] * 4
+
+
+def test_blocks_persisted_in_runs_are_prepared_where_they_are(client):
+    X = blobs(800, 16)
+    first, second = sorted(client.scheduler_info()["workers"])
+    lazy = chunked(X, 100)
+    places = [second] * 4 + [first] * 4
+    persisted = {}
+    for name, array in lazy.items():
+        blocks = [client.persist(b, workers=[w])
+                  for b, w in zip(array.to_delayed().ravel(), places, strict=True)]
+        persisted[name] = client.persist(da.concatenate(
+            [da.from_delayed(b, shape=(100, array.shape[1]), dtype=array.dtype)
+             for b in blocks]))
+    distributed.wait(list(persisted.values()))
+    for array in persisted.values():  # each block is computed where its part was put
+        held = client.who_has(array)
+        assert [sorted(held[b.key]) for b in array.to_delayed().ravel()] == [[w] for w in places]
+    engine = dask_backend.DaskEngine()
+    data = engine.check_input(persisted)
+    means, scales = engine.statistics(data, 64, 1)
+    view = engine.view(data, means, scales, np.dtype(np.float64), 64)
+    assert _placement(client, view) == places
 
 
 def test_reseeding_on_a_client_equals_the_local_scheduler(client):
@@ -417,15 +460,117 @@ def test_reseeding_on_a_client_equals_the_local_scheduler(client):
     assert_same_model(again, fitted)
 
 
-def test_blocks_are_prepared_and_assigned_where_the_input_lives(client):
-    X = blobs(800, 16)
-    engine, view = _engine_view(X, 100, persist=True)
-    view.prepared(dask_backend._client())
-    homes = view.homes()
-    assert all(h for h in homes)  # every block sits on a known worker
-    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 800, 800 // K)[:K], engine)
+# ---------------------------------------------------------- pairwise tree
+def literal_pairwise(values: list[np.ndarray]) -> np.ndarray:
+    """Adjacent values summed level by level; an odd last value goes up alone."""
+    level = list(values)
+    while len(level) > 1:
+        level = [level[i] + level[i + 1] if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def leaves(values: list[np.ndarray]):
+    return lambda lo, size: values[lo] if size == 1 else None
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 40), workers=st.integers(1, 5), data=st.data())
+def test_pairwise_sums_do_not_depend_on_where_the_blocks_sit(n, workers, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    # Magnitudes 1e-8..1e8: any other association gives other bits.
+    values = [np.array([x]) for x in rng.normal(size=n) * 10.0 ** rng.integers(-8, 9, size=n)]
+    owner = data.draw(st.lists(st.integers(0, workers - 1), min_size=n, max_size=n))
+    nodes = {}
+    for w in range(workers):
+        for node in dask_backend._owned_nodes([i for i in range(n) if owner[i] == w], n):
+            assert node not in nodes
+            nodes[node] = dask_backend._fold(*node, n, leaves(values), dask_backend._add)
+    lo_size = sorted(nodes)
+    assert [i for lo, size in lo_size for i in range(lo, min(lo + size, n))] == list(range(n))
+    total = dask_backend._fold(0, dask_backend._root(n), n,
+                               lambda lo, size: nodes.get((lo, size)), dask_backend._add)
+    expected = literal_pairwise(values)
+    assert total.tobytes() == expected.tobytes()
+    assert dask_backend._pairwise_sum(values).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("start, stop, n", [(0, 9, 18), (9, 18, 18), (0, 500, 1000),
+                                            (137, 911, 1000), (0, 1, 1)])
+def test_a_run_of_blocks_is_a_few_nodes(start, stop, n):
+    nodes = dask_backend._owned_nodes(range(start, stop), n)
+    assert [i for lo, size in nodes for i in range(lo, min(lo + size, n))] == list(
+        range(start, stop))
+    assert len(nodes) <= 2 * max(1, (stop - start).bit_length())
+
+
+def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(synchronous):
+    X = blobs(500, 21)
+    engine, view = _engine_view(X, 60)  # 9 blocks
+    prepared = dask.compute(*view.prepared(None))
+    centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
     gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
-    with distributed.get_task_stream(client) as stream:
-        step = engine.e_step(view, centres, gamma, update_centers=True)
-    ran = {r["key"]: r["worker"] for r in stream.data}
-    assert all(ran[f.key] in home for f, home in zip(step.labels, homes, strict=True))
+    held = [2, 3, 4, 5, 7]
+    single, threaded = (dask_backend._BlockStore(held, 9, t, *[prepared[i] for i in held])
+                        for t in (1, 3))
+    one = dask_backend._e_step_task
+    first = single.e_step(1, None, centres, gamma, True)
+    assert sorted(first[1]) == [(2, 2), (4, 2), (7, 1)]
+    summaries = {i: one(prepared[i], None, centres, gamma, True).summary for i in held}
+    for (lo, size), value in first[1].items():
+        parts = [summaries[i] for i in range(lo, lo + size)]
+        expected = literal_pairwise_tuple(parts)
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(
+            _flat(value), _flat(expected), strict=True))
+    again = threaded.e_step(1, None, centres, gamma, True)
+    assert sorted(again[0]) == held
+    assert all(again[0][i].tobytes() == first[0][i].tobytes() for i in held)
+    assert all(a.tobytes() == b.tobytes() for node in first[1]
+               for a, b in zip(_flat(first[1][node]), _flat(again[1][node]), strict=True))
+    second = single.e_step(2, 1, centres, gamma, True)
+    assert all(second[0][i][1] == 0 for i in held)  # no label changed
+    single.e_step(3, 2, centres, gamma, True)
+    with pytest.raises(LookupError, match="pass 1 are no longer kept"):
+        single.labels(1)
+    assert sorted(single.passes) == [2, 3]
+    far = single.farthest(3, centres, 2)
+    for i in held:
+        expected = dask_backend._farthest_task(prepared[i], single.labels(3)[i], centres, 2)
+        assert np.array_equal(far[i].distances, expected.distances)
+
+
+def _flat(value) -> list[np.ndarray]:
+    if isinstance(value, tuple | list):
+        return [a for item in value for a in _flat(item)]
+    return [value]
+
+
+def literal_pairwise_tuple(parts: list[tuple]) -> tuple:
+    """:func:`literal_pairwise` on (sums, counts, members) summaries, leaf by leaf."""
+    flat = [_flat(p) for p in parts]
+    return tuple(literal_pairwise([f[j] for f in flat]) for j in range(len(flat[0])))
+
+
+def test_a_pass_survives_a_lost_worker(caplog):
+    X = blobs(600, 22)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        engine, view = _engine_view(X, 75)
+        centres = ul4m4.cluster.seed_rows(view, np.arange(0, 600, 600 // K)[:K], engine)
+        gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+        first = engine.e_step(view, centres, gamma, update_centers=True)
+        victim = sorted(c.scheduler_info()["workers"])[0]
+        os.kill(c.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)  # a nanny restarts it
+        with caplog.at_level("WARNING", logger="ul4m4"):
+            again = engine.e_step(view, centres, gamma, update_centers=True,
+                                  previous=first.labels)
+        assert "was lost" in caplog.text
+        assert again.changed is None  # the labels compared with were lost with the worker
+        assert again.inertia == first.inertia and np.array_equal(again.members, first.members)
+        for a, b in zip(again.sums, first.sums, strict=True):
+            assert a.tobytes() == b.tobytes()
+        labels = engine.fetch(again.labels)
+        assert victim not in {w for held in c.who_has(view.prepared(c)).values() for w in held}
+        third = engine.e_step(view, centres, gamma, update_centers=True, previous=again.labels)
+        assert third.changed == 0 and np.array_equal(engine.fetch(third.labels), labels)

@@ -51,6 +51,8 @@ __all__ = [
 
 #: Elements of a direct-difference temporary (r x k x d) allowed at once.
 _EXACT_BLOCK_ELEMENTS = 1 << 22
+#: Elements per (rows, d) buffer of the pairwise rechecks (2 MiB in float64).
+_PAIR_BLOCK_ELEMENTS = 1 << 18
 #: Per thread, the buffer the GEMM products of a chunk are written to (see _scratch).
 _WORKSPACE = threading.local()
 
@@ -226,17 +228,20 @@ def _cross_products(blocks: PackedBlocks, centers: Sequence[np.ndarray],
     return cross, norms
 
 
-def _scratch(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array in this thread's workspace, valid until its next call.
+def _scratch(shape: tuple[int, int], dtype: np.dtype, use: str = "cross") -> np.ndarray:
+    """An uninitialised array in this thread's workspace for ``use``, valid until its next call.
 
     The GEMM products of a chunk are a few MB: allocating them afresh for every
     chunk of every pass costs page faults (and a system call per chunk where the
     allocator returns large blocks to the system at once, as Dask workers have it).
     """
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buffer = getattr(_WORKSPACE, "buffer", None)
+    if not hasattr(_WORKSPACE, "buffers"):
+        _WORKSPACE.buffers = {}
+    buffers = _WORKSPACE.buffers
+    buffer = buffers.get(use)
     if buffer is None or buffer.size < size:
-        buffer = _WORKSPACE.buffer = np.empty(size, dtype=np.uint8)
+        buffer = buffers[use] = np.empty(size, dtype=np.uint8)
     return buffer[:size].view(dtype).reshape(shape)
 
 
@@ -327,11 +332,22 @@ def exact_partial_sq_pairs(
 def _paired_exact_sq(block: np.ndarray, center: np.ndarray, rows, cols) -> np.ndarray:
     d = block.shape[1]
     out = np.empty(rows.size)
-    step = max(1, _EXACT_BLOCK_ELEMENTS // max(1, d))
+    step = max(1, min(rows.size, _PAIR_BLOCK_ELEMENTS // max(1, d)))
+    # The same float64 differences and row sums as ``(b - c).astype(...)`` temporaries
+    # would give, in reused buffers: rechecks run on every pass.
+    rows_of, centres_of = (_scratch((step, d), a.dtype, use) for a, use in
+                           ((block, "pair rows"), (center, "pair centres")))
+    diff = _scratch((step, d), np.float64, "pair differences")
     for start in range(0, rows.size, step):
-        part = slice(start, start + step)
-        diff = block[rows[part]].astype(np.float64) - center[cols[part]].astype(np.float64)
-        out[part] = np.sum(diff * diff, axis=-1) / d
+        n = min(step, rows.size - start)
+        part = slice(start, start + n)
+        # "clip" (the indices are valid): "raise" would buffer the output again.
+        np.take(block, rows[part], axis=0, out=rows_of[:n], mode="clip")
+        np.take(center, cols[part], axis=0, out=centres_of[:n], mode="clip")
+        np.subtract(rows_of[:n], centres_of[:n], out=diff[:n], dtype=np.float64)
+        np.multiply(diff[:n], diff[:n], out=diff[:n])
+        np.sum(diff[:n], axis=-1, out=out[part])
+        out[part] /= d
     return out
 
 

@@ -5,7 +5,8 @@
   device.
 * ``"dask"`` (``backends/dask.py``): row-chunked ``dask.array`` input on a
   ``dask.distributed`` cluster (or dask's local scheduler): the NumPy kernels
-  mapped over row blocks, with tree reductions.
+  mapped over row blocks by one block store per worker, sums added along a
+  fixed pairwise tree.
 
 Engines are loaded lazily from :data:`ENGINES`, so importing :mod:`ul4m4` never
 imports PyTorch or dask.

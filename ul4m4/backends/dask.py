@@ -3,8 +3,8 @@
 ``UL4M4Imputer(backend="dask")`` runs the drivers of :mod:`ul4m4.model` (the
 same as every backend) on :class:`DaskEngine`, which implements the engine
 protocol of :mod:`ul4m4.engine` over a row-chunked ``dask.array`` data set: each
-pass maps the NumPy engine's pass over the row blocks and tree-reduces the
-results, on whatever scheduler dask is using (a ``dask.distributed`` cluster
+pass maps the NumPy engine's pass over the row blocks and adds the results
+along one fixed pairwise tree, on whatever scheduler dask is using (a ``dask.distributed`` cluster
 when a ``Client`` is active, otherwise the local threaded scheduler). Every
 option runs: ``n_clusters="auto"``, ``completion="auto"``, ``algorithm=
 "minibatch"``, ``n_ensemble``, ``n_init``, explicit ``init``.
@@ -43,27 +43,31 @@ Design
 * The input check is one pass (the NaN/inf scan of :func:`ul4m4.data.scan_block`
   on every block; the (n, M) availability mask comes back to the client).
 * Statistics, the overflow check and every Lloyd E-step map the NumPy code over
-  the blocks and tree-reduce float64 partial sums on the workers, ``FAN_IN``
-  partial results per task.
-* A Lloyd E-step is one task per block (labels, and the block's member sums in
-  row order) plus ``ceil(blocks / FAN_IN)`` summing tasks per level. Under a
-  ``dask.distributed`` client it is submitted as futures in one go and costs
-  one round trip: the centres are scattered once to every worker, each block's
-  labels stay in its worker's memory (the futures are the labels handle of the
-  next E-step and of reseeding), and only the summed member sums and two
-  scalars per block come back. Without a client the same tasks run as one
-  ``dask.compute`` (``optimize_graph=False``) on the local scheduler.
-* Each block is z-scored on the worker holding its (widest modality's) input,
-  unless that worker holds more than its share of the rows (by threads): such
-  blocks move once, to the workers furthest below their share. Every E-step of
-  the block runs where it was z-scored (a loose restriction: another worker
-  takes over if that one is gone), so the passes are balanced and blocks never
-  move again.
-* The z-scored training samples are kept on the workers for the whole fit, in
-  the working dtype, as one packed copy per block (each modality's observed
-  rows only; passes read it in place); per
-  block a worker also keeps its labels and squared distances (16 bytes a row)
-  and, until the next E-step, its member sums (``k * (D + M + 1)`` float64).
+  the blocks; float64 partial sums are added along the pairwise tree over the
+  blocks (aligned power-of-two runs, :func:`_fold`), wherever its nodes are
+  computed, so sums depend on the row chunks only, never on the workers.
+* Each block is z-scored once and kept on a worker for the whole fit, in the
+  working dtype, as one packed copy (each modality's observed rows only; passes
+  read it in place). Each worker gets one run of consecutive blocks with its
+  share of the rows by threads, the run it already holds most of: data sitting
+  in runs (as dask places the chunks it computes) moves little, the rest moves
+  once, at preparation.
+* Under a ``dask.distributed`` client each worker then starts a block store (a
+  dask actor, :class:`_BlockStore`) over its blocks. A Lloyd E-step is one call
+  per store, sent straight to the worker with the centres (no task, no
+  scheduler round trip): the store runs the NumPy pass on its blocks (on its
+  threads), keeps the labels (the labels handle names the pass; stores keep
+  the latest two), adds the member sums of each complete tree node it holds
+  (one or a few per run of blocks), and sends back those summaries
+  (``k * (D + M + 1)`` float64 each) and two scalars per block; the client adds
+  the nodes. Reseeding and the final labels are store calls too. When a
+  worker is lost during a pass, the blocks are prepared again on the workers
+  left (dask recomputes lost input from its graph) and the pass is repeated,
+  with a warning; that pass cannot count changed labels, so Lloyd runs on.
+  Labels are lost only if a worker goes between a pass and their use in the
+  same iteration (reseeding, the final labels): that call fails.
+* Without a client a pass is one task per block and one per tree node, run as
+  one ``dask.compute`` (``optimize_graph=False``) on the local scheduler.
 * Reseeding: every block proposes its farthest samples; the client picks.
 * k-means++ runs on a uniform sample gathered to the client (the whole data
   when it fits in 256 MiB as float64, and then the seeds are those of the NumPy
@@ -73,19 +77,23 @@ Design
   computed at once, to learn the output's structure).
 
 Results: one row chunk gives the NumPy backend's results bit for bit; several
-row chunks add statistics and member sums chunk by chunk instead of row by
-row, which differs from the NumPy backend by float64 rounding (about 1e-15
+row chunks add statistics and member sums block by block (along the pairwise
+tree) instead of row by row, the same bits on any cluster and on the local
+scheduler, which differs from the NumPy backend by float64 rounding (about 1e-15
 relative), so labels, selections and outputs agree unless a sample sits within
 that rounding of a tie.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -115,18 +123,19 @@ from ..engine import Candidates, EStep, Identity
 from ..plan import PatternTerms
 from .numpy_engine import NumpyEngine
 
-__all__ = ["DaskEngine", "DaskView", "as_row_chunks"]
+__all__ = ["STORE_STATS", "DaskEngine", "DaskView", "StoreStats", "as_row_chunks"]
 
 #: Bytes (as float64) of the sample that k-means++ gathers to the client.
 SEED_SAMPLE_BYTES = 256 * 2**20
 #: The seeding sample holds at least this many rows per centre.
 SEED_ROWS_PER_CLUSTER = 64
-#: Partial results combined per task of a tree reduction.
-FAN_IN = 8
+#: Seconds to wait for the scheduler to report a store's worker lost, after a failed call.
+LOSS_WAIT_SECONDS = 10.0
 #: Bytes per row chunk when a non-dask input is wrapped.
 WRAP_BYTES = 64 * 2**20
 
 _NUMPY = NumpyEngine()
+logger = logging.getLogger("ul4m4")
 
 
 # ------------------------------------------------------------------ input
@@ -187,32 +196,78 @@ def _align_rows(names: list[str], arrays: list[da.Array]) -> list[da.Array]:
 
 
 # ------------------------------------------------------------- reductions
-def _add(*parts):
-    """Element-wise sum of equally shaped nested tuples/lists of arrays, left to right."""
-    first = parts[0]
-    if isinstance(first, tuple | list):
-        return type(first)(_add(*items) for items in zip(*parts, strict=True))
-    total = first.copy()
-    for part in parts[1:]:
-        total += part
-    return total
+def _add(left: Any, right: Any, *, into: bool = False) -> Any:
+    """``left + right`` for equally shaped nested tuples/lists of arrays.
 
-
-def _tree_sum(parts: list[Delayed]) -> Delayed:
-    """Reduce per-block partial results on the workers, ``FAN_IN`` at a time."""
-    return _tree(parts, lambda group: delayed(_add)(*group))
-
-
-def _tree(parts: list, combine: Callable[[list], Any]) -> Any:
-    """Combine ``FAN_IN`` consecutive parts at a time, level by level, until one is left.
-
-    Every reduction of the engine uses this one association (``combine`` runs at
-    least once), so sums do not depend on how they are scheduled.
+    With ``into``, ``right`` is added into ``left``'s arrays (the caller owns
+    them): a pass then allocates no new (k, d) sums per node, which matters on
+    workers whose allocator hands every large block back to the system.
     """
-    while True:
-        parts = [combine(parts[i : i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
-        if len(parts) == 1:
-            return parts[0]
+    if isinstance(left, tuple | list):
+        return type(left)(_add(a, b, into=into) for a, b in zip(left, right, strict=True))
+    if into:
+        left += right
+        return left
+    return left + right
+
+
+def _add_into(left: Any, right: Any) -> Any:
+    """``right`` added into ``left`` (owned by the caller), which is returned."""
+    return _add(left, right, into=True)
+
+
+def _fold(lo: int, size: int, n: int, value_of: Callable[[int, int], Any],
+          combine: Callable[[Any, Any], Any]) -> Any:
+    """The value of node ``(lo, size)`` of the pairwise tree over ``n`` per-block parts.
+
+    The tree's nodes are the aligned power-of-two runs of blocks ``[lo, lo +
+    size)`` (cut at ``n``); a node is its left child plus its right one (or its
+    left one alone past ``n``). ``value_of(lo, size)`` gives a node's value when
+    it is known (every leaf must be), None otherwise. Every sum over blocks uses
+    this one association, wherever its nodes are computed, so results depend on
+    the row chunks only, never on the workers or the scheduling.
+    """
+    known = value_of(lo, size)
+    if known is not None:
+        return known
+    half = size // 2
+    left = _fold(lo, half, n, value_of, combine)
+    if lo + half >= n:
+        return left
+    return combine(left, _fold(lo + half, half, n, value_of, combine))
+
+
+def _root(n: int) -> int:
+    """The size of the pairwise tree's root over ``n`` parts."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _pairwise_sum(parts: list[Any], add: Callable[[Any, Any], Any] = _add) -> Any:
+    """``parts`` summed along the pairwise tree (delayed parts give a delayed sum)."""
+    return _fold(0, _root(len(parts)), len(parts),
+                 lambda lo, size: parts[lo] if size == 1 else None, add)
+
+
+def _delayed_sum(parts: list[Delayed]) -> Delayed:
+    """Per-block partial results summed along the pairwise tree, one task per node."""
+    return _pairwise_sum(parts, lambda left, right: delayed(_add)(left, right))
+
+
+def _owned_nodes(held: Sequence[int], n: int) -> list[tuple[int, int]]:
+    """The largest nodes of the pairwise tree over ``n`` blocks whose blocks are all ``held``."""
+    held = set(held)
+    found = []
+
+    def visit(lo: int, size: int) -> None:
+        if all(i in held for i in range(lo, min(lo + size, n))):
+            found.append((lo, size))
+        elif size > 1:
+            visit(lo, size // 2)
+            if lo + size // 2 < n:
+                visit(lo + size // 2, size // 2)
+
+    visit(0, _root(n))
+    return found
 
 
 def _client() -> Any:
@@ -310,39 +365,113 @@ class _Assigned(NamedTuple):
     scalars: np.ndarray  # [inertia, changed labels (-1 without previous)]
 
 
-def _labels_of(handle: Any) -> np.ndarray:
-    return handle.labels if isinstance(handle, _Assigned) else handle
-
-
-def _e_step_task(prepared: _Prepared, previous, centers: Centers, gamma: float,
-                 update_centers: bool) -> _Assigned:
+def _e_step_task(prepared: _Prepared, previous: np.ndarray | None, centers: Centers,
+                 gamma: float, update_centers: bool) -> _Assigned:
     labels = np.full(prepared.n_rows, -1, dtype=np.int64)
     best = np.zeros(prepared.n_rows)
     k, widths = centers.k, [b.shape[1] for b in centers.blocks]
     summary = None
-    if update_centers:
-        summary = ([np.zeros((k, d)) for d in widths], np.zeros((k, len(widths))), np.zeros(k))
     if prepared.kept.size:
         step = _NUMPY.e_step(prepared.view, centers, gamma, update_centers=update_centers)
         labels[prepared.kept], best[prepared.kept] = step.labels, step.best
         if update_centers:
             summary = (step.sums, step.counts, step.members.astype(np.float64))
-    changed = -1 if previous is None else int(np.count_nonzero(labels != _labels_of(previous)))
+    elif update_centers:
+        summary = ([np.zeros((k, d)) for d in widths], np.zeros((k, len(widths))), np.zeros(k))
+    changed = -1 if previous is None else int(np.count_nonzero(labels != previous))
     return _Assigned(labels, best, summary, np.array([float(best.sum()), changed]))
 
 
-def _reduce_task(*parts):
-    """Sum of the summaries (left to right) and the stacked scalars of some blocks' E-steps.
+@dataclass
+class StoreStats:
+    """What the block stores of one worker process did (read there by the benchmarks)."""
 
-    Parts are :class:`_Assigned` (the first level) or earlier ``_reduce_task`` results.
+    passes: int = 0
+    seconds: float = 0.0  # spent inside the stores' passes
+    summaries: int = 0  # node summaries sent back
+    summary_bytes: int = 0
+
+
+#: The block stores' totals in this process (each worker has its own).
+STORE_STATS = StoreStats()
+
+
+class _BlockStore:
+    """A worker's prepared blocks and the labels of its latest passes: a dask actor.
+
+    One store per worker runs every pass over that worker's blocks in one call
+    (its threads share the blocks), keeps the labels where they were computed,
+    and sums the member sums of each of its largest complete nodes of the
+    pairwise tree (:func:`_owned_nodes`), so a pass sends the client one summary
+    per node instead of one per block, with the bits of any other placement.
     """
-    if isinstance(parts[0], _Assigned):
-        parts = tuple((p.summary, p.scalars[None, :]) for p in parts)
-    return _add(*[p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    #: Passes whose labels a store keeps: the latest, and the one it was compared with.
+    KEPT_PASSES = 2
+
+    def __init__(self, indices: Sequence[int], n_blocks: int, n_threads: int,
+                 *prepared: _Prepared) -> None:
+        self.indices = list(indices)
+        self.prepared = dict(zip(self.indices, prepared, strict=True))
+        self.n_blocks = n_blocks
+        self.n_threads = max(1, int(n_threads))
+        self.nodes = _owned_nodes(self.indices, n_blocks)
+        self.passes: dict[int, dict[int, np.ndarray]] = {}
+
+    def _map(self, fn: Callable[[int], Any]) -> dict[int, Any]:
+        if self.n_threads == 1 or len(self.indices) == 1:
+            return {i: fn(i) for i in self.indices}
+        with ThreadPoolExecutor(min(self.n_threads, len(self.indices))) as pool:
+            return dict(zip(self.indices, pool.map(fn, self.indices), strict=True))
+
+    def labels(self, pass_id: int) -> dict[int, np.ndarray]:
+        """Per block index, the labels of pass ``pass_id``."""
+        if pass_id not in self.passes:
+            raise LookupError(f"the labels of pass {pass_id} are no longer kept (only the "
+                              f"latest {self.KEPT_PASSES} passes are)")
+        return self.passes[pass_id]
+
+    def e_step(self, pass_id: int, previous: int | None, centers: Centers, gamma: float,
+               update_centers: bool) -> tuple[dict, dict, dict | None]:
+        """Per block scalars; node summaries (update) or per block (labels, best)."""
+        start = time.perf_counter()
+        before = None if previous is None else self.labels(previous)
+        steps = self._map(lambda i: _e_step_task(
+            self.prepared[i], None if before is None else before[i], centers, gamma,
+            update_centers))
+        scalars = {i: a.scalars for i, a in steps.items()}
+        nodes, rows = {}, None
+        if update_centers:
+            self.passes = {p: v for p, v in self.passes.items() if p == previous}
+            self.passes[pass_id] = {i: a.labels for i, a in steps.items()}
+            leaves = {i: a.summary for i, a in steps.items()}
+            nodes = {node: _fold(*node, self.n_blocks,
+                                 lambda lo, size: leaves[lo] if size == 1 else None,
+                                 _add_into)
+                     for node in self.nodes}
+        else:
+            rows = {i: (a.labels, a.best) for i, a in steps.items()}
+        STORE_STATS.passes += 1
+        STORE_STATS.seconds += time.perf_counter() - start
+        STORE_STATS.summaries += len(nodes)
+        STORE_STATS.summary_bytes += sum(dask.sizeof.sizeof(v) for v in nodes.values())
+        return scalars, nodes, rows
+
+    def farthest(self, pass_id: int, centers: Centers, n: int) -> dict[int, Candidates]:
+        """Per block index, its ``n`` samples farthest from their centres in pass ``pass_id``."""
+        labels = self.labels(pass_id)
+        return self._map(lambda i: _farthest_task(self.prepared[i], labels[i], centers, n))
 
 
-def _farthest_task(prepared: _Prepared, labels, centers: Centers, n: int):
-    labels = _labels_of(labels)
+@dataclass(frozen=True)
+class _StoredLabels:
+    """The labels handle of a pass run by block stores: the labels stay on the workers."""
+
+    stores: tuple
+    pass_id: int
+
+
+def _farthest_task(prepared: _Prepared, labels: np.ndarray, centers: Centers, n: int):
     if not prepared.kept.size:
         widths = [b.shape[1] for b in centers.blocks]
         return Candidates(np.zeros(0), [np.zeros((0, d)) for d in widths],
@@ -383,7 +512,8 @@ class DaskView:
     dtype: np.dtype
     chunk_rows: int
     n_threads: int = 1
-    _prepared: list | None = None
+    _prepared: tuple | None = None
+    _passes: int = 0
 
     @property
     def n_samples(self) -> int:
@@ -410,56 +540,90 @@ class DaskView:
                 for chunk, mask in zip(blocks, _mask_blocks(self.data), strict=True)
             ]
             if client is None:
-                self._prepared = (None, list(dask.persist(*parts)), [None] * len(parts))
+                self._prepared = (None, list(dask.persist(*parts)), ())
             else:
-                made = [client.compute(p, workers=home, allow_other_workers=home is not None)
-                        for p, home in zip(parts, _homes(client, blocks, self.data.dims,
-                                                         np.diff(self.offsets).tolist()),
-                                           strict=True)]
-                sys.modules["distributed"].wait(made)
-                held = client.who_has(made)
-                self._prepared = (client, made, [list(held.get(f.key, ())) or None
-                                                 for f in made])
+                self._prepared = (client, *_prepare_on(client, parts, blocks, self.data.dims,
+                                                       np.diff(self.offsets).tolist()))
         return self._prepared[1]
 
-    def homes(self) -> list:
-        """Per block, the workers that hold it once prepared (None: any), for task placement."""
+    def stores(self, client: Any) -> tuple:
+        """The block stores, ``(future, actor)`` per worker holding prepared blocks."""
+        self.prepared(client)
         return self._prepared[2]
+
+    def forget(self) -> None:
+        """Drop the prepared blocks and their stores (a worker was lost): made again on use."""
+        self._prepared = None
+
+    def next_pass(self) -> int:
+        self._passes += 1
+        return self._passes
+
+
+def _prepare_on(client: Any, parts: list[Delayed], blocks: list[list[Delayed]],
+                dims: Sequence[int], rows: Sequence[int]) -> tuple[list, tuple]:
+    """Prepare the blocks on the workers :func:`_homes` picks and start a store on each."""
+    made = [client.compute(p, workers=home, allow_other_workers=home is not None)
+            for p, home in zip(parts, _homes(client, blocks, dims, rows), strict=True)]
+    sys.modules["distributed"].wait(made)
+    held = client.who_has(made)
+    by_worker: dict[str, list[int]] = {}
+    for i, future in enumerate(made):
+        holders = sorted(held.get(future.key, ()))
+        if not holders:
+            raise RuntimeError("a worker left while the blocks were prepared; fit again")
+        by_worker.setdefault(holders[0], []).append(i)
+    threads = _worker_threads(client)
+    futures = [client.submit(_BlockStore, indices, len(made), threads.get(worker, 1),
+                             *[made[i] for i in indices], workers=[worker],
+                             allow_other_workers=False, actor=True, pure=False)
+               for worker, indices in by_worker.items()]
+    return made, tuple((future, future.result()) for future in futures)
+
+
+def _worker_threads(client: Any) -> dict[str, int]:
+    """Threads per worker address of the ``client``'s cluster."""
+    return {w: info.get("nthreads", 1) or 1
+            for w, info in client.scheduler_info()["workers"].items()}
 
 
 def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int],
            rows: Sequence[int]) -> list:
-    """Per row block, the worker to prepare it on: where it is, unless that worker has too much.
+    """Per row block, the worker to prepare it on: a run of consecutive blocks per worker.
 
-    A block is prepared where its widest modality's block is held, which moves the
-    least data, as long as that worker's share of the rows stays within its share
-    of the threads; the other blocks go, largest first, to the workers furthest
-    below their share. Every E-step then runs where its block was prepared, so a
-    one-time move at preparation evens out every later pass.
+    Each worker gets one run of consecutive blocks, with a share of the rows equal
+    to its share of the threads, so that the passes are balanced and its store
+    sums a few large nodes of the pairwise tree. Run by run, in block order, the
+    worker that already holds the most of the run's rows (of the widest
+    modality) takes it, so that data which sits in runs (as dask places the
+    chunks it computes) moves little; the rest moves once, here.
     """
     widest = int(np.argmax(dims))
     keys = [chunk[widest].key for chunk in blocks]
     futures = [sys.modules["distributed"].Future(key, client) for key in keys]
     held = client.who_has(futures)
-    threads = {w: info.get("nthreads", 1) or 1
-               for w, info in client.scheduler_info()["workers"].items()}
+    threads = _worker_threads(client)
     if not threads:
         return [list(held.get(key, ()))[:1] or None for key in keys]
-    total = sum(threads.values())
-    share = {w: sum(rows) * n / total for w, n in threads.items()}
-    load = dict.fromkeys(threads, 0)
-    homes: list = [None] * len(keys)
-    largest_first = np.argsort(rows, kind="stable")[::-1]
-    for i in largest_first:
-        where = [w for w in held.get(keys[i], ()) if w in threads]
-        if where and load[where[0]] + rows[i] <= share[where[0]] + rows[i] / 2:
-            homes[i] = where[0]
-            load[where[0]] += rows[i]
-    for i in largest_first:
-        if homes[i] is None:
-            homes[i] = min(threads, key=lambda w: (load[w] - share[w], w))
-            load[homes[i]] += rows[i]
-    return [[w] for w in homes]
+    rows = np.asarray(rows, dtype=np.float64)
+    middles = np.cumsum(rows) - rows / 2
+    share = rows.sum() / sum(threads.values())
+    homes: list = []
+    start, reached = 0, 0.0
+    remaining = sorted(threads)
+    while remaining:
+        best = None
+        for worker in remaining:
+            end = reached + share * threads[worker]
+            stop = len(keys) if len(remaining) == 1 else int(np.searchsorted(middles, end))
+            there = sum(rows[i] for i in range(start, stop) if worker in held.get(keys[i], ()))
+            if best is None or there > best[0]:
+                best = (there, worker, stop, end)
+        _, worker, stop, reached = best
+        homes += [[worker]] * (stop - start)
+        start = stop
+        remaining.remove(worker)
+    return homes
 
 
 def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common) -> list:
@@ -522,11 +686,9 @@ class DaskEngine:
     def fetch(self, labels: Any) -> np.ndarray:
         if isinstance(labels, np.ndarray):
             return labels
-        client = _client()
-        if client is not None and not isinstance(labels[0], np.ndarray):
-            # Futures of the blocks' E-steps: only their labels travel.
-            labels = client.gather(client.map(_labels_of, list(labels), pure=False))
-        return np.concatenate([_labels_of(b) for b in labels]).astype(np.int64)
+        if isinstance(labels, _StoredLabels):
+            labels = _in_block_order([a.labels(labels.pass_id) for _, a in labels.stores])
+        return np.concatenate(labels).astype(np.int64)
 
     # data access
     def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
@@ -591,13 +753,13 @@ class DaskEngine:
         masks = _mask_blocks(data)
         blocks = _blocks(data.arrays)
         sums = [delayed(_sums_task)(b, m) for b, m in zip(blocks, masks, strict=True)]
-        totals, counts = dask.compute(_tree_sum(sums))[0]
+        totals, counts = dask.compute(_delayed_sum(sums))[0]
         # Overflowing means give non-finite scales, which check_magnitudes reports.
         means = [s[0] / c for s, c in zip(totals, counts, strict=True)]
         shared = _broadcast(means, "means")
         squares = [delayed(_squares_task)(b, m, shared) for b, m in zip(blocks, masks,
                                                                        strict=True)]
-        total = dask.compute(_tree_sum(squares))[0]
+        total = dask.compute(_delayed_sum(squares))[0]
         scales = []
         for sq, c in zip(total, counts, strict=True):
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -626,50 +788,40 @@ class DaskEngine:
     # passes
     def e_step(self, view: DaskView, centers: Centers, gamma: float, *, update_centers: bool,
                previous: Any = None) -> EStep:
-        """One task per block (E-step and the block's member sums), a FAN_IN-ary tree of sums.
+        """One pass over the blocks; the member sums are added along the pairwise tree.
 
-        Under a distributed client everything is submitted at once as futures: the
-        centres are scattered once to every worker, each block's labels stay in
-        its worker's memory (the futures are the labels handle), and only the
-        reduced sums and the per-block scalars come back, in one round trip.
+        Under a distributed client each worker's block store runs the pass over
+        its blocks in one call (the centres go straight to it), keeps the labels
+        (the handle names the pass), and sends back one summary per node it
+        completed; the client adds the nodes. Otherwise one task per block and
+        one per node of the tree run as one ``dask.compute`` on the local scheduler.
         """
         client = _client()
-        prepared = view.prepared(client)
-        previous = previous or [None] * len(prepared)
+        n_blocks = len(view.offsets) - 1
         if client is not None:
-            shared = _scatter(client, centers)
-            parts = [client.submit(_e_step_task, chunk, labels, shared, gamma, update_centers,
-                                   pure=False, workers=home,
-                                   allow_other_workers=home is not None)
-                     for chunk, labels, home in zip(prepared, previous, view.homes(),
-                                                    strict=True)]
-            if update_centers:
-                total, scalars = client.gather(_tree(
-                    parts, lambda group: client.submit(_reduce_task, *group, pure=False)))
-                labels = parts
-            else:
-                found = client.gather(parts)
+            scalars, nodes, rows, labels = _store_pass(view, client, centers, gamma,
+                                                       update_centers, previous)
+            total = (_fold(0, _root(n_blocks), n_blocks, lambda lo, size: nodes.get((lo, size)),
+                           _add) if update_centers else None)
         else:
+            prepared = view.prepared(None)
+            previous = previous or [None] * n_blocks
             shared = _broadcast(centers, "centers")
-            parts = [delayed(_e_step_task)(chunk, labels, shared, gamma, update_centers)
-                     for chunk, labels in zip(prepared, previous, strict=True)]
-            if update_centers:
-                labels, (total, scalars) = dask.compute(
-                    [delayed(_labels_of)(p) for p in parts],
-                    _tree(parts, lambda group: delayed(_reduce_task)(*group)),
-                    optimize_graph=False)
-            else:
-                found = dask.compute(*parts, optimize_graph=False)
-        if not update_centers:
-            scalars = np.array([f.scalars for f in found])
+            parts = [delayed(_e_step_task)(chunk, before, shared, gamma, update_centers)
+                     for chunk, before in zip(prepared, previous, strict=True)]
+            tree = _delayed_sum([p.summary for p in parts]) if update_centers else None
+            found, total = dask.compute(parts, tree, optimize_graph=False)
+            scalars = [f.scalars for f in found]
+            labels = [f.labels for f in found]
+            rows = [(f.labels, f.best) for f in found]
         scalars = np.asarray(scalars).reshape(-1, 2)
-        changed = None if previous[0] is None else int(scalars[:, 1].sum())
+        # -1 marks a block not compared (no previous labels, or they were lost).
+        changed = None if (scalars[:, 1] < 0).any() else int(scalars[:, 1].sum())
+        step = EStep(labels, float(np.sum(scalars[:, 0])), changed)
         if not update_centers:
-            step = EStep(None, float(np.sum(scalars[:, 0])), changed)
-            step.labels = np.concatenate([f.labels for f in found])
-            step.best = np.concatenate([f.best for f in found])
+            step.labels = np.concatenate([r[0] for r in rows])
+            step.best = np.concatenate([r[1] for r in rows])
             return step
-        step = EStep(list(labels), float(np.sum(scalars[:, 0])), changed)
         step.sums, step.counts, members = total
         step.members = members.astype(np.int64)
         return step
@@ -679,7 +831,11 @@ class DaskEngine:
         return np.concatenate(parts)
 
     def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:
-        parts = _per_block(view, _farthest_task, [(b,) for b in labels], centers, n)
+        if isinstance(labels, _StoredLabels):
+            parts = _in_block_order([a.farthest(labels.pass_id, centers, n)
+                                     for _, a in labels.stores])
+        else:
+            parts = _per_block(view, _farthest_task, [(b,) for b in labels], centers, n)
         return Candidates.concatenate(parts)
 
     def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
@@ -697,6 +853,55 @@ class DaskEngine:
     def soft_distances(self, view: DaskView, centers: Centers, gamma: float):
         blocks, mask = self.take(view, np.arange(view.n_samples))
         yield from _NUMPY.soft_distances(gather_local(view, blocks, mask), centers, gamma)
+
+
+def _store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
+                update_centers: bool, previous: _StoredLabels | None):
+    """One pass run by the view's block stores: (scalars, nodes, rows, labels handle).
+
+    ``scalars`` and ``rows`` (per block (labels, best), without ``update_centers``)
+    come in block order; ``nodes`` maps the stores' tree nodes to their summaries.
+    When a store's worker is lost, the blocks are prepared again on the workers
+    left and the pass is repeated, without the comparison with ``previous``
+    (those labels are gone: the changed count is then -1 per block).
+    """
+    stores = view.stores(client)
+    pass_id = view.next_pass()
+    before = None if previous is None or previous.stores is not stores else previous.pass_id
+    try:
+        calls = [actor.e_step(pass_id, before, centers, gamma, update_centers)
+                 for _, actor in stores]
+        found = [call.result() for call in calls]
+    except (OSError, RuntimeError) as exc:  # a closed comm, or "Worker holding Actor was lost"
+        if not _lost(stores):
+            raise
+        logger.warning("a worker holding row blocks was lost (%s); preparing its blocks again "
+                       "and repeating the pass", exc)
+        view.forget()
+        return _store_pass(view, client, centers, gamma, update_centers, None)
+    nodes = {node: value for f in found for node, value in f[1].items()}
+    rows = None if update_centers else _in_block_order([f[2] for f in found])
+    return (_in_block_order([f[0] for f in found]), nodes, rows,
+            _StoredLabels(stores, pass_id))
+
+
+def _lost(stores: tuple, wait: float = LOSS_WAIT_SECONDS) -> bool:
+    """Whether the worker of one of ``stores`` left the cluster (given ``wait`` s to tell)."""
+    deadline = time.monotonic() + wait
+    while True:
+        if any(future.status not in ("finished", "pending") for future, _ in stores):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _in_block_order(results: list[Any]) -> list:
+    """Per-block values from the stores (futures of dicts by block index), in block order."""
+    merged: dict[int, Any] = {}
+    for result in results:
+        merged.update(result if isinstance(result, dict) else result.result())
+    return [merged[i] for i in range(len(merged))]
 
 
 def gather_local(view: DaskView, blocks: list[np.ndarray], mask: np.ndarray) -> Standardized:
