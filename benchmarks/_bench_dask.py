@@ -92,9 +92,15 @@ def _timed(fit, iters: int, cpu: dict | None = None) -> tuple[float, object]:
     return seconds, model
 
 
-def _worker_transfer_bytes(client) -> int:
+def _worker_transfer_bytes(client, since: float) -> int:
+    """Bytes the workers fetched from each other since ``since`` (``time.time()``).
+
+    Read from the transfer logs by time: the logs are bounded, so their totals
+    are not counters.
+    """
     def total(dask_worker) -> int:
-        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log))
+        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log
+                       if e["start"] >= since))
 
     return sum(client.run(total).values())
 
@@ -112,13 +118,13 @@ def _store_totals(client) -> dict:
 def _profile(client, fit, iters: int) -> dict:
     from distributed import get_task_stream
 
-    moved = _worker_transfer_bytes(client)
+    since = time.time()
     stores = _store_totals(client)
     with get_task_stream(client) as stream:
         seconds, _ = _timed(fit, iters)
     after = _store_totals(client)
     return {"seconds": seconds, "tasks": len(stream.data),
-            "moved_bytes": _worker_transfer_bytes(client) - moved,
+            "moved_bytes": _worker_transfer_bytes(client, since),
             "compute": after["seconds"] - stores["seconds"],
             "store_calls": after["passes"] - stores["passes"],
             "summaries": after["summaries"] - stores["summaries"],

@@ -345,7 +345,7 @@ def test_every_option_runs_on_a_two_process_cluster_with_numpy_results(client, c
 
 
 # ------------------------------------------------------- rounds on a client
-def _engine_view(X, rows, persist=False):
+def _engine_view(X, rows, persist=False, chunk_rows=64):
     engine = dask_backend.DaskEngine()
     lazy = chunked(X, rows)
     if persist:
@@ -353,7 +353,7 @@ def _engine_view(X, rows, persist=False):
         distributed.wait(list(lazy.values()))
     data = engine.check_input(lazy)
     means, scales = engine.statistics(data, 64, 1)
-    view = engine.view(data, means, scales, np.dtype(np.float64), 64)
+    view = engine.view(data, means, scales, np.dtype(np.float64), chunk_rows)
     return engine, view
 
 
@@ -506,7 +506,7 @@ def test_a_run_of_blocks_is_a_few_nodes(start, stop, n):
 
 def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(synchronous):
     X = blobs(500, 21)
-    engine, view = _engine_view(X, 60)  # 9 blocks
+    engine, view = _engine_view(X, 60, chunk_rows=16)  # 9 blocks of 4 chunks
     prepared = dask.compute(*view.prepared(None))
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
     gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
@@ -527,6 +527,13 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     assert all(again[0][i].tobytes() == first[0][i].tobytes() for i in held)
     assert all(a.tobytes() == b.tobytes() for node in first[1]
                for a, b in zip(_flat(first[1][node]), _flat(again[1][node]), strict=True))
+    alone = dask_backend._BlockStore([4], 9, 1, prepared[4]).e_step(1, None, centres, gamma,
+                                                                     True)
+    shared = dask_backend._BlockStore([4], 9, 4, prepared[4])
+    assert prepared[4].view.n_threads == 4  # one block: its chunks use the threads
+    for a, b in zip(_flat(alone[1][4, 1]),
+                    _flat(shared.e_step(1, None, centres, gamma, True)[1][4, 1]), strict=True):
+        assert a.tobytes() == b.tobytes()
     second = single.e_step(2, 1, centres, gamma, True)
     assert all(second[0][i][1] == 0 for i in held)  # no label changed
     single.e_step(3, 2, centres, gamma, True)

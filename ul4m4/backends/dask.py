@@ -416,6 +416,9 @@ class _BlockStore:
         self.n_blocks = n_blocks
         self.n_threads = max(1, int(n_threads))
         self.nodes = _owned_nodes(self.indices, n_blocks)
+        # Fewer blocks than threads: each block's pass splits its chunks over the rest.
+        for block in prepared:
+            block.view.n_threads = max(1, self.n_threads // len(self.indices))
         self.passes: dict[int, dict[int, np.ndarray]] = {}
 
     def _map(self, fn: Callable[[int], Any]) -> dict[int, Any]:
