@@ -561,7 +561,7 @@ def literal_pairwise_tuple(parts: list[tuple]) -> tuple:
 def test_a_pass_survives_a_lost_worker(caplog):
     X = blobs(600, 22)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         engine, view = _engine_view(X, 75)
         centres = ul4m4.cluster.seed_rows(view, np.arange(0, 600, 600 // K)[:K], engine)

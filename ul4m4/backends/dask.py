@@ -406,7 +406,7 @@ class _BlockStore:
     per node instead of one per block, with the bits of any other placement.
     """
 
-    #: Passes whose labels a store keeps: the latest, and the one it was compared with.
+    #: Passes whose labels a store keeps: the latest, and the one before (its ``previous``).
     KEPT_PASSES = 2
 
     def __init__(self, indices: Sequence[int], n_blocks: int, n_threads: int,
@@ -416,7 +416,8 @@ class _BlockStore:
         self.n_blocks = n_blocks
         self.n_threads = max(1, int(n_threads))
         self.nodes = _owned_nodes(self.indices, n_blocks)
-        # Fewer blocks than threads: each block's pass splits its chunks over the rest.
+        # With fewer blocks than threads, a block's pass spreads its chunks over its
+        # share of the threads.
         for block in prepared:
             block.view.n_threads = max(1, self.n_threads // len(self.indices))
         self.passes: dict[int, dict[int, np.ndarray]] = {}
@@ -445,8 +446,9 @@ class _BlockStore:
         scalars = {i: a.scalars for i, a in steps.items()}
         nodes, rows = {}, None
         if update_centers:
-            self.passes = {p: v for p, v in self.passes.items() if p == previous}
             self.passes[pass_id] = {i: a.labels for i, a in steps.items()}
+            for old in sorted(self.passes)[:-self.KEPT_PASSES]:
+                del self.passes[old]
             leaves = {i: a.summary for i, a in steps.items()}
             nodes = {node: _fold(*node, self.n_blocks,
                                  lambda lo, size: leaves[lo] if size == 1 else None,
