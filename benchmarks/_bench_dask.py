@@ -23,6 +23,10 @@ their bytes, compute seconds inside the stores summed over the workers
 (``ul4m4.backends.dask.STORE_STATS``), and the overhead ``wall - compute /
 workers``: the round trips, the client-side driver and the scheduler.
 
+Worker memory: before the timed fits, one Dask fit runs alone and each worker's
+peak resident bytes over it (``VmHWM``, reset before the fit) less its resident
+bytes before the fit is printed beside its share of the persisted input.
+
 Usage::
 
     python benchmarks/_bench_dask.py --n 40000 100000 [--rounds 3] [--json out.json]
@@ -131,6 +135,51 @@ def _profile(client, fit, iters: int) -> dict:
             "summary_bytes": after["summary_bytes"] - stores["summary_bytes"]}
 
 
+def _worker_memory(client, *, reset: bool = False) -> dict[str, dict[str, int]]:
+    """Per worker: its resident bytes now and at their peak (``VmRSS``, ``VmHWM``).
+
+    With ``reset``, the peak is then reset to the current size (Linux
+    ``clear_refs``), so that a later call sees the peak of what ran in between.
+    """
+    def probe() -> dict[str, int]:
+        fields = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+    return client.run(probe)
+
+
+def _input_share(client, arrays) -> dict[str, int]:
+    """Per worker, the bytes of the persisted input blocks it holds."""
+    sizes = client.nbytes(summary=False)
+    share: dict[str, int] = {}
+    for array in arrays:
+        for key, workers in client.who_has(array).items():
+            for worker in workers:
+                share[worker] = share.get(worker, 0) + int(sizes.get(key, 0))
+    return share
+
+
+def _memory_probe(client, fit, arrays) -> dict:
+    """Peak memory of each worker over one Dask fit, beside its share of the input.
+
+    The fit's growth is its peak less its resident bytes before the fit: the packed
+    z-scored copy of its blocks, blocks moved to it once, and a pass's buffers.
+    """
+    share = _input_share(client, arrays)
+    before = _worker_memory(client, reset=True)
+    fit(LONG)
+    after = _worker_memory(client)
+    return {w: {"input_share": share.get(w, 0), "rss_before": before[w]["rss"],
+                "peak": after[w]["peak"], "growth": after[w]["peak"] - before[w]["rss"]}
+            for w in after}
+
+
 def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
                      n_workers: int = 2, seed: int = 0, dask_ml: bool = True) -> dict:
     """Seconds per Lloyd iteration of NumPy, Dask (and dask-ml) at ``n`` rows, and a breakdown."""
@@ -163,6 +212,8 @@ def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
         lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
         wait(list(lazy.values()))
         runners["dask"] = lambda iters: model(iters, "dask").fit(lazy)
+        # Before dask-ml's data arrive: each worker then holds only its share of ours.
+        result["memory"] = _memory_probe(client, runners["dask"], list(lazy.values()))
         if dask_ml:
             try:
                 from dask_ml.cluster import KMeans
@@ -217,6 +268,15 @@ def print_results(results: list[dict]) -> None:
               + (f"{1e3 * ml:.0f} | {ml / p['numpy']:.2f}x" if ml else "- | -")
               + f" | {1e3 * c['numpy']:.0f} | {1e3 * c['dask']:.0f}"
               + f" | {r['same_labels']} | {r['load_average']:.1f} |")
+    print("\nDask worker memory over one fit: its share of the persisted input, resident "
+          "bytes before the fit, peak, growth = peak - before (MB)")
+    head = ["n", "worker", "input share", "before", "peak", "growth", "growth / share"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for r in results:
+        for i, (_, m) in enumerate(sorted(r["memory"].items())):
+            print(f"| {r['n']:,} | {i} | {m['input_share'] / 1e6:.0f} | "
+                  f"{m['rss_before'] / 1e6:.0f} | {m['peak'] / 1e6:.0f} | "
+                  f"{m['growth'] / 1e6:.0f} | {m['growth'] / max(1, m['input_share']):.2f} |")
     print("\nDask per iteration: tasks run, bytes moved between workers, store calls (one "
           "per worker per pass), node summaries sent back and their bytes, store compute "
           "summed over workers, overhead = wall - compute / workers")
