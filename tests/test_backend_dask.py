@@ -581,3 +581,16 @@ def test_a_pass_survives_a_lost_worker(caplog):
         assert victim not in {w for held in c.who_has(view.prepared(c)).values() for w in held}
         third = engine.e_step(view, centres, gamma, update_centers=True, previous=again.labels)
         assert third.changed == 0 and np.array_equal(engine.fetch(third.labels), labels)
+
+
+def test_threaded_workers_in_process_give_the_local_schedulers_bits(synchronous):
+    X = blobs(900, 3)
+    params = {"n_clusters": K, "random_state": 0, "init": "random"}
+    local = fit_dask(UL4M4Imputer(**params), chunked(X, 100))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster):
+        # 9 blocks in runs of 4 and 5: each store's pass maps its blocks over 2 threads.
+        passes = dask_backend.STORE_STATS.passes  # the workers run in this process
+        clustered = fit_dask(UL4M4Imputer(**params), chunked(X, 100))
+        assert dask_backend.STORE_STATS.passes >= passes + 2 * clustered.n_iter_
+    assert_same_model(clustered, local)
