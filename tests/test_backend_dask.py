@@ -398,7 +398,7 @@ def _placement(client, view) -> list[str]:
     """Per block, the worker holding its prepared copy (and running its passes)."""
     prepared = view.prepared(dask_backend._client())
     held = client.who_has(prepared)
-    keys = {future.key for future, _ in view.stores(dask_backend._client())}
+    keys = {future.key for future, _, _ in view.stores(dask_backend._client())}
     indices = client.run(lambda dask_worker: [i for key, store in dask_worker.state.actors.items()
                                               if key in keys for i in store.indices])
     stores = {i: worker for worker, held in indices.items() for i in held}
@@ -594,3 +594,36 @@ def test_threaded_workers_in_process_give_the_local_schedulers_bits(synchronous)
         clustered = fit_dask(UL4M4Imputer(**params), chunked(X, 100))
         assert dask_backend.STORE_STATS.passes >= passes + 2 * clustered.n_iter_
     assert_same_model(clustered, local)
+
+
+def test_seed_distances_and_take_on_a_client_equal_the_local_scheduler(client):
+    X = blobs(700, 23)
+    engine, view = _engine_view(X, 90)  # 8 blocks
+    seed = ul4m4.cluster.seed_rows(view, np.array([5]), engine)
+    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    distances = engine.seed_distances(view, seed, gamma)
+    rows = np.array([3, 95, 96, 400, 699])
+    blocks, mask = engine.take(view, rows)
+    with dask.config.set(scheduler="synchronous"):
+        local_engine, local_view = _engine_view(X, 90)
+        assert distances.tobytes() == local_engine.seed_distances(local_view, seed,
+                                                                  gamma).tobytes()
+        local_blocks, local_mask = local_engine.take(local_view, rows)
+    assert np.array_equal(mask, local_mask) and np.array_equal(mask, ~np.isnan(
+        np.column_stack([X[n][rows, 0] for n in DIMS])))
+    for a, b in zip(blocks, local_blocks, strict=True):
+        assert a.tobytes() == b.tobytes()
+    # The definition: the mean over shared modalities of the squared z-differences / d_m.
+    z, observed = engine.take(view, np.arange(700))
+    total, count = np.zeros(700), np.zeros(700)
+    for m, block in enumerate(z):
+        shared = observed[:, m] & seed.mask[0, m]
+        total += np.where(shared, ((block - seed.blocks[m][0]) ** 2).sum(axis=1) / block.shape[1],
+                          0.0)
+        count += shared
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.where(count > 0, total / count, np.inf)
+    assert distances[5] == 0.0
+    assert np.array_equal(np.isinf(distances), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(distances[finite], expected[finite], rtol=1e-9, atol=1e-9)

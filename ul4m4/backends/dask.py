@@ -60,7 +60,8 @@ Design
   the latest two), adds the member sums of each complete tree node it holds
   (one or a few per run of blocks), and sends back those summaries
   (``k * (D + M + 1)`` float64 each) and two scalars per block; the client adds
-  the nodes. Reseeding and the final labels are store calls too. When a
+  the nodes. Every other use of the prepared blocks (reseeding, the final
+  labels, gathering rows, distances to a seed) is a store call too. When a
   worker is lost during a pass, the blocks are prepared again on the workers
   left (dask recomputes lost input from its graph) and the pass is repeated,
   with a warning; that pass cannot count changed labels, so Lloyd runs on.
@@ -422,11 +423,14 @@ class _BlockStore:
             block.view.n_threads = max(1, self.n_threads // len(self.indices))
         self.passes: dict[int, dict[int, np.ndarray]] = {}
 
-    def _map(self, fn: Callable[[int], Any]) -> dict[int, Any]:
-        if self.n_threads == 1 or len(self.indices) == 1:
-            return {i: fn(i) for i in self.indices}
-        with ThreadPoolExecutor(min(self.n_threads, len(self.indices))) as pool:
-            return dict(zip(self.indices, pool.map(fn, self.indices), strict=True))
+    def _map(self, fn: Callable[[int], Any], indices: Sequence[int] | None = None
+             ) -> dict[int, Any]:
+        """``fn(i)`` for the blocks ``indices`` (all of this store's), on its threads."""
+        indices = self.indices if indices is None else sorted(indices)
+        if self.n_threads == 1 or len(indices) <= 1:
+            return {i: fn(i) for i in indices}
+        with ThreadPoolExecutor(min(self.n_threads, len(indices))) as pool:
+            return dict(zip(indices, pool.map(fn, indices), strict=True))
 
     def labels(self, pass_id: int) -> dict[int, np.ndarray]:
         """Per block index, the labels of pass ``pass_id``."""
@@ -461,6 +465,10 @@ class _BlockStore:
         STORE_STATS.summaries += len(nodes)
         STORE_STATS.summary_bytes += sum(dask.sizeof.sizeof(v) for v in nodes.values())
         return scalars, nodes, rows
+
+    def map(self, fn: Callable, per_block: Mapping[int, tuple], *common) -> dict[int, Any]:
+        """``fn(prepared block i, *per_block[i], *common)`` for the blocks listed, by index."""
+        return self._map(lambda i: fn(self.prepared[i], *per_block[i], *common), per_block)
 
     def farthest(self, pass_id: int, centers: Centers, n: int) -> dict[int, Candidates]:
         """Per block index, its ``n`` samples farthest from their centres in pass ``pass_id``."""
@@ -552,7 +560,7 @@ class DaskView:
         return self._prepared[1]
 
     def stores(self, client: Any) -> tuple:
-        """The block stores, ``(future, actor)`` per worker holding prepared blocks."""
+        """The block stores, ``(future, actor, block indices)`` per worker holding blocks."""
         self.prepared(client)
         return self._prepared[2]
 
@@ -583,7 +591,8 @@ def _prepare_on(client: Any, parts: list[Delayed], blocks: list[list[Delayed]],
                              *[made[i] for i in indices], workers=[worker],
                              allow_other_workers=False, actor=True, pure=False)
                for worker, indices in by_worker.items()]
-    return made, tuple((future, future.result()) for future in futures)
+    return made, tuple((future, future.result(), indices)
+                       for future, indices in zip(futures, by_worker.values(), strict=True))
 
 
 def _worker_threads(client: Any) -> dict[str, int]:
@@ -631,30 +640,21 @@ def _homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int],
     return homes
 
 
-def _per_block(view: DaskView, fn: Callable, per_block: Sequence[tuple], *common) -> list:
-    """``fn(prepared block, *per_block[i], *common)`` for every block, results in block order.
+def _per_block(view: DaskView, fn: Callable, per_block: Mapping[int, tuple], *common) -> list:
+    """``fn(prepared block i, *per_block[i], *common)`` for the listed blocks, in block order.
 
-    Under a distributed client the tasks are submitted as futures next to the
-    blocks and the common arguments are scattered once to every worker.
+    Under a distributed client each store runs its blocks' calls in one call of
+    its own; otherwise they are tasks on the local scheduler.
     """
     client = _client()
-    prepared = view.prepared(client)
     if client is not None:
-        common = tuple(_scatter(client, c) for c in common)
-        futures = [client.submit(fn, chunk, *args, *common, pure=False)
-                   for chunk, args in zip(prepared, per_block, strict=True)]
-        return client.gather(futures)
+        return _in_block_order([
+            actor.map(fn, {i: per_block[i] for i in indices if i in per_block}, *common)
+            for _, actor, indices in view.stores(client)])
+    prepared = view.prepared(None)
     common = tuple(_broadcast(c, "shared") for c in common)
-    tasks = [delayed(fn)(chunk, *args, *common)
-             for chunk, args in zip(prepared, per_block, strict=True)]
+    tasks = [delayed(fn)(prepared[i], *per_block[i], *common) for i in sorted(per_block)]
     return list(dask.compute(*tasks, optimize_graph=False))
-
-
-def _scatter(client: Any, value: Any) -> Any:
-    """``value`` sent once to every worker (a small one is passed inline)."""
-    if isinstance(value, int | float | bool | str) or value is None:
-        return value
-    return client.scatter([value], broadcast=True, hash=False)[0]
 
 
 # ----------------------------------------------------------------- engine
@@ -692,7 +692,7 @@ class DaskEngine:
         if isinstance(labels, np.ndarray):
             return labels
         if isinstance(labels, _StoredLabels):
-            labels = _in_block_order([a.labels(labels.pass_id) for _, a in labels.stores])
+            labels = _in_block_order([a.labels(labels.pass_id) for _, a, _ in labels.stores])
         return np.concatenate(labels).astype(np.int64)
 
     # data access
@@ -721,14 +721,8 @@ class DaskEngine:
         rows = np.asarray(rows, dtype=np.int64)
         offsets = view.offsets
         chunk_of = np.searchsorted(offsets, rows, side="right") - 1
-        client = _client()
-        prepared = view.prepared(client)
-        wanted = [(prepared[c], rows[chunk_of == c] - offsets[c]) for c in np.unique(chunk_of)]
-        if client is not None:
-            fetched = client.gather([client.submit(_take_task, *w, pure=False) for w in wanted])
-        else:
-            fetched = dask.compute(*[delayed(_take_task)(*w) for w in wanted],
-                                   optimize_graph=False)
+        fetched = _per_block(view, _take_task, {int(c): (rows[chunk_of == c] - offsets[c],)
+                                                for c in np.unique(chunk_of)})
         widths = [len(m) for m in view.mean]
         if not fetched:
             return ([np.zeros((0, d), dtype=view.dtype) for d in widths],
@@ -832,15 +826,17 @@ class DaskEngine:
         return step
 
     def seed_distances(self, view: DaskView, seed: Centers, gamma: float) -> np.ndarray:
-        parts = _per_block(view, _seed_task, [()] * len(view.offsets[1:]), seed, gamma)
+        parts = _per_block(view, _seed_task, dict.fromkeys(range(len(view.offsets) - 1), ()),
+                           seed, gamma)
         return np.concatenate(parts)
 
     def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:
         if isinstance(labels, _StoredLabels):
             parts = _in_block_order([a.farthest(labels.pass_id, centers, n)
-                                     for _, a in labels.stores])
+                                     for _, a, _ in labels.stores])
         else:
-            parts = _per_block(view, _farthest_task, [(b,) for b in labels], centers, n)
+            parts = _per_block(view, _farthest_task, {i: (b,) for i, b in enumerate(labels)},
+                               centers, n)
         return Candidates.concatenate(parts)
 
     def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
@@ -875,7 +871,7 @@ def _store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
     before = None if previous is None or previous.stores is not stores else previous.pass_id
     try:
         calls = [actor.e_step(pass_id, before, centers, gamma, update_centers)
-                 for _, actor in stores]
+                 for _, actor, _ in stores]
         found = [call.result() for call in calls]
     except (OSError, RuntimeError) as exc:  # a closed comm, or "Worker holding Actor was lost"
         if not _lost(stores):
@@ -894,7 +890,7 @@ def _lost(stores: tuple, wait: float = LOSS_WAIT_SECONDS) -> bool:
     """Whether the worker of one of ``stores`` left the cluster (given ``wait`` s to tell)."""
     deadline = time.monotonic() + wait
     while True:
-        if any(future.status not in ("finished", "pending") for future, _ in stores):
+        if any(future.status not in ("finished", "pending") for future, _, _ in stores):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -906,7 +902,7 @@ def _in_block_order(results: list[Any]) -> list:
     merged: dict[int, Any] = {}
     for result in results:
         merged.update(result if isinstance(result, dict) else result.result())
-    return [merged[i] for i in range(len(merged))]
+    return [merged[i] for i in sorted(merged)]
 
 
 def gather_local(view: DaskView, blocks: list[np.ndarray], mask: np.ndarray) -> Standardized:
