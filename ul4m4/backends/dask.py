@@ -348,16 +348,17 @@ class _Prepared:
     view: Standardized
 
     def __sizeof__(self) -> int:
-        # dask.sizeof falls back to sys.getsizeof: the scheduler must see the block's size
-        # so that it never moves a block to the (small) centres or labels.
+        # dask.sizeof falls back to sys.getsizeof: the scheduler must see the block's real
+        # size, for its memory accounting and so that it never moves a block to small inputs.
         data = self.view.data
         return int(self.kept.nbytes + data.mask.nbytes + data.nbytes + self.view.cache_nbytes)
 
 
 class _Assigned(NamedTuple):
-    """One block's E-step: kept where it was computed; only ``summary`` and ``scalars`` travel.
+    """One block's E-step, in a store (or a task's result on the local scheduler).
 
-    A tuple, so that ``dask.sizeof`` (and so the scheduler) sees its real size.
+    A store keeps the labels, adds the summaries into its nodes and sends the
+    scalars. A tuple, so that ``dask.sizeof`` sees its real size.
     """
 
     labels: np.ndarray
