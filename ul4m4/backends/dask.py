@@ -194,8 +194,6 @@ def _align_rows(names: list[str], arrays: list[da.Array]) -> list[da.Array]:
     return [a if a.chunks[0] == reference else a.rechunk({0: reference}) for a in arrays]
 
 
-
-
 # ------------------------------------------------------------- reductions
 def _add(left: Any, right: Any, *, into: bool = False) -> Any:
     """``left + right`` for equally shaped nested tuples/lists of arrays.
@@ -243,10 +241,15 @@ def _root(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def _node_sum(lo: int, size: int, n: int, leaves: Sequence[Any] | Mapping[int, Any],
+              add: Callable[[Any, Any], Any]) -> Any:
+    """Node ``(lo, size)`` of the pairwise tree over ``n`` blocks, from its blocks' ``leaves``."""
+    return _fold(lo, size, n, lambda at, width: leaves[at] if width == 1 else None, add)
+
+
 def _pairwise_sum(parts: list[Any], add: Callable[[Any, Any], Any] = _add) -> Any:
     """``parts`` summed along the pairwise tree (delayed parts give a delayed sum)."""
-    return _fold(0, _root(len(parts)), len(parts),
-                 lambda lo, size: parts[lo] if size == 1 else None, add)
+    return _node_sum(0, _root(len(parts)), len(parts), parts, add)
 
 
 def _delayed_sum(parts: list[Delayed]) -> Delayed:
@@ -455,9 +458,7 @@ class _BlockStore:
             for old in sorted(self.passes)[:-self.KEPT_PASSES]:
                 del self.passes[old]
             leaves = {i: a.summary for i, a in steps.items()}
-            nodes = {node: _fold(*node, self.n_blocks,
-                                 lambda lo, size: leaves[lo] if size == 1 else None,
-                                 _add_into)
+            nodes = {node: _node_sum(*node, self.n_blocks, leaves, _add_into)
                      for node in self.nodes}
         else:
             rows = {i: (a.labels, a.best) for i, a in steps.items()}
@@ -474,7 +475,7 @@ class _BlockStore:
     def farthest(self, pass_id: int, centers: Centers, n: int) -> dict[int, Candidates]:
         """Per block index, its ``n`` samples farthest from their centres in pass ``pass_id``."""
         labels = self.labels(pass_id)
-        return self._map(lambda i: _farthest_task(self.prepared[i], labels[i], centers, n))
+        return self.map(_farthest_task, {i: (labels[i],) for i in labels}, centers, n)
 
 
 @dataclass(frozen=True)
