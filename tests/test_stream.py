@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 import ul4m4.model
 from ul4m4 import UL4M4Imputer, stream
 from ul4m4.stream import MemmapRows, RowSubset, SliceRows, as_row_source
+from ul4m4._utils.files import MANIFEST
 
 
 def _incomplete(n=120, seed=0, rate=0.4, dims=(5, 3, 4), empty=0):
@@ -286,7 +287,7 @@ def test_transform_to_files_matches_in_memory(tmp_path, monkeypatch, completion)
         np.testing.assert_array_equal(np.load(out / f"{name}.npy"), filled[name])
         np.testing.assert_array_equal(got_sources[name], sources[name])
         np.testing.assert_array_equal(got_weights[name], weights[name])
-    assert sorted(p.name for p in out.iterdir()) == ["m0.npy", "m1.npy", "m2.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["m0.npy", "m1.npy", "m2.npy", MANIFEST]
 
 
 def test_transform_to_files_leaves_old_files_on_error(tmp_path):
@@ -313,7 +314,7 @@ def test_transform_to_files_leaves_old_files_on_error(tmp_path):
             imp_mean.transform(bad, out_dir=out)
     for name, values in before.items():
         np.testing.assert_array_equal(np.load(out / f"{name}.npy"), values)
-    assert sorted(p.name for p in out.iterdir()) == ["m0.npy", "m1.npy", "m2.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["m0.npy", "m1.npy", "m2.npy", MANIFEST]
 
 
 def test_integer_input_to_files_becomes_float64(tmp_path):

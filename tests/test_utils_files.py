@@ -1,12 +1,19 @@
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from ul4m4 import UL4M4Imputer
 from ul4m4._utils.files import (
+    MANIFEST,
     AtomicWriter,
     atomic_write,
+    output_folder,
+    remove_stale,
+    scratch_folder,
     write_bytes_atomic,
     write_text_atomic,
 )
@@ -123,5 +130,99 @@ def test_streamed_outputs_have_the_mode_of_open(tmp_path, umask, fitted):
     imp, X = fitted
     out = tmp_path / "out"
     imp.transform(X, out_dir=out)
-    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "b.npy"]
-    assert [_mode(p) for p in sorted(out.iterdir())] == [0o644, 0o644]
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "b.npy", MANIFEST]
+    assert [_mode(p) for p in sorted(out.iterdir())] == [0o644, 0o644, 0o644]
+
+
+# ------------------------------------------------------------ work in progress
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_names_carry_the_process_id(tmp_path):
+    writer = AtomicWriter(tmp_path / "m.ul4m4")
+    assert writer.temp_path.name.startswith(f".m.ul4m4.{os.getpid()}-")
+    writer.abort()
+
+
+def test_a_folder_target_is_named_not_the_temporary_file(tmp_path):
+    with pytest.raises(IsADirectoryError) as info:
+        write_bytes_atomic(tmp_path, b"x")
+    assert str(tmp_path) in str(info.value) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_removes_only_dead_runs_leftovers(tmp_path):
+    dead, live = _dead_pid(), os.getpid()
+    names = [f".m.ul4m4.{dead}-0a1b2c3d.tmp", f".ul4m4-tmp-{dead}-ab12cd34",
+             f".out.ul4m4-staging-{dead}-ab12cd34", f".out.ul4m4-old-{dead}-ab12cd34"]
+    kept = [f".m.ul4m4.{live}-0a1b2c3d.tmp", f".ul4m4-tmp-{live}-ab12cd34", ".m.ul4m4.0a1b.tmp",
+            "a.npy", "ul4m4-tmp-1-ab"]
+    for name in names + kept:
+        if "ul4m4-" in name and not name.endswith(".tmp"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "big.npy").write_bytes(b"x" * 100)
+        else:
+            (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_scratch_folder_is_removed_on_error(tmp_path):
+    with pytest.raises(KeyboardInterrupt), scratch_folder(tmp_path / "p") as scratch:
+        (scratch / "x.npy").write_bytes(b"x")
+        assert scratch.name.startswith(f".ul4m4-tmp-{os.getpid()}-")
+        raise KeyboardInterrupt
+    assert list((tmp_path / "p").iterdir()) == []
+
+
+def _write_output(target, files):
+    with output_folder(target) as folder:
+        for name, text in files.items():
+            (folder.path / name).write_text(text)
+    return sorted(p.name for p in target.iterdir())
+
+
+def test_output_folder_appears_whole_and_replaces_an_earlier_output(tmp_path):
+    target = tmp_path / "out"
+    assert _write_output(target, {"a.npy": "1", "b.npy": "2"}) == ["a.npy", "b.npy", MANIFEST]
+    manifest = json.loads((target / MANIFEST).read_text())
+    assert manifest["files"] == {"a.npy": 1, "b.npy": 1}
+    assert _write_output(target, {"a.npy": "3"}) == ["a.npy", MANIFEST]  # b.npy is gone
+    assert (target / "a.npy").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging or old folder left
+
+
+def test_output_folder_left_as_it_was_on_error(tmp_path):
+    target = tmp_path / "out"
+    _write_output(target, {"a.npy": "1", "b.npy": "2"})
+    with pytest.raises(RuntimeError), output_folder(target) as folder:
+        (folder.path / "a.npy").write_text("new")
+        raise RuntimeError("killed half way")
+    assert (target / "a.npy").read_text() == "1" and (target / "b.npy").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("content", [["notes.txt"], ["a.npy"], ["model.ul4m4", MANIFEST]])
+def test_output_folder_never_replaces_a_users_files(tmp_path, content):
+    target = tmp_path / "out"
+    target.mkdir()
+    for name in content:
+        (target / name).write_text("{}" if name == MANIFEST else "mine")
+    with pytest.raises(ValueError, match="not a ul4m4 output|not a ul4m4 output manifest"):
+        _write_output(target, {"a.npy": "1"})
+    assert sorted(p.name for p in target.iterdir()) == sorted(content)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_nested_output_folder_joins_the_enclosing_one(tmp_path):
+    target = tmp_path / "out"
+    with output_folder(target) as outer:
+        with output_folder(outer.path) as inner:
+            (inner.path / "a.npy").write_text("1")
+        (outer.path / "ids.npy").write_text("2")
+        assert not target.exists()
+    assert sorted(p.name for p in target.iterdir()) == ["a.npy", "ids.npy", MANIFEST]

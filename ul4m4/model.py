@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._utils.chunks import iter_row_chunks
-from ._utils.files import AtomicWriter
+from ._utils.files import AtomicWriter, output_folder
 from ._utils.progress import FitProgress
 from .centers import Centers, shift_tolerance
 from .cluster import LloydResult, assign, gather_view, kmeans_plusplus, lloyd, random_init
@@ -573,16 +573,27 @@ def transform_to_files(
 
     Each row block (a whole number of chunks, about 64 MiB of input) is completed
     exactly as an in-memory transform would complete it (completion is per
-    sample), then appended to a temporary file in ``out_dir``; the files replace
-    ``<modality>.npy`` only when every block is written, so a failure leaves no
-    partial file behind. Memory stays O(block), plus the (n_samples,
-    n_modalities) source and weight codes.
+    sample), then appended to the files of an :class:`~ul4m4._utils.files.OutputFolder`,
+    which replaces ``out_dir`` whole once every file is written: a failure or a
+    kill leaves ``out_dir`` as it was, never a mix of old and new files.
+    ``out_dir`` must be new, empty or an earlier output (``ValueError``
+    otherwise). Memory stays O(block), plus the (n_samples, n_modalities)
+    source and weight codes.
 
     Returns the same tuple as ``complete``, with the filled arrays as read-only
     ``np.memmap`` opened on the new files.
     """
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    with output_folder(out_dir) as folder:
+        filled = _write_files(view, model, engine, order, folder.path,
+                              return_sources=return_sources, return_weights=return_weights)
+    directory = folder.target
+    result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
+    return (result, *filled) if filled else result
+
+
+def _write_files(view, model: FittedModel, engine: Engine, order: list[str], directory: Path,
+                 *, return_sources: bool, return_weights: bool) -> list[dict[str, np.ndarray]]:
+    """Write the completed modalities into ``directory``; return the wanted codes."""
     names = list(view.data.names)
     n = view.n_samples
     writers: dict[str, NpyWriter] = {}
@@ -605,13 +616,11 @@ def transform_to_files(
                     sources[name][rows] = src[name]
                 if w is not None:
                     weights[name][rows] = w[name]
-            logger.info("transform: %d of %d rows written to %s", rows.stop, n, directory)
+            logger.info("transform: %d of %d rows written", rows.stop, n)
         for writer in writers.values():
             writer.commit()
     except BaseException:
         for writer in writers.values():
             writer.abort()  # a no-op for the writers already committed
         raise
-    result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
-    extras = [d for d, wanted in ((sources, return_sources), (weights, return_weights)) if wanted]
-    return (result, *extras) if extras else result
+    return [d for d, wanted in ((sources, return_sources), (weights, return_weights)) if wanted]
