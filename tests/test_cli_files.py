@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ul4m4 import UL4M4Imputer
+from ul4m4._utils.files import MANIFEST
 from ul4m4.cli import main
 from ul4m4.datasets.files import (
     count_missing_rows,
@@ -171,7 +172,7 @@ def test_labels_file_is_ignored(data_dir, fitted, tmp_path):
     assert main(["impute", str(fitted), str(data_dir), "--out", str(tmp_path / "o"),
                  "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "audio.npy", "image.npy", "text.npy"]
+        "audio.npy", "image.npy", "text.npy", MANIFEST]
 
 
 def test_csv_empty_lines_are_missing_rows(tmp_path):
@@ -186,7 +187,7 @@ def test_csv_empty_lines_are_missing_rows(tmp_path):
 
 
 def test_tables_are_read_in_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr("ul4m4.datasets.files.TABLE_BATCH_BYTES", 8 * 3 * 7)  # 7 rows
+    monkeypatch.setattr("ul4m4.datasets.tables.TABLE_BATCH_BYTES", 8 * 3 * 7)  # 7 rows
     folder = _make_folder(tmp_path / "d", n=50)
     seen: list[tuple[str, int, int | None]] = []
     opened = open_modality_files(discover_modality_files(folder), tmp_path,

@@ -16,26 +16,32 @@ import argparse
 import contextlib
 import json
 import sys
-import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
+from ._utils.files import atomic_write, check_replaceable_output, output_folder, scratch_folder
 from .datasets.files import (
     ModalityFile,
     count_missing_rows,
     discover_modality_files,
+    is_modality_name,
+    join_modality_files,
     open_modality_files,
 )
 from .imputer import UL4M4Imputer
 from .persistence import ModelFileError
-from .settings import AUTO_K
+from .settings import AUTO_K, resolve_settings
 
 __all__ = [
     "DEFAULT_RANDOM_STATE",
+    "IDS_FILE",
     "FilesError",
     "ModalityStats",
     "Progress",
@@ -53,6 +59,8 @@ __all__ = [
 
 #: The command line's seed when ``--param random_state=...`` is not given.
 DEFAULT_RANDOM_STATE = 0
+#: The output file of the sample ids (``--id``), beside the completed modalities.
+IDS_FILE = "ids.npy"
 
 _FIT_HELP = """\
 Fit a UL4M4 imputer on the files of the folder DATA and save it to --out.
@@ -61,10 +69,15 @@ DATA holds one file per modality, all with the same number of rows (row i of eve
 file is sample i):
   <modality>.npy      (n, d) numbers, read memory-mapped
   <modality>.parquet  numeric columns (needs pandas and pyarrow)
-  <modality>.csv      a header line naming the columns, then numbers
+  <modality>.csv      a header line naming the columns, then numbers (a first line
+                      of numbers is read as the first sample)
 A sample that lacks a modality has a row of NaN (.npy) or of empty cells (tables).
-labels.* files, other files, sub-folders and hidden files are ignored. Tables are
-copied batch by batch to temporary .npy files next to --out, deleted at the end.
+With --id COLUMN, every file is instead a table with an id column, holding only
+the samples that have that modality, in any order: the files are joined on the
+union of the ids (a sample that a file lacks is missing there).
+labels.* and ids.* files, other files, sub-folders and hidden files are ignored.
+Tables are copied batch by batch to a hidden scratch folder next to --out, deleted
+at the end (or, after a kill, by the next run).
 """
 
 _FIT_EPILOG = """\
@@ -81,9 +94,12 @@ example:
 _IMPUTE_HELP = """\
 Complete every file of the folder DATA with a model written by `ul4m4 fit`: each
 missing row is filled, observed rows are copied unchanged, and the result of
-modality m is written to OUTDIR/m.npy (float; whole files only: each is written
-under a temporary name and renamed when complete). DATA must hold one file for each
-of the model's modalities, in the layout of `ul4m4 fit --help`.
+modality m is written to OUTDIR/m.npy (float), with OUTDIR/ids.npy (the sample
+ids, with --id) and OUTDIR/ul4m4-output.json (what the folder holds). DATA must
+hold one file for each of the model's modalities, in the layout of
+`ul4m4 fit --help`. OUTDIR appears whole or not at all: it is written in a
+hidden folder beside it and swapped in at the end, so it must be new, empty, or
+an earlier output of `ul4m4 impute`.
 """
 
 
@@ -155,14 +171,24 @@ def imputer_params(texts: Sequence[str], *, verbose: int) -> dict[str, Any]:
         the valid ones).
     """
     pairs = dict(parse_param(text) for text in texts)
-    valid = sorted(UL4M4Imputer().get_params())
-    unknown = sorted(set(pairs) - set(valid))
+    defaults = UL4M4Imputer().get_params()
+    unknown = sorted(set(pairs) - set(defaults))
     if unknown:
-        raise FilesError(f"unknown --param {', '.join(unknown)}; valid names: {', '.join(valid)}")
-    return {"random_state": DEFAULT_RANDOM_STATE, **pairs, "verbose": verbose}
+        raise FilesError(f"unknown --param {', '.join(unknown)}; valid names: "
+                         f"{', '.join(sorted(defaults))}")
+    params = {"random_state": DEFAULT_RANDOM_STATE, **pairs, "verbose": verbose}
+    try:  # before any data is read
+        resolve_settings({**defaults, **params})
+    except (ValueError, TypeError) as exc:
+        raise FilesError(f"--param: {_one_line(exc)}") from None
+    return params
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--id", metavar="COLUMN", dest="id_column",
+        help="join the files on this id column (tables only) instead of by row position",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0,
@@ -196,7 +222,8 @@ def add_impute_parser(sub: Any) -> None:
     imp.add_argument("model", metavar="MODEL", help="model file written by `ul4m4 fit`")
     imp.add_argument("data", metavar="DATA", help="folder of modality files")
     imp.add_argument("--out", required=True, metavar="OUTDIR",
-                     help="folder for the completed <modality>.npy files (created if needed)")
+                     help="folder for the completed <modality>.npy files: new, empty, or an "
+                          "earlier output, which is replaced whole")
     _add_common(imp)
 
 
@@ -293,9 +320,9 @@ def run_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     with user_errors():
         imputer = UL4M4Imputer(**imputer_params(args.param, verbose=args.verbose))
         files = discover_modality_files(args.data)
-        _check_model_path(model_path)
-        with _scratch(model_path.parent) as scratch:
-            data = open_modality_files(files, scratch, progress.rows)
+        _check_model_path(model_path, Path(args.data), files)
+        with scratch_folder(model_path.absolute().parent) as scratch:
+            data, _ = _open(files, scratch, progress, args.id_column)
             stats = modality_stats(data)
             with progress.stage(_fit_doing(imputer, stats), "fitted"):
                 _quietly_warned(imputer.fit, {m.name: m.array for m in data})
@@ -315,18 +342,30 @@ def run_impute(args: argparse.Namespace, out: TextIO | None = None) -> int:
     with user_errors():
         imputer = UL4M4Imputer.load(args.model)
         files = _model_files(imputer, args.data)
-        _check_out_dir(out_dir, Path(args.data))
-        with _scratch(out_dir) as scratch:
-            data = open_modality_files(files, scratch, progress.rows)
+        _check_out_dir(out_dir, Path(args.data), Path(args.model))
+        with scratch_folder(out_dir.absolute().parent) as scratch, \
+                output_folder(out_dir) as folder:
+            data, ids = _open(files, scratch, progress, args.id_column)
             stats = modality_stats(data)
             imputer.set_params(verbose=args.verbose)
             with progress.stage(f"imputing {stats[0].rows:,} samples", "imputed"):
                 _quietly_warned(imputer.transform, {m.name: m.array for m in data},
-                                out_dir=out_dir)
+                                out_dir=folder.path)
+            if ids is not None:
+                with atomic_write(folder.path / IDS_FILE) as handle:
+                    np.save(handle, ids, allow_pickle=False)
             del data  # close the memory maps before their scratch files go
     elapsed = time.perf_counter() - started
     print(impute_summary(imputer, stats, args, elapsed), file=out or sys.stdout)
     return 0
+
+
+def _open(files: dict[str, Path], scratch: Path, progress: Progress,
+          id_column: str | None) -> tuple[list[ModalityFile], np.ndarray | None]:
+    """The modality files as memory maps (joined on ``id_column`` if given), and the ids."""
+    if id_column is None:
+        return _quietly_warned(open_modality_files, files, scratch, progress.rows), None
+    return join_modality_files(files, id_column, scratch, progress.rows)
 
 
 def modality_stats(data: Sequence[ModalityFile]) -> list[ModalityStats]:
@@ -338,24 +377,43 @@ def modality_stats(data: Sequence[ModalityFile]) -> list[ModalityStats]:
     ]
 
 
-@contextlib.contextmanager
-def _scratch(parent: Path) -> Iterator[Path]:
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ul4m4-tmp-", dir=parent) as scratch:
-        yield Path(scratch)
-
-
-def _check_model_path(path: Path) -> None:
+def _check_model_path(path: Path, data: Path, files: dict[str, Path]) -> None:
+    """Refuse a model path that would replace an input or a file that is not a model."""
     if path.is_dir():
         raise FilesError(f"--out {str(path)!r} is a folder; give the model file's name")
+    inputs = {p.resolve(): p for p in files.values()}
+    if path.resolve() in inputs:
+        raise FilesError(f"--out {str(path)!r} is the input file {inputs[path.resolve()]}: the "
+                         "model would replace it; give another file name")
+    if path.resolve().parent == data.resolve() and is_modality_name(path.name):
+        raise FilesError(f"--out {str(path)!r} would be read as a modality the next time "
+                         f"{data} is read; name the model *.ul4m4 or save it elsewhere")
+    if path.exists() and not _is_model_file(path):
+        raise FilesError(f"--out {str(path)!r} exists and is not a ul4m4 model; it would be "
+                         "replaced: give another file name")
 
 
-def _check_out_dir(out_dir: Path, data: Path) -> None:
+def _is_model_file(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "meta.json" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _check_out_dir(out_dir: Path, data: Path, model: Path) -> None:
+    """Refuse an output folder that would replace the inputs, the model or a user's files."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FilesError(f"--out {str(out_dir)!r} is a file; give a folder")
-    if out_dir.resolve() == data.resolve():
+    target = out_dir.resolve()
+    if target == data.resolve():
         raise FilesError("--out is the DATA folder: the outputs would replace the inputs; "
                          "give another folder")
+    for what, path in (("the model", model), ("DATA", data)):
+        if target in path.resolve().parents:
+            raise FilesError(f"--out {str(out_dir)!r} holds {what} ({path}): the outputs "
+                             "replace the folder whole; give another folder")
+    check_replaceable_output(out_dir)
 
 
 def _model_files(imputer: UL4M4Imputer, data: str) -> dict[str, Path]:
@@ -379,13 +437,14 @@ def _fit_doing(imputer: UL4M4Imputer, stats: Sequence[ModalityStats]) -> str:
     return f"fitting on {stats[0].rows:,} samples x {len(stats)} modalities ({what})"
 
 
-def _quietly_warned(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+def _quietly_warned(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``action``; print each warning it raises as one ``ul4m4: warning:`` line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        action(*args, **kwargs)
+        result = action(*args, **kwargs)
     for warning in caught:
         print(f"ul4m4: warning: {_one_line(warning.message)}", file=sys.stderr)
+    return result
 
 
 # ------------------------------------------------------------------ summary
@@ -413,11 +472,14 @@ def impute_summary(imputer: UL4M4Imputer, stats: Sequence[ModalityStats],
         f"model: {args.model}",
         _model_line(imputer),
         *_completion_lines(imputer),
-        f"wrote {filled:,} filled rows; {', '.join(s.name + '.npy' for s in stats)} "
-        f"in {args.out}",
+        f"wrote {filled:,} filled rows; {', '.join(_written(stats, args))} in {args.out}",
         f"time: {seconds:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _written(stats: Sequence[ModalityStats], args: argparse.Namespace) -> list[str]:
+    return [s.name + ".npy" for s in stats] + ([IDS_FILE] if args.id_column else [])
 
 
 def _stats_table(stats: Sequence[ModalityStats], missing: str) -> list[str]:

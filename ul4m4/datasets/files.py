@@ -5,27 +5,29 @@ Layout (what ``ul4m4 fit`` and ``ul4m4 impute`` read)::
     my_data/
     ├── image.npy          # (n, d_image) numbers, opened memory-mapped
     ├── text.parquet       # n rows of numeric columns (needs pandas + pyarrow)
-    └── tabular.csv        # a header line, then n rows of numbers (needs pandas)
+    └── tabular.csv        # a header line (or none), then n rows of numbers (needs pandas)
 
 * Each ``<name>.npy``, ``<name>.parquet`` or ``<name>.csv`` file is the modality
   ``<name>``; row ``i`` of every file describes sample ``i``, so every file must
-  have the same number of rows.
+  have the same number of rows (:func:`open_modality_files`). Parquet files
+  that store a pandas row index must store the same one.
+* Or every file is a table with an id column, holding only the samples that
+  have that modality, in any order (:func:`join_modality_files`): the files are
+  joined on the union of the ids.
 * A modality that is missing for a sample is a row of NaN (``.npy``) or of empty
   / NaN cells (``.parquet``, ``.csv``).
 * ``labels.*`` files, other extensions, sub-folders and hidden files are ignored,
   so a benchmark folder (see :mod:`ul4m4.datasets.folder`) can be read as is.
 
-Tables are never read whole: a ``.parquet`` file is read in row batches
-(``pyarrow.parquet.ParquetFile.iter_batches``) and a ``.csv`` file in chunks
-(``pandas.read_csv(chunksize=...)``); each batch is appended to a temporary
-``.npy`` file in a scratch folder, which is then memory-mapped. The caller owns
-the scratch folder and deletes it when done.
+Tables are never read whole (:mod:`ul4m4.datasets.tables`): each row batch is
+written to a temporary ``.npy`` file in a scratch folder, which is then
+memory-mapped. The caller owns the scratch folder and deletes it when done.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,16 @@ from typing import Any
 import numpy as np
 
 from .folder import read_npy
+from .tables import Table, batch_rows
 
 __all__ = [
     "ModalityFile",
     "ProgressCallback",
-    "TABLE_BATCH_BYTES",
+    "SUFFIXES",
     "count_missing_rows",
     "discover_modality_files",
+    "is_modality_name",
+    "join_modality_files",
     "open_modality_files",
 ]
 
@@ -47,14 +52,11 @@ __all__ = [
 #: unknown and equals ``rows_done`` on the last call for a file.
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
-_SUFFIXES = (".npy", ".parquet", ".csv")
-_IGNORED_STEMS = ("labels",)
-#: Bytes of float64 cells per parquet / csv batch (and per scan of a memory map).
-TABLE_BATCH_BYTES = 4 * 2**20
+#: The suffixes of modality files.
+SUFFIXES = (".npy", ".parquet", ".csv")
+_IGNORED_STEMS = ("labels", "ids")
 #: A version-1.0 .npy header of a 2-D array always fits 128 bytes (it is padded to 64).
 _NPY_HEADER_BYTES = 128
-#: Read buffer of a parquet column chunk (its pages are then decoded as they stream in).
-_PARQUET_BUFFER = 2**20
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ class ModalityFile:
     name: str
     path: Path
     array: np.ndarray
+
+
+def is_modality_name(name: str) -> bool:
+    """Whether :func:`discover_modality_files` reads a file of this name as a modality."""
+    path = Path(name)
+    return (not name.startswith(".") and path.suffix in SUFFIXES
+            and path.stem not in _IGNORED_STEMS)
 
 
 def discover_modality_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
@@ -102,8 +111,7 @@ def discover_modality_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder} is not a folder")
     found: dict[str, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
-        if (entry.name.startswith(".") or entry.suffix not in _SUFFIXES
-                or entry.stem in _IGNORED_STEMS or not entry.is_file()):
+        if not (is_modality_name(entry.name) and entry.is_file()):
             continue
         found.setdefault(entry.stem, []).append(entry)
     if not found:
@@ -126,6 +134,8 @@ def open_modality_files(
 ) -> list[ModalityFile]:
     """Open every file as a read-only ``(n, d)`` memory map; tables go through ``scratch``.
 
+    Row ``i`` of every file is sample ``i``.
+
     Parameters
     ----------
     files : dict of str to Path
@@ -144,21 +154,81 @@ def open_modality_files(
     Raises
     ------
     ValueError
-        If a file cannot be read, is not a 2-D table of numbers, or the files
-        have different numbers of rows (the message lists every file's count).
+        If a file cannot be read, is not a 2-D table of numbers, the files
+        have different numbers of rows (the message lists every file's count),
+        or parquet files store different row indexes (rows paired by position
+        would then pair different samples).
     ImportError
         If a table is present and pandas (or, for parquet, pyarrow) is missing.
     """
-    _check_known_rows(files)
-    opened = []
-    for name, path in files.items():
-        if path.suffix == ".npy":
-            array = _open_npy(path)
-        else:
-            array = _convert_table(path, Path(scratch) / f"{name}.npy", progress)
-        opened.append(ModalityFile(name, path, array))
+    npys = {name: _open_npy(path) for name, path in files.items() if path.suffix == ".npy"}
+    tables = {name: Table(path) for name, path in files.items() if path.suffix != ".npy"}
+    known = {n: a.shape[0] for n, a in npys.items()}
+    known.update({n: t.rows for n, t in tables.items() if t.rows is not None})
+    _check_same_rows({path.name: known[n] for n, path in files.items() if n in known})
+    _check_same_index(list(tables.values()))
+    opened = [
+        ModalityFile(name, path, npys[name] if name in npys else
+                     _convert_table(tables[name], Path(scratch) / f"{name}.npy", progress))
+        for name, path in files.items()
+    ]
     _check_same_rows({m.path.name: m.array.shape[0] for m in opened})
     return opened
+
+
+def join_modality_files(
+    files: dict[str, Path],
+    id_column: str,
+    scratch: str | os.PathLike[str],
+    progress: ProgressCallback | None = None,
+) -> tuple[list[ModalityFile], np.ndarray]:
+    """Open tables keyed by ``id_column`` as memory maps over the union of their ids.
+
+    Each file holds the samples that have its modality, in any order. Sample
+    ``i`` of the result is ``ids[i]``, the sorted union of the ids of every file;
+    a file that lacks an id has a missing (all-NaN) row there.
+
+    Parameters
+    ----------
+    files : dict of str to Path
+        Modality name to ``.parquet`` or ``.csv`` file.
+    id_column : str
+        The column of every file that holds the sample ids (integers or text;
+        an integer in one file matches the same integer written as text in
+        another).
+    scratch : str or path-like
+        An existing folder for the joined ``.npy`` copies.
+    progress : callable, optional
+        Told of the rows converted so far.
+
+    Returns
+    -------
+    opened : list of ModalityFile
+        In the order of ``files``, each ``(len(ids), d)``.
+    ids : numpy.ndarray
+        int64 where every id is an integer, else text.
+
+    Raises
+    ------
+    ValueError
+        If a file is an ``.npy`` array (it has no columns), lacks the column,
+        has a row without an id or an id twice.
+    """
+    arrays = [name for name, path in files.items() if path.suffix == ".npy"]
+    if arrays:
+        raise ValueError(f"{files[arrays[0]]}: an .npy array has no id column; with --id every "
+                         "modality file must be a .parquet or .csv table holding the column "
+                         f"{id_column!r}")
+    tables = {name: Table(path, id_column) for name, path in files.items()}
+    keys = _common_ids({name: table.ids() for name, table in tables.items()})
+    ids = np.unique(np.concatenate(list(keys.values())))
+    opened = [
+        ModalityFile(name, table.path, _convert_table(
+            table, Path(scratch) / f"{name}.npy", progress,
+            rows=(len(ids), np.searchsorted(ids, keys[name]))))
+        for name, table in tables.items()
+    ]
+    return opened, ids
 
 
 def count_missing_rows(array: np.ndarray) -> int:
@@ -174,32 +244,53 @@ def count_missing_rows(array: np.ndarray) -> int:
     """
     if array.dtype.kind != "f":
         return 0
-    missing, step = 0, _batch_rows(array.shape[1])
+    missing, step = 0, batch_rows(array.shape[1])
     for start in range(0, array.shape[0], step):
         block = np.asarray(array[start : start + step])
         missing += int(np.isnan(block).all(axis=1).sum())
     return missing
 
 
-def _batch_rows(width: int) -> int:
-    return int(max(1, TABLE_BATCH_BYTES // (8 * max(width, 1))))
-
-
-def _check_known_rows(files: dict[str, Path]) -> None:
-    """Compare the row counts readable from file headers before converting anything."""
-    rows = {}
-    for path in files.values():
-        if path.suffix == ".npy":
-            rows[path.name] = _open_npy(path).shape[0]
-        elif path.suffix == ".parquet":
-            rows[path.name] = _parquet_file(path).metadata.num_rows
-    _check_same_rows(rows)
+def _common_ids(keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The files' ids in one kind: all int64, or all text where any file holds text ids."""
+    if all(k.dtype.kind == "i" for k in keys.values()):
+        return keys
+    return {name: k.astype(str) for name, k in keys.items()}
 
 
 def _check_same_rows(rows: dict[str, int]) -> None:
     if len(set(rows.values())) > 1:
         listing = ", ".join(f"{name}: {n}" for name, n in rows.items())
         raise ValueError(f"the files have different numbers of rows ({listing})")
+
+
+def _check_same_index(tables: list[Table]) -> None:
+    """Parquet files that kept a pandas row index must keep the same one."""
+    stored = [(t, t.stored_index()) for t in tables]
+    stored = [(t, index) for t, index in stored if index is not None]
+    for (first, a), (other, b) in zip(stored, stored[1:], strict=False):
+        if len(a) == len(b) and np.array_equal(a, b):
+            continue
+        row = _first_difference(a, b)
+        raise ValueError(
+            f"{first.path} and {other.path.name} store different row indexes (row {row}: "
+            f"{_cell(a, row)} and {_cell(b, row)}), so pairing their rows by position would "
+            "pair different samples; save them with one index (reindex to the union of the "
+            "indexes), or keep the ids in a column and pass --id COLUMN to join the files on it"
+        )
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
+    common = min(len(a), len(b))
+    differ = np.flatnonzero(a[:common] != b[:common])
+    return int(differ[0]) if len(differ) else common
+
+
+def _cell(index: np.ndarray, row: int) -> str:
+    if row >= len(index):
+        return "no row"
+    value = index[row]
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _open_npy(path: Path) -> np.ndarray:
@@ -212,115 +303,56 @@ def _open_npy(path: Path) -> np.ndarray:
     return array
 
 
-def _parquet_file(path: Path) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError(f"{path}: reading .parquet files needs pyarrow (pip install "
-                          "pyarrow pandas)") from exc
-    try:
-        # No pre-buffering: it reads several row groups ahead (three times the memory).
-        return pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
-    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid, ...)
-        raise ValueError(f"{path}: cannot be read as a parquet table ({exc})") from exc
+def _convert_table(table: Table, target: Path, progress: ProgressCallback | None, *,
+                   rows: tuple[int, np.ndarray] | None = None) -> np.ndarray:
+    """Copy the batches of a table to ``target`` (.npy) and memory-map it.
 
-
-def _convert_table(path: Path, target: Path, progress: ProgressCallback | None) -> np.ndarray:
-    """Append the batches of a table to ``target`` (.npy) and memory-map it."""
-    batches = _parquet_batches(path) if path.suffix == ".parquet" else _csv_batches(path)
-    total = _parquet_file(path).metadata.num_rows if path.suffix == ".parquet" else None
-    rows, width = 0, None
+    ``rows=(n, positions)`` writes row ``j`` of the table at row ``positions[j]``
+    of an ``(n, d)`` array whose other rows are NaN; else rows are appended.
+    """
+    name, total = table.path.name, table.rows
     with open(target, "wb") as out:
         out.write(b"\0" * _NPY_HEADER_BYTES)
-        for block in batches:
-            width = block.shape[1] if width is None else width
-            out.write(np.ascontiguousarray(block, dtype="<f8"))
-            rows += block.shape[0]
+        width = len(table.columns)
+        if rows is not None:
+            _write_npy_header(out, (rows[0], width), table.dtype)
+            _fill_nan(out, rows[0] * width, table.dtype)
+            out.flush()
+            placed = np.memmap(target, dtype=table.dtype, mode="r+", offset=_NPY_HEADER_BYTES,
+                               shape=(rows[0], width))
+        done = 0
+        for _, block in table.batches():
+            if rows is None:
+                out.write(np.ascontiguousarray(block))
+            else:
+                placed[rows[1][done : done + len(block)]] = block
+            done += len(block)
             if progress is not None:
-                progress(path.name, rows, total)
-        if not rows or not width:
-            raise ValueError(f"{path}: the table has no rows or no columns")
-        _write_npy_header(out, (rows, width))
+                progress(name, done, total)
+        if not done:
+            raise ValueError(f"{table.path}: the table has no rows")
+        if rows is None:
+            _write_npy_header(out, (done, width), table.dtype)
+        else:
+            placed.flush()
+            del placed
     if progress is not None:
-        progress(path.name, rows, rows)
+        progress(name, done, done)
     return np.load(target, mmap_mode="r")
 
 
-def _write_npy_header(out: Any, shape: tuple[int, int]) -> None:
+def _fill_nan(out: Any, cells: int, dtype: np.dtype) -> None:
+    step = batch_rows(1)
+    chunk = np.full(min(cells, step), np.nan, dtype=dtype)
+    for start in range(0, cells, step):
+        out.write(chunk[: min(step, cells - start)])
+
+
+def _write_npy_header(out: Any, shape: tuple[int, int], dtype: np.dtype) -> None:
     out.seek(0)
-    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": shape}
     np.lib.format.write_array_header_1_0(out, header)
     if out.tell() != _NPY_HEADER_BYTES:
         raise ValueError(f"table of shape {shape} is too large for a .npy header")
-
-
-def _parquet_batches(path: Path) -> Iterator[np.ndarray]:
-    parquet = _parquet_file(path)
-    # One thread: parallel column decoding holds several batches' buffers at once.
-    batches = parquet.iter_batches(batch_size=_batch_rows(len(parquet.schema_arrow.names)),
-                                   use_threads=False)
-    start = 0
-    for batch in _reading(batches, path, "a parquet table", Exception):
-        yield _numeric_block(batch.to_pandas(), path, start)
-        start += batch.num_rows
-
-
-def _csv_batches(path: Path) -> Iterator[np.ndarray]:
-    pd = _pandas(path)
-    errors = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError)
-    try:
-        width = len(pd.read_csv(path, nrows=0).columns)
-        chunks = pd.read_csv(path, chunksize=_batch_rows(width), skip_blank_lines=False)
-    except errors as exc:
-        raise ValueError(f"{path}: cannot be read as a CSV table ({_first_line(exc)})") from exc
-    start = 0
-    for frame in _reading(chunks, path, "a CSV table", errors):
-        yield _numeric_block(frame, path, start)
-        start += len(frame)
-
-
-def _reading(batches: Any, path: Path, what: str, errors: Any) -> Iterator[Any]:
-    """Yield from ``batches``; a read error becomes a ValueError naming ``path``."""
-    iterator = iter(batches)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except errors as exc:  # the readers raise their own types (ArrowInvalid, ...)
-            raise ValueError(f"{path}: cannot be read as {what} ({_first_line(exc)})") from exc
-        yield batch
-
-
-def _numeric_block(frame: Any, path: Path, start: int) -> np.ndarray:
-    """The cells of ``frame`` as float64 (empty cells NaN); reject text columns."""
-    pd = _pandas(path)
-    unnamed = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
-    if unnamed:
-        raise ValueError(
-            f"{path}: a column has no name in the header ({unnamed[0]}); the first line "
-            "must name every column (pandas: to_csv(path, index=False))"
-        )
-    bad = [
-        str(c) for c in frame.columns
-        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_complex_dtype(frame[c])
-    ]
-    if bad:
-        raise ValueError(
-            f"{path}: columns {bad[:5]} are not numeric (rows {start}..{start + len(frame) - 1}); "
-            "a modality table may hold numbers and empty cells only"
-        )
-    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _pandas(path: Path) -> Any:
-    try:
-        import pandas as pd
-    except ImportError as exc:
-        raise ImportError(f"{path}: reading tables needs pandas (pip install pandas)") from exc
-    return pd
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    out.seek(0, os.SEEK_END)

@@ -24,6 +24,7 @@ Layout::
 
 from __future__ import annotations
 
+import math
 import os
 import tokenize
 from collections.abc import Sequence
@@ -37,6 +38,9 @@ from .._utils.text import format_rows
 __all__ = ["load_folder", "read_npy"]
 
 _EXTENSIONS = (".npy", ".parquet")
+_NPZ_MAGIC = b"PK\x03\x04"
+#: numpy's own default bound on a header it parses safely.
+_MAX_NPY_HEADER = 10000
 #: Rows examined at a time when scanning for NaN / inf (bounded memory for memmaps).
 _SCAN_ROWS = 8192
 
@@ -58,7 +62,13 @@ def _discover(folder: Path) -> dict[str, Path]:
 
 def read_npy(path: Path, mmap: bool) -> np.ndarray:
     """A ``.npy`` file as an array (a read-only memory map with ``mmap``); clear errors for
-    damaged files and ``.npz`` archives, and never unpickles."""
+    damaged files and ``.npz`` archives, and never unpickles.
+
+    The header's shape is checked against the file's size before anything is
+    read or mapped, so a header that declares an absurd or negative shape is
+    refused with a ``ValueError`` naming the file.
+    """
+    _check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     # A damaged header makes numpy's parser raise SyntaxError or tokenize.TokenError.
@@ -72,6 +82,36 @@ def read_npy(path: Path, mmap: bool) -> np.ndarray:
         array.close()
         raise ValueError(f"{path}: is an .npz archive, not a .npy array; save it with numpy.save")
     return array
+
+
+def _check_npy_header(path: Path) -> None:
+    """Refuse a ``.npy`` header whose shape is invalid or larger than the file."""
+    with open(path, "rb") as handle:
+        if handle.read(len(_NPZ_MAGIC)) == _NPZ_MAGIC:
+            return  # an .npz archive: np.load says so below
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle, max_header_size=_MAX_NPY_HEADER)
+        except (ValueError, OverflowError, EOFError, SyntaxError, TypeError,
+                tokenize.TokenError) as exc:
+            raise ValueError(f"{path}: cannot be read as a .npy array of numbers (no valid "
+                             f"header: {_one_line(exc)}); save it with numpy.save from a "
+                             "numeric (not object) array") from None
+        offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
+    what = f"{path}: cannot be read as a .npy array of numbers (its header declares shape {shape}"
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"{what}, which is invalid)")
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > size - offset:
+        raise ValueError(f"{what}: {needed:,} bytes of data, but the file holds "
+                         f"{size - offset:,}; it is truncated or damaged)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _read_parquet(path: Path, *, numeric: bool) -> np.ndarray:
