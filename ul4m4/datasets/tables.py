@@ -196,17 +196,23 @@ class Table:
         except errors as exc:
             raise ValueError(f"{self.path}: cannot be read as a CSV table "
                              f"({first_line(exc)})") from exc
-        yield from _reading(chunks, self.path, "a CSV table", errors)
+        with chunks:  # closes the file when reading stops early, on an error too
+            yield from _reading(chunks, self.path, "a CSV table", errors)
 
 
 class _IdLikeColumns:
     """Tracks which data columns look like sample ids (by name, or distinct increasing ints)."""
 
+    #: Fewer rows than this say nothing about a column being increasing.
+    MIN_ROWS = 3
+
     def __init__(self, columns: list[str]) -> None:
         self.named = [c for c in columns if _ID_NAME.search(str(c))]
         self.increasing: dict[str, Any] = {c: None for c in columns}
+        self.rows = 0
 
     def update(self, frame: Any, pd: Any) -> None:
+        self.rows += len(frame)
         for column in list(self.increasing):
             values = frame[column]
             last = self.increasing[column]
@@ -218,7 +224,8 @@ class _IdLikeColumns:
                 self.increasing[column] = values.iloc[-1]
 
     def warn(self, path: Path) -> None:
-        found = list(dict.fromkeys([*self.named, *self.increasing]))
+        increasing = list(self.increasing) if self.rows >= self.MIN_ROWS else []
+        found = list(dict.fromkeys([*self.named, *increasing]))
         if found:
             name = found[0]
             why = "is named like an id" if name in self.named else \
@@ -253,7 +260,7 @@ def _check_unique(ids: np.ndarray, path: Path, column: str | None) -> None:
     same = np.flatnonzero(ids[order][1:] == ids[order][:-1])
     if len(same):
         first, second = order[same[0]], order[same[0] + 1]
-        raise ValueError(f"{path}: id {ids[first]!r} appears twice in column {column!r} "
+        raise ValueError(f"{path}: id {ids[first].item()!r} appears twice in column {column!r} "
                          f"(rows {first} and {second}); ids must be unique")
 
 
