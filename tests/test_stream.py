@@ -16,8 +16,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 import ul4m4.model
 from ul4m4 import UL4M4Imputer, stream
-from ul4m4.stream import MemmapRows, RowSubset, SliceRows, as_row_source
 from ul4m4._utils.files import MANIFEST
+from ul4m4.stream import MemmapRows, RowSubset, SliceRows, as_row_source
 
 
 def _incomplete(n=120, seed=0, rate=0.4, dims=(5, 3, 4), empty=0):
