@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from ._utils.text import one_line
 from .baselines import available_methods
 from .experiments.benchmark import BenchmarkConfig, BenchmarkError, run_benchmark
 from .experiments.datasets import DatasetError
@@ -586,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     except (BenchmarkError, DatasetError, ExperimentError, FilesError) as exc:
-        print(f"ul4m4: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"ul4m4: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ul4m4: interrupted", file=sys.stderr)
@@ -599,9 +600,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 2
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

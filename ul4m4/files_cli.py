@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._utils.files import atomic_write, check_replaceable_output, output_folder, scratch_folder
+from ._utils.text import one_line
 from .datasets.files import (
     ModalityFile,
     count_missing_rows,
@@ -180,7 +181,7 @@ def imputer_params(texts: Sequence[str], *, verbose: int) -> dict[str, Any]:
     try:  # before any data is read
         resolve_settings({**defaults, **params})
     except (ValueError, TypeError) as exc:
-        raise FilesError(f"--param: {_one_line(exc)}") from None
+        raise FilesError(f"--param: {one_line(exc)}") from None
     return params
 
 
@@ -306,10 +307,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ModelFileError, ValueError, TypeError, ImportError) as exc:
-        raise FilesError(_one_line(exc)) from None
+        raise FilesError(one_line(exc)) from None
     except OSError as exc:  # FileNotFoundError, PermissionError, a full disk, ...
         where = f"{exc.filename}: " if exc.filename else ""
-        raise FilesError(f"{where}{exc.strerror or _one_line(exc)}") from None
+        raise FilesError(f"{where}{exc.strerror or one_line(exc)}") from None
 
 
 def run_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -443,7 +444,7 @@ def _quietly_warned(action: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         warnings.simplefilter("always")
         result = action(*args, **kwargs)
     for warning in caught:
-        print(f"ul4m4: warning: {_one_line(warning.message)}", file=sys.stderr)
+        print(f"ul4m4: warning: {one_line(warning.message)}", file=sys.stderr)
     return result
 
 
@@ -528,7 +529,4 @@ def _completion_text(imputer: UL4M4Imputer, name: str) -> str:
         details.append(f"shrinkage {imputer.shrinkage_[name]:g}")
     return f"{method} ({', '.join(details)})" if details else method
 
-
-def _one_line(exc: BaseException | Warning | str) -> str:
-    return " ".join(str(exc).split())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_ROWS_SHOWN", "format_rows"]
+__all__ = ["MAX_ROWS_SHOWN", "format_rows", "one_line"]
 
 #: How many offending row indices an error message lists.
 MAX_ROWS_SHOWN = 10
@@ -39,3 +39,14 @@ def format_rows(rows: np.ndarray, *, count: bool = False) -> str:
     if count:
         return f"[{shown}{', ...' if cut else ''}] ({rows.size} in all)"
     return f"[{shown}{f', ... ({rows.size} rows in all)' if cut else ''}]"
+
+
+def one_line(message: object) -> str:
+    """A message (an exception, a warning, text) on one line, its whitespace runs as one space.
+
+    Examples
+    --------
+    >>> one_line(ValueError("bad\n  input"))
+    'bad input'
+    """
+    return " ".join(str(message).split())

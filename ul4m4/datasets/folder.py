@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils.text import format_rows
+from .._utils.text import format_rows, one_line
 
 __all__ = ["load_folder", "read_npy"]
 
@@ -98,7 +98,7 @@ def _check_npy_header(path: Path) -> None:
         except (ValueError, OverflowError, EOFError, SyntaxError, TypeError,
                 tokenize.TokenError) as exc:
             raise ValueError(f"{path}: cannot be read as a .npy array of numbers (no valid "
-                             f"header: {_one_line(exc)}); save it with numpy.save from a "
+                             f"header: {one_line(exc)}); save it with numpy.save from a "
                              "numeric (not object) array") from None
         offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
     what = f"{path}: cannot be read as a .npy array of numbers (its header declares shape {shape}"
@@ -109,9 +109,6 @@ def _check_npy_header(path: Path) -> None:
         raise ValueError(f"{what}: {needed:,} bytes of data, but the file holds "
                          f"{size - offset:,}; it is truncated or damaged)")
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 def _read_parquet(path: Path, *, numeric: bool) -> np.ndarray:
