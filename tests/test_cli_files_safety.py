@@ -170,7 +170,8 @@ def test_id_join_end_to_end(tmp_path, capsys):
 
     # Without --id, the column is read as a feature, and the user is told.
     assert main(["fit", str(data), "--out", str(tmp_path / "x.ul4m4"), "--quiet"]) == 2
-    assert "different numbers of rows" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different numbers of rows" in err and "--id COLUMN" in err
     model, out = tmp_path / "m.ul4m4", tmp_path / "out"
     assert main(["fit", str(data), "--out", str(model), "--id", "sample_id", "--quiet",
                  "--param", "n_clusters=3"]) == 0

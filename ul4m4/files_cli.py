@@ -442,10 +442,11 @@ def _quietly_warned(action: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     """Call ``action``; print each warning it raises as one ``ul4m4: warning:`` line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = action(*args, **kwargs)
-    for warning in caught:
-        print(f"ul4m4: warning: {one_line(warning.message)}", file=sys.stderr)
-    return result
+        try:
+            return action(*args, **kwargs)
+        finally:  # the warnings before an error too
+            for warning in caught:
+                print(f"ul4m4: warning: {one_line(warning.message)}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ summary

@@ -261,7 +261,9 @@ def _common_ids(keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _check_same_rows(rows: dict[str, int]) -> None:
     if len(set(rows.values())) > 1:
         listing = ", ".join(f"{name}: {n}" for name, n in rows.items())
-        raise ValueError(f"the files have different numbers of rows ({listing})")
+        raise ValueError(f"the files have different numbers of rows ({listing}); row i of every "
+                         "file is sample i, unless the files are tables joined on an id column "
+                         "(--id COLUMN)")
 
 
 def _check_same_index(tables: list[Table]) -> None:
