@@ -49,6 +49,12 @@ def test_header_only_csv_has_no_rows(tmp_path):
         _open({"a": tmp_path / "a.csv"}, tmp_path)
 
 
+def test_a_first_row_longer_than_the_header_is_refused(tmp_path):
+    (tmp_path / "a.csv").write_text("a,b\n1,2,3\n4,5\n")  # pandas would make 1 an index
+    with pytest.raises(ValueError, match=r"a\.csv: cannot be read as a CSV table \(.*line 2"):
+        _open({"a": tmp_path / "a.csv"}, tmp_path)
+
+
 def test_repeated_column_name_is_refused(tmp_path):
     (tmp_path / "a.csv").write_text("x,x\n1,2\n")
     with pytest.raises(ValueError, match="column 'x' appears twice"):

@@ -272,8 +272,8 @@ def _index_columns(parquet: Any) -> list[str]:
 def _csv_columns(path: Path) -> tuple[list[str], bool]:
     """The CSV file's column names, and whether its first line is a header."""
     pd = _pandas(path)
-    try:
-        first = pd.read_csv(path, nrows=1, header=None, dtype=str, keep_default_na=False)
+    try:  # two lines: a first row longer than the header would become pandas' index
+        first = pd.read_csv(path, nrows=2, header=None, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read as a CSV table ({first_line(exc)})") from exc
     cells = [c.strip() for c in first.iloc[0].tolist()] if len(first) else []
