@@ -322,6 +322,20 @@ def test_estimator_with_backend_dask(client, tmp_path):
         assert np.array_equal(again[n], filled[n])
 
 
+def test_tiny_and_constant_dimensions_follow_the_numpy_rule(synchronous):
+    # One rule for every engine: a modality of values ~1e-9 is scaled by its own
+    # spread, a constant column gets scale 1 and the same warning.
+    X = blobs(300, 21)
+    X["image"] = X["image"] * 1e-9
+    X["audio"][~np.isnan(X["audio"]).all(axis=1), 0] = 0.1
+    with pytest.warns(UserWarning, match=r"modality 'audio': 1 of 3 dimensions are constant"):
+        reference = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match=r"modality 'audio': 1 of 3 dimensions are constant"):
+        fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 300))
+    assert_same_model(fitted, reference)
+    assert (reference.scale_["image"] < 1e-8).all() and reference.scale_["audio"][0] == 1.0
+
+
 def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
     X = blobs(200, 13)
     X["audio"] = np.round(np.nan_to_num(X["audio"]) * 10).astype(np.int64)

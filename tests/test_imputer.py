@@ -289,9 +289,35 @@ def test_fitted_attributes():
 
 def test_constant_dimension_gets_unit_scale():
     X = {"a": np.column_stack([np.arange(6.0), np.full(6, 3.0)]), "b": np.ones((6, 1))}
-    imp = UL4M4Imputer(2, random_state=0).fit(X)
+    with pytest.warns(UserWarning) as caught:
+        imp = UL4M4Imputer(2, random_state=0).fit(X)
     np.testing.assert_array_equal(imp.scale_["a"][1], 1.0)
     np.testing.assert_array_equal(imp.scale_["b"], [1.0])
+    # One warning per modality with constant dimensions, naming it and counting them,
+    # pointing at the caller's line.
+    messages = [str(w.message) for w in caught if "constant" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("modality 'a': 1 of 2 dimensions are constant")
+    assert messages[1].startswith("modality 'b': 1 of 1 dimensions are constant")
+    assert "left unscaled (scale 1)" in messages[0]
+    assert {w.filename for w in caught} == {__file__}
+
+
+def test_a_modality_of_tiny_values_is_scaled_by_its_own_spread():
+    # Two correlated modalities, one multiplied by 1e-9: its std (~1e-9) used to fall
+    # under an absolute 1e-8 and stay unscaled, so it weighed nothing in the distance
+    # and the other modality's hidden blocks were filled from the wrong centres.
+    X, _ = _incomplete(n=120, seed=5, rate=0.4)
+    tiny = {**X, "m1": X["m1"] * 1e-9}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing is constant here
+        ref = _fit_quiet(UL4M4Imputer(4, random_state=0, dtype=np.float64), X)
+        imp = _fit_quiet(UL4M4Imputer(4, random_state=0, dtype=np.float64), tiny)
+    np.testing.assert_allclose(imp.scale_["m1"], ref.scale_["m1"] * 1e-9, rtol=1e-12)
+    np.testing.assert_array_equal(imp.labels_, ref.labels_)
+    out, ref_out = imp.transform(tiny), ref.transform(X)
+    np.testing.assert_allclose(out["m0"], ref_out["m0"], rtol=1e-9)
+    np.testing.assert_allclose(out["m1"], ref_out["m1"] * 1e-9, rtol=1e-9)
 
 
 def test_fewer_distinct_points_than_clusters_warns():

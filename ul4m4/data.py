@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,10 @@ __all__ = [
     "Standardized",
     "check_multimodal",
     "check_observed_twice",
+    "constant_dimensions",
+    "modality_moments",
+    "unit_scales",
+    "warn_constant_dimensions",
     "iter_row_chunks",
     "map_modalities",
     "modality_statistics",
@@ -57,8 +62,13 @@ __all__ = [
     "standardize_rows",
 ]
 
-#: A dimension whose training standard deviation is at most this gets scale 1.
-_MIN_STD = 1e-8
+#: A dimension is constant, and gets scale 1, when its training standard deviation is at
+#: most this fraction of its modality's magnitude (see :func:`constant_dimensions`).
+CONSTANT_STD_RATIO = 1e-8
+
+#: Below this a standard deviation is constant whatever the magnitude: float32's smallest
+#: normal number, so that every scale stays a normal number in either working dtype.
+_TINY_STD = float(np.finfo(np.float32).tiny)
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
@@ -682,20 +692,32 @@ def check_observed_twice(data: Multimodal) -> None:
 def modality_statistics(
     data: Multimodal, chunk_rows: int, n_threads: int = 1
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-modality mean and unbiased std over the rows that observe the modality.
+    """Per-modality mean and scale over the rows that observe the modality.
+
+    The scale is the unbiased std (:func:`modality_moments`), or 1 for a
+    constant dimension (:func:`unit_scales`), so constant features stay finite
+    after z-scoring.
+    """
+    means, stds = modality_moments(data, chunk_rows, n_threads)
+    return means, unit_scales(means, stds)
+
+
+def modality_moments(
+    data: Multimodal, chunk_rows: int, n_threads: int = 1
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-modality float64 mean and unbiased std over the rows that observe the modality.
 
     Two chunked passes in float64 (mean, then squared deviations) keep memory at
     one chunk and avoid the cancellation of the one-pass formula; sums run in row
-    order whatever the chunking. A dimension with std <= 1e-8 gets scale 1, so
-    constant features stay finite after z-scoring. Modalities are independent:
-    with ``n_threads > 1`` they are treated side by side, with the same results.
+    order whatever the chunking. Modalities are independent: with
+    ``n_threads > 1`` they are treated side by side, with the same results.
     """
-    stats = map_modalities(lambda m: _one_modality_statistics(data, m, chunk_rows),
+    stats = map_modalities(lambda m: _one_modality_moments(data, m, chunk_rows),
                            data.arrays, n_threads)
-    return [mean for mean, _ in stats], [scale for _, scale in stats]
+    return [mean for mean, _ in stats], [std for _, std in stats]
 
 
-def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
+def _one_modality_moments(data: Multimodal, m: int, chunk_rows: int):
     array, observed = data.arrays[m], data.mask[:, m]
     count = int(observed.sum())
     sums = np.zeros((1, data.dims[m]))
@@ -710,8 +732,63 @@ def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
         add_squared_deviations(squares, _kernel_rows(array[rows]), mean,
                                _kernel_keep(observed[rows]))
-    std = np.sqrt(squares / (count - 1))
-    return mean, np.where(std <= _MIN_STD, 1.0, std)
+    return mean, np.sqrt(squares / (count - 1))
+
+
+def constant_dimensions(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Which dimensions of one modality are constant (a boolean (d,) mask).
+
+    A dimension is constant when its std is at most ``CONSTANT_STD_RATIO`` (1e-8)
+    times the modality's magnitude, the largest ``sqrt(mean_j**2 + std_j**2)``
+    (root mean square of a dimension's values) over its dimensions, or at most
+    float32's smallest normal number (about 1.2e-38). The rule is relative, so
+    scaling a modality by any factor (data x 1e-9) scales every dimension by its
+    own spread as before; only spreads at the level of rounding next to the
+    modality's values (a constant column's mean computed in float64 leaves
+    deviations of about 1e-16 of its value) count as none. A non-finite std is
+    never constant, so overflow is still reported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> constant_dimensions(np.array([5.0, 0.0, 0.0]), np.array([0.0, 2.0, 1e-9]))
+    array([ True, False,  True])
+    >>> constant_dimensions(np.array([5e-9, 0.0, 0.0]), np.array([0.0, 2e-9, 1e-18]))
+    array([ True, False,  True])
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        # hypot: no overflow for magnitudes beyond 1e154; fmax skips NaN.
+        magnitude = np.fmax.reduce(np.hypot(mean, std), initial=0.0)
+        limit = max(CONSTANT_STD_RATIO * float(magnitude), _TINY_STD)
+        return np.isfinite(std) & (std <= limit)
+
+
+def unit_scales(means: Sequence[np.ndarray], stds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per-modality scales: the std, or 1 for a constant dimension (:func:`constant_dimensions`).
+
+    Every engine's statistics go through this one rule, so they give the same model.
+    """
+    return [np.where(constant_dimensions(mean, std), 1.0, std)
+            for mean, std in zip(means, stds, strict=True)]
+
+
+def warn_constant_dimensions(names: Sequence[str], means: Sequence[np.ndarray],
+                             stds: Sequence[np.ndarray], stacklevel: int = 2) -> None:
+    """Warn, per modality, when some of its dimensions are constant and left unscaled."""
+    for name, mean, std in zip(names, means, stds, strict=True):
+        constant = constant_dimensions(mean, std)
+        if constant.any():
+            warnings.warn(
+                f"modality {name!r}: {int(constant.sum())} of {constant.size} dimensions are "
+                "constant over the training rows that observe it (std at most 1e-8 of the "
+                "modality's magnitude, or below 1.2e-38) and are left unscaled (scale 1): "
+                "they add no distance between training samples. Rescale the modality if "
+                "their variation is meaningful.",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
 
 
 @functools.lru_cache(maxsize=1)

@@ -761,12 +761,11 @@ class DaskEngine:
         squares = [delayed(_squares_task)(b, m, shared) for b, m in zip(blocks, masks,
                                                                        strict=True)]
         total = dask.compute(_delayed_sum(squares))[0]
-        scales = []
+        stds = []
         for sq, c in zip(total, counts, strict=True):
             with np.errstate(divide="ignore", invalid="ignore"):
-                std = np.sqrt(sq[0] / (c - 1))
-            scales.append(np.where(std <= 1e-8, 1.0, std))
-        return means, scales
+                stds.append(np.sqrt(sq[0] / (c - 1)))
+        return means, stds
 
     def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
                          chunk_rows: int, n_threads: int) -> None:
