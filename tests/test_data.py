@@ -37,6 +37,10 @@ def test_a_tensor_with_a_host_backend_says_to_use_the_torch_backend():
         message = str(caught.value)
         assert message.startswith("modality 'a' is a torch.Tensor: pass backend='torch'")
         assert message.count(". ") == 0 and "\n" not in message  # one sentence
+        assert message.endswith("convert it with .numpy() for this backend")
+    # NumPy has no bfloat16, so .numpy() would fail on such a tensor.
+    with pytest.raises(TypeError, match=r"convert it with \.float\(\)\.numpy\(\) for this"):
+        UL4M4Imputer(2).fit({"a": torch.ones(6, 2, dtype=torch.bfloat16)})
 
 
 # ------------------------------------------------------- nullable pandas dtypes

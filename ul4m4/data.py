@@ -139,10 +139,12 @@ def named_values(X: Any) -> tuple[list[str], list[Any]]:
         raise ValueError("X has no modality")
     for name, value in zip(names, values, strict=True):
         if _is_tensor(value):
+            # NumPy has no bfloat16: such a tensor converts through float32.
+            convert = ".float().numpy()" if str(value.dtype) == "torch.bfloat16" else ".numpy()"
             raise TypeError(
                 f"modality {name!r} is a torch.Tensor: pass backend='torch' to take tensors "
                 "(results come back as tensors on their device), or convert it with "
-                ".numpy() for this backend"
+                f"{convert} for this backend"
             )
     _check_frame_indexes(names, values)
     return names, values
