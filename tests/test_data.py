@@ -96,14 +96,42 @@ def test_frames_with_different_indexes_are_refused():
     X = {n: pd.DataFrame(a) for n, a in _arrays().items()}
     X["b"] = X["b"].sample(frac=1.0, random_state=0)  # same labels, other order
     with pytest.raises(ValueError, match=r"'a' and 'b' are DataFrames with different indexes.*"
-                                         r"reindex\(X\['a'\]\.index\)"):
+                                         r"union of their indexes"):
         check_multimodal(X)
     with pytest.raises(ValueError, match="different indexes"):
         UL4M4Imputer(2, random_state=0).fit(X)
     # The fix the message gives pairs the rows right.
-    aligned = {m: df.reindex(X["a"].index) for m, df in X.items()}
+    aligned = _run_hint(X)
     data = check_multimodal(aligned)
     np.testing.assert_array_equal(np.asarray(data.arrays[1]), _arrays()["b"])
+
+
+def _run_hint(X):
+    """Run the code the index error suggests on ``X``; return the aligned ``X``."""
+    with pytest.raises(ValueError) as caught:
+        check_multimodal(X)
+    code = str(caught.value).split("e.g. ", 1)[1]
+    scope = {"X": X}
+    exec(code, scope)
+    return scope["X"]
+
+
+def test_the_index_hint_keeps_every_sample_of_every_frame():
+    # 'text' lacks samples 9-11, 'audio' lacks 0-1 and has 12: the union keeps all 13;
+    # reindexing on the first frame's index would drop the samples without text.
+    rng = np.random.default_rng(0)
+    labels = [f"s{i:02d}" for i in range(13)]
+    text = pd.DataFrame(rng.normal(size=(9, 2)), index=labels[:9])
+    image = pd.DataFrame(rng.normal(size=(13, 3)), index=labels)
+    audio = pd.DataFrame(rng.normal(size=(11, 1)), index=labels[2:])
+    for X, names in (({"text": text, 0: image, "audio": audio}, ["text", 0, "audio"]),
+                     ([text, image, audio], [0, 1, 2])):
+        aligned = _run_hint(X)
+        frames = [aligned[n] for n in names]
+        assert all(list(f.index) == labels for f in frames)
+        data = check_multimodal(aligned)
+        np.testing.assert_array_equal(data.mask.sum(axis=0), [9, 13, 11])
+        np.testing.assert_array_equal(frames[0].loc["s03"], text.loc["s03"])
 
 
 def test_frames_with_equal_indexes_and_arrays_pair_by_position():

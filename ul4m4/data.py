@@ -146,7 +146,7 @@ def named_values(X: Any) -> tuple[list[str], list[Any]]:
                 "(results come back as tensors on their device), or convert it with "
                 f"{convert} for this backend"
             )
-    _check_frame_indexes(names, values)
+    _check_frame_indexes(names, values, list(X.keys()) if isinstance(X, Mapping) else None)
     return names, values
 
 
@@ -220,18 +220,37 @@ def _is_frame(value: Any) -> bool:
     return all(hasattr(value, a) for a in ("to_numpy", "columns", "index", "dtypes"))
 
 
-def _check_frame_indexes(names: Sequence[str], values: Sequence[Any]) -> None:
-    """Raise when DataFrame modalities have different indexes (rows pair by position)."""
-    frames = [(name, v) for name, v in zip(names, values, strict=True) if _is_frame(v)]
-    for name, frame in frames[1:]:
-        first, reference = frames[0]
+def _check_frame_indexes(names: Sequence[str], values: Sequence[Any],
+                         keys: Sequence[Any] | None = None) -> None:
+    """Raise when DataFrame modalities have different indexes (rows pair by position).
+
+    The message shows the fix: reindex every DataFrame on the union of their
+    indexes, so that no sample is dropped (``keys``: the caller's mapping keys,
+    None for a list input).
+    """
+    frames = [(i, name, v) for i, (name, v) in enumerate(zip(names, values, strict=True))
+              if _is_frame(v)]
+    for _, name, frame in frames[1:]:
+        _, first, reference = frames[0]
         if not frame.index.equals(reference.index):
             raise ValueError(
                 f"modalities {first!r} and {name!r} are DataFrames with different indexes, "
-                "but rows are paired by position; align them first, e.g. "
-                f"X = {{m: df.reindex(X[{first!r}].index) for m, df in X.items()}} "
-                "(labels a DataFrame lacks become all-NaN rows, i.e. missing modalities)"
+                "but rows are paired by position; align them first on the union of their "
+                "indexes (labels a DataFrame lacks become all-NaN rows, i.e. missing "
+                f"modalities), e.g. {_union_hint([i for i, _, _ in frames], keys)}"
             )
+
+
+def _union_hint(positions: Sequence[int], keys: Sequence[Any] | None) -> str:
+    """Python code that reindexes the DataFrames of ``X`` on the union of their indexes."""
+    def item(i: int) -> str:
+        return f"X[{keys[i]!r}]" if keys is not None else f"X[{i}]"
+
+    index = item(positions[0]) + ".index" + "".join(
+        f".union({item(i)}.index)" for i in positions[1:])
+    if keys is None:
+        return f"index = {index}; X = [df.reindex(index) for df in X]"
+    return f"index = {index}; X = {{m: df.reindex(index) for m, df in X.items()}}"
 
 
 def _frame_values(frame: Any) -> np.ndarray:
