@@ -286,8 +286,12 @@ def test_transform_errors_locate_the_chunk(synchronous):
     empty = {n: a.copy() for n, a in X.items()}
     for a in empty.values():
         a[130] = np.nan
-    with pytest.raises(ValueError, match=r"samples \[130\] have no observed modality"):
+    with pytest.raises(ValueError, match=r"samples \[130\] have no observed modality.*"
+                                         r"empty='mean'"):
         transform_dask(model, chunked(empty, 50))
+    with pytest.raises(ValueError, match=r"'text': .* got shape \(6,\); for a single sample "
+                                         r"pass x\.reshape\(1, -1\)"):
+        transform_dask(model, {**chunked(X, 50), "text": da.zeros(6, chunks=6)})
 
 
 def test_non_dask_inputs_are_wrapped(synchronous):

@@ -458,8 +458,27 @@ def test_explicit_init_with_an_empty_centre_names_the_centre():
     X = {"a": rng.normal(size=(10, 2)), "b": rng.normal(size=(10, 3))}
     init = {"a": np.array([[np.nan, np.nan], [0.0, 0.0]]),
             "b": np.array([[np.nan] * 3, [0.0, 0.0, 0.0]])}
-    with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality"):
+    with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality") as e:
         UL4M4Imputer(2, init=init).fit(X)
+    assert "empty=" not in str(e.value)  # the samples' option does not apply to centres
+
+
+def test_a_single_sample_or_an_empty_sample_gets_the_fix_in_the_error():
+    X, _ = _incomplete(seed=7)
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    one = {n: a[5] for n, a in X.items()}  # one sample, 1-D rows
+    with pytest.raises(ValueError, match=r"modality 'm0': expected a 2-D array .* got shape "
+                                         r"\(5,\); for a single sample pass x\.reshape\(1, -1\)"):
+        imp.transform(one)
+    assert imp.transform({n: a.reshape(1, -1) for n, a in one.items()})["m0"].shape == (1, 5)
+    empty = {n: a[:4].copy() for n, a in X.items()}
+    for a in empty.values():
+        a[2] = np.nan
+    for call in (imp.transform, UL4M4Imputer(2).fit):
+        with pytest.raises(ValueError, match=r"samples \[2\] have no observed modality .*; pass "
+                                             r"empty='mean' to fill"):
+            call(empty)
+    assert not np.isnan(imp.set_params(empty="mean").transform(empty)["m1"]).any()
 
 
 # ------------------------------------------------------------ convergence warnings
@@ -595,3 +614,31 @@ def test_set_output_pandas_gives_a_dataframe_per_modality():
     assert isinstance(imp.transform(X)["text"], np.ndarray)
     with pytest.raises(ValueError, match="transform must be"):
         imp.set_output(transform="polars")
+
+
+def test_feature_names_out_are_the_pandas_output_columns(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(4)
+    X = {0: rng.normal(size=(30, 3)), "image": rng.normal(size=(30, 2))}
+    X["image"][:8] = np.nan
+    imp = UL4M4Imputer(3, random_state=0)
+    with pytest.raises(NotFittedError):
+        imp.get_feature_names_out()
+    imp.fit(X)
+    names = imp.get_feature_names_out()
+    assert list(names) == imp.modalities_ == ["0", "image"]
+    framed = imp.set_output(transform="pandas").transform(X)
+    for key, name in zip(X, names, strict=True):
+        assert names[name].dtype == object
+        assert list(framed[key].columns) == list(names[name]) == [
+            f"{name}_{j}" for j in range(X[key].shape[1])]
+    # A DataFrame's own columns, given as input_features (keys compared as str).
+    named = imp.get_feature_names_out({0: pd.Index(["a", "b", "c"])})
+    assert list(named["0"]) == ["a", "b", "c"] and list(named["image"]) == list(names["image"])
+    with pytest.raises(ValueError, match=r"input_features\['0'\] has 2 names, modality '0' has 3"):
+        imp.get_feature_names_out({"0": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"unknown modalities \['audio'\]"):
+        imp.get_feature_names_out({"audio": ["a"]})
+    imp.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4").get_feature_names_out()
+    assert {n: list(v) for n, v in loaded.items()} == {n: list(v) for n, v in names.items()}

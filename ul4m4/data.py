@@ -50,6 +50,9 @@ __all__ = [
     "Standardized",
     "check_multimodal",
     "check_observed_twice",
+    "check_2d",
+    "feature_names",
+    "check_no_empty_samples",
     "constant_dimensions",
     "modality_moments",
     "unit_scales",
@@ -192,7 +195,7 @@ class InputForm:
         import pandas as pd  # optional dependency, needed only for DataFrame output
 
         index = next((index for _, index, _ in self.frames.values()), pd.RangeIndex(n_rows))
-        frames = {name: (pd.DataFrame, index, [f"{name}_{j}" for j in range(d)])
+        frames = {name: (pd.DataFrame, index, list(feature_names(name, d)))
                   for name, d in zip(names, dims, strict=True)}
         return InputForm(self.keys, {**frames, **self.frames})
 
@@ -208,6 +211,11 @@ class InputForm:
                 value = kind(value, index=index, columns=columns, copy=False)
             out[self.keys.get(name, name)] = value
         return out
+
+
+def feature_names(name: str, width: int) -> np.ndarray:
+    """The output column names of an array modality: ``<name>_0``, ``<name>_1``, ..."""
+    return np.asarray([f"{name}_{j}" for j in range(width)], dtype=object)
 
 
 def _is_tensor(value: Any) -> bool:
@@ -283,16 +291,24 @@ def _as_2d_array(name: str, value: Any) -> Any:
         raise TypeError(
             f"modality {name!r}: expected a real numeric dtype (float or int), got {dtype}"
         )
-    if len(value.shape) != 2:
-        raise ValueError(
-            f"modality {name!r}: expected a 2-D array (n_samples, n_features), "
-            f"got shape {tuple(value.shape)}"
-        )
+    check_2d(name, value.shape)
     if value.shape[1] < 1:
         raise ValueError(f"modality {name!r}: has zero features")
     # Memory maps and other array-likes are read through a row reader, so that no
     # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
     return as_row_source(value)
+
+
+def check_2d(name: str, shape: Sequence[int]) -> None:
+    """Raise unless ``shape`` is 2-D; a 1-D shape gets the reshape that fixes it."""
+    if len(shape) == 2:
+        return
+    message = (f"modality {name!r}: expected a 2-D array (n_samples, n_features), got shape "
+               f"{tuple(shape)}")
+    if len(shape) == 1:
+        message += ("; for a single sample pass x.reshape(1, -1), for a single feature "
+                    "x.reshape(-1, 1)")
+    raise ValueError(message)
 
 
 def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: int = 1) -> list:
@@ -420,13 +436,17 @@ def check_multimodal(
     return Multimodal(got_names, arrays, mask)
 
 
-def check_no_empty_samples(mask: np.ndarray) -> None:
-    """Raise, naming the rows, where a sample observes no modality."""
+def check_no_empty_samples(mask: np.ndarray, hint: bool = True) -> None:
+    """Raise, naming the rows, where a sample observes no modality.
+
+    With ``hint`` the message points to the estimators' ``empty="mean"``.
+    """
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ValueError(
             f"samples {format_rows(empty)} have no observed modality (every modality row "
-            "is NaN)"
+            "is NaN)" + ("; pass empty='mean' to fill every modality of such a sample with "
+                         "its training mean (fit then leaves it out)" if hint else "")
         )
 
 

@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from .backends import get_engine
-from .data import InputForm, reject_sparse
+from .data import InputForm, feature_names, reject_sparse
 from .model import (
     FittedModel,
     complete,
@@ -491,6 +491,46 @@ class UL4M4Imputer(BaseEstimator):
             raise ValueError(f"transform must be 'default', 'pandas' or None, got {transform!r}")
         self._sklearn_output_config = {"transform": transform}
         return self
+
+    def get_feature_names_out(
+        self, input_features: Mapping[Any, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Output feature names, per modality (the output is one array per modality).
+
+        The names of the columns of ``set_output(transform="pandas")`` for a
+        modality given as an array: ``<modality>_0``, ``<modality>_1``, ...
+        (the fitted name, as ``str``). A modality given as a DataFrame keeps its
+        own columns in the output; pass them as ``input_features`` to get them
+        here.
+
+        Parameters
+        ----------
+        input_features : mapping of str to array-like of str, optional
+            Names of the columns of some modalities (keys compared as ``str``,
+            each of its modality's width); the others get the default names.
+
+        Returns
+        -------
+        feature_names_out : dict of str to ndarray of str objects
+            Keyed by ``modalities_``, in the fitted order.
+        """
+        model = self._check_fitted()
+        given = {str(k): v for k, v in (input_features or {}).items()}
+        unknown = sorted(set(given) - set(model.names))
+        if unknown:
+            raise ValueError(f"input_features names unknown modalities {unknown}; the fitted "
+                             f"modalities are {list(model.names)}")
+        out = {}
+        for name, width in zip(model.names, model.dims, strict=True):
+            if name not in given:
+                out[name] = feature_names(name, width)
+                continue
+            names = np.asarray(given[name], dtype=object).reshape(-1)
+            if names.size != width:
+                raise ValueError(f"input_features[{name!r}] has {names.size} names, modality "
+                                 f"{name!r} has {width} features")
+            out[name] = np.asarray([str(f) for f in names], dtype=object)
+        return out
 
     def _output_container(self) -> str:
         return getattr(self, "_sklearn_output_config", {}).get("transform", "default")

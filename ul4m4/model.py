@@ -33,6 +33,7 @@ from .complete import FROM_MEAN, OBSERVED
 from .data import (
     Multimodal,
     check_multimodal,
+    check_no_empty_samples,
     check_observed_twice,
     output_copy,
     output_dtype,
@@ -348,8 +349,11 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
                       engine: Engine) -> Centers:
     try:
         init = check_multimodal(
-            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
+            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True)),
+            require_observed=False,
         )
+        # Not the samples' empty="mean" hint: a centre must carry some modality.
+        check_no_empty_samples(init.mask, hint=False)
     except (ValueError, TypeError) as exc:
         # The validator speaks of samples; here its rows are initial centres.
         message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")
