@@ -340,14 +340,15 @@ def test_tiny_and_constant_dimensions_follow_the_numpy_rule(synchronous):
     assert (reference.scale_["image"] < 1e-8).all() and reference.scale_["audio"][0] == 1.0
 
 
-def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
+def test_integer_modality_is_always_observed_and_comes_back_unchanged(synchronous):
     X = blobs(200, 13)
     X["audio"] = np.round(np.nan_to_num(X["audio"]) * 10).astype(np.int64)
     reference = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
     fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 200))
     assert_same_model(fitted, reference)
     (filled,) = dask.compute(transform_dask(fitted, chunked(X, 70)))
-    assert filled["audio"].dtype == np.float64
+    assert filled["audio"].dtype == np.int64
+    assert np.array_equal(filled["audio"], X["audio"])
     for n, a in reference.transform(X).items():
         assert np.array_equal(filled[n], a)
 

@@ -239,12 +239,34 @@ def test_dataframes_come_back_as_dataframes():
     assert isinstance(mixed["m0"], pd.DataFrame) and isinstance(mixed["m1"], np.ndarray)
 
 
-def test_integer_input_becomes_float64():
-    X = {"a": np.arange(20).reshape(10, 2), "b": np.arange(10).reshape(10, 1) % 3}
+def test_integer_input_comes_back_exactly_in_its_dtype():
+    # An integer modality has no NaN, so it is observed everywhere and returned as
+    # given: in its dtype, so integers beyond 2**53 are not rounded by float64.
+    big = 2**60
+    X = {"a": np.array([[big + 1], [big + 3], [5], [-big - 7]]),
+         "b": np.array([[1.0], [np.nan], [2.0], [3.5]]),
+         "c": np.arange(4, dtype=np.uint8).reshape(4, 1)}
     imp = UL4M4Imputer(2, random_state=0).fit(X)
     out = imp.transform(X)
-    assert out["a"].dtype == np.float64
-    np.testing.assert_array_equal(out["a"], X["a"])
+    assert out["a"].dtype == np.int64 and out["c"].dtype == np.uint8
+    assert out["a"].tolist() == X["a"].tolist()
+    assert out["b"].dtype == np.float64 and not np.isnan(out["b"]).any()
+    framed = imp.set_output(transform="pandas").transform(X)
+    assert framed["a"]["a_0"].tolist() == X["a"][:, 0].tolist()
+
+
+def test_nullable_integers_beyond_2_53_warn_that_float64_rounds_them():
+    big = 2**53 + 1
+    frame = pd.DataFrame({"x": pd.array([big, None, 3, 4], dtype="Int64")})
+    X = {"a": frame, "b": np.arange(8.0).reshape(4, 2)}
+    with pytest.warns(UserWarning, match=r"modality 'a': integer values up to "
+                                         r"9007199254740993 in magnitude exceed 2\*\*53"):
+        UL4M4Imputer(2, random_state=0).fit(X)
+    small = {"a": pd.DataFrame({"x": pd.array([2**53, None, 3, 4], dtype="Int64")}),
+             "b": X["b"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        UL4M4Imputer(2, random_state=0).fit(small)  # 2**53 itself is exact
 
 
 def test_empty_sample_policy():

@@ -52,6 +52,7 @@ __all__ = [
     "check_observed_twice",
     "check_2d",
     "feature_names",
+    "warn_inexact_integers",
     "check_no_empty_samples",
     "constant_dimensions",
     "modality_moments",
@@ -213,6 +214,38 @@ class InputForm:
         return out
 
 
+#: Integers of larger magnitude do not all convert to float64 exactly.
+_EXACT_INT = 2**53
+
+
+def warn_inexact_integers(name: str, values: Any, stacklevel: int = 2) -> None:
+    """Warn when integer values of ``values`` (an array or a DataFrame) exceed 2**53.
+
+    For data converted to float64 (nullable integer columns, which hold NA, and
+    the 2-D array of :class:`~ul4m4.adapter.ModalityImputer`): such integers are
+    rounded, so they do not come back exactly. The check is exact (integer
+    arithmetic) and reads only integer columns.
+    """
+    if _is_frame(values):
+        columns = [values.iloc[:, j] for j, d in enumerate(values.dtypes)
+                   if getattr(d, "kind", "") in ("i", "u")]
+        extremes = [int(v) for c in columns if c.notna().any() for v in (c.min(), c.max())]
+    elif np.dtype(getattr(values, "dtype", np.float64)).kind in "iu" and np.size(values):
+        extremes = [int(np.min(values)), int(np.max(values))]
+    else:
+        return
+    largest = max((abs(v) for v in extremes), default=0)
+    if largest > _EXACT_INT:
+        warnings.warn(
+            f"{name}: integer values up to {largest} in magnitude exceed 2**53 and are "
+            "rounded by the conversion to float64, so they do not come back exactly; "
+            "pass them as a plain integer array to a UL4M4Imputer (returned unchanged) "
+            "or as float64 deliberately",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def feature_names(name: str, width: int) -> np.ndarray:
     """The output column names of an array modality: ``<name>_0``, ``<name>_1``, ..."""
     return np.asarray([f"{name}_{j}" for j in range(width)], dtype=object)
@@ -261,7 +294,7 @@ def _union_hint(positions: Sequence[int], keys: Sequence[Any] | None) -> str:
     return f"index = {index}; X = {{m: df.reindex(index) for m, df in X.items()}}"
 
 
-def _frame_values(frame: Any) -> np.ndarray:
+def _frame_values(name: str, frame: Any) -> np.ndarray:
     """A DataFrame's values; nullable numeric columns (``Float64``, ``Int64``, ...) as floats.
 
     ``pd.NA`` becomes NaN, so a row of NA is a missing modality. Float columns keep
@@ -275,12 +308,13 @@ def _frame_values(frame: Any) -> np.ndarray:
     target = np.result_type(*numeric)
     if target.kind != "f":
         target = np.dtype(np.float64)
+        warn_inexact_integers(f"modality {name!r}", frame)
     return frame.to_numpy(dtype=target, na_value=np.nan)
 
 
 def _as_2d_array(name: str, value: Any) -> Any:
     if _is_frame(value):
-        value = _frame_values(value)
+        value = _frame_values(name, value)
     elif not hasattr(value, "shape") or not hasattr(value, "dtype"):
         try:
             value = np.asarray(value)
@@ -1005,9 +1039,14 @@ def reject_sparse(X: Any) -> None:
 
 
 def output_dtype(dtype: Any) -> np.dtype:
-    """The dtype of a completed modality: floating input keeps its dtype, others float64."""
+    """The dtype of a completed modality: the input's (floating or integer).
+
+    An integer array holds no NaN, so its modality is observed in every row and
+    comes back unchanged: keeping its dtype keeps every value exact (float64
+    would round integers beyond 2**53).
+    """
     dtype = np.dtype(dtype)
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+    return dtype if dtype.kind in "fiu" else np.dtype(np.float64)
 
 
 def output_copy(array: Any) -> np.ndarray:

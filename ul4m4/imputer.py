@@ -443,8 +443,12 @@ class UL4M4Imputer(BaseEstimator):
             as a DataFrame is returned as a DataFrame with its index and
             columns, tensors as tensors (``backend="torch"``), other input as
             ndarrays; with ``out_dir``, always ``np.memmap``. Floating input
-            keeps its dtype (nullable ``Float64`` gives float64), integer input
-            becomes float64.
+            keeps its dtype (nullable ``Float64`` gives float64; a bfloat16
+            tensor, computed as float32, comes back as bfloat16). Integer input
+            has no NaN, so it is observed in every row and comes back unchanged,
+            in its own dtype (exact, also beyond 2**53); nullable ``Int64``
+            columns, which can hold NA, are read as float64 (a warning says
+            when values beyond 2**53 are rounded).
         sources : dict of ndarray of shape (n_samples,), optional
             Only with ``return_sources=True``; keyed like ``X_filled``.
         weights : dict of ndarray of shape (n_samples,), optional
