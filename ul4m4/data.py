@@ -857,8 +857,9 @@ def warn_constant_dimensions(names: Sequence[str], means: Sequence[np.ndarray],
         if constant.any():
             warnings.warn(
                 f"modality {name!r}: {int(constant.sum())} of {constant.size} dimensions are "
-                "constant over the training rows that observe it (std at most 1e-8 of the "
-                "modality's magnitude, or below 1.2e-38) and are left unscaled (scale 1): "
+                f"constant over the training rows that observe it (std at most "
+                f"{CONSTANT_STD_RATIO:g} of the modality's magnitude, or below {_TINY_STD:.2g}) "
+                "and are left unscaled (scale 1): "
                 "they add no distance between training samples. Rescale the modality if "
                 "their variation is meaningful.",
                 UserWarning,
