@@ -18,7 +18,7 @@ from ul4m4.data import (
     Multimodal,
     check_magnitudes,
     check_multimodal,
-    modality_statistics,
+    modality_moments,
     standardize_rows,
 )
 from ul4m4.distance import error_factor, exact_partial_sq_dists, exact_sq_to_assigned
@@ -68,7 +68,7 @@ class ReferenceEngine:
                                 partial=partial)
 
     def statistics(self, data, chunk_rows, n_threads):
-        return modality_statistics(data, chunk_rows)
+        return modality_moments(data, chunk_rows)
 
     def check_magnitudes(self, data, means, scales, dtype, chunk_rows, n_threads):
         check_magnitudes(data, means, scales, dtype, chunk_rows)

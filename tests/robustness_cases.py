@@ -215,6 +215,19 @@ def _subnormal() -> dict[str, np.ndarray]:
     return X
 
 
+def _tiny_scale() -> dict[str, np.ndarray]:
+    X = _train()
+    X["a"] = X["a"] * 1e-9
+    return X
+
+
+def _scaled_by_own_spread(result: Any, caught: list) -> None:
+    imp, _ = result
+    spread = _tiny_scale()["a"].std(axis=0, ddof=1)
+    np.testing.assert_allclose(imp.scale_["a"], spread, rtol=1e-12)
+    assert not [w for w in caught if "constant" in str(w.message)]
+
+
 def _float16() -> dict[str, np.ndarray]:
     X = _train()
     return {n: a.astype(np.float16) for n, a in X.items()}
@@ -763,8 +776,16 @@ CASES: list[Case] = [
          r"modality 'a'.*too large.*rescale", before="silent: scale inf, NaN centres"),
     Case("fit-subnormal", _I, "subnormal values (~1e-310)",
          lambda t: _fit_transform(_subnormal()),
-         fallback="std <= 1e-8 gives scale 1; output finite, observed rows kept",
-         check=_observed_kept(_subnormal())),
+         fallback="a std below 1.2e-38 (float32's smallest normal) gives scale 1, with "
+                  "a UserWarning; output finite, observed rows kept",
+         check=_both(_warned(r"modality 'a': 2 of 2 dimensions are constant", UserWarning),
+                     _observed_kept(_subnormal()))),
+    Case("fit-tiny-scale", _I, "a modality of tiny values (x 1e-9, std ~1e-9)",
+         lambda t: _fit_transform(_tiny_scale()),
+         fallback="scaled by its own spread (constant only below 1e-8 of the modality's "
+                  "magnitude); no warning, observed rows kept",
+         check=_both(_scaled_by_own_spread, _observed_kept(_tiny_scale())),
+         before="silent: scale 1, the modality weighs nothing in the distance"),
     Case("fit-float16", _I, "float16 input", lambda t: _fit_transform(_float16()),
          fallback="accepted; output stays float16, finite, observed rows kept",
          check=_observed_kept(_float16())),
@@ -776,8 +797,10 @@ CASES: list[Case] = [
          check=_both(_warned("distinct clusters", ConvergenceWarning), _finite_output)),
     Case("fit-constant-modality", _I, "a constant modality (zero variance)",
          lambda t: _fit_transform(_constant_modality()),
-         fallback="scale 1 for constant dimensions; output finite, observed rows kept",
-         check=_observed_kept(_constant_modality())),
+         fallback="scale 1 for constant dimensions, with a UserWarning naming the modality "
+                  "and their count; output finite, observed rows kept",
+         check=_both(_warned(r"modality 'a': 2 of 2 dimensions are constant", UserWarning),
+                     _observed_kept(_constant_modality()))),
     Case("predict-tie", _I, "a sample equidistant from two centres (tie)",
          lambda t: _tie_case(), fallback="label = lowest centre index (0)", check=_tie_check),
     Case("fit-init-partial-nan", _I, "explicit init centre with a partly NaN row",

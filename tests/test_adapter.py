@@ -122,6 +122,19 @@ def test_integer_input_becomes_float64():
     np.testing.assert_array_equal(out, X)
 
 
+def test_integers_beyond_2_53_warn_that_float64_rounds_them():
+    X = np.arange(60, dtype=np.int64).reshape(20, 3) % 7
+    X[3, 0] = 2**53 + 1
+    imp = ModalityImputer({"a": [0, 1], "b": 2}, n_clusters=2, random_state=0)
+    for call in (imp.fit, imp.transform):
+        with pytest.warns(UserWarning, match=r"^X: integer values up to 9007199254740993 in "
+                                             r"magnitude exceed 2\*\*53"):
+            call(X)
+    frame = pd.DataFrame({"i": X[:, 0], "f": X[:, 1].astype(float), "g": X[:, 2]})
+    with pytest.warns(UserWarning, match=r"^X: integer values up to 9007199254740993"):
+        imp.fit(frame)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @settings(max_examples=25)
 @given(data=multimodal(max_modalities=3, max_n=16, max_dim=3, max_k=4), seed=st.integers(0, 9))

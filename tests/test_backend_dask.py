@@ -286,8 +286,12 @@ def test_transform_errors_locate_the_chunk(synchronous):
     empty = {n: a.copy() for n, a in X.items()}
     for a in empty.values():
         a[130] = np.nan
-    with pytest.raises(ValueError, match=r"samples \[130\] have no observed modality"):
+    with pytest.raises(ValueError, match=r"samples \[130\] have no observed modality.*"
+                                         r"empty='mean'"):
         transform_dask(model, chunked(empty, 50))
+    with pytest.raises(ValueError, match=r"'text': .* got shape \(6,\); for a single sample "
+                                         r"pass x\.reshape\(1, -1\)"):
+        transform_dask(model, {**chunked(X, 50), "text": da.zeros(6, chunks=6)})
 
 
 def test_non_dask_inputs_are_wrapped(synchronous):
@@ -322,14 +326,29 @@ def test_estimator_with_backend_dask(client, tmp_path):
         assert np.array_equal(again[n], filled[n])
 
 
-def test_integer_modality_is_always_observed_and_becomes_float64(synchronous):
+def test_tiny_and_constant_dimensions_follow_the_numpy_rule(synchronous):
+    # One rule for every engine: a modality of values ~1e-9 is scaled by its own
+    # spread, a constant column gets scale 1 and the same warning.
+    X = blobs(300, 21)
+    X["image"] = X["image"] * 1e-9
+    X["audio"][~np.isnan(X["audio"]).all(axis=1), 0] = 0.1
+    with pytest.warns(UserWarning, match=r"modality 'audio': 1 of 3 dimensions are constant"):
+        reference = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match=r"modality 'audio': 1 of 3 dimensions are constant"):
+        fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 300))
+    assert_same_model(fitted, reference)
+    assert (reference.scale_["image"] < 1e-8).all() and reference.scale_["audio"][0] == 1.0
+
+
+def test_integer_modality_is_always_observed_and_comes_back_unchanged(synchronous):
     X = blobs(200, 13)
     X["audio"] = np.round(np.nan_to_num(X["audio"]) * 10).astype(np.int64)
     reference = UL4M4Imputer(n_clusters=K, random_state=0).fit(X)
     fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=0), chunked(X, 200))
     assert_same_model(fitted, reference)
     (filled,) = dask.compute(transform_dask(fitted, chunked(X, 70)))
-    assert filled["audio"].dtype == np.float64
+    assert filled["audio"].dtype == np.int64
+    assert np.array_equal(filled["audio"], X["audio"])
     for n, a in reference.transform(X).items():
         assert np.array_equal(filled[n], a)
 

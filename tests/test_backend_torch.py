@@ -232,9 +232,32 @@ def test_bad_backend_and_device_errors():
         UL4M4Imputer(backend="torch", device="nonsense").fit(X)
     with pytest.raises(TypeError, match="device must be"):
         UL4M4Imputer(backend="torch", device=3).fit(X)
-    bad = {"a": torch.zeros(5, 2, dtype=torch.bfloat16), "b": torch.zeros(5, 2)}
-    with pytest.raises(TypeError, match="modality 'a'.*bfloat16"):
+    bad = {"a": torch.zeros(5, 2, dtype=torch.bool), "b": torch.zeros(5, 2)}
+    with pytest.raises(TypeError, match="modality 'a'.*integer tensor, got torch.bool"):
         UL4M4Imputer(backend="torch").fit(bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_tensors_come_back_in_their_dtype(dtype):
+    # bfloat16 (which NumPy lacks) is computed as float32 and handed back as
+    # bfloat16; observed rows are the caller's bits, filled rows the float32
+    # fill rounded once.
+    T = {k: torch.from_numpy(v).to(dtype) for k, v in _small().items()}
+    wide = {k: v.float() for k, v in T.items()}
+    imp = UL4M4Imputer(4, random_state=0, backend="torch", n_jobs=1).fit(T)
+    ref = UL4M4Imputer(4, random_state=0, backend="torch", n_jobs=1).fit(wide)
+    np.testing.assert_array_equal(imp.labels_, ref.labels_)
+    out, src, w = imp.transform(T, return_sources=True, return_weights=True)
+    want = ref.transform(wide)
+    for k in T:
+        assert out[k].dtype == dtype
+        observed = ~torch.isnan(T[k]).all(dim=1)
+        assert torch.equal(out[k][observed], T[k][observed])
+        assert torch.equal(out[k], want[k].to(dtype))
+    assert src["b"].dtype == torch.int64 and w["b"].dtype == torch.float64
+    listed = imp.transform([T["a"].float(), T["b"]])  # per position
+    assert listed["a"].dtype == torch.float32 and listed["b"].dtype == dtype
+    assert torch.equal(listed["b"], out["b"])
 
 
 def test_engines_resolve():

@@ -12,6 +12,7 @@ from ul4m4.data import (
     InputForm,
     RowOrderSums,
     check_multimodal,
+    constant_dimensions,
     modality_statistics,
     sequential_sums,
 )
@@ -36,6 +37,10 @@ def test_a_tensor_with_a_host_backend_says_to_use_the_torch_backend():
         message = str(caught.value)
         assert message.startswith("modality 'a' is a torch.Tensor: pass backend='torch'")
         assert message.count(". ") == 0 and "\n" not in message  # one sentence
+        assert message.endswith("convert it with .numpy() for this backend")
+    # NumPy has no bfloat16, so .numpy() would fail on such a tensor.
+    with pytest.raises(TypeError, match=r"convert it with \.float\(\)\.numpy\(\) for this"):
+        UL4M4Imputer(2).fit({"a": torch.ones(6, 2, dtype=torch.bfloat16)})
 
 
 # ------------------------------------------------------- nullable pandas dtypes
@@ -91,14 +96,42 @@ def test_frames_with_different_indexes_are_refused():
     X = {n: pd.DataFrame(a) for n, a in _arrays().items()}
     X["b"] = X["b"].sample(frac=1.0, random_state=0)  # same labels, other order
     with pytest.raises(ValueError, match=r"'a' and 'b' are DataFrames with different indexes.*"
-                                         r"reindex\(X\['a'\]\.index\)"):
+                                         r"union of their indexes"):
         check_multimodal(X)
     with pytest.raises(ValueError, match="different indexes"):
         UL4M4Imputer(2, random_state=0).fit(X)
     # The fix the message gives pairs the rows right.
-    aligned = {m: df.reindex(X["a"].index) for m, df in X.items()}
+    aligned = _run_hint(X)
     data = check_multimodal(aligned)
     np.testing.assert_array_equal(np.asarray(data.arrays[1]), _arrays()["b"])
+
+
+def _run_hint(X):
+    """Run the code the index error suggests on ``X``; return the aligned ``X``."""
+    with pytest.raises(ValueError) as caught:
+        check_multimodal(X)
+    code = str(caught.value).split("e.g. ", 1)[1]
+    scope = {"X": X}
+    exec(code, scope)
+    return scope["X"]
+
+
+def test_the_index_hint_keeps_every_sample_of_every_frame():
+    # 'text' lacks samples 9-11, 'audio' lacks 0-1 and has 12: the union keeps all 13;
+    # reindexing on the first frame's index would drop the samples without text.
+    rng = np.random.default_rng(0)
+    labels = [f"s{i:02d}" for i in range(13)]
+    text = pd.DataFrame(rng.normal(size=(9, 2)), index=labels[:9])
+    image = pd.DataFrame(rng.normal(size=(13, 3)), index=labels)
+    audio = pd.DataFrame(rng.normal(size=(11, 1)), index=labels[2:])
+    for X, names in (({"text": text, 0: image, "audio": audio}, ["text", 0, "audio"]),
+                     ([text, image, audio], [0, 1, 2])):
+        aligned = _run_hint(X)
+        frames = [aligned[n] for n in names]
+        assert all(list(f.index) == labels for f in frames)
+        data = check_multimodal(aligned)
+        np.testing.assert_array_equal(data.mask.sum(axis=0), [9, 13, 11])
+        np.testing.assert_array_equal(frames[0].loc["s03"], text.loc["s03"])
 
 
 def test_frames_with_equal_indexes_and_arrays_pair_by_position():
@@ -190,3 +223,31 @@ def test_modality_statistics_match_literal_float64_two_pass():
         sq = sq + dev * dev
     np.testing.assert_array_equal(means[0], mean)
     np.testing.assert_array_equal(scales[0], np.sqrt(sq / (obs.sum() - 1)))
+
+
+# ------------------------------------------------------------ constant dimensions
+def test_constant_dimensions_are_relative_to_the_modalitys_magnitude():
+    rng = np.random.default_rng(3)
+    a = np.column_stack([rng.normal(size=40), np.full(40, 0.1), 1e-12 * rng.normal(size=40)])
+    for factor in (1.0, 1e-9, 1e-30, 1e9):
+        data = check_multimodal({"a": a * factor})
+        means, scales = modality_statistics(data, 16)
+        # The same dimensions are constant at every scale (a constant column's float64
+        # mean leaves rounding deviations; a 1e-12 spread next to unit values is none)...
+        np.testing.assert_array_equal(
+            constant_dimensions(means[0], (a * factor).std(axis=0, ddof=1)), [False, True, True])
+        # ...and the others are scaled by their own spread (data x 1e-9 was left at 1).
+        np.testing.assert_allclose(scales[0][0], a[:, 0].std(ddof=1) * factor, rtol=1e-12)
+        np.testing.assert_array_equal(scales[0][1:], 1.0)
+
+
+def test_constant_dimensions_floor_and_non_finite_spreads():
+    # Spreads below float32's smallest normal are none (a scale must stay normal in
+    # float32); an overflowing std is never constant, so it is still reported.
+    np.testing.assert_array_equal(
+        constant_dimensions(np.array([1e-310, 0.0, 0.0]), np.array([1e-310, 1e-37, 0.0])),
+        [True, False, True])
+    np.testing.assert_array_equal(
+        constant_dimensions(np.array([1e200, 0.0]), np.array([np.inf, 0.0])), [False, True])
+    with pytest.raises(ValueError, match=r"modality 'a': values are too large"):
+        UL4M4Imputer(2).fit({"a": np.array([[1e300], [-1e300], [0.0]])})

@@ -128,6 +128,17 @@ def test_result_fields_and_history():
     np.testing.assert_allclose(res.class_weight, len(y_tr) / (3 * counts))
 
 
+def test_tiny_embeddings_are_scaled_by_their_own_spread():
+    # Raw embeddings of any scale: values x 1e-9 (std ~1e-9) were left at scale 1.
+    X_tr, y_tr, X_va, y_va = _split(120, 60)
+    tiny = {n: a * 1e-9 for n, a in X_tr.items()}
+    res = fit_fusion(tiny, y_tr, {n: a * 1e-9 for n, a in X_va.items()}, y_va, "multiclass",
+                     TINY, progress=False)
+    for i, a in enumerate(tiny.values()):
+        spread = a[~np.isnan(a).all(axis=1)].std(axis=0, ddof=1)
+        np.testing.assert_allclose(getattr(res.model, f"scale_{i}").numpy(), spread, rtol=1e-6)
+
+
 # ---------------------------------------------------------- reproducibility
 def test_same_seed_same_history_and_predictions_other_seed_differs():
     X_tr, y_tr, X_va, y_va = _split(120, 60, task="multilabel")

@@ -239,12 +239,34 @@ def test_dataframes_come_back_as_dataframes():
     assert isinstance(mixed["m0"], pd.DataFrame) and isinstance(mixed["m1"], np.ndarray)
 
 
-def test_integer_input_becomes_float64():
-    X = {"a": np.arange(20).reshape(10, 2), "b": np.arange(10).reshape(10, 1) % 3}
+def test_integer_input_comes_back_exactly_in_its_dtype():
+    # An integer modality has no NaN, so it is observed everywhere and returned as
+    # given: in its dtype, so integers beyond 2**53 are not rounded by float64.
+    big = 2**60
+    X = {"a": np.array([[big + 1], [big + 3], [5], [-big - 7]]),
+         "b": np.array([[1.0], [np.nan], [2.0], [3.5]]),
+         "c": np.arange(4, dtype=np.uint8).reshape(4, 1)}
     imp = UL4M4Imputer(2, random_state=0).fit(X)
     out = imp.transform(X)
-    assert out["a"].dtype == np.float64
-    np.testing.assert_array_equal(out["a"], X["a"])
+    assert out["a"].dtype == np.int64 and out["c"].dtype == np.uint8
+    assert out["a"].tolist() == X["a"].tolist()
+    assert out["b"].dtype == np.float64 and not np.isnan(out["b"]).any()
+    framed = imp.set_output(transform="pandas").transform(X)
+    assert framed["a"]["a_0"].tolist() == X["a"][:, 0].tolist()
+
+
+def test_nullable_integers_beyond_2_53_warn_that_float64_rounds_them():
+    big = 2**53 + 1
+    frame = pd.DataFrame({"x": pd.array([big, None, 3, 4], dtype="Int64")})
+    X = {"a": frame, "b": np.arange(8.0).reshape(4, 2)}
+    with pytest.warns(UserWarning, match=r"modality 'a': integer values up to "
+                                         r"9007199254740993 in magnitude exceed 2\*\*53"):
+        UL4M4Imputer(2, random_state=0).fit(X)
+    small = {"a": pd.DataFrame({"x": pd.array([2**53, None, 3, 4], dtype="Int64")}),
+             "b": X["b"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        UL4M4Imputer(2, random_state=0).fit(small)  # 2**53 itself is exact
 
 
 def test_empty_sample_policy():
@@ -289,9 +311,35 @@ def test_fitted_attributes():
 
 def test_constant_dimension_gets_unit_scale():
     X = {"a": np.column_stack([np.arange(6.0), np.full(6, 3.0)]), "b": np.ones((6, 1))}
-    imp = UL4M4Imputer(2, random_state=0).fit(X)
+    with pytest.warns(UserWarning) as caught:
+        imp = UL4M4Imputer(2, random_state=0).fit(X)
     np.testing.assert_array_equal(imp.scale_["a"][1], 1.0)
     np.testing.assert_array_equal(imp.scale_["b"], [1.0])
+    # One warning per modality with constant dimensions, naming it and counting them,
+    # pointing at the caller's line.
+    messages = [str(w.message) for w in caught if "constant" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("modality 'a': 1 of 2 dimensions are constant")
+    assert messages[1].startswith("modality 'b': 1 of 1 dimensions are constant")
+    assert "left unscaled (scale 1)" in messages[0]
+    assert {w.filename for w in caught} == {__file__}
+
+
+def test_a_modality_of_tiny_values_is_scaled_by_its_own_spread():
+    # Two correlated modalities, one multiplied by 1e-9: its std (~1e-9) used to fall
+    # under an absolute 1e-8 and stay unscaled, so it weighed nothing in the distance
+    # and the other modality's hidden blocks were filled from the wrong centres.
+    X, _ = _incomplete(n=120, seed=5, rate=0.4)
+    tiny = {**X, "m1": X["m1"] * 1e-9}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing is constant here
+        ref = _fit_quiet(UL4M4Imputer(4, random_state=0, dtype=np.float64), X)
+        imp = _fit_quiet(UL4M4Imputer(4, random_state=0, dtype=np.float64), tiny)
+    np.testing.assert_allclose(imp.scale_["m1"], ref.scale_["m1"] * 1e-9, rtol=1e-12)
+    np.testing.assert_array_equal(imp.labels_, ref.labels_)
+    out, ref_out = imp.transform(tiny), ref.transform(X)
+    np.testing.assert_allclose(out["m0"], ref_out["m0"], rtol=1e-9)
+    np.testing.assert_allclose(out["m1"], ref_out["m1"] * 1e-9, rtol=1e-9)
 
 
 def test_fewer_distinct_points_than_clusters_warns():
@@ -432,8 +480,27 @@ def test_explicit_init_with_an_empty_centre_names_the_centre():
     X = {"a": rng.normal(size=(10, 2)), "b": rng.normal(size=(10, 3))}
     init = {"a": np.array([[np.nan, np.nan], [0.0, 0.0]]),
             "b": np.array([[np.nan] * 3, [0.0, 0.0, 0.0]])}
-    with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality"):
+    with pytest.raises(ValueError, match=r"^init: centres \[0\] have no observed modality") as e:
         UL4M4Imputer(2, init=init).fit(X)
+    assert "empty=" not in str(e.value)  # the samples' option does not apply to centres
+
+
+def test_a_single_sample_or_an_empty_sample_gets_the_fix_in_the_error():
+    X, _ = _incomplete(seed=7)
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    one = {n: a[5] for n, a in X.items()}  # one sample, 1-D rows
+    with pytest.raises(ValueError, match=r"modality 'm0': expected a 2-D array .* got shape "
+                                         r"\(5,\); for a single sample pass x\.reshape\(1, -1\)"):
+        imp.transform(one)
+    assert imp.transform({n: a.reshape(1, -1) for n, a in one.items()})["m0"].shape == (1, 5)
+    empty = {n: a[:4].copy() for n, a in X.items()}
+    for a in empty.values():
+        a[2] = np.nan
+    for call in (imp.transform, UL4M4Imputer(2).fit):
+        with pytest.raises(ValueError, match=r"samples \[2\] have no observed modality .*; pass "
+                                             r"empty='mean' to fill"):
+            call(empty)
+    assert not np.isnan(imp.set_params(empty="mean").transform(empty)["m1"]).any()
 
 
 # ------------------------------------------------------------ convergence warnings
@@ -569,3 +636,31 @@ def test_set_output_pandas_gives_a_dataframe_per_modality():
     assert isinstance(imp.transform(X)["text"], np.ndarray)
     with pytest.raises(ValueError, match="transform must be"):
         imp.set_output(transform="polars")
+
+
+def test_feature_names_out_are_the_pandas_output_columns(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(4)
+    X = {0: rng.normal(size=(30, 3)), "image": rng.normal(size=(30, 2))}
+    X["image"][:8] = np.nan
+    imp = UL4M4Imputer(3, random_state=0)
+    with pytest.raises(NotFittedError):
+        imp.get_feature_names_out()
+    imp.fit(X)
+    names = imp.get_feature_names_out()
+    assert list(names) == imp.modalities_ == ["0", "image"]
+    framed = imp.set_output(transform="pandas").transform(X)
+    for key, name in zip(X, names, strict=True):
+        assert names[name].dtype == object
+        assert list(framed[key].columns) == list(names[name]) == [
+            f"{name}_{j}" for j in range(X[key].shape[1])]
+    # A DataFrame's own columns, given as input_features (keys compared as str).
+    named = imp.get_feature_names_out({0: pd.Index(["a", "b", "c"])})
+    assert list(named["0"]) == ["a", "b", "c"] and list(named["image"]) == list(names["image"])
+    with pytest.raises(ValueError, match=r"input_features\['0'\] has 2 names, modality '0' has 3"):
+        imp.get_feature_names_out({"0": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"unknown modalities \['audio'\]"):
+        imp.get_feature_names_out({"audio": ["a"]})
+    imp.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4").get_feature_names_out()
+    assert {n: list(v) for n, v in loaded.items()} == {n: list(v) for n, v in names.items()}

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .data import warn_inexact_integers
 from .imputer import UL4M4Imputer
 from .persistence import ModelFileError, load_model, save_model
 from .settings import resolve_settings
@@ -63,7 +64,8 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Drives every random choice (seeding).
     dtype : {numpy.float32, numpy.float64}, default=numpy.float32
         Working precision of the inner imputer (the output keeps the dtype of
-        ``X``: float32 stays float32, anything else becomes float64).
+        ``X``: float32 stays float32, anything else becomes float64; integers
+        beyond 2**53 in magnitude are rounded then, with a warning).
     batch_size : int or None, default=None
         Rows per chunk of the inner imputer's passes over the data.
     reference_one_step : bool, default=False
@@ -226,6 +228,14 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # attribute alone does not prove a successful fit.
         return hasattr(self, "imputer_")
 
+    def _validate(self, X: Any, **kwargs: Any) -> np.ndarray:
+        """``X`` as a float32 or float64 array (sklearn's ``validate_data``).
+
+        Integers become float64, which rounds those beyond 2**53: a warning says so.
+        """
+        warn_inexact_integers("X", X, stacklevel=3)
+        return validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, **kwargs)
+
     def _make_imputer(self) -> UL4M4Imputer:
         # Every parameter but the column layout belongs to the inner imputer.
         params = self.get_params(deep=False)
@@ -253,7 +263,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # Parameter errors before data errors, so a bad n_clusters is not reported as
         # a problem with the data.
         resolve_settings(imputer.get_params(deep=False))
-        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=True)
+        X = self._validate(X, reset=True)
         n_samples = X.shape[0]
         if n_samples < 2:
             raise ValueError(
@@ -291,9 +301,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         # copy=True copies only when the validated array could alias the caller's.
-        out = validate_data(
-            self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=False, copy=True
-        )
+        out = self._validate(X, reset=False, copy=True)
         if not out.flags.writeable:
             out = out.copy()
         filled = self.imputer_.transform(_split(out, self.modality_columns_))
@@ -322,7 +330,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             where no single centre fills a block.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, reset=False)
+        X = self._validate(X, reset=False)
         _, found = self.imputer_.transform(_split(X, self.modality_columns_),
                                            return_sources=True)
         return {name: found[name] for name in self.modality_columns_}

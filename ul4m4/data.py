@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,14 @@ __all__ = [
     "Standardized",
     "check_multimodal",
     "check_observed_twice",
+    "check_2d",
+    "feature_names",
+    "warn_inexact_integers",
+    "check_no_empty_samples",
+    "constant_dimensions",
+    "modality_moments",
+    "unit_scales",
+    "warn_constant_dimensions",
     "iter_row_chunks",
     "map_modalities",
     "modality_statistics",
@@ -57,8 +66,13 @@ __all__ = [
     "standardize_rows",
 ]
 
-#: A dimension whose training standard deviation is at most this gets scale 1.
-_MIN_STD = 1e-8
+#: A dimension is constant, and gets scale 1, when its training standard deviation is at
+#: most this fraction of its modality's magnitude (see :func:`constant_dimensions`).
+CONSTANT_STD_RATIO = 1e-8
+
+#: Below this a standard deviation is constant whatever the magnitude: float32's smallest
+#: normal number, so that every scale stays a normal number in either working dtype.
+_TINY_STD = float(np.finfo(np.float32).tiny)
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
@@ -129,12 +143,14 @@ def named_values(X: Any) -> tuple[list[str], list[Any]]:
         raise ValueError("X has no modality")
     for name, value in zip(names, values, strict=True):
         if _is_tensor(value):
+            # NumPy has no bfloat16: such a tensor converts through float32.
+            convert = ".float().numpy()" if str(value.dtype) == "torch.bfloat16" else ".numpy()"
             raise TypeError(
                 f"modality {name!r} is a torch.Tensor: pass backend='torch' to take tensors "
                 "(results come back as tensors on their device), or convert it with "
-                ".numpy() for this backend"
+                f"{convert} for this backend"
             )
-    _check_frame_indexes(names, values)
+    _check_frame_indexes(names, values, list(X.keys()) if isinstance(X, Mapping) else None)
     return names, values
 
 
@@ -180,7 +196,7 @@ class InputForm:
         import pandas as pd  # optional dependency, needed only for DataFrame output
 
         index = next((index for _, index, _ in self.frames.values()), pd.RangeIndex(n_rows))
-        frames = {name: (pd.DataFrame, index, [f"{name}_{j}" for j in range(d)])
+        frames = {name: (pd.DataFrame, index, list(feature_names(name, d)))
                   for name, d in zip(names, dims, strict=True)}
         return InputForm(self.keys, {**frames, **self.frames})
 
@@ -198,6 +214,43 @@ class InputForm:
         return out
 
 
+#: Integers of larger magnitude do not all convert to float64 exactly.
+_EXACT_INT = 2**53
+
+
+def warn_inexact_integers(name: str, values: Any, stacklevel: int = 2) -> None:
+    """Warn when integer values of ``values`` (an array or a DataFrame) exceed 2**53.
+
+    For data converted to float64 (nullable integer columns, which hold NA, and
+    the 2-D array of :class:`~ul4m4.adapter.ModalityImputer`): such integers are
+    rounded, so they do not come back exactly. The check is exact (integer
+    arithmetic) and reads only integer columns.
+    """
+    if _is_frame(values):
+        columns = [values.iloc[:, j] for j, d in enumerate(values.dtypes)
+                   if getattr(d, "kind", "") in ("i", "u")]
+        extremes = [int(v) for c in columns if c.notna().any() for v in (c.min(), c.max())]
+    elif np.dtype(getattr(values, "dtype", np.float64)).kind in "iu" and np.size(values):
+        extremes = [int(np.min(values)), int(np.max(values))]
+    else:
+        return
+    largest = max((abs(v) for v in extremes), default=0)
+    if largest > _EXACT_INT:
+        warnings.warn(
+            f"{name}: integer values up to {largest} in magnitude exceed 2**53 and are "
+            "rounded by the conversion to float64, so they do not come back exactly; "
+            "pass them as a plain integer array to a UL4M4Imputer (returned unchanged) "
+            "or as float64 deliberately",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def feature_names(name: str, width: int) -> np.ndarray:
+    """The output column names of an array modality: ``<name>_0``, ``<name>_1``, ..."""
+    return np.asarray([f"{name}_{j}" for j in range(width)], dtype=object)
+
+
 def _is_tensor(value: Any) -> bool:
     # Without importing torch: importing ul4m4 never imports it.
     return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach")
@@ -208,21 +261,40 @@ def _is_frame(value: Any) -> bool:
     return all(hasattr(value, a) for a in ("to_numpy", "columns", "index", "dtypes"))
 
 
-def _check_frame_indexes(names: Sequence[str], values: Sequence[Any]) -> None:
-    """Raise when DataFrame modalities have different indexes (rows pair by position)."""
-    frames = [(name, v) for name, v in zip(names, values, strict=True) if _is_frame(v)]
-    for name, frame in frames[1:]:
-        first, reference = frames[0]
+def _check_frame_indexes(names: Sequence[str], values: Sequence[Any],
+                         keys: Sequence[Any] | None = None) -> None:
+    """Raise when DataFrame modalities have different indexes (rows pair by position).
+
+    The message shows the fix: reindex every DataFrame on the union of their
+    indexes, so that no sample is dropped (``keys``: the caller's mapping keys,
+    None for a list input).
+    """
+    frames = [(i, name, v) for i, (name, v) in enumerate(zip(names, values, strict=True))
+              if _is_frame(v)]
+    for _, name, frame in frames[1:]:
+        _, first, reference = frames[0]
         if not frame.index.equals(reference.index):
             raise ValueError(
                 f"modalities {first!r} and {name!r} are DataFrames with different indexes, "
-                "but rows are paired by position; align them first, e.g. "
-                f"X = {{m: df.reindex(X[{first!r}].index) for m, df in X.items()}} "
-                "(labels a DataFrame lacks become all-NaN rows, i.e. missing modalities)"
+                "but rows are paired by position; align them first on the union of their "
+                "indexes (labels a DataFrame lacks become all-NaN rows, i.e. missing "
+                f"modalities), e.g. {_union_hint([i for i, _, _ in frames], keys)}"
             )
 
 
-def _frame_values(frame: Any) -> np.ndarray:
+def _union_hint(positions: Sequence[int], keys: Sequence[Any] | None) -> str:
+    """Python code that reindexes the DataFrames of ``X`` on the union of their indexes."""
+    def item(i: int) -> str:
+        return f"X[{keys[i]!r}]" if keys is not None else f"X[{i}]"
+
+    index = item(positions[0]) + ".index" + "".join(
+        f".union({item(i)}.index)" for i in positions[1:])
+    if keys is None:
+        return f"index = {index}; X = [df.reindex(index) for df in X]"
+    return f"index = {index}; X = {{m: df.reindex(index) for m, df in X.items()}}"
+
+
+def _frame_values(name: str, frame: Any) -> np.ndarray:
     """A DataFrame's values; nullable numeric columns (``Float64``, ``Int64``, ...) as floats.
 
     ``pd.NA`` becomes NaN, so a row of NA is a missing modality. Float columns keep
@@ -236,12 +308,13 @@ def _frame_values(frame: Any) -> np.ndarray:
     target = np.result_type(*numeric)
     if target.kind != "f":
         target = np.dtype(np.float64)
+        warn_inexact_integers(f"modality {name!r}", frame)
     return frame.to_numpy(dtype=target, na_value=np.nan)
 
 
 def _as_2d_array(name: str, value: Any) -> Any:
     if _is_frame(value):
-        value = _frame_values(value)
+        value = _frame_values(name, value)
     elif not hasattr(value, "shape") or not hasattr(value, "dtype"):
         try:
             value = np.asarray(value)
@@ -252,16 +325,24 @@ def _as_2d_array(name: str, value: Any) -> Any:
         raise TypeError(
             f"modality {name!r}: expected a real numeric dtype (float or int), got {dtype}"
         )
-    if len(value.shape) != 2:
-        raise ValueError(
-            f"modality {name!r}: expected a 2-D array (n_samples, n_features), "
-            f"got shape {tuple(value.shape)}"
-        )
+    check_2d(name, value.shape)
     if value.shape[1] < 1:
         raise ValueError(f"modality {name!r}: has zero features")
     # Memory maps and other array-likes are read through a row reader, so that no
     # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
     return as_row_source(value)
+
+
+def check_2d(name: str, shape: Sequence[int]) -> None:
+    """Raise unless ``shape`` is 2-D; a 1-D shape gets the reshape that fixes it."""
+    if len(shape) == 2:
+        return
+    message = (f"modality {name!r}: expected a 2-D array (n_samples, n_features), got shape "
+               f"{tuple(shape)}")
+    if len(shape) == 1:
+        message += ("; for a single sample pass x.reshape(1, -1), for a single feature "
+                    "x.reshape(-1, 1)")
+    raise ValueError(message)
 
 
 def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: int = 1) -> list:
@@ -389,13 +470,17 @@ def check_multimodal(
     return Multimodal(got_names, arrays, mask)
 
 
-def check_no_empty_samples(mask: np.ndarray) -> None:
-    """Raise, naming the rows, where a sample observes no modality."""
+def check_no_empty_samples(mask: np.ndarray, hint: bool = True) -> None:
+    """Raise, naming the rows, where a sample observes no modality.
+
+    With ``hint`` the message points to the estimators' ``empty="mean"``.
+    """
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ValueError(
             f"samples {format_rows(empty)} have no observed modality (every modality row "
-            "is NaN)"
+            "is NaN)" + ("; pass empty='mean' to fill every modality of such a sample with "
+                         "its training mean (fit then leaves it out)" if hint else "")
         )
 
 
@@ -682,20 +767,32 @@ def check_observed_twice(data: Multimodal) -> None:
 def modality_statistics(
     data: Multimodal, chunk_rows: int, n_threads: int = 1
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-modality mean and unbiased std over the rows that observe the modality.
+    """Per-modality mean and scale over the rows that observe the modality.
+
+    The scale is the unbiased std (:func:`modality_moments`), or 1 for a
+    constant dimension (:func:`unit_scales`), so constant features stay finite
+    after z-scoring.
+    """
+    means, stds = modality_moments(data, chunk_rows, n_threads)
+    return means, unit_scales(means, stds)
+
+
+def modality_moments(
+    data: Multimodal, chunk_rows: int, n_threads: int = 1
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-modality float64 mean and unbiased std over the rows that observe the modality.
 
     Two chunked passes in float64 (mean, then squared deviations) keep memory at
     one chunk and avoid the cancellation of the one-pass formula; sums run in row
-    order whatever the chunking. A dimension with std <= 1e-8 gets scale 1, so
-    constant features stay finite after z-scoring. Modalities are independent:
-    with ``n_threads > 1`` they are treated side by side, with the same results.
+    order whatever the chunking. Modalities are independent: with
+    ``n_threads > 1`` they are treated side by side, with the same results.
     """
-    stats = map_modalities(lambda m: _one_modality_statistics(data, m, chunk_rows),
+    stats = map_modalities(lambda m: _one_modality_moments(data, m, chunk_rows),
                            data.arrays, n_threads)
-    return [mean for mean, _ in stats], [scale for _, scale in stats]
+    return [mean for mean, _ in stats], [std for _, std in stats]
 
 
-def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
+def _one_modality_moments(data: Multimodal, m: int, chunk_rows: int):
     array, observed = data.arrays[m], data.mask[:, m]
     count = int(observed.sum())
     sums = np.zeros((1, data.dims[m]))
@@ -710,8 +807,64 @@ def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
     for rows in iter_row_chunks(data.n_samples, chunk_rows):
         add_squared_deviations(squares, _kernel_rows(array[rows]), mean,
                                _kernel_keep(observed[rows]))
-    std = np.sqrt(squares / (count - 1))
-    return mean, np.where(std <= _MIN_STD, 1.0, std)
+    return mean, np.sqrt(squares / (count - 1))
+
+
+def constant_dimensions(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Which dimensions of one modality are constant (a boolean (d,) mask).
+
+    A dimension is constant when its std is at most ``CONSTANT_STD_RATIO`` (1e-8)
+    times the modality's magnitude, the largest ``sqrt(mean_j**2 + std_j**2)``
+    (root mean square of a dimension's values) over its dimensions, or at most
+    float32's smallest normal number (about 1.2e-38). The rule is relative, so
+    scaling a modality by any factor (data x 1e-9) scales every dimension by its
+    own spread as before; only spreads at the level of rounding next to the
+    modality's values (a constant column's mean computed in float64 leaves
+    deviations of about 1e-16 of its value) count as none. A non-finite std is
+    never constant, so overflow is still reported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> constant_dimensions(np.array([5.0, 0.0, 0.0]), np.array([0.0, 2.0, 1e-9]))
+    array([ True, False,  True])
+    >>> constant_dimensions(np.array([5e-9, 0.0, 0.0]), np.array([0.0, 2e-9, 1e-18]))
+    array([ True, False,  True])
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        # hypot: no overflow for magnitudes beyond 1e154; fmax skips NaN.
+        magnitude = np.fmax.reduce(np.hypot(mean, std), initial=0.0)
+        limit = max(CONSTANT_STD_RATIO * float(magnitude), _TINY_STD)
+        return np.isfinite(std) & (std <= limit)
+
+
+def unit_scales(means: Sequence[np.ndarray], stds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per-modality scales: the std, or 1 for a constant dimension (:func:`constant_dimensions`).
+
+    Every engine's statistics go through this one rule, so they give the same model.
+    """
+    return [np.where(constant_dimensions(mean, std), 1.0, std)
+            for mean, std in zip(means, stds, strict=True)]
+
+
+def warn_constant_dimensions(names: Sequence[str], means: Sequence[np.ndarray],
+                             stds: Sequence[np.ndarray], stacklevel: int = 2) -> None:
+    """Warn, per modality, when some of its dimensions are constant and left unscaled."""
+    for name, mean, std in zip(names, means, stds, strict=True):
+        constant = constant_dimensions(mean, std)
+        if constant.any():
+            warnings.warn(
+                f"modality {name!r}: {int(constant.sum())} of {constant.size} dimensions are "
+                f"constant over the training rows that observe it (std at most "
+                f"{CONSTANT_STD_RATIO:g} of the modality's magnitude, or below {_TINY_STD:.2g}) "
+                "and are left unscaled (scale 1): "
+                "they add no distance between training samples. Rescale the modality if "
+                "their variation is meaningful.",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
 
 
 @functools.lru_cache(maxsize=1)
@@ -887,9 +1040,14 @@ def reject_sparse(X: Any) -> None:
 
 
 def output_dtype(dtype: Any) -> np.dtype:
-    """The dtype of a completed modality: floating input keeps its dtype, others float64."""
+    """The dtype of a completed modality: the input's (floating or integer).
+
+    An integer array holds no NaN, so its modality is observed in every row and
+    comes back unchanged: keeping its dtype keeps every value exact (float64
+    would round integers beyond 2**53).
+    """
     dtype = np.dtype(dtype)
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+    return dtype if dtype.kind in "fiu" else np.dtype(np.float64)
 
 
 def output_copy(array: Any) -> np.ndarray:

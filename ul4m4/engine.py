@@ -40,7 +40,7 @@ from .data import (
     Standardized,
     check_magnitudes,
     check_multimodal,
-    modality_statistics,
+    modality_moments,
 )
 from .distance import (
     error_factor,
@@ -139,7 +139,10 @@ class Engine(Protocol):
 
     def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int
                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Reduction: per-modality float64 mean and unbiased std over observed rows."""
+        """Reduction: per-modality float64 mean and unbiased std over observed rows.
+
+        The raw std: the estimator turns it into scales by the one rule of
+        :func:`ul4m4.data.unit_scales`, whatever the engine."""
 
     def check_magnitudes(self, data: Multimodal, means: Sequence[np.ndarray],
                          scales: Sequence[np.ndarray], dtype: np.dtype, chunk_rows: int,
@@ -223,7 +226,7 @@ class ChunkedEngine:
         return fn(view, self)
 
     def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int):
-        return modality_statistics(data, chunk_rows, n_threads)
+        return modality_moments(data, chunk_rows, n_threads)
 
     def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
                          chunk_rows: int, n_threads: int) -> None:

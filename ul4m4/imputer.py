@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from .backends import get_engine
-from .data import InputForm, reject_sparse
+from .data import InputForm, feature_names, reject_sparse
 from .model import (
     FittedModel,
     complete,
@@ -201,8 +201,10 @@ class UL4M4Imputer(BaseEstimator):
     n_features_ : dict of str to int
         Width d_m of each modality.
     mean_, scale_ : dict of str to ndarray of shape (d_m,)
-        Per-modality mean and unbiased std (1 where std <= 1e-8) over the
-        training rows that observe the modality.
+        Per-modality mean and unbiased std over the training rows that observe
+        the modality; 1 for a constant dimension, one whose std is at most 1e-8
+        of the modality's magnitude (:func:`ul4m4.data.constant_dimensions`;
+        fit warns, naming the modality, when some are).
     cluster_centers_ : dict of str to ndarray of shape (n_clusters, d_m)
         Centres in the raw input space; an all-NaN row where the centre lacks
         the modality.
@@ -441,8 +443,12 @@ class UL4M4Imputer(BaseEstimator):
             as a DataFrame is returned as a DataFrame with its index and
             columns, tensors as tensors (``backend="torch"``), other input as
             ndarrays; with ``out_dir``, always ``np.memmap``. Floating input
-            keeps its dtype (nullable ``Float64`` gives float64), integer input
-            becomes float64.
+            keeps its dtype (nullable ``Float64`` gives float64; a bfloat16
+            tensor, computed as float32, comes back as bfloat16). Integer input
+            has no NaN, so it is observed in every row and comes back unchanged,
+            in its own dtype (exact, also beyond 2**53); nullable ``Int64``
+            columns, which can hold NA, are read as float64 (a warning says
+            when values beyond 2**53 are rounded).
         sources : dict of ndarray of shape (n_samples,), optional
             Only with ``return_sources=True``; keyed like ``X_filled``.
         weights : dict of ndarray of shape (n_samples,), optional
@@ -489,6 +495,46 @@ class UL4M4Imputer(BaseEstimator):
             raise ValueError(f"transform must be 'default', 'pandas' or None, got {transform!r}")
         self._sklearn_output_config = {"transform": transform}
         return self
+
+    def get_feature_names_out(
+        self, input_features: Mapping[Any, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Output feature names, per modality (the output is one array per modality).
+
+        The names of the columns of ``set_output(transform="pandas")`` for a
+        modality given as an array: ``<modality>_0``, ``<modality>_1``, ...
+        (the fitted name, as ``str``). A modality given as a DataFrame keeps its
+        own columns in the output; pass them as ``input_features`` to get them
+        here.
+
+        Parameters
+        ----------
+        input_features : mapping of str to array-like of str, optional
+            Names of the columns of some modalities (keys compared as ``str``,
+            each of its modality's width); the others get the default names.
+
+        Returns
+        -------
+        feature_names_out : dict of str to ndarray of str objects
+            Keyed by ``modalities_``, in the fitted order.
+        """
+        model = self._check_fitted()
+        given = {str(k): v for k, v in (input_features or {}).items()}
+        unknown = sorted(set(given) - set(model.names))
+        if unknown:
+            raise ValueError(f"input_features names unknown modalities {unknown}; the fitted "
+                             f"modalities are {list(model.names)}")
+        out = {}
+        for name, width in zip(model.names, model.dims, strict=True):
+            if name not in given:
+                out[name] = feature_names(name, width)
+                continue
+            names = np.asarray(given[name], dtype=object).reshape(-1)
+            if names.size != width:
+                raise ValueError(f"input_features[{name!r}] has {names.size} names, modality "
+                                 f"{name!r} has {width} features")
+            out[name] = np.asarray([str(f) for f in names], dtype=object)
+        return out
 
     def _output_container(self) -> str:
         return getattr(self, "_sklearn_output_config", {}).get("transform", "default")

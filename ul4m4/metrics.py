@@ -59,7 +59,8 @@ def training_statistics(X_train: Mapping[str, Any]) -> tuple[Stats, Stats]:
     """Per-modality mean and scale over the training rows that observe each modality.
 
     The same statistics :class:`ul4m4.UL4M4Imputer` uses: unbiased std, and scale 1
-    for a dimension whose std is at most 1e-8.
+    for a constant dimension (std at most 1e-8 of the modality's magnitude; see
+    :func:`ul4m4.data.constant_dimensions`).
 
     Parameters
     ----------

@@ -33,9 +33,12 @@ from .complete import FROM_MEAN, OBSERVED
 from .data import (
     Multimodal,
     check_multimodal,
+    check_no_empty_samples,
     check_observed_twice,
     output_copy,
     output_dtype,
+    unit_scales,
+    warn_constant_dimensions,
     without_empty_samples,
 )
 from .engine import Engine
@@ -209,7 +212,8 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
     k = selection.n_clusters if selection else int(settings.n_clusters)
     means, scales, runs = fit_members(data, k, settings, engine, chunk_rows, gamma, rng,
-                                      settings.n_ensemble, progress=progress)
+                                      settings.n_ensemble, progress=progress,
+                                      warn_constant=True)
     first = runs[0]
     labels = first.labels
     if kept is not None:
@@ -243,16 +247,21 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 
 def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, chunk_rows: int,
                 gamma: float, rng: np.random.RandomState, n_models: int = 1, *,
-                progress: FitProgress | None = None, label: str = "member"):
+                progress: FitProgress | None = None, label: str = "member",
+                warn_constant: bool = False):
     """Statistics, then ``n_models`` k-means models on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
     after the other. Returns ``(means, scales, [LloydResult])``. ``progress``
     logs each model's stages under ``label`` (numbered ``i/n_models`` when
-    ``label`` is ``"member"``).
+    ``label`` is ``"member"``). ``warn_constant`` warns about constant
+    dimensions (once per fit: the fit of the final model sets it).
     """
     progress = progress if progress is not None else FitProgress(0)
-    means, scales = engine.statistics(data, chunk_rows, settings.n_threads)
+    means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
+    scales = unit_scales(means, stds)
+    if warn_constant:
+        warn_constant_dimensions(data.names, means, stds, stacklevel=4)
     engine.check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads)
     # Streamed inputs (memory maps, array-likes) are never copied whole; an
     # in-memory input may be, once, when the copy is no larger than the input
@@ -340,8 +349,11 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
                       engine: Engine) -> Centers:
     try:
         init = check_multimodal(
-            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True))
+            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True)),
+            require_observed=False,
         )
+        # Not the samples' empty="mean" hint: a centre must carry some modality.
+        check_no_empty_samples(init.mask, hint=False)
     except (ValueError, TypeError) as exc:
         # The validator speaks of samples; here its rows are initial centres.
         message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")

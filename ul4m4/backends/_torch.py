@@ -105,22 +105,46 @@ _TF32_EPS = 2.0**-10
 
 # ------------------------------------------------------- input and output
 class _Caller:
-    """Converts results back to the caller's type: tensors on ``device``, or as they are."""
+    """Converts results back to the caller's type: tensors on ``device``, or as they are.
 
-    def __init__(self, device: torch.device | None) -> None:
+    ``dtypes`` holds, per input position, the tensor dtype NumPy has no equivalent
+    for (``torch.bfloat16``, read as float32): the filled arrays at those positions
+    go back to it. The filled arrays come in the input's order (a mapping's keys,
+    a list's positions), so positions pair them.
+    """
+
+    def __init__(self, device: torch.device | None,
+                 dtypes: Sequence[torch.dtype | None] = ()) -> None:
         self.device = device
+        self.dtypes = list(dtypes)
 
     def wrap(self, value: Any) -> Any:
         if self.device is None:
             return value
+        # A mapping is transform's filled arrays; a tuple starting with one adds
+        # sources and weights, which keep their own dtypes.
+        if isinstance(value, tuple) and value and isinstance(value[0], Mapping):
+            return (self._filled(value[0]), *(self._tensors(v) for v in value[1:]))
+        if isinstance(value, Mapping):
+            return self._filled(value)
+        return self._tensors(value)
+
+    def _filled(self, value: Mapping) -> dict:
+        out = {}
+        for i, (key, array) in enumerate(value.items()):
+            tensor = self._tensors(array)
+            dtype = self.dtypes[i] if i < len(self.dtypes) else None
+            # float32 -> bfloat16 is exact on observed rows (they were bfloat16).
+            out[key] = tensor if dtype is None else tensor.to(dtype)
+        return out
+
+    def _tensors(self, value: Any) -> Any:
         if isinstance(value, np.ndarray):
             return torch.from_numpy(value).to(self.device)
         if isinstance(value, Mapping):
-            return {k: self.wrap(v) for k, v in value.items()}
-        if isinstance(value, tuple):
-            return tuple(self.wrap(v) for v in value)
-        if isinstance(value, list):
-            return [self.wrap(v) for v in value]
+            return {k: self._tensors(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return type(value)(self._tensors(v) for v in value)
         return value
 
 
@@ -132,30 +156,36 @@ def _tf32_possible(device: torch.device | None) -> bool:
     return bool(cuda and torch.cuda.is_available() and tf32)
 
 
-def _to_host(X: Any) -> tuple[Any, torch.device | None]:
+def _to_host(X: Any) -> tuple[Any, _Caller]:
     if isinstance(X, Mapping):
         items = list(X.items())
     elif isinstance(X, list | tuple):
         items = list(enumerate(X))
     else:
-        return X, None
+        return X, _Caller(None)
     devices = {name: v.device for name, v in items if isinstance(v, torch.Tensor)}
     if not devices:
-        return X, None
+        return X, _Caller(None)
     if len(set(devices.values())) > 1:
         raise ValueError(f"all tensors of X must be on one device, got {devices}")
     host = [(name, _tensor_to_numpy(str(name), v)) for name, v in items]
     values = dict(host) if isinstance(X, Mapping) else [v for _, v in host]
-    return values, next(iter(devices.values()))
+    narrow = [v.dtype if isinstance(v, torch.Tensor) and v.dtype == torch.bfloat16 else None
+              for _, v in items]
+    return values, _Caller(next(iter(devices.values())), narrow)
 
 
 def _tensor_to_numpy(name: str, value: Any) -> Any:
     if not isinstance(value, torch.Tensor):
         return value
-    if value.is_complex() or value.dtype in (torch.bfloat16, torch.bool):
+    if value.is_complex() or value.dtype == torch.bool:
         raise TypeError(
-            f"modality {name!r}: expected a real float or integer tensor, got {value.dtype}"
+            f"modality {name!r}: expected a real floating or integer tensor, got {value.dtype}"
         )
+    if value.dtype == torch.bfloat16:
+        # NumPy has no bfloat16: read it as float32 (exactly), compute as for float32
+        # input, and hand the filled tensor back as bfloat16 (see _Caller).
+        return value.detach().cpu().float().numpy()
     return value.detach().cpu().numpy()
 
 
@@ -413,11 +443,12 @@ class TorchEngine(ChunkedEngine):
     def to_host(self, X: Any) -> tuple[Any, _Caller]:
         """Host (NumPy) arrays for validation, and the conversion back to the caller's type.
 
-        Tensors become NumPy arrays (without a copy on the CPU); all tensors of
-        one input must be on one device, which is where results are returned.
+        Tensors become NumPy arrays (without a copy on the CPU; bfloat16, which
+        NumPy lacks, as a float32 copy, and filled arrays come back as bfloat16);
+        all tensors of one input must be on one device, which is where results
+        are returned.
         """
-        host, device = _to_host(X)
-        return host, _Caller(device)
+        return _to_host(X)
 
     def for_input(self, caller: _Caller) -> TorchEngine:
         """This engine, on the input's device when no device was given."""

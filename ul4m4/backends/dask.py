@@ -108,6 +108,7 @@ from ..centers import Centers
 from ..data import (
     Multimodal,
     Standardized,
+    check_2d,
     check_finite_statistics,
     check_float32_range,
     check_no_empty_samples,
@@ -157,11 +158,7 @@ def _as_dask(name: str, value: Any) -> da.Array:
         width = value.shape[1] if len(value.shape) == 2 else 1
         rows = max(1, WRAP_BYTES // (8 * max(1, width)))
         value = da.from_array(value, chunks=(rows, -1), name=False)
-    if value.ndim != 2:
-        raise ValueError(
-            f"modality {name!r}: expected a 2-D array (n_samples, n_features), "
-            f"got shape {tuple(value.shape)}"
-        )
+    check_2d(name, value.shape)
     if any(math.isnan(c) for c in value.chunks[0]) or math.isnan(value.shape[0]):
         raise ValueError(
             f"modality {name!r}: unknown row chunk sizes; call compute_chunk_sizes() first"
@@ -761,12 +758,11 @@ class DaskEngine:
         squares = [delayed(_squares_task)(b, m, shared) for b, m in zip(blocks, masks,
                                                                        strict=True)]
         total = dask.compute(_delayed_sum(squares))[0]
-        scales = []
+        stds = []
         for sq, c in zip(total, counts, strict=True):
             with np.errstate(divide="ignore", invalid="ignore"):
-                std = np.sqrt(sq[0] / (c - 1))
-            scales.append(np.where(std <= 1e-8, 1.0, std))
-        return means, scales
+                stds.append(np.sqrt(sq[0] / (c - 1)))
+        return means, stds
 
     def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
                          chunk_rows: int, n_threads: int) -> None:

@@ -37,8 +37,8 @@ class BaseImputer(BaseEstimator):
     Subclasses implement :meth:`_fit` and :meth:`_fill`. After :meth:`fit` every
     method has ``modalities_``, ``n_features_`` and the per-modality z-score
     statistics ``mean_`` and ``scale_`` computed, as in :class:`ul4m4.UL4M4Imputer`,
-    over the training rows that observe the modality (unbiased std; a dimension
-    with std <= 1e-8 gets scale 1).
+    over the training rows that observe the modality (unbiased std; a constant
+    dimension, see :func:`ul4m4.data.constant_dimensions`, gets scale 1).
 
     Attributes
     ----------

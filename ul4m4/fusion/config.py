@@ -63,8 +63,9 @@ class FusionConfig:
         Decision threshold on multi-label probabilities for the validation score.
     standardize : bool, default=True
         z-score each modality inside the model with the mean and unbiased std of its
-        observed training rows (a std <= 1e-8 becomes 1), so raw embeddings of any scale
-        can be fed in.
+        observed training rows (a constant dimension's becomes 1, the rule of
+        :func:`ul4m4.data.constant_dimensions`), so raw embeddings of any scale can be
+        fed in.
     grad_clip : float or None, default=None
         Clip the global gradient norm to this value.
     eval_batch_size : int, default=1024

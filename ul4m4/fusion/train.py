@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data import unit_scales
 from ._validation import Inputs, check_inputs, check_targets, check_task
 from .config import FusionConfig
 from .metrics import METRIC_NAMES, evaluate_task
@@ -244,7 +245,8 @@ def _resolve_range(output_range: Any, task: str, y_train: np.ndarray) -> tuple[f
 
 
 def _standardization(data: Inputs) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Mean and unbiased std of each modality over its observed rows (std <= 1e-8 -> 1)."""
+    """Mean and unbiased std of each modality over its observed rows; 1 for a constant
+    dimension, by the imputer's rule (:func:`ul4m4.data.unit_scales`)."""
     means, scales = [], []
     for name, a, observed in zip(data.names, data.arrays, data.mask.T, strict=True):
         rows = a[observed].astype(np.float64)
@@ -253,8 +255,8 @@ def _standardization(data: Inputs) -> tuple[list[np.ndarray], list[np.ndarray]]:
         mean = rows.mean(axis=0)
         std = rows.std(axis=0, ddof=1) if rows.shape[0] > 1 else np.ones_like(mean)
         means.append(mean)
-        scales.append(np.where(std <= 1e-8, 1.0, std))
-    return means, scales
+        scales.append(std)
+    return means, unit_scales(means, scales)
 
 
 # ------------------------------------------------------------------ training
