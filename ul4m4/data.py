@@ -35,6 +35,7 @@ from .distance import assigned_sq_dists, squared_norms
 from .stream import as_row_source, subset_rows
 
 __all__ = [
+    "MIN_STD",
     "InputForm",
     "Multimodal",
     "raise_bad_rows",
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 #: A dimension whose training standard deviation is at most this gets scale 1.
-_MIN_STD = 1e-8
+MIN_STD = 1e-8
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
@@ -711,7 +712,7 @@ def _one_modality_statistics(data: Multimodal, m: int, chunk_rows: int):
         add_squared_deviations(squares, _kernel_rows(array[rows]), mean,
                                _kernel_keep(observed[rows]))
     std = np.sqrt(squares / (count - 1))
-    return mean, np.where(std <= _MIN_STD, 1.0, std)
+    return mean, np.where(std <= MIN_STD, 1.0, std)
 
 
 @functools.lru_cache(maxsize=1)
