@@ -318,6 +318,23 @@ def test_meta_json_is_read_with_a_bound(tmp_path):
     _refused(path, "meta.json is implausibly large")
 
 
+def test_other_writers_layouts_of_the_same_arrays_load_the_same(tmp_path):
+    # Not hostile: a stored archive, a Fortran-order centre block and a big-endian
+    # mean are the same arrays, and read as such (checksums over the new bytes).
+    path = _saved(tmp_path)
+    members = _members(path)
+    centres = np.load(io.BytesIO(members["arrays/centers_z/0.npy"]))
+    _plant(members, "centers_z/0", _npy(np.asfortranarray(centres)))
+    mean = np.load(io.BytesIO(members["arrays/mean/0.npy"]))
+    _plant(members, "mean/0", _npy(mean.astype(mean.dtype.newbyteorder(">"))))
+    with zipfile.ZipFile(path, "w") as archive:  # stored
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    loaded = UL4M4Imputer.load(path)
+    assert loaded.mean_["text"].dtype == np.float64
+    _same(loaded, _fitted())
+
+
 # ------------------------------------------------------------- meta.json fields
 @pytest.mark.parametrize(
     ("key", "value"),

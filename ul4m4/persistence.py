@@ -24,10 +24,19 @@ pass-through columns, ``n_features_in_`` and ``feature_names_in_``); the model
 and parameters are stored exactly as for the imputer. Each reader refuses the
 other's format.
 
-Reading never unpickles: only whitelisted dtypes are accepted, every array is
-checked against its recorded shape, dtype and checksum, and any mismatch raises
-:class:`ModelFileError` (a path with no file raises :class:`FileNotFoundError`). Writes go to a temporary file in the target folder,
-then replace the target atomically.
+Reading never unpickles and trusts nothing it has not checked, in this order:
+``meta.json`` (read with a bound) and its fields' types and ranges; the arrays
+the model's shape calls for, each with a whitelisted dtype, the expected shape
+and a size under :data:`_MAX_ARRAY_BYTES`; each member's sizes in the archive
+against that shape (no more compressed bytes than the file holds, no ratio
+beyond deflate's, stored or deflated only), all before any member is read;
+then each member in chunks, hashed before anything is allocated for it; its
+``.npy`` header against ``meta.json``; and finally the values
+(:func:`ul4m4.model_checks.check_fitted_model`). Memory stays O(chunk) until a
+member's checksum has matched, whatever the archive declares. Any failure
+raises :class:`ModelFileError` naming the file (a path with no file raises
+:class:`FileNotFoundError`). Writes go to a temporary file in the target
+folder, then replace the target atomically.
 """
 
 from __future__ import annotations
@@ -192,18 +201,17 @@ def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLi
                 archive.writestr(f"arrays/{name}.npy", payload)
 
 
-def _check_archive(archive: zipfile.ZipFile, path: str) -> int:
+def _check_archive(archive: zipfile.ZipFile, path: str) -> None:
     """Refuse an archive whose members claim more compressed bytes than the file holds.
 
     Overlapping members (one deflate stream counted many times, a classic zip
-    bomb) fail here, before any member is read. Returns the file's size.
+    bomb) fail here, before any member is read.
     """
     size = os.fstat(archive.fp.fileno()).st_size
     claimed = sum(info.compress_size for info in archive.infolist())
     if claimed > size:
         raise ModelFileError(f"{path}: damaged model file (its members claim {claimed} "
                              f"compressed bytes, the file holds {size})")
-    return size
 
 
 def _member(archive: zipfile.ZipFile, member: str, what: str, path: str) -> zipfile.ZipInfo:
@@ -218,8 +226,10 @@ def _member(archive: zipfile.ZipFile, member: str, what: str, path: str) -> zipf
     if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
         raise ModelFileError(f"{path}: {what} uses compression method "
                              f"{info.compress_type} (ul4m4 writes stored or deflated members)")
-    if (info.file_size != info.compress_size if stored
-            else info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+    if stored and info.file_size != info.compress_size:
+        raise ModelFileError(f"{path}: {what} declares {info.file_size} bytes but stores "
+                             f"{info.compress_size} (damaged or crafted file)")
+    if info.file_size > _MAX_RATIO * max(info.compress_size, 1):
         raise ModelFileError(
             f"{path}: {what} declares {info.file_size} bytes in {info.compress_size} "
             "compressed bytes, more than any compression reaches (damaged or crafted file)")
@@ -253,7 +263,9 @@ class _Reader:
 
 
 def _read_meta(archive: zipfile.ZipFile, path: str, format_name: str) -> dict[str, Any]:
-    info = _member(archive, _META, f"not a ul4m4 model file (no {_META})", path)
+    if _META not in archive.namelist():
+        raise ModelFileError(f"{path}: not a ul4m4 model file (no {_META})")
+    info = _member(archive, _META, _META, path)
     if info.file_size > _MAX_META_BYTES:
         raise ModelFileError(f"{path}: {_META} is implausibly large ({info.file_size} bytes)")
     with archive.open(info) as handle:
