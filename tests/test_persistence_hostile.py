@@ -271,7 +271,7 @@ def test_bytes_after_an_arrays_data_are_refused(tmp_path):
     members = _members(path)
     _plant(members, "mean/0", members["arrays/mean/0.npy"] + bytes(64))
     _write(path, members)
-    _refused(path, "'mean/0'", "unreadable")
+    _refused(path, "'mean/0'", "take 160 bytes, the member holds 224")
 
 
 def test_members_claiming_more_bytes_than_the_file_are_refused(tmp_path):
@@ -333,6 +333,21 @@ def test_other_writers_layouts_of_the_same_arrays_load_the_same(tmp_path):
     loaded = UL4M4Imputer.load(path)
     assert loaded.mean_["text"].dtype == np.float64
     _same(loaded, _fitted())
+
+
+def test_edge_values_a_fit_produces_still_load(tmp_path):
+    # A constant dimension (scale 1), an all-constant modality, and a first
+    # iteration of inertia inf (a sample sharing no modality with its seed).
+    X = {"m0": np.array([[0.0]] * 11 + [[np.nan]]),
+         "m1": np.array([[0.0], [0.0]] + [[np.nan]] * 9 + [[0.0]])}
+    imp = UL4M4Imputer(1, random_state=0).fit(X)
+    assert imp.history_[0] == np.inf
+    path = tmp_path / "edge.ul4m4"
+    imp.save(path)
+    loaded = UL4M4Imputer.load(path)
+    assert loaded.history_ == imp.history_
+    for name in X:
+        np.testing.assert_array_equal(loaded.transform(X)[name], imp.transform(X)[name])
 
 
 # ------------------------------------------------------------- meta.json fields

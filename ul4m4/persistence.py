@@ -369,11 +369,14 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec: tuple[np.dtype, tuple
                 MemoryError, OverflowError) as exc:
             raise ModelFileError(f"{path}: array {name!r} is unreadable ({exc})") from None
         # A byte-swapped dtype of the same type is the same array (other writers' order).
-        if (header_dtype.newbyteorder("=") != dtype or tuple(header_shape) != shape
-                or reader.position + nbytes != info.file_size):
+        if header_dtype not in (dtype, dtype.newbyteorder()) or tuple(header_shape) != shape:
             raise ModelFileError(
                 f"{path}: array {name!r} is unreadable (its .npy header says "
                 f"{header_dtype}{list(header_shape)}, {_META} says {dtype.name}{list(shape)})")
+        if reader.position + nbytes != info.file_size:
+            raise ModelFileError(
+                f"{path}: array {name!r} is unreadable (its header and data take "
+                f"{reader.position + nbytes} bytes, the member holds {info.file_size})")
         reader.end = info.file_size
         try:
             flat = np.empty(math.prod(shape), dtype=header_dtype)
