@@ -1038,7 +1038,7 @@ CASES: list[Case] = [
          before="raw KeyError: 'n_iter'"),
     Case("load-meta-arrays-list", _P, "meta.json listing its arrays as [5]",
          lambda t: _load(t, lambda p: _rewrite_meta(p, lambda m: _set(m, "arrays", [5]))),
-         ModelFileError, r"malformed model file \(IndexError",
+         ModelFileError, r"model\.ul4m4: malformed model file .*array table is not a mapping",
          before="raw IndexError: list index out of range"),
     # ------------------------------------------------------------------- CLI
     Case("cli-no-folder", _C, "--dataset naming a missing folder",

@@ -36,6 +36,8 @@ from .distance import assigned_sq_dists, squared_norms
 from .stream import as_row_source, subset_rows
 
 __all__ = [
+    "CONSTANT_STD_RATIO",
+    "MIN_STD",
     "InputForm",
     "Multimodal",
     "raise_bad_rows",
@@ -72,7 +74,7 @@ CONSTANT_STD_RATIO = 1e-8
 
 #: Below this a standard deviation is constant whatever the magnitude: float32's smallest
 #: normal number, so that every scale stays a normal number in either working dtype.
-_TINY_STD = float(np.finfo(np.float32).tiny)
+MIN_STD = float(np.finfo(np.float32).tiny)
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
@@ -836,7 +838,7 @@ def constant_dimensions(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         # hypot: no overflow for magnitudes beyond 1e154; fmax skips NaN.
         magnitude = np.fmax.reduce(np.hypot(mean, std), initial=0.0)
-        limit = max(CONSTANT_STD_RATIO * float(magnitude), _TINY_STD)
+        limit = max(CONSTANT_STD_RATIO * float(magnitude), MIN_STD)
         return np.isfinite(std) & (std <= limit)
 
 
@@ -858,7 +860,7 @@ def warn_constant_dimensions(names: Sequence[str], means: Sequence[np.ndarray],
             warnings.warn(
                 f"modality {name!r}: {int(constant.sum())} of {constant.size} dimensions are "
                 f"constant over the training rows that observe it (std at most "
-                f"{CONSTANT_STD_RATIO:g} of the modality's magnitude, or below {_TINY_STD:.2g}) "
+                f"{CONSTANT_STD_RATIO:g} of the modality's magnitude, or below {MIN_STD:.2g}) "
                 "and are left unscaled (scale 1): "
                 "they add no distance between training samples. Rescale the modality if "
                 "their variation is meaningful.",

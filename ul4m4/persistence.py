@@ -24,10 +24,19 @@ pass-through columns, ``n_features_in_`` and ``feature_names_in_``); the model
 and parameters are stored exactly as for the imputer. Each reader refuses the
 other's format.
 
-Reading never unpickles: only whitelisted dtypes are accepted, every array is
-checked against its recorded shape, dtype and checksum, and any mismatch raises
-:class:`ModelFileError` (a path with no file raises :class:`FileNotFoundError`). Writes go to a temporary file in the target folder,
-then replace the target atomically.
+Reading never unpickles and trusts nothing it has not checked, in this order:
+``meta.json`` (read with a bound) and its fields' types and ranges; the arrays
+the model's shape calls for, each with a whitelisted dtype, the expected shape
+and a size under :data:`_MAX_ARRAY_BYTES`; each member's sizes in the archive
+against that shape (no more compressed bytes than the file holds, no ratio
+beyond deflate's, stored or deflated only), all before any member is read;
+then each member in chunks, hashed before anything is allocated for it; its
+``.npy`` header against ``meta.json``; and finally the values
+(:func:`ul4m4.model_checks.check_fitted_model`). Memory stays O(chunk) until a
+member's checksum has matched, whatever the archive declares. Any failure
+raises :class:`ModelFileError` naming the file (a path with no file raises
+:class:`FileNotFoundError`). Writes go to a temporary file in the target
+folder, then replace the target atomically.
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
+import struct
 import zipfile
 import zlib
 from typing import Any
@@ -47,8 +58,8 @@ from ._utils.files import atomic_write
 from ._version import __version__
 from .centers import Centers
 from .model import FittedModel, Member, RunInfo
+from .model_checks import ModelValueError, check_fitted_model
 from .plan import CompletionPlan
-from .rules import COMPLETION_RULES
 from .selection import Selection
 from .settings import PARAMETER_CONSTRAINTS, resolve_settings
 
@@ -70,6 +81,14 @@ _READABLE_VERSIONS = (1, 2)
 _META = "meta.json"
 _MAX_META_BYTES = 16 * 2**20
 _ALLOWED_DTYPES = {"float32", "float64", "bool", "int64"}
+#: Largest array a model file may hold (16 GiB; labels of 2e9 samples).
+_MAX_ARRAY_BYTES = 2**34
+#: Bytes of a ``.npy`` header around an array's data (ours take 64 or 128).
+_MIN_NPY_HEADER, _MAX_NPY_HEADER = 10, 4096
+#: Largest uncompressed-to-compressed ratio of a member: deflate cannot pass ~1032.
+_MAX_RATIO = 1100
+#: Bytes read (and decompressed) at a time.
+_READ_CHUNK = 2**20
 #: Parameters stored as JSON: all but explicit initial centres, which the model does not need.
 _PARAMS = tuple(name for name in PARAMETER_CONSTRAINTS if name != "init")
 #: Parameters added after format version 1 was first written, with the value that files
@@ -182,16 +201,81 @@ def save_model(model: FittedModel, params: dict[str, Any], path: str | os.PathLi
                 archive.writestr(f"arrays/{name}.npy", payload)
 
 
-def _read_meta(archive: zipfile.ZipFile, path: str, format_name: str) -> dict[str, Any]:
+def _check_archive(archive: zipfile.ZipFile, path: str) -> None:
+    """Refuse an archive whose members claim more compressed bytes than the file holds.
+
+    Overlapping members (one deflate stream counted many times, a classic zip
+    bomb) fail here, before any member is read.
+    """
+    size = os.fstat(archive.fp.fileno()).st_size
+    claimed = sum(info.compress_size for info in archive.infolist())
+    if claimed > size:
+        raise ModelFileError(f"{path}: damaged model file (its members claim {claimed} "
+                             f"compressed bytes, the file holds {size})")
+
+
+def _member(archive: zipfile.ZipFile, member: str, what: str, path: str) -> zipfile.ZipInfo:
+    """The entry of ``member``, refused if its declared sizes cannot be a ul4m4 writer's."""
     try:
-        info = archive.getinfo(_META)
+        info = archive.getinfo(member)
     except KeyError:
-        raise ModelFileError(f"{path}: not a ul4m4 model file (no {_META})") from None
+        raise ModelFileError(f"{path}: {what} is missing") from None
+    # ul4m4 writes deflated (save_model) or stored members; bzip2 and lzma would
+    # allow ratios far beyond deflate's ~1032:1, so they are not accepted.
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
+        raise ModelFileError(f"{path}: {what} uses compression method "
+                             f"{info.compress_type} (ul4m4 writes stored or deflated members)")
+    if stored and info.file_size != info.compress_size:
+        raise ModelFileError(f"{path}: {what} declares {info.file_size} bytes but stores "
+                             f"{info.compress_size} (damaged or crafted file)")
+    if info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+        raise ModelFileError(
+            f"{path}: {what} declares {info.file_size} bytes in {info.compress_size} "
+            "compressed bytes, more than any compression reaches (damaged or crafted file)")
+    return info
+
+
+class _Reader:
+    """A member's bytes, read and hashed a chunk at a time up to ``end`` and no further.
+
+    numpy's ``.npy`` header parser reads from it; raising ``end`` afterwards lets
+    the data through. Nothing beyond ``end`` is ever decompressed, whatever the
+    archive's headers say.
+    """
+
+    def __init__(self, handle: Any, end: int) -> None:
+        self.handle, self.end, self.position = handle, end, 0
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        room = self.end - self.position
+        n = room if n is None or n < 0 else min(n, room)
+        data = self.handle.read(min(n, _READ_CHUNK)) if n > 0 else b""
+        self.position += len(data)
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read (and hash) the rest, up to ``end``."""
+        while self.read(_READ_CHUNK):
+            pass
+
+
+def _read_meta(archive: zipfile.ZipFile, path: str, format_name: str) -> dict[str, Any]:
+    if _META not in archive.namelist():
+        raise ModelFileError(f"{path}: not a ul4m4 model file (no {_META})")
+    info = _member(archive, _META, _META, path)
     if info.file_size > _MAX_META_BYTES:
         raise ModelFileError(f"{path}: {_META} is implausibly large ({info.file_size} bytes)")
+    with archive.open(info) as handle:
+        reader = _Reader(handle, info.file_size)
+        text = b"".join(iter(lambda: reader.read(_READ_CHUNK), b""))
+    if len(text) != info.file_size:
+        raise ModelFileError(f"{path}: damaged model file ({_META} is truncated)")
     try:
-        meta = json.loads(archive.read(_META).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: {_META} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != format_name:
         if not isinstance(meta, dict):
@@ -211,26 +295,106 @@ def _read_meta(archive: zipfile.ZipFile, path: str, format_name: str) -> dict[st
     return meta
 
 
-def _read_array(archive: zipfile.ZipFile, name: str, spec: dict[str, Any], path: str) -> np.ndarray:
-    member = f"arrays/{name}.npy"
-    try:
-        payload = archive.read(member)
-    except KeyError:
-        raise ModelFileError(f"{path}: array {name!r} is missing") from None
-    if hashlib.sha256(payload).hexdigest() != spec.get("sha256"):
-        raise ModelFileError(f"{path}: array {name!r} fails its checksum (corrupt file)")
-    if spec.get("dtype") not in _ALLOWED_DTYPES:
-        raise ModelFileError(f"{path}: array {name!r} has a disallowed dtype {spec.get('dtype')!r}")
-    try:
-        array = np.load(io.BytesIO(payload), allow_pickle=False)
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: array {name!r} is unreadable ({exc})") from None
-    if array.dtype.name != spec["dtype"] or list(array.shape) != list(spec.get("shape", [])):
+def _shape_text(dtype: str, shape: Any) -> str:
+    return f"{dtype}{list(shape) if isinstance(shape, list | tuple) else shape}"
+
+
+def _array_spec(name: str, spec: Any, want: tuple[str, tuple[int, ...] | None],
+                path: str) -> tuple[np.dtype, tuple[int, ...], str]:
+    """The dtype, shape and checksum ``meta.json`` records for one array, checked before
+    any byte of it is read: whitelisted dtype, the shape this model needs (``want``;
+    ``None`` for a 1-D array of any length), a size under :data:`_MAX_ARRAY_BYTES`."""
+    if not isinstance(spec, dict):
+        raise ModelFileError(f"{path}: malformed {_META} (entry of array {name!r})")
+    dtype, shape, digest = spec.get("dtype"), spec.get("shape"), spec.get("sha256")
+    if dtype not in _ALLOWED_DTYPES:
+        raise ModelFileError(f"{path}: array {name!r} has a disallowed dtype {dtype!r}")
+    if not (isinstance(shape, list) and len(shape) <= 2
+            and all(type(s) is int and s >= 0 for s in shape)):
+        raise ModelFileError(f"{path}: array {name!r} has an invalid shape {shape!r} "
+                             f"in {_META}")
+    want_dtype, want_shape = want
+    if dtype != want_dtype or (len(shape) != 1 if want_shape is None
+                               else tuple(shape) != want_shape):
+        expected = "[n]" if want_shape is None else list(want_shape)
         raise ModelFileError(
-            f"{path}: array {name!r} is {array.dtype.name}{list(array.shape)}, the header says "
-            f"{spec['dtype']}{spec.get('shape')}"
+            f"{path}: array {name!r} is {_shape_text(dtype, shape)}, expected "
+            f"{want_dtype}{expected} for this model"
         )
-    return array
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > _MAX_ARRAY_BYTES:
+        raise ModelFileError(f"{path}: array {name!r} declares {_shape_text(dtype, shape)} "
+                             f"({nbytes} bytes), more than a model file may hold")
+    if not isinstance(digest, str):
+        raise ModelFileError(f"{path}: array {name!r} has no checksum in {_META}")
+    return np.dtype(dtype), tuple(shape), digest
+
+
+def _npy_header(reader: _Reader) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(reader)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(reader, max_header_size=_MAX_NPY_HEADER)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(reader, max_header_size=_MAX_NPY_HEADER)
+    raise ValueError(f".npy format version {version} (ul4m4 writes 1.0 or 2.0)")
+
+
+def _read_array(archive: zipfile.ZipFile, name: str, spec: tuple[np.dtype, tuple[int, ...], str],
+                path: str) -> np.ndarray:
+    """Read one array member in two bounded passes.
+
+    The first only hashes the member, a chunk at a time, so a member whose
+    content does not match its checksum is refused in O(chunk) memory however
+    large it claims to be; the second parses the ``.npy`` header (which must
+    repeat ``meta.json``'s dtype and shape), allocates the array exactly and
+    fills it, hashing again.
+    """
+    dtype, shape, digest = spec
+    nbytes = math.prod(shape) * dtype.itemsize
+    info = _member(archive, f"arrays/{name}.npy", f"array {name!r}", path)
+    if not nbytes + _MIN_NPY_HEADER <= info.file_size <= nbytes + _MAX_NPY_HEADER:
+        raise ModelFileError(
+            f"{path}: array {name!r} is unreadable (the archive declares {info.file_size} "
+            f"bytes, its dtype and shape in {_META} imply {nbytes} plus a .npy header)")
+    with archive.open(info) as handle:
+        reader = _Reader(handle, info.file_size)
+        reader.drain()
+    if reader.position != info.file_size or reader.hash.hexdigest() != digest:
+        raise ModelFileError(f"{path}: array {name!r} fails its checksum (corrupt file)")
+    with archive.open(info) as handle:
+        reader = _Reader(handle, min(info.file_size, _MAX_NPY_HEADER))
+        try:
+            header_shape, fortran, header_dtype = _npy_header(reader)
+        except (ValueError, TypeError, LookupError, SyntaxError, RecursionError,
+                MemoryError, OverflowError) as exc:
+            raise ModelFileError(f"{path}: array {name!r} is unreadable ({exc})") from None
+        # A byte-swapped dtype of the same type is the same array (other writers' order).
+        if header_dtype not in (dtype, dtype.newbyteorder()) or tuple(header_shape) != shape:
+            raise ModelFileError(
+                f"{path}: array {name!r} is unreadable (its .npy header says "
+                f"{header_dtype}{list(header_shape)}, {_META} says {dtype.name}{list(shape)})")
+        if reader.position + nbytes != info.file_size:
+            raise ModelFileError(
+                f"{path}: array {name!r} is unreadable (its header and data take "
+                f"{reader.position + nbytes} bytes, the member holds {info.file_size})")
+        reader.end = info.file_size
+        try:
+            flat = np.empty(math.prod(shape), dtype=header_dtype)
+        except MemoryError:
+            raise ModelFileError(f"{path}: array {name!r} ({nbytes} bytes) does not fit in "
+                                 "memory") from None
+        target = memoryview(flat).cast("B")
+        filled = 0
+        while filled < nbytes:
+            chunk = reader.read(nbytes - filled)
+            if not chunk:
+                break
+            target[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+    if filled != nbytes or reader.hash.hexdigest() != digest:
+        raise ModelFileError(f"{path}: array {name!r} changed while it was read")
+    array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    return array if header_dtype == dtype else array.astype(dtype)
 
 
 def load_model(path: str | os.PathLike, *, adapter: bool = False
@@ -241,8 +405,9 @@ def load_model(path: str | os.PathLike, *, adapter: bool = False
     Returns the estimator's parameters and the fitted model; with ``adapter=True``
     it reads a :data:`ADAPTER_FORMAT_NAME` file and also returns its ``adapter``
     section (as stored: the caller checks it). Raises :class:`FileNotFoundError`
-    (naming the path) where there is no file, and :class:`ModelFileError` for a
-    file that is not a sound ul4m4 model.
+    (naming the path) where there is no file, and :class:`ModelFileError` (naming
+    the path) for a file that is not a sound ul4m4 model: damaged, crafted, of
+    another format, or holding values no fit produces.
     """
     where = os.fspath(path)
     try:
@@ -250,94 +415,167 @@ def load_model(path: str | os.PathLike, *, adapter: bool = False
     except FileNotFoundError:
         # Not a damaged file but no file: the caller's path is wrong.
         raise FileNotFoundError(errno.ENOENT, "no such model file", where) from None
-    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError,
+            struct.error, MemoryError, OverflowError) as exc:
         # NotImplementedError: a damaged header claiming an unsupported zip feature.
         raise ModelFileError(f"{where}: cannot be read as a ul4m4 model file ({exc})") from None
     with archive:
         try:
+            _check_archive(archive, where)
             meta = _read_meta(archive, where, ADAPTER_FORMAT_NAME if adapter else FORMAT_NAME)
-            layout = meta["adapter"] if adapter else None
-            if adapter and not isinstance(layout, dict):
-                raise ValueError("the adapter section is not a mapping")
-            names = [str(n) for n in meta["modalities"]]
-            dims = [int(d) for d in meta["n_features"]]
-            specs = meta["arrays"]
-            arrays = {name: _read_array(archive, name, specs[name], where) for name in specs}
-            params = {**_ADDED_PARAMS, **meta["params"]}
-            if isinstance(params.get("k_grid"), list):
-                params["k_grid"] = tuple(params["k_grid"])
-            # Explicit initial centres are not stored; the fitted model does not need them.
-            params["init"] = meta["init"] if meta.get("init") in ("k-means++", "random") \
-                else "k-means++"
-            dtype = resolve_settings(params).dtype
-            k = int(meta["n_clusters_fitted"])
-            completion = [str(c) for c in meta["completion"]]
-            temperature = [None if t is None else float(t) for t in meta["temperature"]]
-            shrinkage = [float(v) for v in meta["shrinkage"]]
-            if len(shrinkage) != len(names) or not all(0 <= v < 1 for v in shrinkage):
-                raise ValueError("shrinkage settings do not match the modalities")
-            if len(completion) != len(names) or len(temperature) != len(names) or not set(
-                    completion) <= set(COMPLETION_RULES):
-                raise ValueError("completion settings do not match the modalities")
-            selection = _selection_from_meta(meta.get("selection"))
-            n_iter, inertia = int(meta["n_iter"]), float(meta["inertia"])
-            converged = bool(meta["converged"])
-            n_members = int(meta.get("n_ensemble_fitted", 1))
-            runs = [RunInfo(**run) for run in meta.get("runs", [])]
-            if not 1 <= n_members <= 10_000:
-                raise ValueError(f"n_ensemble_fitted={n_members} is out of range")
+            fields = _meta_fields(meta, adapter)
+            arrays = _read_arrays(archive, meta["arrays"], fields, where)
         except ModelFileError:
             raise
-        except (LookupError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        except (LookupError, TypeError, ValueError, AttributeError, OverflowError,
+                RecursionError) as exc:
             raise ModelFileError(f"{where}: malformed model file ({exc!r})") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-                RuntimeError) as exc:
+                RuntimeError, struct.error) as exc:
             # A damaged archive: bad member headers or CRC, a corrupt deflate stream, an
             # unsupported compression method or an encryption flag (zipfile's own types).
             raise ModelFileError(f"{where}: damaged model file ({type(exc).__name__}: "
                                  f"{exc})") from None
-    _check_consistent(arrays, names, dims, k, dtype.name, where)
-    _check_members(arrays, dims, k, dtype.name, n_members, where)
+        except MemoryError:
+            raise ModelFileError(f"{where}: the model does not fit in memory") from None
+    try:
+        model = _model(arrays, fields)
+        check_fitted_model(model)
+    except ModelValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    params = fields["params"]
+    return (params, model, fields["layout"]) if adapter else (params, model)
+
+
+def _integer(value: Any, what: str, low: int, high: int = 2**62) -> int:
+    # JSON true/false are no counts, and int("7") or int(7.9) would hide a damaged field.
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{what}={value!r} is not an integer in [{low}, {high}]")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if type(value) not in (int, float):
+        raise ValueError(f"{what}={value!r} is not a number")
+    return float(value)
+
+
+def _meta_fields(meta: dict[str, Any], adapter: bool) -> dict[str, Any]:
+    """Every field of ``meta.json`` but the array table, type-checked and converted."""
+    layout = meta["adapter"] if adapter else None
+    if adapter and not isinstance(layout, dict):
+        raise ValueError("the adapter section is not a mapping")
+    lists = {key: meta[key] for key in ("modalities", "n_features", "completion",
+                                        "temperature", "shrinkage")}
+    for key, value in lists.items():
+        if not isinstance(value, list):
+            raise ValueError(f"{key} is not a list")
+    names = [str(n) for n in lists["modalities"]]
+    dims = [_integer(d, "n_features", 1, 2**31) for d in lists["n_features"]]
+    if not names or len(dims) != len(names) or len(set(names)) != len(names):
+        raise ValueError("modality names and widths do not match")
+    raw_params = meta["params"]
+    if not isinstance(raw_params, dict) or not set(raw_params) <= set(_PARAMS):
+        raise ValueError("params is not a mapping of the estimator's parameters")
+    params = {**_ADDED_PARAMS, **raw_params}
+    if isinstance(params.get("k_grid"), list):
+        params["k_grid"] = tuple(params["k_grid"])
+    # Explicit initial centres are not stored; the fitted model does not need them.
+    params["init"] = meta["init"] if meta.get("init") in ("k-means++", "random") \
+        else "k-means++"
+    completion = [str(c) for c in lists["completion"]]
+    temperature = [None if t is None else _number(t, "temperature")
+                   for t in lists["temperature"]]
+    shrinkage = [_number(v, "shrinkage") for v in lists["shrinkage"]]
+    if not len(completion) == len(temperature) == len(shrinkage) == len(names):
+        raise ValueError("completion settings do not match the modalities")
+    if not isinstance(meta["converged"], bool):
+        raise ValueError(f"converged={meta['converged']!r} is not a boolean")
+    runs = meta.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise ValueError("runs is not a list of mappings")
+    return {
+        "layout": layout, "params": params, "names": names, "dims": dims,
+        "dtype": resolve_settings(params).dtype,
+        "k": _integer(meta["n_clusters_fitted"], "n_clusters_fitted", 1, 2**31),
+        "n_members": _integer(meta.get("n_ensemble_fitted", 1), "n_ensemble_fitted", 1,
+                              10_000),
+        "completion": completion, "temperature": temperature, "shrinkage": shrinkage,
+        "selection": _selection_from_meta(meta.get("selection")),
+        "n_iter": _integer(meta["n_iter"], "n_iter", 0),
+        "inertia": _number(meta["inertia"], "inertia"), "converged": meta["converged"],
+        "runs": [RunInfo(**run) for run in runs],
+    }
+
+
+def _layout(dims: list[int], k: int, dtype: str, n_members: int
+            ) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """The arrays a model of this shape stores: name -> (dtype, shape, None for [n])."""
+    n_mod = len(dims)
+    want: dict[str, tuple[str, tuple[int, ...] | None]] = {
+        "center_modalities": ("bool", (k, n_mod)), "labels": ("int64", None),
+        "history": ("float64", None)}
+    for m, d in enumerate(dims):
+        want[f"mean/{m}"] = ("float64", (d,))
+        want[f"scale/{m}"] = ("float64", (d,))
+        want[f"centers/{m}"] = (dtype, (k, d))
+        want[f"centers_z/{m}"] = (dtype, (k, d))
+    for e in range(1, n_members):
+        want[f"ensemble/{e}/center_modalities"] = ("bool", (k, n_mod))
+        for m, d in enumerate(dims):
+            want[f"ensemble/{e}/centers_z/{m}"] = (dtype, (k, d))
+    return want
+
+
+def _read_arrays(archive: zipfile.ZipFile, specs: Any, fields: dict[str, Any],
+                 where: str) -> dict[str, np.ndarray]:
+    """Every array the model needs, each checked against ``meta.json`` before it is read."""
+    if not isinstance(specs, dict):
+        raise ValueError("the array table is not a mapping")
+    dims, n_members = fields["dims"], fields["n_members"]
+    # Counted before the table is built: a crafted count must not build a huge one.
+    count = 4 * len(dims) + 3 + (n_members - 1) * (len(dims) + 1)
+    if count > len(archive.infolist()):
+        raise ModelFileError(f"{where}: a model of {len(dims)} modalities and {n_members} "
+                             f"members stores {count} arrays, the archive holds fewer")
+    want = _layout(dims, fields["k"], fields["dtype"].name, n_members)
+    for name in want:
+        if name not in specs:
+            raise ModelFileError(f"{where}: array {name!r} is missing")
+    stray = [n for n in specs if n not in want]
+    if stray:
+        raise ModelFileError(f"{where}: unexpected arrays {stray[:3]} for {n_members} "
+                             "members")
+    checked = {name: _array_spec(name, specs[name], want[name], where) for name in want}
+    return {name: _read_array(archive, name, spec, where) for name, spec in checked.items()}
+
+
+def _model(arrays: dict[str, np.ndarray], fields: dict[str, Any]) -> FittedModel:
+    """The fitted model of checked arrays (values are checked on the result)."""
+    names, dims, dtype = fields["names"], fields["dims"], fields["dtype"]
     means = [arrays[f"mean/{m}"] for m in range(len(names))]
     scales = [arrays[f"scale/{m}"] for m in range(len(names))]
-    first = Centers([arrays[f"centers_z/{m}"].copy() for m in range(len(names))],
-                    arrays["center_modalities"].copy())
-    members = [Member(first, CompletionPlan.from_centers(first),
-                      [arrays[f"centers/{m}"] for m in range(len(names))])]
-    for e in range(1, n_members):
-        centers = Centers(
-            [arrays[f"ensemble/{e}/centers_z/{m}"].copy() for m in range(len(names))],
-            arrays[f"ensemble/{e}/center_modalities"].copy())
-        members.append(Member.of(centers, means, scales, dtype))
-    if not runs:  # files of release 0.1 record the first member's run only
-        runs = [RunInfo(n_iter, converged, inertia)]
-    model = FittedModel(
-        names, dims, means, scales, dtype, members, completion, temperature, shrinkage,
-        arrays["labels"], arrays["history"].tolist(), n_iter, inertia, converged, k, selection,
-        runs,
+    raw = [arrays[f"centers/{m}"] for m in range(len(names))]
+    # Arithmetic on a crafted file's NaN or huge values must not warn before
+    # check_fitted_model refuses it.
+    with np.errstate(all="ignore"):
+        first = Centers([arrays[f"centers_z/{m}"] for m in range(len(names))],
+                        arrays["center_modalities"])
+        for m, block in enumerate(raw):
+            block[~first.mask[:, m]] = np.nan  # what save_model writes for absent centres
+        members = [Member(first, CompletionPlan.from_centers(first), raw)]
+        for e in range(1, fields["n_members"]):
+            centers = Centers([arrays[f"ensemble/{e}/centers_z/{m}"] for m in range(len(names))],
+                              arrays[f"ensemble/{e}/center_modalities"])
+            members.append(Member.of(centers, means, scales, dtype))
+    runs = fields["runs"] or [  # files of release 0.1 record the first member's run only
+        RunInfo(fields["n_iter"], fields["converged"], fields["inertia"])]
+    return FittedModel(
+        names, dims, means, scales, dtype, members, fields["completion"],
+        fields["temperature"], fields["shrinkage"], arrays["labels"],
+        arrays["history"].tolist(), fields["n_iter"], fields["inertia"], fields["converged"],
+        fields["k"], fields["selection"], runs,
     )
-    return (params, model, layout) if adapter else (params, model)
-
-
-def _check_members(arrays, dims, k, dtype, n_members, where) -> None:
-    """Every ensemble member beyond the first must be stored whole, with the model's shapes."""
-    expected = {}
-    for e in range(1, n_members):
-        expected[f"ensemble/{e}/center_modalities"] = ("bool", (k, len(dims)))
-        for m, d in enumerate(dims):
-            expected[f"ensemble/{e}/centers_z/{m}"] = (dtype, (k, d))
-    for name, (want_dtype, want_shape) in expected.items():
-        got = arrays.get(name)
-        if got is None:
-            raise ModelFileError(f"{where}: array {name!r} is missing")
-        if got.dtype.name != want_dtype or got.shape != want_shape:
-            raise ModelFileError(
-                f"{where}: array {name!r} is {got.dtype.name}{list(got.shape)}, expected "
-                f"{want_dtype}{list(want_shape)} for this model"
-            )
-    stray = [n for n in arrays if n.startswith("ensemble/") and n not in expected]
-    if stray:
-        raise ModelFileError(f"{where}: unexpected arrays {stray[:3]} for {n_members} members")
 
 
 def _selection_from_meta(meta: dict[str, Any] | None):
@@ -359,27 +597,3 @@ def _selection_from_meta(meta: dict[str, Any] | None):
                      k_limit=None if k_limit is None else int(k_limit))
 
 
-def _check_consistent(arrays, names, dims, k, dtype, where) -> None:
-    n_mod = len(names)
-    expected = {"center_modalities": ("bool", (k, n_mod))}
-    for m, d in enumerate(dims):
-        expected[f"mean/{m}"] = ("float64", (d,))
-        expected[f"scale/{m}"] = ("float64", (d,))
-        expected[f"centers/{m}"] = (dtype, (k, d))
-        expected[f"centers_z/{m}"] = (dtype, (k, d))
-    if len(dims) != n_mod or len(set(names)) != n_mod:
-        raise ModelFileError(f"{where}: modality names and widths do not match")
-    for name, (want_dtype, want_shape) in expected.items():
-        if name not in arrays:
-            raise ModelFileError(f"{where}: array {name!r} is missing")
-        got = arrays[name]
-        if got.dtype.name != want_dtype or got.shape != want_shape:
-            raise ModelFileError(
-                f"{where}: array {name!r} is {got.dtype.name}{list(got.shape)}, expected "
-                f"{want_dtype}{list(want_shape)} for this model"
-            )
-    for name in ("labels", "history"):
-        if name not in arrays or arrays[name].ndim != 1:
-            raise ModelFileError(f"{where}: array {name!r} is missing or not 1-D")
-    if not all(np.all(arrays[f"scale/{m}"] > 0) for m in range(n_mod)):
-        raise ModelFileError(f"{where}: a scale is not positive")
