@@ -236,8 +236,10 @@ def lloyd(
     ``one_step=True`` reproduces the reference scripts: one assignment to the
     seeds and one mean update; labels stay those of the assignment to the seeds.
 
-    ``progress``, if given, is called after every iteration as
-    ``progress(iteration, max_iter, inertia, shift, elapsed_seconds)``.
+    ``progress``, if given, is called after every iteration that does not stop at a
+    fixed point as ``progress(iteration, max_iter, inertia, shift, elapsed_seconds,
+    changed=labels_changed)`` (``changed`` is None where unknown: the first
+    iteration, or a backend that cannot count them).
     """
     history: list[float] = []
     seen: dict[bytes, int] = {}
@@ -259,7 +261,8 @@ def lloyd(
                                step.inertia, iteration, True, history, dead, "fixed_point")
         shift = center_shift(centers, updated)
         if progress is not None:
-            progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start)
+            progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start,
+                     changed=step.changed)
         if tol > 0 and not reseeded and shift <= tol:
             return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
                                step.inertia, iteration, True, history, dead, "tol")

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from ._utils.progress import BarSafeHandler
 from .backends import get_engine
 from .data import InputForm, reject_sparse
 from .model import (
@@ -107,10 +108,13 @@ class UL4M4Imputer(BaseEstimator):
         0 is silent; 1 logs the stages of a fit (each model-selection fit
         ``"selection: k=16, 3/5"``, each ensemble member ``"member 2/5"``, how
         each k-means run ended, and with ``"auto"`` one line saying what was
-        chosen and why) and, every 5 seconds of a long k-means run, a line
-        ``"Lloyd iteration 40/300, inertia ..., centre shift ..., elapsed ...s"``
-        (a tqdm progress bar instead where stderr is a terminal and tqdm is
-        installed); 2 also logs every iteration. ``True`` is 1.
+        chosen and why) and the progress of each k-means run: where stderr is
+        a terminal and tqdm is installed, a progress bar over its iterations
+        (seeding included) showing the iteration, the labels that changed and
+        the inertia; elsewhere (a file, a pipe) a line ``"Lloyd iteration
+        40/300, 12 labels changed, inertia ..., centre shift ..., elapsed
+        ...s"`` one second into a run, then every 5 seconds. 2 also logs every
+        iteration. ``True`` is 1.
     empty : {"raise", "mean"}, default="raise"
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
@@ -551,7 +555,7 @@ class _verbosity:
     def __enter__(self) -> None:
         if not self.verbose:
             return
-        self.handler = logging.StreamHandler()
+        self.handler = BarSafeHandler()
         self.handler.setFormatter(logging.Formatter("[ul4m4] %(message)s"))
         self.previous = logger.level
         logger.addHandler(self.handler)

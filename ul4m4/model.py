@@ -278,20 +278,23 @@ def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: 
     for run in range(settings.n_init):
         name = label if settings.n_init == 1 else f"{label}, init {run + 1}/{settings.n_init}"
         start = time.perf_counter()
-        if settings.algorithm == "minibatch":
-            with progress.iterations(name, "mini-batch step") as callback:
+        minibatch = settings.algorithm == "minibatch"
+        # The seeding runs inside the progress context: k-means++ makes k passes
+        # over the data, which a bar (or the elapsed time of the lines) then shows.
+        with progress.iterations(name, "mini-batch step" if minibatch else "Lloyd iteration",
+                                 settings.max_iter) as callback:
+            if minibatch:
                 result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol,
                                         callback)
-        else:
-            centers = initial_centers(view, data, k, rng, gamma, settings, engine)
-            with progress.iterations(name) as callback:
+            else:
+                centers = initial_centers(view, data, k, rng, gamma, settings, engine)
                 result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
                                gamma=gamma, one_step=settings.reference_one_step,
                                progress=callback)
         ending = _ENDINGS.get(result.stopped_by, result.stopped_by)
         progress.stage("%s: %s after %d %s, inertia %.6g (%.1f s)", name,
                        ending.format(period=result.cycle_period), result.n_iter,
-                       "mini-batch steps" if settings.algorithm == "minibatch" else "iterations",
+                       "mini-batch steps" if minibatch else "iterations",
                        result.inertia, time.perf_counter() - start)
         logger.debug("init %d: inertia %.6g after %d iterations (%s)", run, result.inertia,
                      result.n_iter, result.stopped_by)
