@@ -220,17 +220,23 @@ class UL4M4Imputer(BaseEstimator):
     inertia_ : float
         Sum of squared partial distances of the training samples to their centres.
     converged_ : bool
-        Whether the iterations of the first ensemble member (the model of
-        ``labels_``) reached a fixed point (or ``tol``); ``runs_`` says it for
-        every member.
+        Whether the k-means run of every ensemble member reached a fixed point
+        (or ``tol``); False whenever fit warned that a run did not converge.
+        ``runs_`` says it per member. (A warning that centres were left empty
+        says the data have fewer distinct points than ``n_clusters``, not
+        that Lloyd did not converge.)
     runs_ : list of RunInfo
         Per ensemble member, how its k-means run ended: ``n_iter``,
         ``converged``, ``inertia``, ``n_dead`` (centres left empty),
         ``stopped_by`` (``"fixed_point"``, ``"tol"``, ``"cycle"``,
         ``"max_iter"``, ``"no_improvement"`` for mini-batch, ``"one_step"``)
-        and ``cycle_period`` (iterations of the cycle for ``"cycle"``). A
-        ConvergenceWarning is issued at fit for every member that did not
-        converge; saved models keep ``runs_``.
+        ``cycle_period`` (iterations of the cycle for ``"cycle"``) and
+        ``n_reseeds``. Lloyd under the partial distance can enter a cycle; a
+        model the library fits on its own (an ensemble member, a fit under
+        ``"auto"``) that cycles is reseeded (up to 3 more seedings drawn from
+        ``random_state``), and ``n_reseeds`` counts those seedings. A
+        ConvergenceWarning is issued at fit for every member that still did
+        not converge; saved models keep ``runs_``.
     history_ : list of float
         Inertia after the assignment step of every iteration.
     n_clusters_ : int
