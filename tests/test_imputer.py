@@ -530,6 +530,8 @@ def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
     assert any(line.startswith("[ul4m4] member 1/2: Lloyd iteration 1/300, inertia ")
                and ", centre shift " in line and ", elapsed " in line for line in err)
     assert any(line.startswith("[ul4m4] member 2/2: fixed point after ") for line in err)
+    # k-means++ passes are progress too (a pass per seed)
+    assert any(line.startswith("[ul4m4] member 1/2: k-means++ seed 2/") for line in err)
     auto = [line for line in err if line.startswith("[ul4m4] auto: k=")]
     assert len(auto) == 1 and "lowest hidden-block MSE" in auto[0]
     assert "of k in [2, 4" in auto[0] and "; completion: m0 " in auto[0]

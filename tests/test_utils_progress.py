@@ -115,3 +115,26 @@ def test_line_progress_writes_plain_bounded_lines():
     # The first step, then nothing within the interval, then the total at close.
     assert [line.split(",")[0] for line in lines] == [
         "benchmark: 1/40 (seed 0)", "benchmark: 40/40 (seed 1)"]
+
+
+def test_seeding_shows_in_the_bar_and_in_bounded_lines(caplog):
+    """k-means++ makes a pass per seed: a long seeding must not look like a hang."""
+    pytest.importorskip("tqdm")
+    stream = _Terminal()
+    with FitProgress(1, stream=stream, interval=0.0).iterations("member 1/1",
+                                                                total=300) as run:
+        for i in range(2, 9):
+            run.seeded(i, 8, 0.1 * i)
+    assert "k-means++ seed 8/8]" in stream.getvalue()
+
+    caplog.set_level(logging.INFO, logger="ul4m4")
+    with FitProgress(1, stream=io.StringIO()).iterations("member 1/1") as run:
+        for i in range(2, 65):  # 64 seeds, 0.5 s a pass: 32 s
+            run.seeded(i, 64, 0.5 * (i - 1))
+        run(1, 300, 10.0, 1.0, 0.4)  # the iterations' own clock starts again
+        run(2, 300, 9.0, 0.5, 1.2, changed=3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["member 1/1: k-means++ seed 3/64, elapsed 1.0s",
+                         "member 1/1: k-means++ seed 13/64, elapsed 6.0s"]
+    assert len(lines) == 7 + 1  # seeds at 1, 6, ..., 31 s; the runs: 2 + 33 s / 5 s at most
+    assert lines[-1].startswith("member 1/1: Lloyd iteration 2/300, 3 labels changed, ")

@@ -110,10 +110,12 @@ class UL4M4Imputer(BaseEstimator):
         each k-means run ended, and with ``"auto"`` one line saying what was
         chosen and why) and the progress of each k-means run: where stderr is
         a terminal and tqdm is installed, a progress bar over its iterations
-        (seeding included) showing the iteration, the labels that changed and
+        showing the k-means++ seeds drawn, then the labels that changed and
         the inertia; elsewhere (a file, a pipe) a line ``"Lloyd iteration
         40/300, 12 labels changed, inertia ..., centre shift ..., elapsed
-        ...s"`` one second into a run, then every 5 seconds. 2 also logs every
+        ...s"`` one second into the iterations, then every 5 seconds (and
+        ``"k-means++ seed 12/64, elapsed ...s"`` lines alike for a long
+        seeding: each seed is a pass over the data). 2 also logs every
         iteration. ``True`` is 1.
     empty : {"raise", "mean"}, default="raise"
         What :meth:`transform` and :meth:`predict` do with a sample that has no

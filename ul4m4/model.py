@@ -337,7 +337,8 @@ def _run_once(view, data: Multimodal, k: int, rng, gamma: float, settings: Setti
         if minibatch:
             result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol, callback)
         else:
-            centers = initial_centers(view, data, k, rng, gamma, settings, engine)
+            centers = initial_centers(view, data, k, rng, gamma, settings, engine,
+                                      None if callback is None else callback.seeded)
             result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
                            gamma=gamma, one_step=settings.reference_one_step,
                            progress=callback)
@@ -359,27 +360,29 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
         size = min(view.n_samples, max(3 * batch, 3 * k))
         seeding = seeding_sample(view, size, rng, engine)
         seeding_engine = engine.host
-    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine)
+    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine,
+                              None if callback is None else callback.seeded)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
                             tol=tol, gamma=gamma, rng=rng, progress=callback)
 
 
 def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
-                    engine: Engine) -> Centers:
+                    engine: Engine, progress=None) -> Centers:
     """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
-    one), k random samples, or the explicit ``init`` centres z-scored."""
+    one), k random samples, or the explicit ``init`` centres z-scored. ``progress``
+    follows the k-means++ passes (see :func:`~ul4m4.cluster.kmeans_plusplus`)."""
     if settings.init == "random":
         return random_init(view, k, rng, engine)
     if settings.init == "k-means++":
         limit = engine.seed_sample_rows(view, k)
         if limit is None:
-            return kmeans_plusplus(view, k, rng, gamma, engine)[0]
+            return kmeans_plusplus(view, k, rng, gamma, engine, progress)[0]
         n = view.n_samples
         rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
         if n > limit:
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
         sample = gather_view(view, rows, engine)
-        return kmeans_plusplus(sample, k, rng, gamma, engine.host)[0]
+        return kmeans_plusplus(sample, k, rng, gamma, engine.host, progress)[0]
     return _explicit_centers(view, data, k, settings, engine)
 
 

@@ -1,11 +1,12 @@
 """Progress of a fit at scikit-learn-style verbosity levels, on the ``ul4m4`` logger.
 
 Level 0 is silent, 1 logs the stages of a fit (model-selection fits, ensemble
-members, the end of every k-means run) and the progress of each k-means run:
-where the stream is a terminal and tqdm is installed, a bar over the run's
-iterations (its seeding included) with the iteration, the labels that changed
-and the inertia in its postfix; elsewhere (a file, a pipe, a notebook) plain
-lines at a bounded rate: a first one :data:`FIRST_LINE_SECONDS` into a run, then
+members, the end of every k-means run) and the progress of each k-means run
+(:class:`RunProgress`): where the stream is a terminal and tqdm is installed, a
+bar over the run's iterations, opened before its seeding, with the k-means++
+seeds drawn, then the labels that changed and the inertia, in its postfix;
+elsewhere (a file, a pipe, a notebook) plain lines at a bounded rate: a first
+one :data:`FIRST_LINE_SECONDS` into the seeding and into the iterations, then
 one every :data:`PROGRESS_SECONDS`. Level 2 also logs every iteration (DEBUG
 records). Stage lines are INFO records of the ``ul4m4`` logger whatever the
 level (the estimator attaches a :class:`BarSafeHandler` while ``verbose >= 1``);
@@ -31,6 +32,7 @@ __all__ = [
     "BarSafeHandler",
     "FitProgress",
     "LineProgress",
+    "RunProgress",
     "is_terminal",
     "terminal_bar",
 ]
@@ -209,12 +211,12 @@ class FitProgress:
 
     @contextlib.contextmanager
     def iterations(self, label: str, unit: str = "Lloyd iteration", total: int | None = None
-                   ) -> Iterator[IterationCallback | None]:
-        """A callback for one k-means run's iterations (None at level 0: no overhead).
+                   ) -> Iterator[RunProgress | None]:
+        """The progress of one k-means run (None at level 0: no overhead).
 
-        On a terminal the bar opens here, before the first iteration, so that
-        the run's seeding shows too; ``total`` is its length until the first
-        call says otherwise.
+        On a terminal the bar opens here, before the seeding, so that the
+        k-means++ passes show too; ``total`` is its length until the first
+        iteration says otherwise.
         """
         if self.level < 1:
             yield None
@@ -224,27 +226,53 @@ class FitProgress:
         bar = terminal_bar(total, label, stream=self.stream, unit=" it", leave=False,
                            mininterval=min(0.1, self.interval),
                            bar_format=_BAR_FORMAT) if self._bars else None
-        # Off a terminal: the first line FIRST_LINE_SECONDS into the run, then
-        # one every `interval` seconds (at most 1 + elapsed / interval lines).
-        state = {"next": min(FIRST_LINE_SECONDS, self.interval)}
-
-        def callback(iteration: int, total: int, inertia: float, shift: float,
-                     elapsed: float, changed: int | None = None) -> None:
-            if bar is not None:
-                bar.total = total
-                moved = "" if changed is None else f"{changed} changed, "
-                bar.set_postfix_str(f"{moved}inertia {inertia:.6g}", refresh=False)
-                bar.update(iteration - bar.n)
-                return
-            if elapsed >= state["next"]:
-                state["next"] = elapsed + self.interval
-                moved = "" if changed is None else f", {changed} labels changed"
-                logger.info("%s: %s %d/%d%s, inertia %.6g, centre shift %.3g, elapsed %.1fs",
-                            label, unit, iteration, total, moved, inertia, shift, elapsed)
-
         try:
-            yield callback
+            yield RunProgress(label, unit, bar, self.interval)
         finally:
             if bar is not None:
                 bar.close()
+
+
+class RunProgress:
+    """One k-means run's progress: call it after every iteration (an
+    :data:`IterationCallback`); :meth:`seeded` after every k-means++ seed.
+
+    Off a terminal each phase (seeding, iterations) writes its first line once
+    :data:`FIRST_LINE_SECONDS` of it have passed (or ``interval``, if shorter),
+    then one every ``interval`` seconds: at most ``2 + elapsed / interval``
+    lines per run, and none for a run shorter than a second.
+    """
+
+    def __init__(self, label: str, unit: str, bar: Any, interval: float) -> None:
+        self.label, self.unit, self.bar, self.interval = label, unit, bar, interval
+        first = min(FIRST_LINE_SECONDS, interval)
+        self._next = {"seeding": first, "iterations": first}
+
+    def _due(self, phase: str, elapsed: float) -> bool:
+        if elapsed < self._next[phase]:
+            return False
+        self._next[phase] = elapsed + self.interval
+        return True
+
+    def seeded(self, n_seeds: int, k: int, elapsed: float) -> None:
+        """``n_seeds`` of ``k`` k-means++ seeds chosen (each one costs a pass)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"k-means++ seed {n_seeds}/{k}", refresh=False)
+            self.bar.update(0)  # redraws if tqdm's interval has passed
+        elif self._due("seeding", elapsed):
+            logger.info("%s: k-means++ seed %d/%d, elapsed %.1fs", self.label, n_seeds, k,
+                        elapsed)
+
+    def __call__(self, iteration: int, total: int, inertia: float, shift: float,
+                 elapsed: float, changed: int | None = None) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            moved = "" if changed is None else f"{changed} changed, "
+            self.bar.set_postfix_str(f"{moved}inertia {inertia:.6g}", refresh=False)
+            self.bar.update(iteration - self.bar.n)
+        elif self._due("iterations", elapsed):
+            moved = "" if changed is None else f", {changed} labels changed"
+            logger.info("%s: %s %d/%d%s, inertia %.6g, centre shift %.3g, elapsed %.1fs",
+                        self.label, self.unit, iteration, total, moved, inertia, shift,
+                        elapsed)
 
