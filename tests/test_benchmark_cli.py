@@ -374,3 +374,18 @@ def test_param_option_builds_method_params():
     }
     assert config.blas_threads is None
     config.validate()
+
+
+def test_progress_off_a_terminal_is_plain_lines(folder, tmp_path, capsys):
+    """stderr redirected to a file or a pipe: no tqdm bar (its carriage returns), but
+    a line per interval and the final count."""
+    code, _, err = _run(
+        ["benchmark", "--dataset", str(folder), "--missing", "0.3", "--k", "2",
+         "--methods", "ul4m4,mean", "--seeds", "1", "--out", str(tmp_path / "out")],
+        capsys,
+    )
+    assert code == 0
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("benchmark: ")]
+    assert lines[0].startswith("benchmark: 1/2 (seed 0 | 0.3 | ul4m4 (k=2)), ")
+    assert lines[-1].startswith("benchmark: 2/2 (seed 0 | 0.3 | mean), ")

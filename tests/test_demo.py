@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 
 from ul4m4 import demo
@@ -48,3 +50,16 @@ def test_demo_main_reduced(tmp_path, capsys):
     results = pd.read_csv(out / "results.csv")
     assert set(results["label"]) == {"ul4m4 (k=4)", "mean", "complete data"}
     assert results.loc[results["method"] == "mean", "mse"].between(0.8, 1.2).all()
+
+
+def test_demo_auto_prints_no_warning(tmp_path, capsys):
+    """The demo's ul4m4-auto at 50 % missing, seed 0: ensemble member 5 of 5 entered a
+    Lloyd cycle and the demo printed a ConvergenceWarning advising random_state or
+    n_init, settings the demo's user does not choose. The member is reseeded now."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = demo.main(["--seeds", "1", "--missing", "0.5", "--methods", "ul4m4-auto",
+                          "--out", str(tmp_path / "demo"), "--no-progress"])
+    assert code == 0
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert "| ul4m4-auto |" in capsys.readouterr().out

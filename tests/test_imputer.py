@@ -511,28 +511,46 @@ def _convergence_warnings(imp, X):
     return [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
-@pytest.mark.parametrize("max_iter", [300, 3000])
-def test_a_cycling_member_is_named_and_the_advice_is_true(max_iter):
-    """Member 2 of 3 cycles: the warning says so, and max_iter changes nothing."""
+def test_a_cycling_ensemble_member_is_reseeded_without_a_warning():
+    """Member 2 of 3 cycles from its first seeds: the library drew them, so it draws
+    others (from random_state) instead of telling the user to change settings."""
     X = cycling_data()
-    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64, max_iter=max_iter)
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64)
+    assert _convergence_warnings(imp, X) == []
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point"] * 3
+    assert [r.n_reseeds for r in imp.runs_] == [0, 1, 0]  # the cycle is on record
+    assert all(r.converged for r in imp.runs_) and imp.converged_
+    again = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64).fit(X)
+    for name in X:  # reseeding draws from random_state: the fit is reproducible
+        np.testing.assert_array_equal(again.transform(X)[name], imp.transform(X)[name])
+
+
+def test_an_ensemble_member_that_keeps_cycling_warns_and_is_not_converged(monkeypatch):
+    """With no reseeding left, the warning names the member, and converged_ agrees
+    with it even though the first member (the model of labels_) converged."""
+    import ul4m4.model
+
+    monkeypatch.setattr(ul4m4.model, "MAX_RESEEDS", 0)
+    X = cycling_data()
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64)
     messages = _convergence_warnings(imp, X)
     assert len(messages) == 1
-    assert "ensemble member 2 of 3" in messages[0]
-    assert "cycle of period 2" in messages[0]
+    assert "ensemble member 2 of 3" in messages[0] and "cycle of period 2" in messages[0]
     assert "Increasing max_iter will not help" in messages[0]
-    assert "Increase max_iter" not in messages[0]
     assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point"]
-    assert imp.runs_[1].cycle_period == 2 and not imp.runs_[1].converged
-    assert imp.runs_[1].n_iter < 20
-    assert imp.converged_  # the first member's run
+    assert imp.runs_[1].cycle_period == 2 and imp.runs_[1].n_iter < 20
+    assert imp.runs_[0].converged and not imp.converged_
 
 
 def test_cycle_warning_advice_works():
     X = cycling_data()
-    messages = _convergence_warnings(UL4M4Imputer(7, random_state=364, dtype=np.float64), X)
+    single = UL4M4Imputer(7, random_state=364, dtype=np.float64)
+    messages = _convergence_warnings(single, X)
     assert len(messages) == 1 and "k-means did not converge" in messages[0]
     assert "cycle of period 2" in messages[0]
+    # The user's own single fit is not reseeded: the advice is theirs to take.
+    assert single.runs_[0].stopped_by == "cycle" and single.runs_[0].n_reseeds == 0
+    assert not single.converged_
     for advice in ({"random_state": 365}, {"random_state": 364, "n_init": 3}):
         imp = UL4M4Imputer(7, dtype=np.float64, **advice)
         assert _convergence_warnings(imp, X) == []
@@ -550,7 +568,8 @@ def test_max_iter_warning_names_the_member():
 
 
 def test_mfeat_issue_reproduction():
-    """The report: converged_ True, n_iter_ 19 and a warning to increase max_iter."""
+    """The report: converged_ True, n_iter_ 19 and a warning to increase max_iter. Then
+    member 2 of the ensemble cycled and warned; it is now reseeded, without a warning."""
     from ul4m4.datasets import load_mfeat
     from ul4m4.missingness import apply_mask, independent_mask
 
@@ -559,11 +578,9 @@ def test_mfeat_issue_reproduction():
     imp = UL4M4Imputer(64, n_ensemble=5, random_state=2)
     messages = _convergence_warnings(imp, X)
     assert imp.converged_ and imp.n_iter_ == 19
-    assert len(messages) == 1
-    assert messages[0].startswith("k-means of ensemble member 2 of 5 did not converge: its "
-                                  "Lloyd iterations entered a cycle of period 2")
-    assert [r.stopped_by for r in imp.runs_] == ["fixed_point", "cycle", "fixed_point",
-                                                  "fixed_point", "fixed_point"]
+    assert messages == []
+    assert [r.stopped_by for r in imp.runs_] == ["fixed_point"] * 5
+    assert [r.n_reseeds for r in imp.runs_] == [0, 1, 0, 0, 0]
 
 
 # -------------------------------------------------------------------- progress
@@ -580,6 +597,8 @@ def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
     assert any(line.startswith("[ul4m4] member 1/2: Lloyd iteration 1/300, inertia ")
                and ", centre shift " in line and ", elapsed " in line for line in err)
     assert any(line.startswith("[ul4m4] member 2/2: fixed point after ") for line in err)
+    # k-means++ passes are progress too (a pass per seed)
+    assert any(line.startswith("[ul4m4] member 1/2: k-means++ seed 2/") for line in err)
     auto = [line for line in err if line.startswith("[ul4m4] auto: k=")]
     assert len(auto) == 1 and "lowest hidden-block MSE" in auto[0]
     assert "of k in [2, 4" in auto[0] and "; completion: m0 " in auto[0]

@@ -236,9 +236,37 @@ def test_per_member_runs_are_kept(tmp_path):
     from test_cluster import cycling_data
 
     imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64)
+    imp.fit(cycling_data())  # member 2 cycles and is reseeded
+    single = UL4M4Imputer(7, random_state=364, dtype=np.float64)
     with pytest.warns(Warning, match="cycle of period 2"):
-        imp.fit(cycling_data())
-    imp.save(tmp_path / "m.ul4m4")
-    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4")
-    assert loaded.runs_ == imp.runs_
-    assert loaded.runs_[1].stopped_by == "cycle" and loaded.runs_[1].cycle_period == 2
+        single.fit(cycling_data())
+    for fitted in (imp, single):
+        fitted.save(tmp_path / "m.ul4m4")
+        loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4")
+        assert loaded.runs_ == fitted.runs_ and loaded.converged_ == fitted.converged_
+    assert imp.runs_[1].n_reseeds == 1 and imp.converged_
+    assert loaded.runs_[0].stopped_by == "cycle" and loaded.runs_[0].cycle_period == 2
+    assert not loaded.converged_
+
+
+def test_runs_of_files_without_n_reseeds_load(tmp_path):
+    """Files written before runs recorded reseeding lack the field: it reads as 0."""
+    import json
+    import zipfile
+
+    from test_cluster import cycling_data
+
+    imp = UL4M4Imputer(7, random_state=17, n_ensemble=3, dtype=np.float64).fit(cycling_data())
+    imp.save(tmp_path / "new.ul4m4")
+    with zipfile.ZipFile(tmp_path / "new.ul4m4") as new, \
+            zipfile.ZipFile(tmp_path / "old.ul4m4", "w") as old:
+        for item in new.infolist():
+            payload = new.read(item)
+            if item.filename.endswith(".json"):
+                meta = json.loads(payload)
+                assert [run.pop("n_reseeds") for run in meta["runs"]] == [0, 1, 0]
+                payload = json.dumps(meta).encode()
+            old.writestr(item, payload)
+    loaded = UL4M4Imputer.load(tmp_path / "old.ul4m4")
+    assert [r.n_reseeds for r in loaded.runs_] == [0, 0, 0]
+    assert [r.stopped_by for r in loaded.runs_] == [r.stopped_by for r in imp.runs_]

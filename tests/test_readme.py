@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,11 @@ def test_readme_has_examples():
 def test_readme_example_runs(block, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(block, str(README), "exec"), namespace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(block, str(README), "exec"), namespace)
+    # the README's defaults need no warning: a reader could not act on one
+    assert [str(w.message) for w in caught] == []
     # what an example prints is quoted in the README text after it
     for line in capsys.readouterr().out.splitlines():
         assert f"`{line}`" in README.read_text(), line

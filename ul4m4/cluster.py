@@ -58,7 +58,7 @@ def gather_view(view, rows: np.ndarray, engine: Engine):
 
 
 def kmeans_plusplus(
-    view, k: int, rng: np.random.RandomState, gamma: float, engine: Engine
+    view, k: int, rng: np.random.RandomState, gamma: float, engine: Engine, progress=None
 ) -> tuple[Centers, np.ndarray]:
     """k-means++ seeding under the partial distance.
 
@@ -80,6 +80,9 @@ def kmeans_plusplus(
         The engine's error factor.
     engine : Engine
         Computes the distances to each new seed.
+    progress : callable, optional
+        Called after every seed as ``progress(n_seeds, k, elapsed_seconds)``: each
+        seed costs a pass over the data.
 
     Returns
     -------
@@ -91,10 +94,13 @@ def kmeans_plusplus(
     n = view.n_samples
     seeds = [int(rng.randint(n))]
     min_sq = np.full(n, np.inf)
+    start = time.perf_counter()
     for _ in range(1, k):
         seed = seed_rows(view, np.array(seeds[-1:]), engine)
         np.minimum(min_sq, engine.seed_distances(view, seed, gamma), out=min_sq)
         seeds.append(_draw_next_seed(min_sq, seeds, rng))
+        if progress is not None:
+            progress(len(seeds), k, time.perf_counter() - start)
     indices = np.asarray(seeds, dtype=np.int64)
     return seed_rows(view, indices, engine), indices
 
@@ -236,8 +242,10 @@ def lloyd(
     ``one_step=True`` reproduces the reference scripts: one assignment to the
     seeds and one mean update; labels stay those of the assignment to the seeds.
 
-    ``progress``, if given, is called after every iteration as
-    ``progress(iteration, max_iter, inertia, shift, elapsed_seconds)``.
+    ``progress``, if given, is called after every iteration that does not stop at a
+    fixed point as ``progress(iteration, max_iter, inertia, shift, elapsed_seconds,
+    changed=labels_changed)`` (``changed`` is None where unknown: the first
+    iteration, or a backend that cannot count them).
     """
     history: list[float] = []
     seen: dict[bytes, int] = {}
@@ -259,7 +267,8 @@ def lloyd(
                                step.inertia, iteration, True, history, dead, "fixed_point")
         shift = center_shift(centers, updated)
         if progress is not None:
-            progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start)
+            progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start,
+                     changed=step.changed)
         if tol > 0 and not reseeded and shift <= tol:
             return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
                                step.inertia, iteration, True, history, dead, "tol")

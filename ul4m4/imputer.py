@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from ._utils.progress import BarSafeHandler
 from .backends import get_engine
 from .data import InputForm, feature_names, reject_sparse
 from .model import (
@@ -107,10 +108,15 @@ class UL4M4Imputer(BaseEstimator):
         0 is silent; 1 logs the stages of a fit (each model-selection fit
         ``"selection: k=16, 3/5"``, each ensemble member ``"member 2/5"``, how
         each k-means run ended, and with ``"auto"`` one line saying what was
-        chosen and why) and, every 5 seconds of a long k-means run, a line
-        ``"Lloyd iteration 40/300, inertia ..., centre shift ..., elapsed ...s"``
-        (a tqdm progress bar instead where stderr is a terminal and tqdm is
-        installed); 2 also logs every iteration. ``True`` is 1.
+        chosen and why) and the progress of each k-means run: where stderr is
+        a terminal and tqdm is installed, a progress bar over its iterations
+        showing the k-means++ seeds drawn, then the labels that changed and
+        the inertia; elsewhere (a file, a pipe) a line ``"Lloyd iteration
+        40/300, 12 labels changed, inertia ..., centre shift ..., elapsed
+        ...s"`` one second into the iterations, then every 5 seconds (and
+        ``"k-means++ seed 12/64, elapsed ...s"`` lines alike for a long
+        seeding: each seed is a pass over the data). 2 also logs every
+        iteration. ``True`` is 1.
     empty : {"raise", "mean"}, default="raise"
         What :meth:`transform` and :meth:`predict` do with a sample that has no
         observed modality: raise, or fill every modality with its training mean
@@ -218,17 +224,23 @@ class UL4M4Imputer(BaseEstimator):
     inertia_ : float
         Sum of squared partial distances of the training samples to their centres.
     converged_ : bool
-        Whether the iterations of the first ensemble member (the model of
-        ``labels_``) reached a fixed point (or ``tol``); ``runs_`` says it for
-        every member.
+        Whether the k-means run of every ensemble member reached a fixed point
+        (or ``tol``); False whenever fit warned that a run did not converge.
+        ``runs_`` says it per member. (A warning that centres were left empty
+        says the data have fewer distinct points than ``n_clusters``, not
+        that Lloyd did not converge.)
     runs_ : list of RunInfo
         Per ensemble member, how its k-means run ended: ``n_iter``,
         ``converged``, ``inertia``, ``n_dead`` (centres left empty),
         ``stopped_by`` (``"fixed_point"``, ``"tol"``, ``"cycle"``,
         ``"max_iter"``, ``"no_improvement"`` for mini-batch, ``"one_step"``)
-        and ``cycle_period`` (iterations of the cycle for ``"cycle"``). A
-        ConvergenceWarning is issued at fit for every member that did not
-        converge; saved models keep ``runs_``.
+        ``cycle_period`` (iterations of the cycle for ``"cycle"``) and
+        ``n_reseeds``. Lloyd under the partial distance can enter a cycle; a
+        model the library fits on its own (an ensemble member, a fit under
+        ``"auto"``) that cycles is reseeded (up to 3 more seedings drawn from
+        ``random_state``), and ``n_reseeds`` counts those seedings. A
+        ConvergenceWarning is issued at fit for every member that still did
+        not converge; saved models keep ``runs_``.
     history_ : list of float
         Inertia after the assignment step of every iteration.
     n_clusters_ : int
@@ -597,7 +609,7 @@ class _verbosity:
     def __enter__(self) -> None:
         if not self.verbose:
             return
-        self.handler = logging.StreamHandler()
+        self.handler = BarSafeHandler()
         self.handler.setFormatter(logging.Formatter("[ul4m4] %(message)s"))
         self.previous = logger.level
         logger.addHandler(self.handler)

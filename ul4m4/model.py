@@ -66,6 +66,10 @@ logger = logging.getLogger("ul4m4")
 #: inputs, in the input's own size) are standardised once per fit instead of once
 #: per pass (k seeding passes + one per Lloyd iteration).
 CACHE_BYTES = 512 * 2**20
+#: Most seedings drawn, beyond ``n_init``, for a k-means model the library fits on
+#: its own (an ensemble member, a model-selection fit, the model of a selected k)
+#: while its best run so far stopped in a Lloyd cycle.
+MAX_RESEEDS = 3
 #: Bytes of input per row block of a streamed transform.
 TRANSFORM_BLOCK_BYTES = 64 * 2**20
 
@@ -92,6 +96,11 @@ class RunInfo:
     ``"max_iter"``, ``"one_step"``, ``"no_improvement"`` (mini-batch) or
     ``"unknown"`` (model files of release 0.1); ``cycle_period`` is the number
     of iterations of the cycle when ``stopped_by == "cycle"`` (else 0).
+    ``n_reseeds`` counts the seedings drawn beyond ``n_init`` because the best
+    run so far had entered a Lloyd cycle (ensemble members and fits under
+    ``"auto"`` only, at most :data:`MAX_RESEEDS`); the run described is the
+    best of all of them, so ``n_reseeds > 0`` with ``stopped_by !=
+    "cycle"`` records a cycle that a fresh seeding replaced.
     """
 
     n_iter: int
@@ -100,6 +109,7 @@ class RunInfo:
     n_dead: int = 0
     stopped_by: str = "unknown"
     cycle_period: int = 0
+    n_reseeds: int = 0
 
     def warn(self, max_iter: int, k: int, stacklevel: int, *, member: int = 0,
              n_members: int = 1, n_init: int = 1) -> None:
@@ -112,6 +122,9 @@ class RunInfo:
             who = f"k-means of ensemble member {member + 1} of {n_members}"
         if n_init > 1:
             who += f" (the lowest-inertia of n_init={n_init} seedings)"
+        if self.n_reseeds:
+            who += (f" (and of {self.n_reseeds} more seedings drawn because the earlier "
+                    "ones cycled)")
         if self.stopped_by == "cycle":
             warnings.warn(
                 f"{who} did not converge: its Lloyd iterations entered a cycle of period "
@@ -161,8 +174,10 @@ class FittedModel:
     completion, temperature, shrinkage : list
         Per modality: rule name (a key of :data:`ul4m4.rules.COMPLETION_RULES`),
         soft temperature (None unless soft), shrinkage toward the mean.
-    labels, history, n_iter, inertia, converged, n_clusters, selection
+    labels, history, n_iter, inertia, n_clusters, selection
         The first member's fit, and the model selection (None without "auto").
+    converged : bool
+        Whether every member's run converged (a fixed point, or ``tol``).
     runs : list of RunInfo
         Per member, how its k-means run ended.
     """
@@ -211,9 +226,12 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     progress = FitProgress(settings.verbose)
     selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
     k = selection.n_clusters if selection else int(settings.n_clusters)
-    means, scales, runs = fit_members(data, k, settings, engine, chunk_rows, gamma, rng,
-                                      settings.n_ensemble, progress=progress,
-                                      warn_constant=True)
+    # The library chooses k under "auto" and draws every ensemble member's seeds:
+    # a member whose Lloyd run cycles is reseeded instead of left to a warning.
+    reseed = settings.auto_k or settings.n_ensemble > 1
+    means, scales, runs, reseeds = fit_members(data, k, settings, engine, chunk_rows, gamma,
+                                               rng, settings.n_ensemble, progress=progress,
+                                               warn_constant=True, reseed=reseed)
     first = runs[0]
     labels = first.labels
     if kept is not None:
@@ -225,9 +243,9 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     return FittedModel(
         list(data.names), list(data.dims), list(means), list(scales), settings.dtype, members,
         completion, temperature, shrinkage, labels, first.history, first.n_iter, first.inertia,
-        first.converged, k, selection,
-        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by, r.cycle_period)
-         for r in runs],
+        all(r.converged for r in runs), k, selection,
+        [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by, r.cycle_period, n)
+         for r, n in zip(runs, reseeds, strict=True)],
     )
 
 
@@ -248,14 +266,17 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, chunk_rows: int,
                 gamma: float, rng: np.random.RandomState, n_models: int = 1, *,
                 progress: FitProgress | None = None, label: str = "member",
-                warn_constant: bool = False):
+                warn_constant: bool = False, reseed: bool = False):
     """Statistics, then ``n_models`` k-means models on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
-    after the other. Returns ``(means, scales, [LloydResult])``. ``progress``
-    logs each model's stages under ``label`` (numbered ``i/n_models`` when
-    ``label`` is ``"member"``). ``warn_constant`` warns about constant
-    dimensions (once per fit: the fit of the final model sets it).
+    after the other. With ``reseed`` (models the library fits on its own), a
+    model whose best run entered a Lloyd cycle gets up to :data:`MAX_RESEEDS`
+    more seedings, until one does not cycle. Returns ``(means, scales,
+    [LloydResult], [extra seedings drawn])``. ``progress`` logs each model's
+    stages under ``label`` (numbered ``i/n_models`` when ``label`` is ``"member"``).
+    ``warn_constant`` warns about constant dimensions (once per fit: the fit of
+    the final model sets it).
     """
     progress = progress if progress is not None else FitProgress(0)
     means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
@@ -270,14 +291,35 @@ def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, ch
     view = engine.view(data, means, scales, settings.dtype, chunk_rows, settings.n_threads,
                        cache)
     tol = shift_tolerance(settings.tol, data.mask, data.dims)
-    results = []
+    # Another seeding is another run of the same settings: it only helps where
+    # the seeds are drawn (not an explicit init, nor the reference's one step).
+    reseed = reseed and isinstance(settings.init, str) and not settings.reference_one_step
+    results, reseeds = [], []
     for i in range(n_models):
         name = f"member {i + 1}/{n_models}" if label == "member" else label
         if label == "member":
             progress.stage("%s: k=%d", name, k)
-        results.append(_best_of_inits(view, data, k, rng, gamma, settings, engine, tol,
-                                      progress, name))
-    return means, scales, results
+        best = _best_of_inits(view, data, k, rng, gamma, settings, engine, tol, progress, name)
+        extra = 0
+        while reseed and best.stopped_by == "cycle" and extra < MAX_RESEEDS:
+            extra += 1
+            progress.stage("%s: reseeding after a Lloyd cycle (%d/%d)", name, extra,
+                           MAX_RESEEDS)
+            best = _better(best, _run_once(view, data, k, rng, gamma, settings, engine, tol,
+                                           progress, f"{name}, reseed {extra}"))
+        results.append(best)
+        reseeds.append(extra)
+    return means, scales, results, reseeds
+
+
+def _better(best: LloydResult | None, result: LloydResult) -> LloydResult:
+    """The better of two runs of one model: a converged run beats one that cycled or ran
+    out of iterations (the inertia of a non-converged iterate is that of centres that
+    are not their members' means), then the lower inertia."""
+    if best is None or (not result.converged, result.inertia) < (not best.converged,
+                                                                  best.inertia):
+        return result
+    return best
 
 
 def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
@@ -286,31 +328,36 @@ def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: 
     best = None
     for run in range(settings.n_init):
         name = label if settings.n_init == 1 else f"{label}, init {run + 1}/{settings.n_init}"
-        start = time.perf_counter()
-        if settings.algorithm == "minibatch":
-            with progress.iterations(name, "mini-batch step") as callback:
-                result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol,
-                                        callback)
-        else:
-            centers = initial_centers(view, data, k, rng, gamma, settings, engine)
-            with progress.iterations(name) as callback:
-                result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
-                               gamma=gamma, one_step=settings.reference_one_step,
-                               progress=callback)
-        ending = _ENDINGS.get(result.stopped_by, result.stopped_by)
-        progress.stage("%s: %s after %d %s, inertia %.6g (%.1f s)", name,
-                       ending.format(period=result.cycle_period), result.n_iter,
-                       "mini-batch steps" if settings.algorithm == "minibatch" else "iterations",
-                       result.inertia, time.perf_counter() - start)
-        logger.debug("init %d: inertia %.6g after %d iterations (%s)", run, result.inertia,
-                     result.n_iter, result.stopped_by)
-        # A converged run beats one that cycled or ran out of iterations: the
-        # inertia of a non-converged iterate is that of centres that are not
-        # their members' means.
-        if best is None or (not result.converged, result.inertia) < (not best.converged,
-                                                                      best.inertia):
-            best = result
+        best = _better(best, _run_once(view, data, k, rng, gamma, settings, engine, tol,
+                                       progress, name))
     return best
+
+
+def _run_once(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+              engine: Engine, tol: float, progress: FitProgress, name: str) -> LloydResult:
+    """One seeding and its k-means run, with its progress under ``name``."""
+    start = time.perf_counter()
+    minibatch = settings.algorithm == "minibatch"
+    # The seeding runs inside the progress context: k-means++ makes k passes over
+    # the data, which a bar (or the elapsed time of the lines) then shows.
+    with progress.iterations(name, "mini-batch step" if minibatch else "Lloyd iteration",
+                             settings.max_iter) as callback:
+        if minibatch:
+            result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol, callback)
+        else:
+            centers = initial_centers(view, data, k, rng, gamma, settings, engine,
+                                      None if callback is None else callback.seeded)
+            result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
+                           gamma=gamma, one_step=settings.reference_one_step,
+                           progress=callback)
+    ending = _ENDINGS.get(result.stopped_by, result.stopped_by)
+    progress.stage("%s: %s after %d %s, inertia %.6g (%.1f s)", name,
+                   ending.format(period=result.cycle_period), result.n_iter,
+                   "mini-batch steps" if minibatch else "iterations",
+                   result.inertia, time.perf_counter() - start)
+    logger.debug("%s: inertia %.6g after %d iterations (%s)", name, result.inertia,
+                 result.n_iter, result.stopped_by)
+    return result
 
 
 def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
@@ -321,27 +368,29 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
         size = min(view.n_samples, max(3 * batch, 3 * k))
         seeding = seeding_sample(view, size, rng, engine)
         seeding_engine = engine.host
-    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine)
+    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine,
+                              None if callback is None else callback.seeded)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
                             tol=tol, gamma=gamma, rng=rng, progress=callback)
 
 
 def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
-                    engine: Engine) -> Centers:
+                    engine: Engine, progress=None) -> Centers:
     """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
-    one), k random samples, or the explicit ``init`` centres z-scored."""
+    one), k random samples, or the explicit ``init`` centres z-scored. ``progress``
+    follows the k-means++ passes (see :func:`~ul4m4.cluster.kmeans_plusplus`)."""
     if settings.init == "random":
         return random_init(view, k, rng, engine)
     if settings.init == "k-means++":
         limit = engine.seed_sample_rows(view, k)
         if limit is None:
-            return kmeans_plusplus(view, k, rng, gamma, engine)[0]
+            return kmeans_plusplus(view, k, rng, gamma, engine, progress)[0]
         n = view.n_samples
         rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
         if n > limit:
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
         sample = gather_view(view, rows, engine)
-        return kmeans_plusplus(sample, k, rng, gamma, engine.host)[0]
+        return kmeans_plusplus(sample, k, rng, gamma, engine.host, progress)[0]
     return _explicit_centers(view, data, k, settings, engine)
 
 
@@ -389,8 +438,9 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         label = (f"selection: k={k}, {len(fitted)}/{len(ks)}" if len(fitted) <= len(ks)
                  else f"selection: k={k}, past the grid's top")
         progress.stage("%s", label)
-        means, scales, (result,) = fit_members(masked, k, settings, engine, chunk_rows, gamma,
-                                               rng, progress=progress, label=label)
+        means, scales, (result,), _ = fit_members(masked, k, settings, engine, chunk_rows,
+                                                  gamma, rng, progress=progress, label=label,
+                                                  reseed=True)
         return means, scales, result.centers
 
     selection = select_model(

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.progress import LineProgress, terminal_bar
+
 __all__ = [
     "NoProgress",
     "first_line",
@@ -117,26 +119,28 @@ class NoProgress:
 
 
 def progress(total: int, enabled: bool, desc: str) -> Any:
-    """A tqdm bar on stderr over ``total`` runs, or a :class:`NoProgress`.
+    """Progress over ``total`` runs on stderr: a tqdm bar on a terminal, plain lines
+    elsewhere, or a :class:`NoProgress`.
 
     Parameters
     ----------
     total : int
         Number of steps.
     enabled : bool
-        Whether to show a bar; without tqdm installed there is none either way.
+        Whether to show progress.
     desc : str
         The bar's label.
 
     Returns
     -------
-    tqdm.tqdm or NoProgress
-        An object with ``update``, ``set_postfix_str`` and ``close``.
+    tqdm.tqdm, LineProgress or NoProgress
+        An object with ``update``, ``set_postfix_str`` and ``close``. Where
+        stderr is not a terminal (a file, a pipe, a CI log), or tqdm is not
+        installed, lines such as ``"benchmark: 3/45 (seed 0 | ...), 12.0 s"``
+        every few seconds (:class:`~ul4m4._utils.progress.LineProgress`): a
+        bar's carriage returns would fill the file.
     """
     if not enabled:
         return NoProgress()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return NoProgress()
-    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
+    bar = terminal_bar(total, desc, stream=sys.stderr, leave=False)
+    return bar if bar is not None else LineProgress(total, desc, stream=sys.stderr)
