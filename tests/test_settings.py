@@ -56,7 +56,7 @@ def _first_shift(X, k, seed):
     seeds = kmeans_plusplus(view, k, np.random.RandomState(seed), gamma, engine)[0]
     shifts = []
     lloyd(view, seeds, engine, max_iter=1, tol=0.0, gamma=gamma,
-          progress=lambda it, total, inertia, shift, elapsed: shifts.append(shift))
+          progress=lambda it, total, inertia, shift, elapsed, **_: shifts.append(shift))
     return shifts[0], shift_tolerance(1.0, data.mask, data.dims)
 
 
