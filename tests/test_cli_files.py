@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from ul4m4.datasets.files import (
     discover_modality_files,
     open_modality_files,
 )
-from ul4m4.files_cli import FilesError, imputer_params, parse_param
+from ul4m4.files_cli import FilesError, Progress, imputer_params, parse_param
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 240
@@ -413,3 +414,21 @@ def test_one_million_rows_in_bounded_memory(tmp_path):
         filled = np.load(tmp_path / "out" / f"{name}.npy", mmap_mode="r")
         assert filled.shape == (n, width) and not np.isnan(filled[-50_000:]).any()
     assert _leftovers(tmp_path, tmp_path / "out") == []
+
+
+class _SizelessTerminal(io.StringIO):
+    """A terminal that reports no size, as `script`, a pty or `docker exec -t` give."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reading_progress_is_a_bar_on_a_sizeless_terminal():
+    stream = _SizelessTerminal()
+    progress = Progress(True, stream=stream)
+    for done in (10, 20, 30):
+        progress.rows("text.csv", done, 30)
+    out = stream.getvalue()
+    assert "reading text.csv" in out and "\r" in out and "rows" in out
+    assert "reading text.csv ..." not in out  # the bar, not the plain line
+    assert "read text.csv: 30 rows" in out

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._utils.files import atomic_write, check_replaceable_output, output_folder, scratch_folder
+from ._utils.progress import terminal_bar
 from ._utils.text import one_line
 from .datasets.files import (
     ModalityFile,
@@ -246,7 +247,6 @@ class Progress:
         self._bars: dict[str, Any] = {}
         self._started: dict[str, float] = {}
         self._finished: set[str] = set()
-        self._tqdm = _tqdm_class() if enabled and self.stream.isatty() else None
 
     def note(self, message: str) -> None:
         """Print ``ul4m4: message`` when enabled."""
@@ -275,13 +275,9 @@ class Progress:
 
     def _start(self, label: str, total: int | None) -> None:
         self._started[label] = time.perf_counter()
-        if self._tqdm is not None:
-            self._bars[label] = self._tqdm(
-                total=total, desc=f"reading {label}", unit=" rows", unit_scale=True,
-                file=self.stream, leave=False,
-            )
-        else:
-            self._bars[label] = None
+        self._bars[label] = terminal_bar(total, f"reading {label}", stream=self.stream,
+                                         unit=" rows", unit_scale=True, leave=False)
+        if self._bars[label] is None:
             self.note(f"reading {label} ...")
 
     def _finish(self, label: str, done: int) -> None:
@@ -290,14 +286,6 @@ class Progress:
         if self._bars[label] is not None:
             self._bars[label].close()
         self.note(f"read {label}: {done:,} rows in {seconds:.1f} s")
-
-
-def _tqdm_class() -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional: plain lines then
-        return None
-    return tqdm
 
 
 # ----------------------------------------------------------------- commands
