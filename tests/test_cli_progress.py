@@ -58,6 +58,8 @@ def test_fit_verbose_draws_a_bar_on_a_terminal(tmp_path: Path):
     # The k-means bar over max_iter=300 iterations, cleared at the end of the run.
     assert "\rmember 1/1:   0%|" in err and "| 0/300 [" in err
     assert "[ul4m4] member 1/1: fixed point after " in err
+    # The bar of the table read first (text.csv), not the plain line of a non-terminal.
+    assert "\rreading text.csv:" in err and "ul4m4: reading text.csv ..." not in err
 
 
 def test_fit_verbose_into_a_file_writes_lines(tmp_path: Path):
