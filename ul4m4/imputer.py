@@ -10,6 +10,7 @@ fitted attribute is derived.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -357,7 +358,20 @@ class UL4M4Imputer(BaseEstimator):
         return self
 
     def _settings(self) -> Settings:
-        return resolve_settings(self.get_params(deep=False))
+        """The resolved parameters, resolved again only when a parameter was set anew.
+
+        Resolving (``get_params`` inspects the signature, then every constraint is
+        checked) took a fifth of a 1-row ``transform``. The cache is keyed on the
+        parameter objects themselves (``set_params`` and assignment replace them).
+        """
+        names = _param_names(type(self))
+        values = tuple(getattr(self, name) for name in names)
+        cached = getattr(self, "_resolved", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], values, strict=True)):
+            return cached[1]
+        settings = resolve_settings(dict(zip(names, values, strict=True)))
+        self._resolved = (values, settings)
+        return settings
 
     def _engine_for(self, X: Any, settings: Settings):
         """This call's engine (on the input's device if none is set), X as host arrays,
@@ -536,6 +550,12 @@ class UL4M4Imputer(BaseEstimator):
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)
         return imputer
+
+
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...]:
+    """The constructor parameters of an estimator class (``get_params``' names), once."""
+    return tuple(cls._get_param_names())
 
 
 class _verbosity:

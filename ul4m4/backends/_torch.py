@@ -480,9 +480,17 @@ class TorchEngine(ChunkedEngine):
         return scores, terms.slack(scores, _host(p_err.amax(dim=1)))
 
     def kernel_threads(self, view: TorchView):
-        """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools)."""
+        """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools).
+
+        A small pass (:attr:`~ul4m4.data.Standardized.small`, e.g. a serving
+        call of a few rows) runs on the calling thread and leaves PyTorch's
+        setting alone: it is process-wide, and concurrent calls that set and
+        restore it could leave it changed.
+        """
+        if not view.on_cpu or view.small:
+            return contextlib.nullcontext()
         previous = torch.get_num_threads()
-        if not view.on_cpu or previous == 1:
+        if previous == 1:
             return contextlib.nullcontext()
         return _torch_threads(previous)
 
