@@ -1,7 +1,8 @@
 """Serving: a row's completion does not depend on its batch, small calls run inline.
 
 - transform of each row alone equals that row in the batch, bit for bit, for the
-  greedy and the soft completion, in float32 and float64, NumPy and torch;
+  greedy and the soft completion, in float32 and float64, NumPy and torch; soft
+  fills of the two backends are the same bits;
 - calls over at most ``INLINE_BYTES`` of data start no thread pool and leave
   PyTorch's thread setting alone, larger ones use the pool, and both give the
   same bits;
@@ -83,6 +84,17 @@ def test_a_row_alone_is_completed_as_in_its_batch_bit_for_bit(backend, seed, n, 
             assert _bits(one[name][0]) == _bits(batch[name][i]), (name, i)
             assert one_sources[name][0] == sources[name][i]
             assert _bits(one_weights[name][0]) == _bits(weights[name][i])
+
+
+@pytest.mark.skipif(torch is None, reason="torch is not installed")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_soft_fills_of_numpy_and_torch_are_the_same_bits(dtype):
+    X = _data(6, 300, [20, 33, 7])
+    imp = _fit(X, n_clusters=6, completion="soft", random_state=0, dtype=dtype)
+    numpy_out = imp.transform(X)
+    torch_out = imp.set_params(backend="torch").transform(X)
+    for name in X:
+        assert _bits(torch_out[name]) == _bits(numpy_out[name]), name
 
 
 @pytest.fixture
