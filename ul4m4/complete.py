@@ -93,6 +93,12 @@ def soft_complete(
     carrying m shares an observed modality with i, the entry falls back to the
     greedy completion's centre.
 
+    A row's fill depends on that row alone, bit for bit, not on the other rows
+    of ``view``: the distances are fixed-order float64 sums
+    (:meth:`ul4m4.engine.Engine.soft_distances`) and the weighted means are taken
+    row by row (:func:`row_weighted_sums`). So one row completed alone equals the
+    same row completed in a batch, and the NumPy and torch engines agree.
+
     Only modalities with ``out[m]`` not None are completed; their missing rows
     of ``out[m]`` are overwritten. ``values[m]`` is (k, d_m) float64 (zeros where
     a centre lacks m): raw centres give raw output, z-space centres z output.

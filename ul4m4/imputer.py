@@ -159,7 +159,11 @@ class UL4M4Imputer(BaseEstimator):
         Threads that process row chunks in parallel (BLAS is then limited to one
         thread each); ``None`` and -1 use every CPU the process may run on, -2
         all but one, ``-j`` all but ``j - 1`` (at least 1), as in scikit-learn.
-        Results do not depend on it.
+        Results do not depend on it. Calls on little data (one chunk, or at most
+        :data:`ul4m4.data.INLINE_BYTES`, e.g. serving a few rows) run on the
+        calling thread whatever ``n_jobs``: no pool is started and the BLAS and
+        PyTorch thread settings are left alone, so concurrent callers do not
+        oversubscribe the CPUs.
     shrinkage : float, default=0.0
         Pull every value filled from centres toward the training mean:
         ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
