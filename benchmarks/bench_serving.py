@@ -54,7 +54,7 @@ PROFILES = {
     # Each (backend, completion, n_jobs, rows) cell gets about the same wall time:
     # calls = max(min_calls, budget // rows), capped by max_calls.
     "default": {"n_train": 20_000, "k": 64, "max_iter": 5, "rows": [1, 64, 4096],
-                "max_calls": 400, "min_calls": 8, "row_budget": 40_000},
+                "max_calls": 1500, "min_calls": 8, "row_budget": 40_000},
     "tiny": {"n_train": 600, "k": 8, "max_iter": 2, "rows": [1, 8, 64],
              "max_calls": 8, "min_calls": 4, "row_budget": 64},
 }
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: the code path only")
     parser.add_argument("--rows", type=int, nargs="+", help="rows per call (default 1 64 4096)")
-    parser.add_argument("--calls", type=int, help="calls per cell at most (default 400)")
+    parser.add_argument("--calls", type=int, help="calls per cell at most (default 1500)")
     parser.add_argument("--backends", nargs="+", default=["numpy", "torch"],
                         choices=["numpy", "torch"])
     parser.add_argument("--completions", nargs="+", default=["greedy", "soft"],
