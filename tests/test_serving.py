@@ -26,6 +26,7 @@ import ul4m4.data
 import ul4m4.imputer
 from ul4m4 import UL4M4Imputer
 from ul4m4.data import INLINE_BYTES
+from ul4m4.distance import exact_partial_sq_dists, fixed_order_partial_sq_dists
 
 BACKENDS = ["numpy"]
 try:
@@ -192,3 +193,25 @@ def test_parameters_are_resolved_once_and_new_ones_are_seen(monkeypatch):
     partly["m0"][0, 0] = np.nan
     out = imp.transform(partly)  # partly NaN rows count as missing now: no error
     assert not np.isnan(out["m0"]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fixed_order_distances_are_the_definition_within_their_bound_row_by_row(dtype):
+    rng = np.random.default_rng(7)
+    dims, n, k = [33, 5, 70], 40, 9
+    mask = rng.random((n, 3)) < 0.6
+    mask[:, 0] |= ~mask.any(axis=1)
+    center_mask = rng.random((k, 3)) < 0.7
+    blocks = [np.where(mask[:, [m]], rng.normal(size=(n, d)), 0).astype(dtype)
+              for m, d in enumerate(dims)]
+    centers = [np.where(center_mask[:, [m]], rng.normal(size=(k, d)), 0).astype(dtype)
+               for m, d in enumerate(dims)]
+    sq, err = fixed_order_partial_sq_dists(blocks, mask, centers, center_mask)
+    exact = exact_partial_sq_dists(blocks, mask, centers, center_mask)
+    assert np.array_equal(np.isinf(sq), np.isinf(exact))
+    finite = np.isfinite(exact)
+    assert (np.abs(sq[finite] - exact[finite]) <= err[finite]).all()
+    for i in (0, 17, n - 1):
+        alone, _ = fixed_order_partial_sq_dists([b[i:i + 1] for b in blocks], mask[i:i + 1],
+                                                centers, center_mask)
+        assert _bits(alone[0]) == _bits(sq[i])
