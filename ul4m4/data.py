@@ -67,8 +67,8 @@ _SCAN_ROWS = 8192
 #: whatever ``n_threads``: no thread pool and no BLAS thread limit (threadpoolctl
 #: inspects every loaded library on each call). Starting a pool and limiting BLAS
 #: costs about 0.2-0.5 ms, about what one thread takes to scan 4 MiB
-#: (``benchmarks/bench_serving.py``; a 1-row transform took 1.5-2 ms with the
-#: pools against 0.5-0.9 ms inline). The results are the same either way.
+#: (``benchmarks/bench_serving.py``: a 1-row greedy transform took 1.1-1.6 ms with
+#: the pools against 0.4-0.5 ms inline). The results are the same either way.
 INLINE_BYTES = 4 * 2**20
 
 
