@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 
 from _parity import PARITY, assert_parity, parity_data  # noqa: E402
 
+import ul4m4.data  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.backends import NumpyEngine, get_engine  # noqa: E402
 from ul4m4.backends import _torch as tb  # noqa: E402
@@ -92,8 +93,9 @@ def test_soft_completion_close_to_numpy(case, seed):
         np.testing.assert_allclose(w[name], want_w[name], rtol=1e-9, atol=1e-9)
 
 
-def test_general_completion_path_equals_numpy():
+def test_general_completion_path_equals_numpy(monkeypatch):
     """Partial centres force the (B, k, k) candidate tensor; chunks of 7 rows on 2 workers."""
+    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 0)  # small data, yet the pool
     rng = np.random.default_rng(3)
     n = 300
     X = {"a": rng.normal(size=(n, 5)), "b": rng.integers(-2, 3, size=(n, 3)).astype(float),

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ul4m4 import _kernels
 from ul4m4.blocks import PackedBlocks
-from ul4m4.data import RowOrderSums, map_modalities
+from ul4m4.data import INLINE_BYTES, RowOrderSums, map_modalities
 
 
 def _variant_param(isa):
@@ -428,6 +428,15 @@ def test_map_modalities_reads_streamed_modalities_one_after_the_other(tmp_path):
     assert map_modalities(fn, [mapped, np.zeros((3, 2))], 2) == [0, 1]
     assert threads == {threading.get_ident()}
     threads.clear()
+    large = np.zeros((INLINE_BYTES // 8 + 1, 1))  # past the inline threshold
     map_modalities(lambda m: (threads.add(threading.get_ident()), time.sleep(0.05)),
-                   [np.zeros((3, 2))] * 2, 2)
+                   [large] * 2, 2)
     assert threading.get_ident() not in threads
+
+
+def test_map_modalities_runs_small_data_on_the_calling_thread():
+    threads = set()
+    small = np.zeros((INLINE_BYTES // 16, 1))  # two of them: exactly the threshold
+    assert map_modalities(lambda m: threads.add(threading.get_ident()) or m,
+                          [small] * 2, 4) == [0, 1]
+    assert threads == {threading.get_ident()}

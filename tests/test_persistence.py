@@ -201,8 +201,22 @@ def test_save_is_atomic(model_file, monkeypatch):
 
 # Files written by ul4m4 0.1.0 (format 1), committed with the inputs and outputs they
 # gave then (tests/data/make_model_v1.py wrote them). Later releases must read them and
-# complete new data to the same bits.
+# complete new data to the same bits, except soft-filled blocks: since the soft
+# distances are fixed-order float64 sums (a row's fill no longer depends on its
+# batch) instead of GEMMs in the working dtype, those agree to the GEMM's rounding.
 _DATA = __import__("pathlib").Path(__file__).parent / "data"
+#: Relative agreement of 0.1.0's soft fills with today's, per working dtype: the
+#: GEMM distances' rounding (about d * eps) carried through the softmax.
+_SOFT_RTOL = {"float32": 1e-6, "float64": 1e-13}
+
+
+def _assert_fills(imp, out: dict, expected: dict, dtype: str) -> None:
+    """Greedy blocks bit for bit; soft ones within the 0.1.0 GEMM's rounding."""
+    for name, want in expected.items():
+        if imp.completion_[name] == "soft":
+            np.testing.assert_allclose(out[name], want, rtol=_SOFT_RTOL[dtype], atol=0)
+        else:
+            np.testing.assert_array_equal(out[name], want)
 
 
 def _expected(prefix: str) -> dict[str, np.ndarray]:
@@ -216,8 +230,7 @@ def test_release_0_1_auto_ensemble_file_still_loads_and_completes_the_same():
     assert imp.completion_ == {"text": "soft", "image": "soft", "audio": "greedy"}
     new = _expected("new")
     out = imp.transform(new)
-    for name, want in _expected("auto").items():
-        np.testing.assert_array_equal(out[name], want)
+    _assert_fills(imp, out, _expected("auto"), "float32")
     with np.load(_DATA / "model_v1_expected.npz") as saved:
         np.testing.assert_array_equal(imp.predict(new), saved["auto_labels"])
 
@@ -226,10 +239,11 @@ def test_release_0_1_soft_float64_file_still_loads_and_completes_the_same():
     imp = UL4M4Imputer.load(_DATA / "model_v1_soft64.ul4m4")
     out, sources, weights = imp.transform(_expected("new"), return_sources=True,
                                           return_weights=True)
-    for got, prefix in ((out, "soft64"), (sources, "soft64_sources"),
-                        (weights, "soft64_weights")):
-        for name, want in _expected(prefix).items():
-            np.testing.assert_array_equal(got[name], want)
+    _assert_fills(imp, out, _expected("soft64"), "float64")
+    for name, want in _expected("soft64_sources").items():
+        np.testing.assert_array_equal(sources[name], want)
+    for name, want in _expected("soft64_weights").items():
+        np.testing.assert_allclose(weights[name], want, rtol=_SOFT_RTOL["float64"], atol=0)
 
 
 def test_per_member_runs_are_kept(tmp_path):

@@ -37,6 +37,7 @@ from .stream import as_row_source, subset_rows
 
 __all__ = [
     "CONSTANT_STD_RATIO",
+    "INLINE_BYTES",
     "MIN_STD",
     "InputForm",
     "Multimodal",
@@ -78,6 +79,13 @@ MIN_STD = float(np.finfo(np.float32).tiny)
 
 #: Rows examined at a time when scanning inputs for NaN / inf.
 _SCAN_ROWS = 8192
+#: Passes over at most this many bytes of data run inline on the calling thread,
+#: whatever ``n_threads``: no thread pool and no BLAS thread limit (threadpoolctl
+#: inspects every loaded library on each call). Starting a pool and limiting BLAS
+#: costs about 0.2-0.5 ms, about what one thread takes to scan 4 MiB
+#: (``benchmarks/bench_serving.py``: a 1-row greedy transform took 1.1-1.6 ms with
+#: the pools against 0.4-0.5 ms inline). The results are the same either way.
+INLINE_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -355,10 +363,12 @@ def map_modalities(fn: Callable[[int], Any], arrays: Sequence[Any], n_threads: i
     release the GIL. Streamed modalities (memory maps, row readers) are read one
     after the other, so a pass keeps one chunk in memory and reads the disk in
     order. Results come back in modality order, and so does the first error, as if
-    the calls ran in turn.
+    the calls ran in turn. Data of at most :data:`INLINE_BYTES` are treated inline,
+    on the calling thread.
     """
     in_memory = all(isinstance(a, np.ndarray) and not isinstance(a, np.memmap) for a in arrays)
-    if n_threads <= 1 or len(arrays) <= 1 or not in_memory:
+    if (n_threads <= 1 or len(arrays) <= 1 or not in_memory
+            or sum(a.nbytes for a in arrays) <= INLINE_BYTES):
         return [fn(m) for m in range(len(arrays))]
     with ThreadPoolExecutor(min(n_threads, len(arrays))) as pool:
         futures = [pool.submit(fn, m) for m in range(len(arrays))]
@@ -974,7 +984,8 @@ class Standardized:
         thread pool (NumPy and BLAS release the GIL) with BLAS itself limited to
         one thread, as scikit-learn's k-means does: many single-threaded GEMMs on
         row chunks beat one multi-threaded GEMM per chunk at these shapes. At most
-        ``n_threads + 1`` chunks are in flight, so memory stays O(chunk). Results
+        ``n_threads + 1`` chunks are in flight, so memory stays O(chunk). Small
+        passes (see :attr:`inline`) run on the calling thread instead. Results
         do not depend on the number of threads: chunks are independent and are
         returned in order.
         """
@@ -996,9 +1007,24 @@ class Standardized:
         if building is not None:
             self._cache = building
 
+    @property
+    def small(self) -> bool:
+        """Whether a pass is too small to share out: one chunk, or at most
+        :data:`INLINE_BYTES` of z-scored rows (a serving call of a few rows is both)."""
+        if self.n_samples <= self.chunk_rows:
+            return True
+        row_bytes = sum(self.data.dims) * np.dtype(self.dtype).itemsize
+        return self.n_samples * row_bytes <= INLINE_BYTES
+
+    @property
+    def inline(self) -> bool:
+        """Whether passes run on the calling thread (one thread, or :attr:`small`), with
+        BLAS's own thread setting left as it is."""
+        return self.n_threads <= 1 or self.small
+
     def _ordered(self, work: Callable, chunks):
-        """``work(chunk)`` for every chunk, in order, on the pool when ``n_threads > 1``."""
-        if self.n_threads <= 1:
+        """``work(chunk)`` for every chunk, in order, on the pool unless :attr:`inline`."""
+        if self.inline:
             for item in chunks:
                 yield work(item)
             return

@@ -42,6 +42,7 @@ __all__ = [
     "exact_sq_to_assigned",
     "exact_partial_sq_dists",
     "exact_partial_sq_pairs",
+    "fixed_order_partial_sq_dists",
     "modality_sq_dists",
     "pairwise_exact_sq",
     "partial_nearest",
@@ -302,6 +303,67 @@ def exact_partial_sq_dists(
         count += shared
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(count > 0, num / count, np.inf)
+
+
+def fixed_order_partial_sq_dists(
+    blocks: Sequence[np.ndarray],
+    mask: np.ndarray,
+    centers: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared partial distances whose value for a row depends on that row alone.
+
+    The GEMM of :func:`partial_sq_dists` may sum a row's products in another order
+    in another batch (BLAS picks its kernels by shape), which the soft completion,
+    a smooth function of every distance, would pass on to its output. Here each
+    (row, centre) term is the compiled fixed-order float64 sum of squared
+    differences (:func:`ul4m4._kernels.sq_to_assigned`), divided by ``d_m``, and
+    the modalities are averaged in order, as in :func:`exact_partial_sq_dists`.
+    ``blocks`` are zero-filled (B, d_m) host arrays.
+
+    Returns
+    -------
+    sq : ndarray of shape (B, k), float64
+        +inf where a row and a centre share nothing.
+    err : ndarray of shape (B, k), float64
+        Bound on ``|sq - exact|`` (the float64 :func:`error_factor` times ``sq``:
+        every term is a non-negative sum of squares); 0 where ``sq`` is +inf.
+    """
+    n_rows, k = mask.shape[0], center_mask.shape[0]
+    num = np.zeros((n_rows, k))
+    count = np.zeros((n_rows, k))
+    for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
+        rows, cols = np.flatnonzero(mask[:, m]), np.flatnonzero(center_mask[:, m])
+        if not (rows.size and cols.size):
+            continue
+        dtype = np.result_type(block, center)  # both widen exactly
+        terms = np.zeros((n_rows, k))
+        terms[np.ix_(rows, cols)] = _fixed_order_sq(
+            np.ascontiguousarray(block[rows], dtype=dtype),
+            np.ascontiguousarray(center[cols], dtype=dtype)) / block.shape[1]
+        shared = np.outer(mask[:, m], center_mask[:, m])
+        num += np.where(shared, terms, 0.0)
+        count += shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sq = np.where(count > 0, num / count, np.inf)
+    factor = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
+    return sq, np.where(count > 0, factor * sq, 0.0)
+
+
+def _fixed_order_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(r, c) sums ``sum_t (a_i - b_j)^2`` by the fixed-order kernel, one call per row of
+    the shorter side (``(x - y)^2`` and ``(y - x)^2`` are the same bits)."""
+    out = np.empty((a.shape[0], b.shape[0]))
+    if a.shape[0] <= b.shape[0]:
+        first = np.zeros(b.shape[0], dtype=np.int64)
+        for i in range(a.shape[0]):
+            sq_to_assigned(b, first, a[i : i + 1], out[i])
+    else:
+        column = np.empty(a.shape[0])
+        for j in range(b.shape[0]):
+            sq_to_assigned(a, np.full(a.shape[0], j, dtype=np.int64), b, column)
+            out[:, j] = column
+    return out
 
 
 def exact_partial_sq_pairs(

@@ -21,7 +21,10 @@ Contract, common to every method
   float64 by :mod:`ul4m4.distance`. Member sums are float64, added in row order
   onto the running total, so they do not depend on how rows are chunked.
 * Squared distances are those of :func:`ul4m4.distance.partial_sq_dists`;
-  ``gamma`` is :meth:`Engine.error_factor` of the data.
+  ``gamma`` is :meth:`Engine.error_factor` of the data. Those of the soft
+  completion (:meth:`Engine.soft_distances`) are the fixed-order float64 ones of
+  :func:`ul4m4.distance.fixed_order_partial_sq_dists`, so that a row's soft fill
+  does not depend on the other rows of its batch.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .distance import (
     exact_argmin,
     exact_partial_sq_dists,
     exact_sq_to_assigned,
+    fixed_order_partial_sq_dists,
 )
 
 __all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine", "Identity"]
@@ -395,10 +399,14 @@ class ChunkedEngine:
         return self.scores_from_terms(p, gamma * bound, terms, view)
 
     def soft_distances(self, view: Any, centers: Centers, gamma: float):
-        native = self.native_centers(centers, view)
+        """Fixed-order float64 distances (:func:`ul4m4.distance.fixed_order_partial_sq_dists`)
+        on the host, not the GEMM's: a row's soft fill then never depends on the rows
+        beside it, i.e. on the batch it came in, nor on the engine."""
 
         def distances(rows, blocks, mask):
-            return (*self.sq_dists(view, None, blocks, mask, native, gamma), mask)
+            host = self.host_blocks(blocks)
+            return (*fixed_order_partial_sq_dists(host, mask, centers.blocks, centers.mask),
+                    mask)
 
         with self.kernel_threads(view):
             for rows, (sq, err, mask) in self.map_chunks(view, distances):

@@ -10,6 +10,7 @@ fitted attribute is derived.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -164,7 +165,11 @@ class UL4M4Imputer(BaseEstimator):
         Threads that process row chunks in parallel (BLAS is then limited to one
         thread each); ``None`` and -1 use every CPU the process may run on, -2
         all but one, ``-j`` all but ``j - 1`` (at least 1), as in scikit-learn.
-        Results do not depend on it.
+        Results do not depend on it. Calls on little data (one chunk, or at most
+        :data:`ul4m4.data.INLINE_BYTES`, e.g. serving a few rows) run on the
+        calling thread whatever ``n_jobs``: no pool is started and the BLAS and
+        PyTorch thread settings are left alone, so concurrent callers do not
+        oversubscribe the CPUs.
     shrinkage : float, default=0.0
         Pull every value filled from centres toward the training mean:
         ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
@@ -371,7 +376,20 @@ class UL4M4Imputer(BaseEstimator):
         return self
 
     def _settings(self) -> Settings:
-        return resolve_settings(self.get_params(deep=False))
+        """The resolved parameters, resolved again only when a parameter was set anew.
+
+        Resolving (``get_params`` inspects the signature, then every constraint is
+        checked) took a fifth of a 1-row ``transform``. The cache is keyed on the
+        parameter objects themselves (``set_params`` and assignment replace them).
+        """
+        names = _param_names(type(self))
+        values = tuple(getattr(self, name) for name in names)
+        cached = getattr(self, "_resolved", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], values, strict=True)):
+            return cached[1]
+        settings = resolve_settings(dict(zip(names, values, strict=True)))
+        self._resolved = (values, settings)
+        return settings
 
     def _engine_for(self, X: Any, settings: Settings):
         """This call's engine (on the input's device if none is set), X as host arrays,
@@ -594,6 +612,12 @@ class UL4M4Imputer(BaseEstimator):
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)
         return imputer
+
+
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...]:
+    """The constructor parameters of an estimator class (``get_params``' names), once."""
+    return tuple(cls._get_param_names())
 
 
 class _verbosity:

@@ -46,11 +46,14 @@ Parity with ``backend="numpy"`` (same seed, same dtype)
   ``n_init`` choice (lowest inertia) could differ only if the draw fell within
   rounding of a boundary (probability of order 1e-16 per draw in float64,
   1e-7 in float32) or two runs' inertias tied to rounding.
-* Soft completion is a smooth function of the distances: equal to rounding.
+* Soft completion is bit-identical: its distances are the shared fixed-order
+  float64 sums of :func:`ul4m4.distance.fixed_order_partial_sq_dists`, computed on
+  the host (not by the GEMM), so that a row's fill does not depend on its batch.
 
 Threads: on the CPU, chunks are processed on ``n_jobs`` worker threads with one
 PyTorch intra-op thread each (the NumPy engine's ``map_chunks``), so the two
-backends use the cores the same way. Every option (model selection, mini-batch,
+backends use the cores the same way. Small calls (one chunk or a few MiB) run on
+the calling thread and leave ``torch.get_num_threads()`` as it is. Every option (model selection, mini-batch,
 explicit ``init``, ``out_dir``) runs on this engine.
 
 Devices: any device PyTorch supports with float64 (CPU, CUDA). Tensors are
@@ -511,9 +514,17 @@ class TorchEngine(ChunkedEngine):
         return scores, terms.slack(scores, _host(p_err.amax(dim=1)))
 
     def kernel_threads(self, view: TorchView):
-        """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools)."""
+        """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools).
+
+        A small pass (:attr:`~ul4m4.data.Standardized.small`, e.g. a serving
+        call of a few rows) runs on the calling thread and leaves PyTorch's
+        setting alone: it is process-wide, and concurrent calls that set and
+        restore it could leave it changed.
+        """
+        if not view.on_cpu or view.small:
+            return contextlib.nullcontext()
         previous = torch.get_num_threads()
-        if not view.on_cpu or previous == 1:
+        if previous == 1:
             return contextlib.nullcontext()
         return _torch_threads(previous)
 

@@ -128,9 +128,3 @@ class NumpyEngine(ChunkedEngine):
                           np.ascontiguousarray(terms.q_open.T),
                           np.ascontiguousarray(terms.inverse.T), scores)
         return scores, terms.slack(scores, p_err.max(axis=1))
-
-    def soft_distances(self, view: Standardized, centers: Centers, gamma: float):
-        # One chunk after the other with BLAS's own threads, as the fill is cheap.
-        for rows, blocks, mask in view.chunks():
-            sq, err = partial_sq_dists(blocks, centers.blocks, centers.mask, centers.norms, gamma)
-            yield rows, sq, err, mask
