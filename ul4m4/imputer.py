@@ -460,10 +460,13 @@ class UL4M4Imputer(BaseEstimator):
         out_dir : str or path-like, optional
             Write the completed data to ``out_dir/<modality>.npy`` instead of
             memory, streaming row blocks (memory O(block), not O(data)), and
-            return read-only ``np.memmap`` arrays opened on those files. Each
-            file is written under a temporary name and moved into place only
-            when complete; existing files of the same names are replaced. The
-            values are the same as without ``out_dir``.
+            return read-only ``np.memmap`` arrays opened on those files. The
+            folder appears whole or not at all: the files and a manifest
+            (``ul4m4-output.json``, written last) go to a hidden folder beside
+            ``out_dir``, which is then swapped in by one atomic rename, so
+            ``out_dir`` must be new, empty or an earlier output (``ValueError``
+            otherwise: no other file is ever replaced). The values are the same
+            as without ``out_dir``.
 
         Returns
         -------
