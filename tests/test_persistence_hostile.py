@@ -143,18 +143,16 @@ def _declare(data: bytes, member: str, *, size: int, crc: int) -> bytes:
     its local header and its central-directory entry."""
     data = bytearray(data)
     name = member.encode()
-    local = data.find(b"PK\x03\x04")
-    while data[local + 30:local + 30 + len(name)] != name:
-        local = data.find(b"PK\x03\x04", local + 1)
-    struct.pack_into("<H", data, local + 8, zipfile.ZIP_DEFLATED)
-    struct.pack_into("<I", data, local + 14, crc)
-    struct.pack_into("<I", data, local + 22, size)
-    central = data.find(b"PK\x01\x02")
-    while data[central + 46:central + 46 + len(name)] != name:
-        central = data.find(b"PK\x01\x02", central + 1)
-    struct.pack_into("<H", data, central + 10, zipfile.ZIP_DEFLATED)
-    struct.pack_into("<I", data, central + 16, crc)
-    struct.pack_into("<I", data, central + 24, size)
+    # (signature, offset of the name, of the method, of the CRC, of the size) of the
+    # local header and of the central-directory entry
+    for signature, at_name, at_method, at_crc, at_size in ((b"PK\x03\x04", 30, 8, 14, 22),
+                                                          (b"PK\x01\x02", 46, 10, 16, 24)):
+        start = data.find(signature)
+        while data[start + at_name:start + at_name + len(name)] != name:
+            start = data.find(signature, start + 1)
+        struct.pack_into("<H", data, start + at_method, zipfile.ZIP_DEFLATED)
+        struct.pack_into("<I", data, start + at_crc, crc)
+        struct.pack_into("<I", data, start + at_size, size)
     return bytes(data)
 
 
