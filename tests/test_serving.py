@@ -6,7 +6,8 @@
 - calls over at most ``INLINE_BYTES`` of data start no thread pool and leave
   PyTorch's thread setting alone, larger ones use the pool, and both give the
   same bits;
-- concurrent calls from several threads give the sequential results;
+- concurrent calls from several threads give the sequential results, small ones
+  taking turns (one process-wide lock) and larger ones not;
 - the resolved parameters are reused between calls, and a new parameter is seen.
 """
 
@@ -171,6 +172,40 @@ def test_concurrent_calls_give_the_sequential_results(backend):
         for j, out in zip(range(start, len(rows), 4), outs, strict=True):
             for name in X:
                 assert _bits(out[name]) == _bits(expected[j][name])
+
+
+@pytest.mark.parametrize("method", ["transform", "predict"])
+def test_small_calls_take_turns_and_larger_ones_do_not(monkeypatch, method):
+    X = _data(4, 40, [3, 2])
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    row = {name: a[:1] for name, a in X.items()}
+    expected = getattr(imp, method)(row)
+    results, done = [], threading.Event()
+
+    def call():
+        results.append(getattr(imp, method)(row))
+        done.set()
+
+    with ul4m4.imputer._SMALL_CALLS:  # another thread's small call is running
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert not done.wait(0.3)  # waits for its turn
+    caller.join(30)
+    assert done.is_set()
+    # A call above INLINE_BYTES does not wait: it can use the threads.
+    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 8)
+    done.clear()
+    with ul4m4.imputer._SMALL_CALLS:
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert done.wait(30)
+    caller.join()
+    for got in results:
+        if method == "transform":
+            for name in X:
+                np.testing.assert_array_equal(got[name], expected[name])
+        else:
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_parameters_are_resolved_once_and_new_ones_are_seen(monkeypatch):

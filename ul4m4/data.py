@@ -16,6 +16,7 @@ DataFrame came in.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import warnings
 from collections import deque
@@ -40,6 +41,7 @@ __all__ = [
     "INLINE_BYTES",
     "MIN_STD",
     "InputForm",
+    "is_small_input",
     "Multimodal",
     "raise_bad_rows",
     "scan_block",
@@ -123,6 +125,23 @@ class Multimodal:
     def nbytes(self) -> int:
         """Bytes of the in-memory arrays (a row reader counts as 0: it holds no rows)."""
         return int(sum(int(getattr(a, "nbytes", 0)) for a in self.arrays))
+
+
+def is_small_input(X: Any) -> bool:
+    """Whether ``X`` holds at most :data:`INLINE_BYTES` as float64 cells (a serving call).
+
+    Read from the values' ``shape`` only; False where a value has none.
+    """
+    if isinstance(X, Mapping):
+        values = list(X.values())
+    elif isinstance(X, Sequence) and not isinstance(X, str | bytes):
+        values = list(X)
+    else:
+        return False
+    shapes = [getattr(value, "shape", None) for value in values]
+    if not values or any(shape is None for shape in shapes):
+        return False
+    return sum(math.prod(shape) for shape in shapes) * 8 <= INLINE_BYTES
 
 
 def _as_named_arrays(X: Any) -> tuple[list[str], list[Any]]:

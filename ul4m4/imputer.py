@@ -10,9 +10,11 @@ fitted attribute is derived.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +26,7 @@ from sklearn.utils import check_random_state
 
 from ._utils.progress import BarSafeHandler
 from .backends import get_engine
-from .data import InputForm, feature_names, reject_sparse
+from .data import InputForm, feature_names, is_small_input, reject_sparse
 from .model import (
     FittedModel,
     complete,
@@ -487,24 +489,26 @@ class UL4M4Imputer(BaseEstimator):
         weights : dict of ndarray of shape (n_samples,), optional
             Only with ``return_weights=True`` (after ``sources`` if both).
         """
-        model = self._check_fitted()
-        settings = self._settings()
-        form = InputForm.of(X)
-        engine, X, caller = self._engine_for(X, settings)
-        order = form.order(model.names)
-        view = transform_view(X, model, settings, engine)
-        if self._output_container() == "pandas":
-            form = form.as_frames(model.names, model.dims, view.n_samples)
-        if out_dir is not None:
-            return form.wrap(transform_to_files(view, model, engine, order, out_dir,
-                                                return_sources=return_sources,
-                                                return_weights=return_weights), frames=False)
+        with _taking_turns(X):
+            model = self._check_fitted()
+            settings = self._settings()
+            form = InputForm.of(X)
+            engine, X, caller = self._engine_for(X, settings)
+            order = form.order(model.names)
+            view = transform_view(X, model, settings, engine)
+            if self._output_container() == "pandas":
+                form = form.as_frames(model.names, model.dims, view.n_samples)
+            if out_dir is not None:
+                return form.wrap(transform_to_files(view, model, engine, order, out_dir,
+                                                    return_sources=return_sources,
+                                                    return_weights=return_weights),
+                                 frames=False)
 
-        def fill(block, block_engine):
-            return complete(block, model, block_engine, order, return_sources=return_sources,
-                            return_weights=return_weights)
+            def fill(block, block_engine):
+                return complete(block, model, block_engine, order,
+                                return_sources=return_sources, return_weights=return_weights)
 
-        return caller.wrap(form.wrap(engine.apply(view, fill)))
+            return caller.wrap(form.wrap(engine.apply(view, fill)))
 
     def set_output(self, *, transform: Literal["default", "pandas"] | None = None
                    ) -> UL4M4Imputer:
@@ -582,11 +586,12 @@ class UL4M4Imputer(BaseEstimator):
         Ties go to the lowest centre index. With ``empty="mean"`` a sample with
         no observed modality gets label -1.
         """
-        model = self._check_fitted()
-        settings = self._settings()
-        engine, X, caller = self._engine_for(X, settings)
-        view = transform_view(X, model, settings, engine)
-        return caller.wrap(engine.apply(view, lambda block, e: predict(block, model, e)))
+        with _taking_turns(X):
+            model = self._check_fitted()
+            settings = self._settings()
+            engine, X, caller = self._engine_for(X, settings)
+            view = transform_view(X, model, settings, engine)
+            return caller.wrap(engine.apply(view, lambda block, e: predict(block, model, e)))
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
@@ -615,6 +620,17 @@ class UL4M4Imputer(BaseEstimator):
         imputer._settings()  # a file with invalid parameters is refused here
         imputer._set_model(model)
         return imputer
+
+
+#: Small calls (:func:`~ul4m4.data.is_small_input`) from several threads take turns: such
+#: a call is mostly Python, so running several at once only passes the GIL back and forth
+#: (4 threads served half the one-row calls per second that one thread did).
+_SMALL_CALLS = threading.RLock()
+
+
+def _taking_turns(X: Any) -> contextlib.AbstractContextManager:
+    """The lock that small calls share, or nothing for a call big enough to use threads."""
+    return _SMALL_CALLS if is_small_input(X) else contextlib.nullcontext()
 
 
 @functools.cache
