@@ -138,3 +138,24 @@ def test_seeding_shows_in_the_bar_and_in_bounded_lines(caplog):
                          "member 1/1: k-means++ seed 13/64, elapsed 6.0s"]
     assert len(lines) == 7 + 1  # seeds at 1, 6, ..., 31 s; the runs: 2 + 33 s / 5 s at most
     assert lines[-1].startswith("member 1/1: Lloyd iteration 2/300, 3 labels changed, ")
+
+
+def test_progress_bar_is_plain_lines_off_a_terminal_and_a_bar_on_one():
+    stream = io.StringIO()
+    bar = progress.progress_bar(True, 10, "encode", "item", initial=4, stream=stream)
+    assert isinstance(bar, LineProgress)
+    bar.set_postfix(loss="0.5")
+    bar.update(3)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines == [lines[0]] and lines[0].startswith("encode: 7/10 (loss=0.5), ")
+    assert progress.progress_bar(False, 10, "encode", stream=stream) is None
+    assert progress.progress_bar(True, 0, "encode", stream=stream) is None
+    pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    bar = progress.progress_bar(True, 10, "encode", "item", stream=terminal)
+    assert not isinstance(bar, LineProgress)
+    bar.update(5)
+    bar.close()
+    assert "\rencode:" in terminal.getvalue()

@@ -34,6 +34,7 @@ __all__ = [
     "LineProgress",
     "RunProgress",
     "is_terminal",
+    "progress_bar",
     "terminal_bar",
 ]
 
@@ -119,6 +120,38 @@ def terminal_bar(total: int | None, desc: str, *, stream: Any = None, unit: str 
                 **{**_bar_size(stream), **kwargs})
 
 
+def progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "it", *,
+                 initial: int = 0, stream: Any = None, **kwargs: Any) -> Any:
+    """The progress display of a long step: a bar on a terminal, plain lines elsewhere.
+
+    Parameters
+    ----------
+    enabled : bool
+        False (or ``total`` of 0) gives None: the caller shows nothing.
+    total : int or None
+        Steps expected.
+    desc : str
+        The label.
+    unit : str, default="it"
+        Unit of a step.
+    initial : int, default=0
+        Steps already done (a resumed job).
+    stream : text file, optional
+        Default ``sys.stderr``.
+    **kwargs
+        Further tqdm arguments for the bar (``leave``, ...).
+
+    Returns
+    -------
+    tqdm.tqdm, LineProgress or None
+        Each has ``update``, ``set_postfix``, ``set_postfix_str`` and ``close``.
+    """
+    if not enabled or total == 0:
+        return None
+    bar = terminal_bar(total, desc, stream=stream, unit=unit, initial=initial, **kwargs)
+    return bar if bar is not None else LineProgress(total, desc, stream=stream, initial=initial)
+
+
 class LineProgress:
     """A progress bar's interface (``update``, ``set_postfix_str``, ``close``) that
     writes plain lines, for streams that are not terminals (no ``\\r``).
@@ -139,15 +172,15 @@ class LineProgress:
         Seconds between two lines (default :data:`PROGRESS_SECONDS`).
     """
 
-    def __init__(self, total: int, desc: str, stream: Any = None,
-                 interval: float | None = None) -> None:
+    def __init__(self, total: int | None, desc: str, stream: Any = None,
+                 interval: float | None = None, initial: int = 0) -> None:
         self.total, self.desc = total, desc
         self.stream = sys.stderr if stream is None else stream
         self.interval = PROGRESS_SECONDS if interval is None else float(interval)
-        self.n, self.postfix = 0, ""
+        self.n, self.postfix = initial, ""
         self._start = time.perf_counter()
         self._last: float | None = None
-        self._written = 0
+        self._written = initial
 
     def update(self, n: int = 1) -> None:
         """Count ``n`` more steps; write a line if the interval has passed."""
@@ -160,6 +193,10 @@ class LineProgress:
         """Text shown after the count in the next line (the step under way)."""
         self.postfix = s
 
+    def set_postfix(self, **values: Any) -> None:
+        """``name=value`` pairs shown after the count in the next line (tqdm's form)."""
+        self.postfix = ", ".join(f"{name}={value}" for name, value in values.items())
+
     def close(self) -> None:
         """Write the final count, unless the last line already shows it."""
         if self.n != self._written:
@@ -168,7 +205,8 @@ class LineProgress:
     def _write(self, now: float) -> None:
         self._last, self._written = now, self.n
         postfix = f" ({self.postfix})" if self.postfix else ""
-        print(f"{self.desc}: {self.n}/{self.total}{postfix}, {now - self._start:.1f} s",
+        total = "?" if self.total is None else self.total
+        print(f"{self.desc}: {self.n}/{total}{postfix}, {now - self._start:.1f} s",
               file=self.stream, flush=True)
 
 

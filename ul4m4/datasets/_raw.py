@@ -9,7 +9,6 @@ elsewhere; the loaders of MM-IMDb, CMU-MOSI and Sleep-EDF return this class.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 import wave
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
+
+from .._utils.progress import progress_bar as show_progress
 
 __all__ = [
     "SPLIT_ALIASES",
@@ -436,16 +437,17 @@ def require_pil(dataset: str) -> None:
 def progress_bar(
     items: Iterable[_T], *, enabled: bool, desc: str, total: int | None = None
 ) -> Iterator[_T]:
-    """Wrap ``items`` in a tqdm bar when ``enabled`` and tqdm is installed."""
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            enabled = False
-    if not enabled:
+    """Yield ``items``, showing the progress when ``enabled`` (see :func:`progress_bar`)."""
+    bar = show_progress(enabled, total, desc, leave=False)
+    if bar is None:
         yield from items
         return
-    yield from tqdm(items, desc=desc, total=total, leave=False, file=sys.stderr)
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def carve_validation(

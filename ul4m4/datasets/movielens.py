@@ -57,6 +57,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from .._utils.files import atomic_write
+from .._utils.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,14 +165,7 @@ def default_cache_dir() -> Path:
 @contextlib.contextmanager
 def _stages(progress: bool, names: Sequence[str]) -> Iterator[Callable[[str], None]]:
     """Yield a callback that marks the start of each named build stage on a tqdm bar."""
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(names), desc="MovieLens build", unit="stage")
-        except ImportError:
-            bar = None
+    bar = progress_bar(progress, len(names), "MovieLens build", "stage")
     started = [False]
 
     def step(name: str) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 __all__ = [
     "file_sha256",
-    "progress_bar",
     "quiet_transformers",
     "require",
     "torch_threads",
@@ -28,17 +27,6 @@ def require(module: str, what: str, owner: str, extra: str) -> Any:
             f"{owner} needs {what} (module {module!r} could not be imported: {exc}). "
             f"Install the extra: pip install 'ul4m4[{extra}]'"
         ) from exc
-
-
-def progress_bar(enabled: bool, total: int, desc: str, unit: str, initial: int = 0) -> Any:
-    """A tqdm bar, or ``None`` when disabled, trivially short, or tqdm is absent."""
-    if not enabled or total <= 0:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit)
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from .._utils.files import TEMP_GLOB, write_bytes_atomic, write_text_atomic
-from ._common import check_positive, file_sha256, progress_bar
+from .._utils.progress import progress_bar
+from ._common import check_positive, file_sha256
 
 __all__ = ["CacheWarning", "EmbeddingCache", "content_key", "encode_modality", "item_hash"]
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_positive, progress_bar, quiet_transformers, require, torch_threads
+from .._utils.progress import progress_bar
+from ._common import check_positive, quiet_transformers, require, torch_threads
 from .cache import content_key, join_key_parts
 from .image import image_content_key, load_image
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_positive, file_sha256, progress_bar, require, torch_threads
+from .._utils.progress import progress_bar
+from ._common import check_positive, file_sha256, require, torch_threads
 from .cache import join_key_parts, pil_image_key
 
 __all__ = [

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.progress import progress_bar
 from ._common import quiet_transformers
 
 __all__ = ["MINILM_PACKAGE", "MiniLMEncoder", "minilm_cache_id"]
@@ -262,13 +263,8 @@ class MiniLMEncoder:
         return out
 
     def _progress_bar(self, total: int) -> Any:
-        if not self.progress or total < _PROGRESS_MIN_TEXTS:
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=total, desc="MiniLM", unit="text")
+        return progress_bar(self.progress and total >= _PROGRESS_MIN_TEXTS, total, "MiniLM",
+                            "text")
 
     def _encode_batch(self, batch: list[str]) -> np.ndarray:
         torch = self._torch

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_positive, progress_bar, require, torch_threads
+from .._utils.progress import progress_bar
+from ._common import check_positive, require, torch_threads
 
 __all__ = ["SignalAutoencoder", "encode_signals"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._utils.progress import progress_bar
 from ..data import unit_scales
 from ._validation import Inputs, check_inputs, check_targets, check_task
 from .config import FusionConfig
@@ -117,18 +117,6 @@ def _seed_of(random_state: Any) -> int:
         return int(random_state)
     raise TypeError(
         f"random_state must be None, an int or a numpy RandomState/Generator, got {random_state!r}"
-    )
-
-
-def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar then
-        return None
-    return tqdm(
-        total=total, desc=desc, unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False
     )
 
 
@@ -521,7 +509,8 @@ class _TrainingLoop:
         val_data = _tensors(val, self.device)
         y_tr = torch.from_numpy(y_train).to(self.device)
         y_va = torch.from_numpy(y_val).to(self.device)
-        bar = _progress_bar(config.max_epochs, progress, f"fusion ({self.task})")
+        bar = progress_bar(progress, config.max_epochs, f"fusion ({self.task})", "epoch",
+                           leave=False)
         try:
             for epoch in range(1, config.max_epochs + 1):
                 tic = time.perf_counter()
