@@ -28,8 +28,9 @@ from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.backends import NumpyEngine, get_engine  # noqa: E402
 from ul4m4.backends import _torch as tb  # noqa: E402
 from ul4m4.cluster import Centers  # noqa: E402
-from ul4m4.data import check_multimodal, modality_statistics, sequential_sums  # noqa: E402
+from ul4m4.data import check_multimodal, sequential_sums  # noqa: E402
 from ul4m4.distance import error_factor, exact_partial_sq_dists  # noqa: E402
+from ul4m4.statistics import modality_statistics  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")

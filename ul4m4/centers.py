@@ -94,7 +94,7 @@ def shift_tolerance(tol: float, mask: np.ndarray, dims) -> float:
         bound = tol * (1 / D) * sum_m d_m * (n_m - 1) / n_m
 
     (the mean per-dimension z-space variance, just under 1). A constant
-    dimension (:func:`ul4m4.data.constant_dimensions`, scale 1) counts like the others.
+    dimension (:func:`ul4m4.statistics.constant_dimensions`, scale 1) counts like the others.
     ``tol=0`` gives 0: stop only at a fixed point.
 
     Examples

@@ -37,14 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .centers import Centers
-from .data import (
-    Multimodal,
-    RowOrderSums,
-    Standardized,
-    check_magnitudes,
-    check_multimodal,
-    modality_moments,
-)
+from .data import Multimodal, RowOrderSums, Standardized, check_multimodal
 from .distance import (
     error_factor,
     exact_argmin,
@@ -52,6 +45,7 @@ from .distance import (
     exact_sq_to_assigned,
     fixed_order_partial_sq_dists,
 )
+from .statistics import check_magnitudes, modality_moments
 
 __all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine", "Identity"]
 
@@ -146,7 +140,7 @@ class Engine(Protocol):
         """Reduction: per-modality float64 mean and unbiased std over observed rows.
 
         The raw std: the estimator turns it into scales by the one rule of
-        :func:`ul4m4.data.unit_scales`, whatever the engine."""
+        :func:`ul4m4.statistics.unit_scales`, whatever the engine."""
 
     def check_magnitudes(self, data: Multimodal, means: Sequence[np.ndarray],
                          scales: Sequence[np.ndarray], dtype: np.dtype, chunk_rows: int,

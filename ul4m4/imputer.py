@@ -216,7 +216,7 @@ class UL4M4Imputer(BaseEstimator):
     mean_, scale_ : dict of str to ndarray of shape (d_m,)
         Per-modality mean and unbiased std over the training rows that observe
         the modality; 1 for a constant dimension, one whose std is at most 1e-8
-        of the modality's magnitude (:func:`ul4m4.data.constant_dimensions`;
+        of the modality's magnitude (:func:`ul4m4.statistics.constant_dimensions`;
         fit warns, naming the modality, when some are).
     cluster_centers_ : dict of str to ndarray of shape (n_clusters, d_m)
         Centres in the raw input space; an all-NaN row where the centre lacks

@@ -34,8 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, f1_score
 from sklearn.multiclass import OneVsRestClassifier
 
-from .data import check_multimodal, check_observed_twice, modality_statistics
+from .data import check_multimodal, check_observed_twice
 from .missingness import mask_from_data
+from .statistics import modality_statistics
 
 __all__ = [
     "Measurement",
@@ -60,7 +61,7 @@ def training_statistics(X_train: Mapping[str, Any]) -> tuple[Stats, Stats]:
 
     The same statistics :class:`ul4m4.UL4M4Imputer` uses: unbiased std, and scale 1
     for a constant dimension (std at most 1e-8 of the modality's magnitude; see
-    :func:`ul4m4.data.constant_dimensions`).
+    :func:`ul4m4.statistics.constant_dimensions`).
 
     Parameters
     ----------

@@ -166,7 +166,8 @@ def minibatch_kmeans(
     >>> import numpy as np
     >>> from ul4m4.backends import NumpyEngine
     >>> from ul4m4.cluster import kmeans_plusplus
-    >>> from ul4m4.data import check_multimodal, modality_statistics
+    >>> from ul4m4.data import check_multimodal
+    >>> from ul4m4.statistics import modality_statistics
     >>> rng = np.random.RandomState(0)
     >>> data = check_multimodal({"a": np.r_[rng.normal(0, 1, (200, 2)), rng.normal(9, 1, (200, 2))]})
     >>> means, scales = modality_statistics(data, 64)

@@ -37,8 +37,6 @@ from .data import (
     check_observed_twice,
     output_copy,
     output_dtype,
-    unit_scales,
-    warn_constant_dimensions,
     without_empty_samples,
 )
 from .engine import Engine
@@ -47,6 +45,7 @@ from .plan import CompletionPlan
 from .rules import COMPLETION_RULES, FillTask
 from .selection import Selection, select_model
 from .settings import SHRINKAGES, SOFT_TEMPERATURES, Settings
+from .statistics import unit_scales, warn_constant_dimensions
 from .stream import RowSubset, is_streamed
 
 __all__ = [

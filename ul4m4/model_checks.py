@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from .complete import OBSERVED
-from .data import MIN_STD
 from .model import FittedModel
 from .rules import COMPLETION_RULES
+from .statistics import MIN_STD
 
 __all__ = ["ModelValueError", "check_fitted_model"]
 

@@ -109,12 +109,8 @@ from ..data import (
     Multimodal,
     Standardized,
     check_2d,
-    check_finite_statistics,
-    check_float32_range,
     check_no_empty_samples,
     check_shapes,
-    column_extremes,
-    largest_centred,
     match_names,
     named_values,
     raise_bad_rows,
@@ -123,6 +119,12 @@ from ..data import (
 )
 from ..engine import Candidates, EStep, Identity
 from ..plan import PatternTerms
+from ..statistics import (
+    check_finite_statistics,
+    check_float32_range,
+    column_extremes,
+    largest_centred,
+)
 from .numpy_engine import NumpyEngine
 
 __all__ = ["STORE_STATS", "DaskEngine", "DaskView", "StoreStats", "as_row_chunks"]

@@ -17,13 +17,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from ..data import (
-    Multimodal,
-    check_multimodal,
-    check_observed_twice,
-    modality_statistics,
-    standardize_rows,
-)
+from ..data import Multimodal, check_multimodal, check_observed_twice, standardize_rows
+from ..statistics import modality_statistics
 
 __all__ = ["BaseImputer"]
 
@@ -38,7 +33,7 @@ class BaseImputer(BaseEstimator):
     method has ``modalities_``, ``n_features_`` and the per-modality z-score
     statistics ``mean_`` and ``scale_`` computed, as in :class:`ul4m4.UL4M4Imputer`,
     over the training rows that observe the modality (unbiased std; a constant
-    dimension, see :func:`ul4m4.data.constant_dimensions`, gets scale 1).
+    dimension, see :func:`ul4m4.statistics.constant_dimensions`, gets scale 1).
 
     Attributes
     ----------

@@ -64,7 +64,7 @@ class FusionConfig:
     standardize : bool, default=True
         z-score each modality inside the model with the mean and unbiased std of its
         observed training rows (a constant dimension's becomes 1, the rule of
-        :func:`ul4m4.data.constant_dimensions`), so raw embeddings of any scale can be
+        :func:`ul4m4.statistics.constant_dimensions`), so raw embeddings of any scale can be
         fed in.
     grad_clip : float or None, default=None
         Clip the global gradient norm to this value.

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils.progress import progress_bar
-from ..data import unit_scales
+from ..statistics import unit_scales
 from ._validation import Inputs, check_inputs, check_targets, check_task
 from .config import FusionConfig
 from .metrics import METRIC_NAMES, evaluate_task
@@ -234,7 +234,7 @@ def _resolve_range(output_range: Any, task: str, y_train: np.ndarray) -> tuple[f
 
 def _standardization(data: Inputs) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Mean and unbiased std of each modality over its observed rows; 1 for a constant
-    dimension, by the imputer's rule (:func:`ul4m4.data.unit_scales`)."""
+    dimension, by the imputer's rule (:func:`ul4m4.statistics.unit_scales`)."""
     means, scales = [], []
     for name, a, observed in zip(data.names, data.arrays, data.mask.T, strict=True):
         rows = a[observed].astype(np.float64)
