@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -206,6 +208,39 @@ def test_small_calls_take_turns_and_larger_ones_do_not(monkeypatch, method):
                 np.testing.assert_array_equal(got[name], expected[name])
         else:
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_does_not_inherit_a_held_turn():
+    X = _data(5, 40, [3, 2])
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    row = {name: a[:1] for name, a in X.items()}
+    expected = imp.transform(row)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    holding, release = threading.Event(), threading.Event()
+
+    def other_thread():  # its small call is under way at the fork
+        with ul4m4.imputer._SMALL_CALLS:
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=other_thread)
+    holder.start()
+    holding.wait(60)
+    try:
+        child = context.Process(target=lambda: results.put(imp.transform(row)))
+        child.start()
+        got = results.get(timeout=30)  # a DataLoader worker would hang here
+    finally:
+        release.set()
+        holder.join(60)
+    child.join(60)
+    if child.is_alive():  # pragma: no cover - only when the lock came along
+        child.kill()
+    assert child.exitcode == 0
+    for name in X:
+        np.testing.assert_array_equal(got[name], expected[name])
 
 
 def test_parameters_are_resolved_once_and_new_ones_are_seen(monkeypatch):

@@ -628,6 +628,16 @@ class UL4M4Imputer(BaseEstimator):
 _SMALL_CALLS = threading.RLock()
 
 
+def _new_turns_lock() -> None:
+    """A forked child (a DataLoader worker) starts with a free lock, whatever the parent held."""
+    global _SMALL_CALLS
+    _SMALL_CALLS = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_turns_lock)
+
+
 def _taking_turns(X: Any) -> contextlib.AbstractContextManager:
     """The lock that small calls share, or nothing for a call big enough to use threads."""
     return _SMALL_CALLS if is_small_input(X) else contextlib.nullcontext()
