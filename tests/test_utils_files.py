@@ -226,3 +226,14 @@ def test_nested_output_folder_joins_the_enclosing_one(tmp_path):
         (outer.path / "ids.npy").write_text("2")
         assert not target.exists()
     assert sorted(p.name for p in target.iterdir()) == ["a.npy", "ids.npy", MANIFEST]
+
+
+def test_a_symbolic_link_to_an_output_folder_is_followed(tmp_path):
+    real = tmp_path / "real"
+    _write_output(real, {"a.npy": "1"})
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with output_folder(link) as folder:
+        (folder.path / "a.npy").write_text("2")
+    assert link.is_symlink() and (real / "a.npy").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -323,7 +323,7 @@ class OutputFolder:
     """
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        self.target = Path(target).absolute()
+        self.target = _output_path(target)
         check_replaceable_output(self.target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(self.target.parent)
@@ -388,7 +388,7 @@ def output_folder(target: str | os.PathLike[str]) -> Iterator[OutputFolder | _Jo
     >>> sorted(p.name for p in target.iterdir())
     ['a.txt', 'ul4m4-output.json']
     """
-    path = Path(target).absolute()
+    path = _output_path(target)
     folder = _JoinedFolder(path) if path in _OPEN_STAGING else OutputFolder(path)
     try:
         yield folder
@@ -396,6 +396,12 @@ def output_folder(target: str | os.PathLike[str]) -> Iterator[OutputFolder | _Jo
         folder.abort()
         raise
     folder.commit()
+
+
+def _output_path(target: str | os.PathLike[str]) -> Path:
+    """The absolute output folder; a symbolic link stands for the folder it points to."""
+    path = Path(target).expanduser().absolute()
+    return path.resolve() if path.is_symlink() else path
 
 
 def check_replaceable_output(target: Path) -> None:
