@@ -10,6 +10,7 @@ from ul4m4 import UL4M4Imputer
 from ul4m4._utils.files import (
     MANIFEST,
     AtomicWriter,
+    _host,
     atomic_write,
     output_folder,
     remove_stale,
@@ -141,9 +142,9 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_temporary_names_carry_the_process_id(tmp_path):
+def test_temporary_names_carry_the_host_and_process_id(tmp_path):
     writer = AtomicWriter(tmp_path / "m.ul4m4")
-    assert writer.temp_path.name.startswith(f".m.ul4m4.{os.getpid()}-")
+    assert writer.temp_path.name.startswith(f".m.ul4m4.{_host()}-{os.getpid()}-")
     writer.abort()
 
 
@@ -155,10 +156,12 @@ def test_a_folder_target_is_named_not_the_temporary_file(tmp_path):
 
 
 def test_remove_stale_removes_only_dead_runs_leftovers(tmp_path):
-    dead, live = _dead_pid(), os.getpid()
+    host, other = _host(), "0123abcd" if _host() != "0123abcd" else "fedc3210"
+    dead, live = f"{host}-{_dead_pid()}", f"{host}-{os.getpid()}"
     names = [f".m.ul4m4.{dead}-0a1b2c3d.tmp", f".ul4m4-tmp-{dead}-ab12cd34",
              f".out.ul4m4-staging-{dead}-ab12cd34", f".out.ul4m4-old-{dead}-ab12cd34"]
     kept = [f".m.ul4m4.{live}-0a1b2c3d.tmp", f".ul4m4-tmp-{live}-ab12cd34", ".m.ul4m4.0a1b.tmp",
+            f".ul4m4-tmp-{other}-{_dead_pid()}-ab12cd34",  # another host's, on a shared disk
             "a.npy", "ul4m4-tmp-1-ab"]
     for name in names + kept:
         if "ul4m4-" in name and not name.endswith(".tmp"):
@@ -174,7 +177,7 @@ def test_remove_stale_removes_only_dead_runs_leftovers(tmp_path):
 def test_scratch_folder_is_removed_on_error(tmp_path):
     with pytest.raises(KeyboardInterrupt), scratch_folder(tmp_path / "p") as scratch:
         (scratch / "x.npy").write_bytes(b"x")
-        assert scratch.name.startswith(f".ul4m4-tmp-{os.getpid()}-")
+        assert scratch.name.startswith(f".ul4m4-tmp-{_host()}-{os.getpid()}-")
         raise KeyboardInterrupt
     assert list((tmp_path / "p").iterdir()) == []
 

@@ -2,7 +2,7 @@
 
 Every file ul4m4 writes (model files, streamed ``.npy`` outputs, caches, result
 files) goes through :class:`AtomicWriter`: the data go to a hidden temporary file
-``.<name>.<pid>-<random>.tmp`` in the target's folder (same file system, so the
+``.<name>.<host>-<pid>-<random>.tmp`` in the target's folder (same file system, so the
 final :func:`os.replace` is atomic), which replaces the target only when complete.
 The temporary file is created with mode ``0o666`` filtered by the process umask,
 so the result has the permissions a plain ``open(path, "w")`` would give it.
@@ -11,9 +11,11 @@ A set of files that belong together (the completed modalities of one
 ``transform``) is an :class:`OutputFolder`: written in a hidden staging folder
 beside the target, with a manifest written last, then swapped in whole.
 
-Hidden names of work in progress carry the writer's process id, so a later run
-can tell the leftovers of a killed run (its process is gone) from the work of a
-live one, and :func:`remove_stale` deletes only the former.
+Hidden names of work in progress carry the writer's host (a hash of its name) and
+process id, so a later run on the same host can tell the leftovers of a killed
+run (its process is gone) from the work of a live one, and :func:`remove_stale`
+deletes only the former; another host's work, on a shared file system, is never
+touched.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import sys
 from collections.abc import Iterator
@@ -52,17 +56,26 @@ MANIFEST = "ul4m4-output.json"
 _MANIFEST_FORMAT = "ul4m4-output"
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-#: Hidden work in progress: ``.<name>.<pid>-<hex>.tmp`` files, and the scratch
-#: (``.ul4m4-tmp-<pid>-<hex>``), staging and replaced (``.<name>.ul4m4-staging-...``,
+#: Hidden work in progress: ``.<name>.<host>-<pid>-<hex>.tmp`` files, and the scratch
+#: (``.ul4m4-tmp-<host>-<pid>-<hex>``), staging and replaced (``.<name>.ul4m4-staging-...``,
 #: ``.<name>.ul4m4-old-...``) folders.
 _IN_PROGRESS = re.compile(
-    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]+\.tmp"
-    r"|(?:.+\.)?ul4m4-(?:tmp|staging|old)-(?P<owner>\d+)-[0-9a-f]+)$"
+    r"^\.(?:.+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.tmp"
+    r"|(?:.+\.)?ul4m4-(?:tmp|staging|old)-(?P<owner_host>[0-9a-f]{8})-(?P<owner>\d+)-[0-9a-f]+)$"
 )
 
 
 def _hidden_name(stem: str, kind: str) -> str:
-    return f".{stem}ul4m4-{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f".{stem}ul4m4-{kind}-{_owner()}-{secrets.token_hex(4)}"
+
+
+def _host() -> str:
+    """8 hex digits naming this host (a hash of its name)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner() -> str:
+    return f"{_host()}-{os.getpid()}"
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -70,7 +83,7 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(target))
     for _ in range(100):
-        tmp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp = target.parent / f".{target.name}.{_owner()}-{secrets.token_hex(4)}.tmp"
         try:
             # 0o666: the kernel applies the umask, exactly as for open(path, "w").
             return os.open(tmp, _FLAGS, 0o666), tmp
@@ -239,8 +252,9 @@ def remove_stale(folder: str | os.PathLike[str]) -> list[Path]:
 
     Temporary files of :class:`AtomicWriter`, scratch folders of
     :func:`scratch_folder` and the staging folders of :class:`OutputFolder` name
-    the process that made them; those whose process is gone are removed, those
-    of a running process (this one included) are left alone.
+    the host and the process that made them; this host's whose process is gone
+    are removed, those of a running process (this one included) or of another
+    host are left alone.
 
     Parameters
     ----------
@@ -257,9 +271,10 @@ def remove_stale(folder: str | os.PathLike[str]) -> list[Path]:
     >>> import tempfile
     >>> from pathlib import Path
     >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / ".model.ul4m4.999999999-0a1b2c3d.tmp").write_bytes(b"half")
-    >>> [p.name for p in remove_stale(folder)]
-    ['.model.ul4m4.999999999-0a1b2c3d.tmp']
+    >>> name = f".model.ul4m4.{_host()}-999999999-0a1b2c3d.tmp"  # a process that is gone
+    >>> _ = (folder / name).write_bytes(b"half")
+    >>> [p.name for p in remove_stale(folder)] == [name]
+    True
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -267,7 +282,8 @@ def remove_stale(folder: str | os.PathLike[str]) -> list[Path]:
     removed = []
     for entry in sorted(folder.iterdir()):
         match = _IN_PROGRESS.match(entry.name)
-        if match and not _alive(int(match.group("pid") or match.group("owner"))):
+        if (match and (match.group("host") or match.group("owner_host")) == _host()
+                and not _alive(int(match.group("pid") or match.group("owner")))):
             _remove(entry)
             removed.append(entry)
     return removed
