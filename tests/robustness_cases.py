@@ -502,6 +502,53 @@ def _cli_folder(tmp: Path, n: int = 30, **files: Any) -> Path:
     return _folder(tmp, n=n, **files)
 
 
+def _fit_cli(tmp: Path, data: Path, out: Path, *extra: str) -> Thunk:
+    return _cli(["fit", str(data), "--out", str(out), "--quiet", "--param", "n_clusters=2",
+                 *extra])
+
+
+def _impute_cli(tmp: Path, out: Path, model: Path | None = None) -> Thunk:
+    """``ul4m4 impute`` of the standard folder with a model fitted on it (in ``tmp``)."""
+    data = _folder(tmp)
+    model = model if model is not None else tmp / "m.ul4m4"
+    code, stderr = _fit_cli(tmp, data, model)()
+    assert code == 0, stderr
+    return _cli(["impute", str(model), str(data), "--out", str(out), "--quiet"])
+
+
+def _in(folder: Path, name: str, text: str = "mine") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder
+
+
+def _npy_shape(shape: str) -> bytes:
+    return _npy_bytes(np.ones((12, 2))).replace(b"'shape': (12, 2)", f"'shape': {shape}".encode())
+
+
+def _parquet(path: Path, frame: Any) -> Path:
+    frame.to_parquet(path)
+    return path
+
+
+def _with_empty_parquet(tmp: Path) -> Path:
+    import pandas as pd
+
+    folder = _folder(tmp)
+    _parquet(folder / "c.parquet", pd.DataFrame(index=range(12)))
+    return folder
+
+
+def _indexed_parquets(tmp: Path) -> Path:
+    import pandas as pd
+
+    folder = _folder(tmp, **{"a.npy": None, "b.npy": None})
+    X = _train()
+    _parquet(folder / "a.parquet", pd.DataFrame(X["a"], index=range(100, 112)).add_prefix("a"))
+    _parquet(folder / "b.parquet", pd.DataFrame(X["b"], index=range(12)[::-1]).add_prefix("b"))
+    return folder
+
+
 def _exit_ok(result: Any) -> None:
     code, stderr = result
     assert code == 0, stderr
@@ -686,6 +733,7 @@ _I, _T, _A, _M, _F, _P, _C = (
     "missingness", "loaders", "UL4M4Imputer.load", "ul4m4 benchmark",
 )
 _R, _N, _E = "raw data set loaders", "encoders", "ul4m4 experiment"
+_FC = "ul4m4 fit / impute"
 
 CASES: list[Case] = [
     # ----------------------------------------------------------- imputer: types
@@ -1087,6 +1135,55 @@ CASES: list[Case] = [
     Case("cli-nan-labels", _C, "float labels holding NaN",
          lambda t: _bench(t, _cli_folder(t, **{"labels.npy": np.full(30, np.nan)})),
          exit_match=r"labels contain NaN"),
+    # ---------------------------------------------------------- ul4m4 fit / impute
+    Case("files-out-is-input", _FC, "fit --out naming an input file (DATA/a.npy)",
+         lambda t: _fit_cli(t, _folder(t), t / "data" / "a.npy"),
+         exit_match=r"is the input file .*a\.npy: the model would replace it",
+         before="the input replaced by the model, exit 0"),
+    Case("files-model-as-modality", _FC, "fit --out DATA/model.npy",
+         lambda t: _fit_cli(t, _folder(t), t / "data" / "model.npy"),
+         exit_match=r"would be read as a modality",
+         before="exit 0; the next fit of DATA failed on an archive named .npy"),
+    Case("files-out-not-a-model", _FC, "fit --out naming an existing file that is no model",
+         lambda t: _fit_cli(t, _folder(t), _in(t / "docs", "notes.txt") / "notes.txt"),
+         exit_match=r"notes\.txt' exists and is not a ul4m4 model",
+         before="the file replaced by the model, exit 0"),
+    Case("files-out-holds-model", _FC, "impute --out naming the folder that holds the model",
+         lambda t: _impute_cli(t, t / "models", t / "models" / "m.ul4m4"),
+         exit_match=r"holds the model", before="the model replaced, exit 0"),
+    Case("files-out-users-folder", _FC, "impute --out naming a folder of the user's files",
+         lambda t: _impute_cli(t, _in(t / "mine", "a.npy")),
+         exit_match=r"holds files that are not a ul4m4 output \(a\.npy\)",
+         before="a.npy replaced, exit 0"),
+    Case("files-npy-negative-shape", _FC, "an .npy header declaring shape (-5, 3)",
+         lambda t: _fit_cli(t, _folder(t, **{"a.npy": _npy_shape("(-5, 3)")}), t / "m.ul4m4"),
+         exit_match=r"a\.npy: cannot be read as a \.npy array of numbers",
+         before="ok"),
+    Case("files-npy-huge-shape", _FC, "an .npy header declaring 2**70 rows",
+         lambda t: _fit_cli(t, _folder(t, **{"a.npy": _npy_shape(f"({2**70}, 2)")}),
+                            t / "m.ul4m4"),
+         exit_match=r"a\.npy: cannot be read as a \.npy array of numbers \(its header declares",
+         before="raw OverflowError: Python int too large to convert to C long"),
+    Case("files-zero-column-parquet", _FC, "a parquet table with no columns",
+         lambda t: _fit_cli(t, _with_empty_parquet(t), t / "m.ul4m4"),
+         exit_match=r"c\.parquet: the table has no data columns",
+         before="'the files have different numbers of rows (...: 0)'"),
+    Case("files-header-only-csv", _FC, "a CSV file with a header line and no row",
+         lambda t: _fit_cli(t, _in(_folder(t), "c.csv", "x,y\n"), t / "m.ul4m4"),
+         exit_match=r"c\.csv: the table has no rows", before="'rows 0..-1' of a column"),
+    Case("files-parquet-indexes", _FC, "parquet files that stored different row indexes",
+         lambda t: _fit_cli(t, _indexed_parquets(t), t / "m.ul4m4"),
+         exit_match=r"a\.parquet and b\.parquet store different row indexes",
+         before="rows paired by position, exit 0"),
+    Case("files-duplicate-ids", _FC, "--id naming a column with an id twice",
+         lambda t: _fit_cli(t, _in(t / "ids", "a.csv", "id,x\n1,0.5\n2,0.1\n1,0.3\n"),
+                            t / "m.ul4m4", "--id", "id"),
+         exit_match=r"a\.csv: id 1 appears twice in column 'id' \(rows 0 and 2\)",
+         before="(no --id: the id column was read as a feature)"),
+    Case("files-bad-param-value", _FC, "--param n_clusters=sixteen with a missing DATA folder",
+         lambda t: _fit_cli(t, t / "nowhere", t / "m.ul4m4", "--param", "n_clusters=sixteen"),
+         exit_match=r"--param: n_clusters must be an integer",
+         before="the data read (or the missing folder named) first"),
     # ------------------------------------------------------ raw data set loaders
     Case("mmimdb-missing", _R, "load_mmimdb on a missing folder",
          lambda t: (lambda: _raw_loader("mmimdb")(t / "nope")), FileNotFoundError,
