@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from ._utils.files import atomic_write
+from ._utils.npy import read_npy_header
 from ._version import __version__
 from .centers import Centers
 from .model import FittedModel, Member, RunInfo
@@ -330,15 +331,6 @@ def _array_spec(name: str, spec: Any, want: tuple[str, tuple[int, ...] | None],
     return np.dtype(dtype), tuple(shape), digest
 
 
-def _npy_header(reader: _Reader) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(reader)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(reader, max_header_size=_MAX_NPY_HEADER)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(reader, max_header_size=_MAX_NPY_HEADER)
-    raise ValueError(f".npy format version {version} (ul4m4 writes 1.0 or 2.0)")
-
-
 def _read_array(archive: zipfile.ZipFile, name: str, spec: tuple[np.dtype, tuple[int, ...], str],
                 path: str) -> np.ndarray:
     """Read one array member in two bounded passes.
@@ -364,7 +356,9 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec: tuple[np.dtype, tuple
     with archive.open(info) as handle:
         reader = _Reader(handle, min(info.file_size, _MAX_NPY_HEADER))
         try:
-            header_shape, fortran, header_dtype = _npy_header(reader)
+            # ul4m4 writes versions 1.0 and 2.0 only.
+            header_shape, fortran, header_dtype = read_npy_header(
+                reader, _MAX_NPY_HEADER, versions=((1, 0), (2, 0)))
         except (ValueError, TypeError, LookupError, SyntaxError, RecursionError,
                 MemoryError, OverflowError) as exc:
             raise ModelFileError(f"{path}: array {name!r} is unreadable ({exc})") from None

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.npy import read_npy_header
 from .._utils.text import format_rows, one_line
 
 __all__ = ["load_folder", "read_npy"]
@@ -91,10 +92,7 @@ def _check_npy_header(path: Path) -> None:
             return  # an .npz archive: np.load says so below
         handle.seek(0)
         try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(handle, max_header_size=_MAX_NPY_HEADER)
+            shape, _, dtype = read_npy_header(handle, _MAX_NPY_HEADER)
         except (ValueError, OverflowError, EOFError, SyntaxError, TypeError,
                 tokenize.TokenError) as exc:
             raise ValueError(f"{path}: cannot be read as a .npy array of numbers (no valid "
