@@ -292,17 +292,7 @@ def exact_partial_sq_dists(
     plain loop ``total += sum((z - c)**2) / d_m`` followed by ``total / count``
     produces.
     """
-    n_rows, k = mask.shape[0], center_mask.shape[0]
-    num = np.zeros((n_rows, k))
-    count = np.zeros((n_rows, k))
-    for m, (block, center) in enumerate(zip(blocks, centers, strict=True)):
-        shared = np.outer(mask[:, m], center_mask[:, m])
-        if not shared.any():
-            continue
-        num += np.where(shared, pairwise_exact_sq(block, center), 0.0)
-        count += shared
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(count > 0, num / count, np.inf)
+    return _mean_over_shared(blocks, mask, centers, center_mask, pairwise_exact_sq)[0]
 
 
 def fixed_order_partial_sq_dists(
@@ -329,6 +319,17 @@ def fixed_order_partial_sq_dists(
         Bound on ``|sq - exact|`` (the float64 :func:`error_factor` times ``sq``:
         every term is a non-negative sum of squares); 0 where ``sq`` is +inf.
     """
+    sq, shared = _mean_over_shared(blocks, mask, centers, center_mask, _fixed_order_terms)
+    factor = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
+    return sq, np.where(shared, factor * sq, 0.0)
+
+
+def _mean_over_shared(blocks, mask, centers, center_mask, terms_of
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per (row, centre), the mean over shared modalities of ``terms_of(rows, centres)``
+    (a (r, c) array of per-dimension mean squares), added in modality order, +inf where
+    nothing is shared; and where something is. Each term is computed on the rows and centres that carry the
+    modality only, and a pair's term depends on that pair alone."""
     n_rows, k = mask.shape[0], center_mask.shape[0]
     num = np.zeros((n_rows, k))
     count = np.zeros((n_rows, k))
@@ -336,18 +337,20 @@ def fixed_order_partial_sq_dists(
         rows, cols = np.flatnonzero(mask[:, m]), np.flatnonzero(center_mask[:, m])
         if not (rows.size and cols.size):
             continue
-        dtype = np.result_type(block, center)  # both widen exactly
         terms = np.zeros((n_rows, k))
-        terms[np.ix_(rows, cols)] = _fixed_order_sq(
-            np.ascontiguousarray(block[rows], dtype=dtype),
-            np.ascontiguousarray(center[cols], dtype=dtype)) / block.shape[1]
+        terms[np.ix_(rows, cols)] = terms_of(block[rows], center[cols])
         shared = np.outer(mask[:, m], center_mask[:, m])
         num += np.where(shared, terms, 0.0)
         count += shared
     with np.errstate(divide="ignore", invalid="ignore"):
-        sq = np.where(count > 0, num / count, np.inf)
-    factor = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
-    return sq, np.where(count > 0, factor * sq, 0.0)
+        return np.where(count > 0, num / count, np.inf), count > 0
+
+
+def _fixed_order_terms(block: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Mean squares by the compiled fixed-order kernel (:func:`_fixed_order_sq`)."""
+    dtype = np.result_type(block, center)  # both widen exactly
+    return _fixed_order_sq(np.ascontiguousarray(block, dtype=dtype),
+                           np.ascontiguousarray(center, dtype=dtype)) / block.shape[1]
 
 
 def _fixed_order_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
