@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_ROWS_SHOWN", "format_rows", "one_line"]
+__all__ = ["MAX_ROWS_SHOWN", "first_line", "format_rows", "one_line"]
 
 #: How many offending row indices an error message lists.
 MAX_ROWS_SHOWN = 10
@@ -50,3 +50,25 @@ def one_line(message: object) -> str:
     'bad input'
     """
     return " ".join(str(message).split())
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> first_line(ValueError("bad value\\nmore detail"))
+    'bad value'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

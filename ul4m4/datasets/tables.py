@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.text import first_line
+
 __all__ = [
     "TABLE_BATCH_BYTES",
     "IdColumnWarning",
     "Table",
     "batch_rows",
-    "first_line",
     "normalise_ids",
 ]
 
@@ -361,9 +362,3 @@ def _pandas(path: Path) -> Any:
 
 def _listing(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type's name)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,35 +13,12 @@ from .._utils.progress import LineProgress, terminal_bar
 
 __all__ = [
     "NoProgress",
-    "first_line",
     "json_scalar",
     "mean_or_none",
     "progress",
     "python_scalar",
     "take_rows",
 ]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when it has none.
-
-    Parameters
-    ----------
-    exc : BaseException
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> first_line(ValueError("bad value\\nmore detail"))
-    'bad value'
-    >>> first_line(KeyError())
-    'KeyError'
-    """
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def take_rows(X: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import first_line
+from .._utils.text import first_line
 
 __all__ = [
     "DATASETS",

@@ -71,10 +71,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .._utils.text import first_line
 from ..baselines import make_method, method_parameters
 from ..metrics import block_mse, hidden_mask, training_statistics
 from ..missingness import apply_mask, mask_from_data, missing_report, parse_config
-from ._common import first_line, progress, python_scalar, take_rows
+from ._common import progress, python_scalar, take_rows
 from .benchmark import K_METHODS, Setting, draw_mask, method_label, seed_for
 
 __all__ = [
