@@ -99,7 +99,7 @@ def soft_complete(
     row by row (:func:`row_weighted_sums`). So one row completed alone equals the
     same row completed in a batch, and the NumPy and torch engines agree. The
     price is speed on large batches: the float64 sums cost about three times the
-    working-dtype GEMM (4,096 rows of 1,792 dims, k = 64: about 100 ms against 35
+    working-dtype GEMM (4,096 rows of 1,792 dims, k = 64: 80-100 ms against 35
     ms on one core, ``benchmarks/bench_serving.py``).
 
     Only modalities with ``out[m]`` not None are completed; their missing rows
