@@ -211,6 +211,53 @@ def test_integer_keys_come_back_as_given(tmp_path):
     np.testing.assert_array_equal(on_disk[0], out[0])
 
 
+def test_return_mask_is_the_observed_pattern_in_output_order(tmp_path):
+    X, _ = _incomplete(seed=10)
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    new = {name: X[name] for name in ("m2", "m0", "m1")}  # not the fitted order
+    literal = np.column_stack([~np.isnan(a).all(axis=1) for a in new.values()])
+    assert not literal.all() and literal.any(axis=1).all()  # both kinds of rows occur
+    out, mask = imp.transform(new, return_mask=True)
+    assert list(out) == ["m2", "m0", "m1"]
+    assert mask.dtype == np.bool_ and mask.shape == (60, 3)
+    np.testing.assert_array_equal(mask, literal)
+    for j, (name, a) in enumerate(new.items()):
+        np.testing.assert_array_equal(out[name][mask[:, j]], a[mask[:, j]])  # observed: as given
+    # The mask comes last, after sources and weights, which are unchanged by it.
+    src, w = imp.transform(new, return_sources=True, return_weights=True)[1:]
+    both = imp.transform(new, return_sources=True, return_weights=True, return_mask=True)
+    assert len(both) == 4
+    for name in new:
+        np.testing.assert_array_equal(both[0][name], out[name])
+        np.testing.assert_array_equal(both[1][name], src[name])
+        np.testing.assert_array_equal(both[2][name], w[name])
+    np.testing.assert_array_equal(both[3], literal)
+    for flag in ("return_sources", "return_weights"):
+        got = imp.transform(new, return_mask=True, **{flag: True})
+        assert len(got) == 3 and isinstance(got[1], dict)
+        np.testing.assert_array_equal(got[2], literal)
+    # The same with the output written to files.
+    on_disk, src_disk, mask_disk = imp.transform(new, return_sources=True, return_mask=True,
+                                                 out_dir=tmp_path / "out")
+    np.testing.assert_array_equal(mask_disk, literal)
+    for name in new:
+        np.testing.assert_array_equal(on_disk[name], out[name])
+        np.testing.assert_array_equal(src_disk[name], src[name])
+
+
+def test_return_mask_marks_what_the_fill_treats_as_missing():
+    X, _ = _incomplete(seed=11)
+    new = {n: a[:4].copy() for n, a in X.items()}
+    for a in new.values():
+        a[0] = 1.0
+        a[1] = np.nan  # no observed modality: filled with the training means
+    new["m0"][2, 0] = np.nan  # partly NaN: missing with partial="missing"
+    imp = UL4M4Imputer(3, random_state=0, empty="mean", partial="missing").fit(X)
+    out, mask = imp.transform(new, return_mask=True)
+    np.testing.assert_array_equal(mask[:2], [[True] * 3, [False] * 3])
+    assert not mask[2, 0] and not np.isnan(out["m0"][2]).any()
+
+
 def test_dataframes_come_back_as_dataframes():
     X, _ = _incomplete(seed=9)
     rng = np.random.default_rng(1)

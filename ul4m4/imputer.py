@@ -441,6 +441,7 @@ class UL4M4Imputer(BaseEstimator):
         *,
         return_sources: bool = False,
         return_weights: bool = False,
+        return_mask: bool = False,
         out_dir: str | os.PathLike | None = None,
     ) -> Any:
         """Fill every missing modality row; observed rows are returned bit-identical.
@@ -459,6 +460,12 @@ class UL4M4Imputer(BaseEstimator):
         return_weights : bool, default=False
             Also return, per modality, the weight of that centre (1 for greedy
             and mean filling, NaN where observed).
+        return_mask : bool, default=False
+            Also return which modalities each row observed: an (n_samples,
+            n_modalities) bool array, True where the modality was observed (and
+            is returned unchanged), False where it was filled; columns in the
+            order of the keys of ``X_filled``. A row that is partly NaN counts as
+            missing with ``partial="missing"``, as the fill treats it.
         out_dir : str or path-like, optional
             Write the completed data to ``out_dir/<modality>.npy`` instead of
             memory, streaming row blocks (memory O(block), not O(data)), and
@@ -488,6 +495,13 @@ class UL4M4Imputer(BaseEstimator):
             Only with ``return_sources=True``; keyed like ``X_filled``.
         weights : dict of ndarray of shape (n_samples,), optional
             Only with ``return_weights=True`` (after ``sources`` if both).
+        mask : ndarray of bool of shape (n_samples, n_modalities), optional
+            Only with ``return_mask=True``, after ``sources`` and ``weights``
+            (a tensor on the input's device for tensor input, as they are; a
+            NumPy array for any other input, Dask included, whose mask the input
+            check has already computed).
+            The tuple is ``(X_filled, [sources], [weights], [mask])``, the
+            requested items in that order.
         """
         with _taking_turns(X):
             model = self._check_fitted()
@@ -498,17 +512,24 @@ class UL4M4Imputer(BaseEstimator):
             view = transform_view(X, model, settings, engine)
             if self._output_container() == "pandas":
                 form = form.as_frames(model.names, model.dims, view.n_samples)
+            # The mask the fill itself uses: the input's view, whatever the engine.
+            mask = view.mask[:, [model.names.index(name) for name in order]]
             if out_dir is not None:
-                return form.wrap(transform_to_files(view, model, engine, order, out_dir,
-                                                    return_sources=return_sources,
-                                                    return_weights=return_weights),
-                                 frames=False)
+                result = form.wrap(transform_to_files(view, model, engine, order, out_dir,
+                                                      return_sources=return_sources,
+                                                      return_weights=return_weights),
+                                   frames=False)
+            else:
+                def fill(block, block_engine):
+                    return complete(block, model, block_engine, order,
+                                    return_sources=return_sources,
+                                    return_weights=return_weights)
 
-            def fill(block, block_engine):
-                return complete(block, model, block_engine, order,
-                                return_sources=return_sources, return_weights=return_weights)
-
-            return caller.wrap(form.wrap(engine.apply(view, fill)))
+                result = caller.wrap(form.wrap(engine.apply(view, fill)))
+                mask = caller.wrap(mask)
+            if not return_mask:
+                return result
+            return (*result, mask) if isinstance(result, tuple) else (result, mask)
 
     def set_output(self, *, transform: Literal["default", "pandas"] | None = None
                    ) -> UL4M4Imputer:
