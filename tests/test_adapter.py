@@ -291,6 +291,78 @@ def test_feature_names_out_without_names():
     np.testing.assert_array_equal(imp.get_feature_names_out(), [f"x{i}" for i in range(11)])
 
 
+# ------------------------------------------------------------- missing indicator
+def literal_missing(X: np.ndarray) -> np.ndarray:
+    """1 where LAYOUT's modality is all NaN in the row, per modality in LAYOUT's order."""
+    return np.column_stack([np.isnan(X[:, cols]).all(axis=1) for cols in LAYOUT.values()])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_indicator_appends_the_missing_mask(dtype):
+    X, _ = make_data()
+    X = X.astype(dtype)
+    plain = ModalityImputer(LAYOUT, n_clusters=4, random_state=0).fit(X)
+    imp = ModalityImputer(LAYOUT, n_clusters=4, random_state=0, add_indicator=True).fit(X)
+    out = imp.transform(X)
+    assert out.shape == (90, 11 + 3) and out.dtype == dtype
+    np.testing.assert_array_equal(bits(out[:, :11]), bits(plain.transform(X)))
+    expected = literal_missing(X)
+    assert expected.any(axis=0).all() and not expected.all(axis=0).any()
+    np.testing.assert_array_equal(out[:, 11:], expected.astype(dtype))
+    np.testing.assert_array_equal(imp.get_feature_names_out(), [f"x{i}" for i in range(11)] + [
+        "missingindicator_text", "missingindicator_image", "missingindicator_audio"])
+    np.testing.assert_array_equal(imp.fit_transform(X), out)
+
+
+def test_add_indicator_follows_the_treatment_of_partial_and_empty_rows():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[:5] = np.nan  # no observed value: filled with the mean
+    X[5:10, 0] = np.nan  # partly NaN: with partial="missing", the whole row is filled
+    imp = ModalityImputer(n_clusters=2, random_state=0, empty="mean", partial="missing",
+                          add_indicator=True).fit(X)
+    out = imp.transform(X)
+    np.testing.assert_array_equal(out[:, 3], np.r_[np.ones(10), np.zeros(30)])
+    assert list(imp.get_feature_names_out()) == ["x0", "x1", "x2", "missingindicator_0"]
+
+
+def test_add_indicator_names_and_pandas_output():
+    X, _ = make_data()
+    names = [f"c{i}" for i in range(11)]
+    df = pd.DataFrame(X, columns=names, index=pd.RangeIndex(500, 590))
+    layout = {"text": ["c0", "c1", "c2", "c3"], "image": ["c5", "c6", "c7"],
+              "audio": ["c8", "c10"]}
+    imp = ModalityImputer(layout, n_clusters=4, random_state=0, add_indicator=True).fit(df)
+    imp.set_output(transform="pandas")
+    frame = imp.transform(df)
+    indicators = ["missingindicator_text", "missingindicator_image", "missingindicator_audio"]
+    assert list(frame.columns) == names + indicators
+    pd.testing.assert_index_equal(frame.index, df.index)
+    np.testing.assert_array_equal(frame[indicators].to_numpy(), literal_missing(X))
+    with pytest.raises(ValueError, match="input_features is not equal"):
+        imp.get_feature_names_out(["x"] * 11)
+
+
+def test_add_indicator_in_a_pipeline_gives_the_missingness_to_the_next_step():
+    X, _ = make_data(120)
+    X = np.delete(X, 9, axis=1)  # LogisticRegression cannot take the NaN pass-through column
+    layout = {"text": slice(0, 4), "image": [5, 6, 7], "audio": [8, 9]}
+    y = np.isnan(X[:, 5]).astype(int)  # the label is whether the image is missing
+    steps = [("clf", LogisticRegression(C=100.0))]
+    with_indicator = Pipeline([("impute", ModalityImputer(
+        layout, n_clusters=4, random_state=0, add_indicator=True)), *steps]).fit(X, y)
+    assert with_indicator[-1].n_features_in_ == 10 + 3
+    assert with_indicator.score(X, y) == 1.0
+    np.testing.assert_array_equal(with_indicator[:-1].get_feature_names_out()[-3:], [
+        "missingindicator_text", "missingindicator_image", "missingindicator_audio"])
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, np.array([True])])
+def test_bad_add_indicator_is_refused_before_data_problems(value):
+    X, _ = make_data()
+    with pytest.raises(TypeError, match="add_indicator must be a bool, got"):
+        ModalityImputer(LAYOUT, add_indicator=value).fit(X[:1])
+
+
 # ------------------------------------------------------------------ bad selectors
 @pytest.mark.parametrize(
     ("modalities", "match"),
@@ -410,7 +482,8 @@ EXPECTED_FAILED_CHECKS = {
 @parametrize_with_checks(
     [ModalityImputer(), ModalityImputer(n_clusters=2, dtype=np.float64, empty="mean"),
      # partly NaN rows count as missing modalities: every check passes
-     ModalityImputer(n_clusters=2, empty="mean", partial="missing")],
+     ModalityImputer(n_clusters=2, empty="mean", partial="missing"),
+     ModalityImputer(n_clusters=2, empty="mean", partial="missing", add_indicator=True)],
     expected_failed_checks=lambda est: (
         {} if est.partial == "missing" else EXPECTED_FAILED_CHECKS),
     xfail_strict=True,
@@ -424,7 +497,7 @@ def test_parameters_match_the_inner_imputer():
     so the adapter cannot drift from the estimator it wraps."""
     inner = inspect.signature(UL4M4Imputer.__init__).parameters
     outer = inspect.signature(ModalityImputer.__init__).parameters
-    assert set(outer) - set(inner) == {"modalities"}
+    assert set(outer) - set(inner) == {"modalities", "add_indicator"}
     for name, parameter in inner.items():
         assert outer[name].default == parameter.default, name
         assert outer[name].kind == parameter.kind, name

@@ -44,6 +44,24 @@ def test_round_trip_is_bit_identical(tmp_path, params):
     np.testing.assert_array_equal(refit.transform(X), imp.transform(X))
 
 
+def test_round_trip_keeps_add_indicator(tmp_path):
+    X = make_X()
+    imp = ModalityImputer(LAYOUT, n_clusters=4, random_state=0, add_indicator=True).fit(X)
+    imp.save(tmp_path / "a.ul4m4")
+    loaded = ModalityImputer.load(tmp_path / "a.ul4m4")
+    assert loaded.add_indicator is True
+    out = loaded.transform(X)
+    assert out.shape == (90, 14)
+    np.testing.assert_array_equal(out, imp.transform(X))
+    np.testing.assert_array_equal(loaded.get_feature_names_out(), imp.get_feature_names_out())
+    # A file without the field (written before it existed) loads without indicators.
+    _rewrite_layout(tmp_path / "a.ul4m4", tmp_path / "old.ul4m4", add_indicator=None)
+    with pytest.raises(ModelFileError, match="add_indicator=None is not a bool"):
+        ModalityImputer.load(tmp_path / "old.ul4m4")
+    _rewrite_layout(tmp_path / "a.ul4m4", tmp_path / "old.ul4m4", drop="add_indicator")
+    assert ModalityImputer.load(tmp_path / "old.ul4m4").transform(X).shape == (90, 11)
+
+
 def test_round_trip_keeps_feature_names_and_the_whole_layout(tmp_path):
     X = pd.DataFrame(make_X()[:, :8], columns=[f"c{i}" for i in range(8)])
     X.iloc[:, 4:] = np.where(np.isnan(X.iloc[:, 4:]), np.nan, X.iloc[:, 4:])
@@ -75,11 +93,12 @@ def test_formats_are_not_confused(tmp_path):
         assert not any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
 
 
-def _rewrite_layout(src, dst, **changes):
+def _rewrite_layout(src, dst, drop=None, **changes):
     with zipfile.ZipFile(src) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     meta = json.loads(members["meta.json"])
     meta["adapter"].update(changes)
+    meta["adapter"].pop(drop, None)
     members["meta.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(dst, "w") as archive:
         for name, payload in members.items():

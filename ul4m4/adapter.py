@@ -12,10 +12,11 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._utils.validation import check_params
 from .data import warn_inexact_integers
 from .imputer import UL4M4Imputer
 from .persistence import ModelFileError, load_model, save_model
-from .settings import resolve_settings
+from .settings import ADAPTER_CONSTRAINTS, resolve_settings
 
 __all__ = ["ModalityImputer"]
 
@@ -23,6 +24,8 @@ __all__ = ["ModalityImputer"]
 _WHOLE = "0"
 #: Accepted working dtypes of X; anything else (ints, float16, ...) becomes float64.
 _DTYPES = (np.float64, np.float32)
+#: Prefix of the names of the missing-indicator columns, as scikit-learn's imputers name them.
+_INDICATOR = "missingindicator_"
 #: Attributes set by a successful fit.
 _FITTED = ("imputer_", "modality_columns_", "passthrough_columns_", "n_iter_")
 
@@ -35,6 +38,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ``{modality: block}``, an inner :class:`~ul4m4.UL4M4Imputer` is fitted on the
     blocks, and :meth:`transform` writes the filled blocks back in place of the
     NaN rows. This makes UL4M4 usable as a step of a :class:`~sklearn.pipeline.Pipeline`.
+    With ``add_indicator=True`` one 0/1 column per modality says which rows were filled.
 
     Parameters
     ----------
@@ -90,6 +94,13 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     algorithm, backend, device, n_ensemble
         As in :class:`~ul4m4.UL4M4Imputer` (mini-batch k-means, the torch engine on
         numpy input, the completion ensemble).
+    add_indicator : bool, default=False
+        As in scikit-learn's :class:`~sklearn.impute.SimpleImputer`: :meth:`transform`
+        appends, after the columns of ``X``, one column per modality (in the order
+        of ``modality_columns_``) that is 1 where the modality was missing in the
+        row and was filled, 0 where it was observed, in the output's dtype. They
+        are named ``missingindicator_<modality>`` in :meth:`get_feature_names_out`.
+        Downstream estimators can then tell a filled block from an observed one.
 
     Attributes
     ----------
@@ -190,6 +201,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         backend: Literal["numpy", "torch", "dask"] = "numpy",
         device: Any = None,
         n_ensemble: int | None = None,
+        add_indicator: bool = False,
     ) -> None:
         self.modalities = modalities
         self.n_clusters = n_clusters
@@ -214,6 +226,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.backend = backend
         self.device = device
         self.n_ensemble = n_ensemble
+        self.add_indicator = add_indicator
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -237,9 +250,11 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, **kwargs)
 
     def _make_imputer(self) -> UL4M4Imputer:
-        # Every parameter but the column layout belongs to the inner imputer.
+        # Every parameter but the column layout and the indicator belongs to the inner
+        # imputer.
         params = self.get_params(deep=False)
-        params.pop("modalities")
+        for name in ("modalities", *ADAPTER_CONSTRAINTS):
+            params.pop(name)
         return UL4M4Imputer(**params)
 
     def fit(self, X: Any, y: Any = None) -> ModalityImputer:
@@ -263,6 +278,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # Parameter errors before data errors, so a bad n_clusters is not reported as
         # a problem with the data.
         resolve_settings(imputer.get_params(deep=False))
+        check_params(self.get_params(deep=False), ADAPTER_CONSTRAINTS)
         X = self._validate(X, reset=True)
         n_samples = X.shape[0]
         if n_samples < 2:
@@ -294,20 +310,24 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features)
+        X_filled : ndarray of shape (n_samples, n_features + n_indicators)
             A new array, same column order; float32 input stays float32, other
             input becomes float64. Observed values and pass-through columns are
-            bit-identical to ``X``.
+            bit-identical to ``X``. With ``add_indicator=True``, one more column
+            per modality (``n_indicators``, else 0): 1 where it was filled.
         """
         check_is_fitted(self)
         # copy=True copies only when the validated array could alias the caller's.
         out = self._validate(X, reset=False, copy=True)
         if not out.flags.writeable:
             out = out.copy()
-        filled = self.imputer_.transform(_split(out, self.modality_columns_))
+        filled, observed = self.imputer_.transform(_split(out, self.modality_columns_),
+                                                   return_mask=True)
         for name, cols in self.modality_columns_.items():
             out[:, cols] = filled[name]
-        return out
+        if not self.add_indicator:
+            return out
+        return np.hstack([out, (~observed).astype(out.dtype)])
 
     def sources(self, X: Any) -> dict[str, np.ndarray]:
         """Which training centre fills each missing modality row of ``X``.
@@ -340,11 +360,11 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         The file is the inner imputer's model file (:mod:`ul4m4.persistence`,
         format ``ul4m4-modality-imputer``) with the column layout added:
-        ``modality_columns_``, ``passthrough_columns_``, ``n_features_in_`` and
-        ``feature_names_in_``. :meth:`load` restores an adapter that transforms
-        bit-identically. The ``modalities`` parameter is stored as the resolved
-        column positions (selectors by name, slice or mask come back as lists of
-        positions selecting the same columns).
+        ``modality_columns_``, ``passthrough_columns_``, ``n_features_in_``,
+        ``feature_names_in_`` and the ``add_indicator`` parameter. :meth:`load`
+        restores an adapter that transforms bit-identically. The ``modalities``
+        parameter is stored as the resolved column positions (selectors by name,
+        slice or mask come back as lists of positions selecting the same columns).
         """
         check_is_fitted(self)
         names = getattr(self, "feature_names_in_", None)
@@ -356,6 +376,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "passthrough": [int(c) for c in self.passthrough_columns_],
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": None if names is None else [str(f) for f in names],
+            "add_indicator": bool(self.add_indicator),
         }
         save_model(self.imputer_.model_, self.imputer_.get_params(deep=False), path,
                    adapter=layout)
@@ -368,11 +389,12 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         inconsistent column layout, or a file of ``UL4M4Imputer.save``.
         """
         params, model, layout = load_model(path, adapter=True)
-        columns, passthrough, n_features, names = _check_layout(layout, model, os.fspath(path))
+        columns, passthrough, n_features, names, indicator = _check_layout(
+            layout, model, os.fspath(path))
         imputer = UL4M4Imputer.from_model(params, model)
         modalities = None if layout.get("whole") is True else {
             n: cols.tolist() for n, cols in columns.items()}
-        adapter = cls(modalities, **params)
+        adapter = cls(modalities, add_indicator=indicator, **params)
         adapter.modality_columns_ = columns
         adapter.passthrough_columns_ = passthrough
         adapter.n_features_in_ = n_features
@@ -384,6 +406,9 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names: the input feature names, since columns are kept in place.
+
+        With ``add_indicator=True`` they are followed by ``missingindicator_<modality>``
+        for each modality, in the order of ``modality_columns_``.
 
         Parameters
         ----------
@@ -397,7 +422,11 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        return super().get_feature_names_out(input_features)
+        names = super().get_feature_names_out(input_features)
+        if not self.add_indicator:
+            return names
+        indicators = [_INDICATOR + name for name in self.modality_columns_]
+        return np.concatenate([names, np.asarray(indicators, dtype=object)])
 
 
 def _check_layout(layout: dict[str, Any], model: Any, where: str):
@@ -425,11 +454,15 @@ def _check_layout(layout: dict[str, Any], model: Any, where: str):
                     isinstance(f, str) for f in names):
                 raise ValueError("feature_names_in does not match n_features_in")
             names = np.asarray(names, dtype=object)
+        # Files written before add_indicator existed have none.
+        indicator = layout.get("add_indicator", False)
+        if not isinstance(indicator, bool):
+            raise ValueError(f"add_indicator={indicator!r} is not a bool")
     except ModelFileError:
         raise
     except (LookupError, TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(f"{where}: malformed column layout ({exc})") from None
-    return columns, passthrough, n_features, names
+    return columns, passthrough, n_features, names, indicator
 
 
 def _split(X: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

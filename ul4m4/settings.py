@@ -19,6 +19,7 @@ import numpy as np
 from ._utils.validation import Interval, Options, TypeOf, check_params
 
 __all__ = [
+    "ADAPTER_CONSTRAINTS",
     "AUTO_ENSEMBLE",
     "AUTO_K",
     "BACKENDS",
@@ -81,6 +82,12 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "device": [TypeOf((str, type(None)), "a string such as 'cpu' or 'cuda', a torch.device "
                       "or None")],
     "n_ensemble": [_INT1, Options((None,))],
+}
+
+#: Allowed values of the parameters :class:`~ul4m4.ModalityImputer` adds to those of
+#: the estimator it wraps (``modalities`` is resolved against the columns of X in fit).
+ADAPTER_CONSTRAINTS: dict[str, list] = {
+    "add_indicator": [_BOOL],
 }
 
 
