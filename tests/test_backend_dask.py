@@ -315,9 +315,13 @@ def test_estimator_with_backend_dask(client, tmp_path):
     for n, a in as_numpy.transform(X).items():
         assert np.array_equal(filled[n], a)
     assert np.array_equal(labels, as_numpy.predict(X))
-    on_disk = imp.transform(lazy, out_dir=tmp_path / "out")
+    on_disk, mask = imp.transform(lazy, out_dir=tmp_path / "out", return_mask=True)
     for n in DIMS:
         assert np.array_equal(on_disk[n], filled[n])
+    # The mask was computed by the input check: a NumPy array, not a lazy one.
+    assert isinstance(mask, np.ndarray)
+    assert np.array_equal(mask, np.column_stack([~np.isnan(X[n]).all(axis=1) for n in DIMS]))
+    assert not mask.all()
     imp.save(tmp_path / "model.ul4m4")
     loaded = UL4M4Imputer.load(tmp_path / "model.ul4m4")
     assert loaded.backend == "dask"

@@ -209,6 +209,11 @@ def test_tensors_in_tensors_out():
     plain = imp.transform(X)  # NumPy in, NumPy out
     assert isinstance(plain["b"], np.ndarray)
     np.testing.assert_array_equal(plain["b"], out["b"].numpy())
+    # The observed mask comes back as the sources do: a tensor for tensor input.
+    mask = imp.transform(T, return_sources=True, return_mask=True)[2]
+    assert isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
+    np.testing.assert_array_equal(mask.numpy(), np.column_stack(
+        [~np.isnan(a).all(axis=1) for a in X.values()]))
 
 
 def test_fit_does_not_modify_tensors_and_accepts_grad():
