@@ -29,6 +29,7 @@ from .plan import PAIR_BLOCK_ELEMENTS, CompletionPlan, PatternTerms
 
 __all__ = [
     "FROM_MEAN",
+    "FROM_MODEL",
     "OBSERVED",
     "complete_sources",
     "fill_stuck_greedily",
@@ -43,6 +44,9 @@ OBSERVED = -1
 #: Source code of an entry filled with the training mean (no centre has it, or
 #: the sample has no observed modality and the imputer allows that).
 FROM_MEAN = -2
+#: Source code of an entry filled by a model with no single source centre (the
+#: conditional mixture's blend of every cluster).
+FROM_MODEL = -3
 
 #: Squared z-space distances closer than this to the smallest one count as tied
 #: with it in the soft weights (z-space has unit variance per dimension).

@@ -442,6 +442,7 @@ class UL4M4Imputer(BaseEstimator):
         return_sources: bool = False,
         return_weights: bool = False,
         return_mask: bool = False,
+        return_std: bool = False,
         out_dir: str | os.PathLike | None = None,
     ) -> Any:
         """Fill every missing modality row; observed rows are returned bit-identical.
@@ -466,6 +467,18 @@ class UL4M4Imputer(BaseEstimator):
             is returned unchanged), False where it was filled; columns in the
             order of the keys of ``X_filled``. A row that is partly NaN counts as
             missing with ``partial="missing"``, as the fill treats it.
+        return_std : bool, default=False
+            Also return, last, how far each filled block is likely to be from
+            the truth: per modality an (n_samples,) float64 array, the predicted
+            root-mean-square error per coordinate of the block in the model's
+            z-space (``(x - mean_) / scale_``), NaN where the modality was
+            observed. It comes from the completion's conditional variance (the
+            spread of the centres' members, the weights' spread over centres,
+            the mixture's conditional covariance, the ensemble members'
+            disagreement) and, under ``completion="auto"``, is calibrated on
+            the selection's hidden training blocks so that its mean square
+            matches the error measured there. Rank blocks by it to drop or
+            down-weight unreliable fills.
         out_dir : str or path-like, optional
             Write the completed data to ``out_dir/<modality>.npy`` instead of
             memory, streaming row blocks (memory O(block), not O(data)), and
@@ -500,7 +513,9 @@ class UL4M4Imputer(BaseEstimator):
             (a tensor on the input's device for tensor input, as they are; a
             NumPy array for any other input, Dask included, whose mask the input
             check has already computed).
-            The tuple is ``(X_filled, [sources], [weights], [mask])``, the
+        std : dict of ndarray of shape (n_samples,), optional
+            Only with ``return_std=True``, last; keyed like ``X_filled``.
+            The tuple is ``(X_filled, [sources], [weights], [mask], [std])``, the
             requested items in that order.
         """
         with _taking_turns(X):
@@ -517,19 +532,21 @@ class UL4M4Imputer(BaseEstimator):
             if out_dir is not None:
                 result = form.wrap(transform_to_files(view, model, engine, order, out_dir,
                                                       return_sources=return_sources,
-                                                      return_weights=return_weights),
+                                                      return_weights=return_weights,
+                                                      return_std=return_std),
                                    frames=False)
             else:
                 def fill(block, block_engine):
                     return complete(block, model, block_engine, order,
                                     return_sources=return_sources,
-                                    return_weights=return_weights)
+                                    return_weights=return_weights, return_std=return_std)
 
                 result = caller.wrap(form.wrap(engine.apply(view, fill)))
                 mask = caller.wrap(mask)
-            if not return_mask:
-                return result
-            return (*result, mask) if isinstance(result, tuple) else (result, mask)
+            result = list(result) if isinstance(result, tuple) else [result]
+            std = [result.pop()] if return_std else []
+            result += [mask] * return_mask + std
+            return result[0] if len(result) == 1 else tuple(result)
 
     def set_output(self, *, transform: Literal["default", "pandas"] | None = None
                    ) -> UL4M4Imputer:

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -40,12 +40,19 @@ from .data import (
     without_empty_samples,
 )
 from .engine import Engine
+from .auto import (
+    MAX_SELECTION_ROWS,
+    ensemble_members,
+    registered_candidates,
+    select_ensemble,
+)
+from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
-from .plan import CompletionPlan
-from .rules import COMPLETION_RULES, FillTask
+from .rules import COMPLETION_RULES, FillTask, fit_rule_state
 from .selection import Selection, select_model
-from .settings import SHRINKAGES, SOFT_TEMPERATURES, Settings
+from .settings import Settings
 from .statistics import unit_scales, warn_constant_dimensions
+from .uncertainty import ensemble_variance, sample_spread
 from .stream import RowSubset, is_streamed
 
 __all__ = [
@@ -71,20 +78,6 @@ CACHE_BYTES = 512 * 2**20
 MAX_RESEEDS = 3
 #: Bytes of input per row block of a streamed transform.
 TRANSFORM_BLOCK_BYTES = 64 * 2**20
-
-
-@dataclass
-class Member:
-    """One fitted k-means model of the completion ensemble."""
-
-    centers: Centers
-    plan: CompletionPlan
-    raw: list[np.ndarray]  # per modality, raw-space centres (NaN where a centre lacks it)
-
-    @classmethod
-    def of(cls, centers: Centers, means, scales, dtype: np.dtype) -> Member:
-        return cls(centers, CompletionPlan.from_centers(centers),
-                   centers.to_raw(means, scales, dtype))
 
 
 @dataclass
@@ -179,6 +172,14 @@ class FittedModel:
         Whether every member's run converged (a fixed point, or ``tol``).
     runs : list of RunInfo
         Per member, how its k-means run ended.
+    weights : ndarray of shape (n_members, n_modalities) or None
+        An ensemble chosen by ``completion="auto"``: member j's weight in the
+        fill of modality m (each member fills with its own ``rule``); the rest,
+        ``1 - sum_j w_jm``, goes to the training mean. None: every member fills
+        with ``completion`` and the fills are averaged (then shrunk).
+    calibration : list of float or None
+        Per modality, the factor applied to the predicted variance (measured on
+        the selection's hidden blocks; None means 1).
     """
 
     names: list[str]
@@ -198,6 +199,8 @@ class FittedModel:
     n_clusters: int
     selection: Selection | None = None
     runs: list[RunInfo] = field(default_factory=list)
+    weights: np.ndarray | None = None
+    calibration: list[float] | None = None
 
 
 # ---------------------------------------------------------------------- fit
@@ -223,29 +226,123 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
     gamma = engine.error_factor(data.dims, settings.dtype)
     progress = FitProgress(settings.verbose)
+    if settings.completion == "auto":
+        return _fit_auto(data, kept, settings, engine, chunk_rows, gamma, rng, progress)
     selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
     k = selection.n_clusters if selection else int(settings.n_clusters)
     # The library chooses k under "auto" and draws every ensemble member's seeds:
     # a member whose Lloyd run cycles is reseeded instead of left to a warning.
     reseed = settings.auto_k or settings.n_ensemble > 1
-    means, scales, runs, reseeds = fit_members(data, k, settings, engine, chunk_rows, gamma,
-                                               rng, settings.n_ensemble, progress=progress,
-                                               warn_constant=True, reseed=reseed)
+    fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, gamma,
+                         rng, progress=progress, warn_constant=True, reseed=reseed)
+    completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
+    members = [Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
+                         spread=sample_spread(fitted.view, engine, run.centers,
+                                              engine.fetch(run.labels), rng))
+               for run in fitted.results]
+    return _assemble(data, kept, fitted, members, fitted.results, fitted.reseeds, settings,
+                     completion, temperature, shrinkage, selection)
+
+
+def _assemble(data: Multimodal, kept, fitted, members: list[Member], runs: list[LloydResult],
+              reseeds: list[int], settings: Settings, completion, temperature, shrinkage,
+              selection: Selection | None, weights=None, calibration=None) -> FittedModel:
+    """The fitted model of its members; ``runs[j]`` is member j's k-means run."""
     first = runs[0]
     labels = first.labels
     if kept is not None:
         labels = np.full(kept.size, OBSERVED, dtype=np.int64)
         labels[kept] = first.labels
-    completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
-    members = [Member.of(run.centers, means, scales, settings.dtype) for run in runs]
     _warn_uncovered(data.names, first.centers)
     return FittedModel(
-        list(data.names), list(data.dims), list(means), list(scales), settings.dtype, members,
-        completion, temperature, shrinkage, labels, first.history, first.n_iter, first.inertia,
-        all(r.converged for r in runs), k, selection,
+        list(data.names), list(data.dims), list(fitted.means), list(fitted.scales),
+        settings.dtype, members, completion, temperature, shrinkage, labels, first.history,
+        first.n_iter, first.inertia, all(r.converged for r in runs), first.centers.k, selection,
         [RunInfo(r.n_iter, r.converged, r.inertia, r.n_dead, r.stopped_by, r.cycle_period, n)
-         for r, n in zip(runs, reseeds, strict=True)],
+         for r, n in zip(runs, reseeds, strict=True)], weights, calibration,
     )
+
+
+def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_rows: int,
+              gamma: float, rng, progress: FitProgress) -> FittedModel:
+    """``completion="auto"``: choose the ensemble on a subsample, fit its models on all rows."""
+    ks = _k_grid(data, settings)
+    candidates = registered_candidates(ks, sum(data.dims),
+                                       min(data.n_samples, MAX_SELECTION_ROWS))
+    host = engine.host
+
+    def fit_on_sample(sample: Multimodal, keys):
+        rows = settings.chunk_rows(sample.dims, sample.n_samples)
+        fitted, by_key = _fit_keys(sample, keys, settings, host, rows, gamma, rng, progress,
+                                   "selection")
+        return fitted.means, fitted.scales, by_key
+
+    progress.stage("selection: %d candidates on a subsample of at most %d rows",
+                   len(candidates), MAX_SELECTION_ROWS)
+    selection = select_ensemble(data, fit_on_sample, candidates,
+                                fraction=settings.selection_fraction, rng=rng,
+                                dtype=settings.dtype, chunk_rows=chunk_rows, gamma=gamma,
+                                engine=engine)
+    keys = list(selection.models) or [ModelKey(min(ks))]
+    fitted, by_key = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng, progress,
+                               "member", warn_constant=True)
+    if selection.models:
+        members, weights = ensemble_members(selection, by_key, data.names)
+    else:  # every modality is filled with its mean; the k-means model gives the labels
+        members, weights = [by_key[keys[0]]], np.zeros((1, len(data.names)))
+    runs = [fitted.runs[ModelKey(m.centers.k)] for m in members]
+    # Members that share one k-means model share its run and its reseeds.
+    reseeds = [fitted.reseeds_by_k[m.centers.k] for m in members]
+    names = data.names
+    progress.stage("%s", selection.summary())
+    return _assemble(data, kept, fitted, members, runs, reseeds, settings,
+                     [selection.completion.get(n, "mean") for n in names], [None] * len(names),
+                     [selection.shrinkage.get(n, 0.0) for n in names], selection, weights,
+                     [selection.calibration.get(n, 1.0) for n in names])
+
+
+def _k_grid(data: Multimodal, settings: Settings) -> list[int]:
+    """The k values a selection may use (``k_grid`` within n_samples, or the fixed k)."""
+    if not settings.auto_k:
+        return [int(settings.n_clusters)]
+    grid = sorted({k for k in settings.k_grid if k <= data.n_samples})
+    if not grid:
+        raise ValueError(
+            f"n_samples={data.n_samples} is smaller than every k_grid entry {settings.k_grid}"
+        )
+    return grid
+
+
+class _Fitted(NamedTuple):
+    means: list
+    scales: list
+    view: Any
+    results: list
+    reseeds: list
+    runs: dict | None = None  # by ModelKey(k), set by _fit_keys
+    reseeds_by_k: dict | None = None
+
+
+def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_rows: int,
+              gamma: float, rng, progress: FitProgress, label: str, *,
+              warn_constant: bool = False):
+    """One k-means model per distinct k of ``keys`` (reseeded after a cycle), then each
+    key's rule state (the mixtures) on it; returns the fit and ``{key: Member}``."""
+    ks = sorted({key.k for key in keys})
+    fitted = fit_members(data, ks, settings, engine, chunk_rows, gamma, rng, progress=progress,
+                         label=label, warn_constant=warn_constant, reseed=True)
+    by_k = dict(zip(ks, fitted.results, strict=True))
+    members = {}
+    for key in keys:
+        run = by_k[key.k]
+        labels = engine.fetch(run.labels)
+        state = fit_rule_state(key, fitted.view, engine, run.centers, labels, rng)
+        members[key] = Member.of(
+            run.centers, fitted.means, fitted.scales, settings.dtype, state=state,
+            spread=sample_spread(fitted.view, engine, run.centers, labels, rng))
+    fitted = fitted._replace(runs={ModelKey(k): r for k, r in by_k.items()},
+                             reseeds_by_k=dict(zip(ks, fitted.reseeds, strict=True)))
+    return fitted, members
 
 
 def check_training_data(data: Multimodal, settings: Settings) -> None:
@@ -262,20 +359,20 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
         )
 
 
-def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, chunk_rows: int,
-                gamma: float, rng: np.random.RandomState, n_models: int = 1, *,
+def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine: Engine,
+                chunk_rows: int, gamma: float, rng: np.random.RandomState, *,
                 progress: FitProgress | None = None, label: str = "member",
-                warn_constant: bool = False, reseed: bool = False):
-    """Statistics, then ``n_models`` k-means models on one view of the data.
+                warn_constant: bool = False, reseed: bool = False) -> _Fitted:
+    """Statistics, then one k-means model per entry of ``ks`` on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
     after the other. With ``reseed`` (models the library fits on its own), a
     model whose best run entered a Lloyd cycle gets up to :data:`MAX_RESEEDS`
-    more seedings, until one does not cycle. Returns ``(means, scales,
-    [LloydResult], [extra seedings drawn])``. ``progress`` logs each model's
-    stages under ``label`` (numbered ``i/n_models`` when ``label`` is ``"member"``).
-    ``warn_constant`` warns about constant dimensions (once per fit: the fit of
-    the final model sets it).
+    more seedings, until one does not cycle. Returns the statistics, the view,
+    the ``LloydResult`` of each model and the extra seedings each drew.
+    ``progress`` logs each model's stages under ``label`` (numbered ``i/n`` when
+    ``label`` is ``"member"``). ``warn_constant`` warns about constant dimensions
+    (once per fit: the fit of the final model sets it).
     """
     progress = progress if progress is not None else FitProgress(0)
     means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
@@ -294,8 +391,8 @@ def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, ch
     # the seeds are drawn (not an explicit init, nor the reference's one step).
     reseed = reseed and isinstance(settings.init, str) and not settings.reference_one_step
     results, reseeds = [], []
-    for i in range(n_models):
-        name = f"member {i + 1}/{n_models}" if label == "member" else label
+    for i, k in enumerate(ks):
+        name = f"{label} {i + 1}/{len(ks)}" if label == "member" else f"{label}: k={k}"
         if label == "member":
             progress.stage("%s: k=%d", name, k)
         best = _best_of_inits(view, data, k, rng, gamma, settings, engine, tol, progress, name)
@@ -308,7 +405,7 @@ def fit_members(data: Multimodal, k: int, settings: Settings, engine: Engine, ch
                                            progress, f"{name}, reseed {extra}"))
         results.append(best)
         reseeds.append(extra)
-    return means, scales, results, reseeds
+    return _Fitted(means, scales, view, results, reseeds)
 
 
 def _better(best: LloydResult | None, result: LloydResult) -> LloydResult:
@@ -416,56 +513,41 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
 
 def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: int, gamma: float,
             rng, progress: FitProgress) -> Selection | None:
-    if not settings.auto:
+    """``n_clusters="auto"`` with a set completion: k chosen by masked reconstruction."""
+    if not settings.auto_k:
         return None
-    auto_k = settings.auto_k
-    grid = [k for k in settings.k_grid if k <= data.n_samples] if auto_k else [
-        settings.n_clusters]
-    if not grid:
-        raise ValueError(
-            f"n_samples={data.n_samples} is smaller than every k_grid entry {settings.k_grid}"
-        )
-    auto_completion = settings.completion == "auto"
-    methods = ("greedy", "soft", "mean") if auto_completion else (settings.completion,)
-    temperatures = SOFT_TEMPERATURES if auto_completion else (settings.temperature,)
-
-    ks = sorted(set(grid))
-    fitted = []
+    ks = _k_grid(data, settings)
+    count = []
 
     def fit(masked: Multimodal, k: int):
-        fitted.append(k)
-        label = (f"selection: k={k}, {len(fitted)}/{len(ks)}" if len(fitted) <= len(ks)
+        count.append(k)
+        label = (f"selection: k={k}, {len(count)}/{len(ks)}" if len(count) <= len(ks)
                  else f"selection: k={k}, past the grid's top")
         progress.stage("%s", label)
-        means, scales, (result,), _ = fit_members(masked, k, settings, engine, chunk_rows,
-                                                  gamma, rng, progress=progress, label=label,
-                                                  reseed=True)
-        return means, scales, result.centers
+        run = fit_members(masked, [k], settings, engine, chunk_rows, gamma, rng,
+                          progress=progress, label=label, reseed=True)
+        return run.means, run.scales, run.results[0].centers
 
     selection = select_model(
-        data, fit, k_grid=ks, methods=methods, temperatures=temperatures,
-        shrinkages=SHRINKAGES if auto_completion else (settings.shrinkage,),
+        data, fit, k_grid=ks, methods=(settings.completion,),
+        temperatures=(settings.temperature,), shrinkages=(settings.shrinkage,),
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
         chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
-        max_k=data.n_samples if settings.n_clusters == "auto" else None,
+        max_k=data.n_samples,
     )
     if not selection.table:
         logger.warning(
             "no training sample has two observed modalities: nothing to hide for the "
-            "'auto' selection; using k=%d and the greedy completion", selection.n_clusters
+            "'auto' selection; using k=%d", selection.n_clusters
         )
     logger.debug("model selection (z-space MSE on hidden blocks):\n%s", selection.to_markdown())
-    progress.stage("%s", selection.summary(auto_k=auto_k, auto_completion=auto_completion))
+    progress.stage("%s", selection.summary(auto_k=True, auto_completion=False))
     return selection
 
 
 def _completion_settings(selection: Selection | None, settings: Settings, names: Sequence[str]):
-    """Per modality: rule, temperature and shrinkage (from the selection under "auto")."""
-    if selection is not None and selection.completion and settings.completion == "auto":
-        return ([selection.completion[n] for n in names],
-                [selection.temperature[n] for n in names],
-                [selection.shrinkage[n] for n in names])
-    method = "greedy" if settings.completion == "auto" else settings.completion
+    """Per modality: rule, temperature and shrinkage (a set completion)."""
+    method = settings.completion
     t = settings.temperature if method == "soft" else None
     return [method] * len(names), [t] * len(names), [settings.shrinkage] * len(names)
 
@@ -503,11 +585,16 @@ def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
 
 
 def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
-             return_sources: bool = False, return_weights: bool = False) -> Any:
+             return_sources: bool = False, return_weights: bool = False,
+             return_std: bool = False) -> Any:
     """Fill every missing block of ``view``; outputs keyed in ``order``.
 
     Observed rows are copied bit-identical; floating input keeps its dtype. With
-    several ensemble members each missing block is the mean of their fills.
+    several ensemble members each missing block is the mean of their fills, or,
+    for an ensemble chosen by ``completion="auto"``, the weighted blend of
+    :attr:`FittedModel.weights`. ``return_std`` adds, last, each block's
+    predicted root-mean-square error per coordinate in z-space (NaN where
+    observed).
     """
     members = model.members
     if len(members) > 1 and (return_sources or return_weights):
@@ -517,30 +604,52 @@ def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
             f"{len(members)}); refit with n_ensemble=1 to audit which centre filled a block"
         )
     gamma = engine.error_factor(model.dims, model.dtype)
-    filled, sources, weights = _fill_member(view, model, engine, gamma, members[0])
-    if len(members) > 1:
-        _average_members(view, model, engine, gamma, filled)
+    weights = _member_weights(model)
+    tasks = [_fill_member(view, model, engine, gamma, member, np.flatnonzero(weights[j] > 0))
+             for j, member in enumerate(members)]
+    # Before the blend, which writes into the first member's arrays.
+    std = _predicted_std(view, model, tasks, weights) if return_std else None
+    if model.weights is None:
+        filled = tasks[0].filled
+        if len(members) > 1:
+            _average_members(view, [t.filled for t in tasks[1:]], filled)
+    else:
+        filled = _blend(view, model, [t.filled for t in tasks])
     names = model.names
     result = {name: filled[names.index(name)] for name in order}
     extras = []
     if return_sources:
-        extras.append({n: sources[:, names.index(n)] for n in order})
+        extras.append({n: tasks[0].sources[:, names.index(n)] for n in order})
     if return_weights:
-        extras.append({n: weights[:, names.index(n)] for n in order})
+        extras.append({n: tasks[0].weights[:, names.index(n)] for n in order})
+    if std is not None:
+        extras.append({n: std[names.index(n)] for n in order})
     return (result, *extras) if extras else result
 
 
-def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member: Member):
-    """One member's completion of ``view``: filled arrays, sources and weights."""
-    task = FillTask(
-        view, engine, gamma, member.plan, member.raw, model.temperature,
-        [output_copy(a) for a in view.data.arrays],
-        np.full(view.mask.shape, OBSERVED, dtype=np.int64), np.full(view.mask.shape, np.nan),
-    )
-    for name, rule in COMPLETION_RULES.items():
-        modalities = [m for m, method in enumerate(model.completion) if method == name]
-        if modalities:
-            rule.fill(task, modalities)
+def _member_weights(model: FittedModel) -> np.ndarray:
+    """(n_members, M): the model's ensemble weights, or equal weights."""
+    if model.weights is not None:
+        return model.weights
+    n = len(model.members)
+    return np.full((n, len(model.names)), 1.0 / n)
+
+
+def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member: Member,
+                 modalities: np.ndarray) -> FillTask:
+    """One member's completion of ``modalities`` of ``view`` (its filled arrays, sources,
+    weights and predicted variances); a set completion's shrinkage is applied here."""
+    if member.rule is None:
+        task = FillTask.for_member(view, engine, gamma, member, model.temperature)
+        for name, rule in COMPLETION_RULES.items():
+            chosen = [m for m, method in enumerate(model.completion) if method == name]
+            if chosen:
+                rule.fill(task, chosen)
+    else:
+        task = FillTask.for_member(view, engine, gamma, member,
+                                   [member.temperature] * len(model.names))
+        if modalities.size:
+            COMPLETION_RULES[member.rule].fill(task, [int(m) for m in modalities])
     empty_rows = ~view.mask.any(axis=1)
     for m in range(len(model.names)):
         sources = task.sources[:, m]
@@ -552,9 +661,11 @@ def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member:
         from_mean = sources == FROM_MEAN
         if from_mean.any():
             task.filled[m][from_mean] = model.means[m].astype(task.filled[m].dtype)
-        _shrink(task.filled[m], model.means[m], model.shrinkage[m], sources >= 0)
+            task.variance[m][from_mean] = 1.0
+        if model.weights is None:
+            _shrink(task.filled[m], model.means[m], model.shrinkage[m], sources >= 0)
         task.weights[from_mean, m] = 1.0
-    return task.filled, task.sources, task.weights
+    return task
 
 
 def _shrink(out: np.ndarray, mean: np.ndarray, s: float, rows: np.ndarray) -> None:
@@ -562,17 +673,55 @@ def _shrink(out: np.ndarray, mean: np.ndarray, s: float, rows: np.ndarray) -> No
         out[rows] = (mean + (1.0 - s) * (out[rows].astype(np.float64) - mean)).astype(out.dtype)
 
 
-def _average_members(view, model: FittedModel, engine: Engine, gamma: float,
-                     filled: list[np.ndarray]) -> None:
+def _average_members(view, others: list[list[np.ndarray]], filled: list[np.ndarray]) -> None:
     """Replace the first member's fills by the mean over all members (float64 sums)."""
     missing = [~view.mask[:, m] for m in range(len(filled))]
     totals = [f[rows].astype(np.float64) for f, rows in zip(filled, missing, strict=True)]
-    for member in model.members[1:]:
-        other, _, _ = _fill_member(view, model, engine, gamma, member)
+    for other in others:
         for total, values, rows in zip(totals, other, missing, strict=True):
             total += values[rows]
     for out, total, rows in zip(filled, totals, missing, strict=True):
-        out[rows] = (total / len(model.members)).astype(out.dtype)
+        out[rows] = (total / (len(others) + 1)).astype(out.dtype)
+
+
+def _blend(view, model: FittedModel, fills: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """``mean + sum_j w_jm (fill_j - mean)`` in float64 on each missing block."""
+    out = fills[0]
+    for m, mean in enumerate(model.means):
+        rows = ~view.mask[:, m]
+        if not rows.any():
+            continue
+        total = np.zeros((int(rows.sum()), mean.size))
+        for j, member_fills in enumerate(fills):
+            if model.weights[j, m] > 0:
+                total += model.weights[j, m] * (member_fills[m][rows].astype(np.float64) - mean)
+        out[m][rows] = (mean + total).astype(out[m].dtype)
+    return out
+
+
+def _predicted_std(view, model: FittedModel, tasks: list[FillTask], weights: np.ndarray
+                   ) -> list[np.ndarray]:
+    """Per modality (n,): sqrt(calibration * ensemble variance) in z-space, NaN where observed.
+
+    The ensemble variance is the weighted members' own variance plus their spread
+    around the blend (:func:`~ul4m4.uncertainty.ensemble_variance`); a modality whose
+    weights are all 0 is the training mean (variance 1).
+    """
+    out = []
+    calibration = model.calibration or [1.0] * len(model.names)
+    for m, (mean, scale) in enumerate(zip(model.means, model.scales, strict=True)):
+        std = np.full(view.n_samples, np.nan)
+        rows = ~view.mask[:, m]
+        used = np.flatnonzero(weights[:, m] > 0)
+        if rows.any() and used.size:
+            z = [(tasks[j].filled[m][rows].astype(np.float64) - mean) / scale for j in used]
+            _, variance = ensemble_variance(z, [tasks[j].variance[m][rows] for j in used],
+                                            weights[used, m] / weights[used, m].sum())
+            std[rows] = np.sqrt(calibration[m] * variance)
+        elif rows.any():
+            std[rows] = np.sqrt(calibration[m])
+        out.append(std)
+    return out
 
 
 # ------------------------------------------------------------- files output
@@ -629,8 +778,12 @@ def transform_to_files(
     *,
     return_sources: bool = False,
     return_weights: bool = False,
+    return_std: bool = False,
 ) -> Any:
     """Complete ``view`` block by block into ``out_dir/<modality>.npy``; return memory maps.
+
+    With ``return_std`` each modality's predicted error (see :func:`complete`) is
+    written to ``out_dir/<modality>.std.npy`` too, and returned last, memory-mapped.
 
     Each row block (a whole number of chunks, about 64 MiB of input) is completed
     exactly as an in-memory transform would complete it (completion is per
@@ -646,15 +799,21 @@ def transform_to_files(
     """
     with output_folder(out_dir) as folder:
         filled = _write_files(view, model, engine, order, folder.path,
-                              return_sources=return_sources, return_weights=return_weights)
+                              return_sources=return_sources, return_weights=return_weights,
+                              return_std=return_std)
     directory = folder.target
     result = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in order}
+    if return_std:
+        filled.append({name: np.load(directory / f"{name}.std.npy", mmap_mode="r")
+                       for name in order})
     return (result, *filled) if filled else result
 
 
 def _write_files(view, model: FittedModel, engine: Engine, order: list[str], directory: Path,
-                 *, return_sources: bool, return_weights: bool) -> list[dict[str, np.ndarray]]:
-    """Write the completed modalities into ``directory``; return the wanted codes."""
+                 *, return_sources: bool, return_weights: bool,
+                 return_std: bool = False) -> list[dict[str, np.ndarray]]:
+    """Write the completed modalities (and with ``return_std`` their predicted errors)
+    into ``directory``; return the wanted codes."""
     names = list(view.data.names)
     n = view.n_samples
     writers: dict[str, NpyWriter] = {}
@@ -665,9 +824,13 @@ def _write_files(view, model: FittedModel, engine: Engine, order: list[str], dir
             m = names.index(name)
             writers[name] = NpyWriter(directory / f"{name}.npy", (n, view.data.dims[m]),
                                       output_dtype(view.data.arrays[m].dtype))
+            if return_std:
+                writers[f"{name}.std"] = NpyWriter(directory / f"{name}.std.npy", (n,),
+                                                   np.dtype(np.float64))
         for rows in iter_row_chunks(n, _block_rows(view)):
             block = complete(_block_view(view, rows, engine.host), model, engine.host, order,
-                             return_sources=return_sources, return_weights=return_weights)
+                             return_sources=return_sources, return_weights=return_weights,
+                             return_std=return_std)
             filled, *extras = block if isinstance(block, tuple) else (block,)
             src = extras.pop(0) if return_sources else None
             w = extras.pop(0) if return_weights else None
@@ -677,6 +840,8 @@ def _write_files(view, model: FittedModel, engine: Engine, order: list[str], dir
                     sources[name][rows] = src[name]
                 if w is not None:
                     weights[name][rows] = w[name]
+                if return_std:
+                    writers[f"{name}.std"].write(extras[-1][name])
             logger.info("transform: %d of %d rows written", rows.stop, n)
         for writer in writers.values():
             writer.commit()

@@ -7,8 +7,10 @@ weight (``task.weights``). What every rule shares — the training mean for
 entries no centre can fill, shrinkage toward the mean, ensemble averaging — is
 done by :func:`ul4m4.model.complete`.
 
-Adding a rule is one class here (or in its own module) with a ``fill`` method,
-plus one line in :data:`COMPLETION_RULES`.
+Adding a rule is one class here (or in its own module) with a ``fill`` method
+and a ``candidates`` method (the settings ``completion="auto"`` should try; an
+empty tuple keeps it out of the selection), plus one line in
+:data:`COMPLETION_RULES`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .complete import FROM_MEAN, complete_sources, soft_complete
+from .centers import Centers
+from .complete import FROM_MEAN, FROM_MODEL, OBSERVED, complete_sources, soft_complete
+from .data import output_copy
 from .engine import Engine
+from .members import Member, ModelKey
+from .mixture import Mixture, conditional_fill, fit_mixture
 from .plan import CompletionPlan
+from .settings import SOFT_TEMPERATURES
 
-__all__ = ["COMPLETION_RULES", "CompletionRule", "FillTask"]
+__all__ = ["COMPLETION_RULES", "CompletionRule", "ConditionalMixture", "FillTask", "fit_rule_state"]
 
 
 @dataclass
@@ -38,12 +45,26 @@ class FillTask:
     filled: list[np.ndarray]  # per modality (n, d_m), observed rows already in place
     sources: np.ndarray  # (n, M) int64, OBSERVED where observed
     weights: np.ndarray  # (n, M) float64, NaN where observed
+    state: Any = None  # the member's fitted rule state (the conditional mixture)
+
+    @classmethod
+    def for_member(cls, view: Any, engine: Engine, gamma: float, member: Member,
+                   temperature: list[float | None]) -> FillTask:
+        """The task of filling ``view`` from ``member``; observed rows copied in place."""
+        shape = view.mask.shape
+        return cls(view, engine, gamma, member.plan, member.raw, temperature,
+                   [output_copy(a) for a in view.data.arrays],
+                   np.full(shape, OBSERVED, dtype=np.int64), np.full(shape, np.nan),
+                   member.state)
 
 
 class CompletionRule(Protocol):
     """Fills the missing entries of ``modalities`` (indices) in ``task``."""
 
     def fill(self, task: FillTask, modalities: list[int]) -> None: ...
+
+    def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
+        """The settings (``k`` and the rule's options) ``completion="auto"`` tries."""
 
 
 class Greedy:
@@ -59,6 +80,9 @@ class Greedy:
                     task.filled[m].dtype)
             task.weights[~task.view.mask[:, m], m] = 1.0
 
+    def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
+        return tuple({"k": k} for k in ks)
+
 
 class Soft:
     """A softmax-weighted mean of the centres that carry the block (see ``soft_complete``)."""
@@ -71,6 +95,9 @@ class Soft:
         task.sources[:, modalities] = top[:, modalities]
         task.weights[:, modalities] = top_weight[:, modalities]
 
+    def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
+        return tuple({"k": k, "temperature": t} for k in ks for t in SOFT_TEMPERATURES)
+
 
 class Mean:
     """The training mean (what a rule that cannot beat it is replaced by)."""
@@ -81,7 +108,51 @@ class Mean:
             task.sources[missing, m] = FROM_MEAN
             task.weights[missing, m] = 1.0
 
+    def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
+        return ()  # the baseline every selection scores anyway
+
+
+class ConditionalMixture:
+    """The conditional mean of the missing blocks under a low-rank Gaussian mixture.
+
+    The member's ``state`` is a :class:`~ul4m4.mixture.Mixture` fitted by EM on
+    the training rows from the member's k-means model; a missing block is
+    ``sum_c gamma_ic (mu_c + W S_O (u_i - v_c))`` given the observed blocks
+    (see :func:`~ul4m4.mixture.conditional_fill`). Its source code is
+    ``FROM_MODEL``: no single centre filled it.
+    """
+
+    #: Rank of the shared covariance tried at k = 1 (probabilistic PCA); it falls
+    #: linearly in log k to 0 at k = 64 (a soft blend of centres).
+    TOP_RANK = 20
+
+    def fill(self, task: FillTask, modalities: list[int]) -> None:
+        view = task.view
+        blocks, mask = task.engine.take(view, np.arange(view.n_samples))
+        fills, variance = conditional_fill(task.state, [b.astype(np.float64) for b in blocks],
+                                           mask, task.temperature[modalities[0]], modalities)
+        for m in modalities:
+            rows = ~mask[:, m]
+            values = np.asarray(view.mean[m]) + np.asarray(view.scale[m]) * fills[m][rows]
+            task.filled[m][rows] = values.astype(task.filled[m].dtype)
+            task.sources[rows, m] = FROM_MODEL
+            task.weights[rows, m] = 1.0
+            task.variance[m][rows] = variance[rows, m]
+
+    def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
+        ranks = {k: int(round(self.TOP_RANK * max(0.0, 1.0 - np.log2(k) / 6.0)))
+                 for k in sorted({1, *ks})}
+        return tuple({"k": k, "rank": min(r, n_dims - 1)} for k, r in ranks.items())
+
+
+def fit_rule_state(key: ModelKey, view: Any, engine: Engine, centers: Centers,
+                   labels: np.ndarray, rng: np.random.RandomState) -> Mixture | None:
+    """The fitted state a model key's rule needs: its mixture when it has a rank."""
+    if key.rank is None:
+        return None
+    return fit_mixture(view, engine, centers, labels, rank=key.rank, rng=rng)
+
 
 #: Completion rules by name; ``completion_`` values and the saved model files use these.
 COMPLETION_RULES: dict[str, CompletionRule] = {"greedy": Greedy(), "soft": Soft(),
-                                               "mean": Mean()}
+                                               "mean": Mean(), "mixture": ConditionalMixture()}

@@ -40,14 +40,14 @@ from .data import Multimodal
 from .engine import Engine
 from .plan import CompletionPlan
 
-__all__ = ["Selection", "hide_blocks", "select_model"]
+__all__ = ["Selection", "hide_blocks", "paired_margin", "select_model", "standard_error"]
 
 #: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
 MAX_HIDDEN_SAMPLES = 10_000
 _METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
 _KEYS = ("n_clusters", "method", "temperature", "shrinkage")
 #: Table keys that are not modality names.
-_RESERVED = (*_KEYS, "se")
+_RESERVED = (*_KEYS, "se", "rank")
 #: Most doublings of k beyond the largest k_grid value when the grid may be extended.
 MAX_GRID_EXTENSIONS = 3
 #: Standard errors by which a completion must beat mean imputation to be chosen.
@@ -76,6 +76,15 @@ class Selection:
     k_grid: tuple[int, ...] = ()
     k_added: tuple[int, ...] = ()
     k_limit: int | None = None
+    # An ensemble selection (completion="auto", see ul4m4.auto): per modality the
+    # chosen [(table row, weight)], its (score, SE), its calibration factor; the
+    # rows of the subsample it ran on, the blocks hidden, and the models used.
+    ensemble: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    ensemble_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    calibration: dict[str, float] = field(default_factory=dict)
+    n_rows: int = 0
+    n_hidden: int = 0
+    models: list = field(default_factory=list)
 
     # ------------------------------------------------------------- reading
     def __repr__(self) -> str:
@@ -259,16 +268,18 @@ def _score(row: dict, name: str) -> str:
 
 
 def hide_blocks(
-    mask: np.ndarray, fraction: float, rng: np.random.RandomState
+    mask: np.ndarray, fraction: float, rng: np.random.RandomState,
+    limit: int = MAX_HIDDEN_SAMPLES,
 ) -> np.ndarray:
     """Choose one observed block to hide in a ``fraction`` of the multi-modal samples.
 
     Returns a boolean (n, M) array, True at the hidden entries. Only samples with
-    at least two observed modalities are eligible, so none becomes empty.
+    at least two observed modalities are eligible, so none becomes empty; at
+    most ``limit`` samples are chosen.
     """
     eligible = np.flatnonzero(mask.sum(axis=1) >= 2)
     hidden = np.zeros_like(mask)
-    n_pick = min(int(round(fraction * eligible.size)), MAX_HIDDEN_SAMPLES)
+    n_pick = min(int(round(fraction * eligible.size)), limit)
     if n_pick == 0:
         return hidden
     rows = np.sort(rng.choice(eligible, size=n_pick, replace=False))
@@ -292,25 +303,30 @@ def _errors(hat: list, true: list, hidden_rows: list) -> dict[int, np.ndarray]:
     return out
 
 
-def _standard_error(errors: np.ndarray) -> float:
+def standard_error(errors: np.ndarray) -> float:
     """``std(ddof=1) / sqrt(n)`` of the per-block errors; NaN with fewer than two blocks."""
     if errors.size < 2:
         return float("nan")
     return float(errors.std(ddof=1) / np.sqrt(errors.size))
 
 
-def _beats_mean(errors: np.ndarray, mean_errors: np.ndarray) -> bool:
-    """Whether a completion is better than mean imputation beyond noise.
+def paired_margin(errors: np.ndarray, mean_errors: np.ndarray) -> float:
+    """Mean paired difference of block errors plus two standard errors (inf with < 2 blocks).
 
-    A paired one-sided test on the hidden blocks: the mean difference of squared
-    errors must be below zero by more than two standard errors. Otherwise mean
-    imputation is kept, so that data whose modalities carry no information about
-    each other are not imputed worse than by the mean.
+    Negative when a completion beats mean imputation beyond noise: otherwise
+    mean imputation is kept, so that data whose modalities carry no information
+    about each other are not imputed worse than by the mean.
     """
     diff = errors - mean_errors
     if diff.size < 2:
-        return False
-    return bool(diff.mean() + _MARGIN_SE * diff.std(ddof=1) / np.sqrt(diff.size) < 0)
+        return float("inf")
+    return float(diff.mean() + _MARGIN_SE * diff.std(ddof=1) / np.sqrt(diff.size))
+
+
+def _beats_mean(errors: np.ndarray, mean_errors: np.ndarray) -> bool:
+    """Whether a completion is better than mean imputation beyond noise (a paired
+    one-sided test on the hidden blocks, see :func:`paired_margin`)."""
+    return paired_margin(errors, mean_errors) < 0
 
 
 def select_model(
@@ -386,7 +402,7 @@ def select_model(
             row = {"n_clusters": int(k), "method": method, "temperature": t, "shrinkage": shrink}
             row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
                         for m, n in enumerate(names)})
-            row["se"] = {n: _standard_error(per_modality[m]) if m in per_modality else np.nan
+            row["se"] = {n: standard_error(per_modality[m]) if m in per_modality else np.nan
                          for m, n in enumerate(names)}
             table.append(row)
             for m, err in per_modality.items():
