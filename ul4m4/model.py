@@ -536,6 +536,7 @@ def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member:
         view, engine, gamma, member.plan, member.raw, model.temperature,
         [output_copy(a) for a in view.data.arrays],
         np.full(view.mask.shape, OBSERVED, dtype=np.int64), np.full(view.mask.shape, np.nan),
+        None, [np.full(view.mask.shape[0], np.nan) for _ in model.names],
     )
     for name, rule in COMPLETION_RULES.items():
         modalities = [m for m, method in enumerate(model.completion) if method == name]
@@ -554,6 +555,7 @@ def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member:
             task.filled[m][from_mean] = model.means[m].astype(task.filled[m].dtype)
         _shrink(task.filled[m], model.means[m], model.shrinkage[m], sources >= 0)
         task.weights[from_mean, m] = 1.0
+        task.variance[m][from_mean] = 1.0
     return task.filled, task.sources, task.weights
 
 
