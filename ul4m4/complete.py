@@ -22,6 +22,8 @@ every missing modality comes from the sample's nearest centre (one GEMM).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .engine import Engine
@@ -31,11 +33,13 @@ __all__ = [
     "FROM_MEAN",
     "FROM_MODEL",
     "OBSERVED",
+    "VarianceTargets",
     "complete_sources",
     "fill_stuck_greedily",
     "row_weighted_sums",
     "soft_complete",
     "soft_fill_chunk",
+    "soft_variance",
     "soft_weights",
 ]
 
@@ -86,6 +90,9 @@ def soft_complete(
     out: list[np.ndarray | None],
     gamma: float,
     engine: Engine,
+    *,
+    variance: list[np.ndarray | None] | None = None,
+    spread: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft completion: each missing entry is a softmax-weighted mean of centres.
 
@@ -110,6 +117,14 @@ def soft_complete(
     of ``out[m]`` are overwritten. ``values[m]`` is (k, d_m) float64 (zeros where
     a centre lacks m): raw centres give raw output, z-space centres z output.
 
+    With ``variance`` (per modality an (n,) float64 array, or None), each
+    completed entry's predicted per-coordinate z-space variance is written there
+    too: :func:`soft_variance` of the same weights over the z-space centres
+    ``plan.exact_blocks`` and the centre ``spread`` ((k, M); None counts as 1);
+    an entry that falls back to a greedy centre gets that centre's spread, one
+    filled from the training mean 1. Like the fill, a row's value depends on
+    that row alone.
+
     Returns
     -------
     top : ndarray of shape (n_samples, n_modalities), int64
@@ -123,22 +138,36 @@ def soft_complete(
     top = np.full((n, n_mod), OBSERVED, dtype=np.int64)
     weight = np.full((n, n_mod), np.nan)
     fallback = np.zeros((n, n_mod), dtype=bool)
+    targets = None
+    if variance is not None:
+        spread = np.ones((centers.k, n_mod)) if spread is None else spread
+        targets = VarianceTargets(plan.exact_blocks, spread, variance)
     for rows, sq, err, mask in engine.soft_distances(view, centers, gamma):
         soft_fill_chunk(rows, sq, err, mask, centers.mask, values, temperature, out, top,
-                        weight, fallback)
+                        weight, fallback, variance=targets)
     if fallback.any():
         fill_stuck_greedily(complete_sources(view, plan, gamma, engine), fallback, values, out,
-                            top, weight)
+                            top, weight, variance=targets)
     return top, weight
 
 
+@dataclass
+class VarianceTargets:
+    """What the soft fill needs to write the predicted variance, and where it goes."""
+
+    z_centers: list[np.ndarray]  # per modality (k, d_m) float64 z-space centres
+    spread: np.ndarray  # (k, M) float64 centre spread
+    out: list[np.ndarray | None]  # per modality (n,) float64, written where filled
+
+
 def soft_fill_chunk(rows: slice, sq, err, mask, carries, values, temperature, out, top, weight,
-                    fallback) -> None:
+                    fallback, *, variance: VarianceTargets | None = None) -> None:
     """Soft-fill one row chunk's missing blocks from its (B, k) partial distances.
 
     Rows with no eligible centre are only marked in ``fallback`` (see
     :func:`fill_stuck_greedily`). Shared by every engine, which differ only in how
-    they compute ``sq`` and ``err``.
+    they compute ``sq`` and ``err``. With ``variance``, the filled entries'
+    predicted variances (:func:`soft_variance`) are written to ``variance.out``.
     """
     for m in range(mask.shape[1]):
         if out[m] is None:
@@ -153,6 +182,9 @@ def soft_fill_chunk(rows: slice, sq, err, mask, carries, values, temperature, ou
         top[global_rows[live], m] = np.argmax(w[live], axis=1)
         weight[global_rows[live], m] = np.max(w[live], axis=1)
         fallback[global_rows[stuck], m] = True
+        if variance is not None and variance.out[m] is not None:
+            variance.out[m][global_rows[live]] = soft_variance(
+                w[live], variance.z_centers[m], variance.spread[:, m])
 
 
 def row_weighted_sums(w: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -165,9 +197,33 @@ def row_weighted_sums(w: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.matmul(w[:, None, :], values)[:, 0]
 
 
+def soft_variance(w: np.ndarray, centers: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Predicted per-coordinate variance of soft fills: the variance of their mixture.
+
+    For (B, k) weights ``w``, (k, d) z-space ``centers`` and (k,) ``spread``,
+    row i gets ``sum_j w_ij (spread_j + ||c_j - f_i||^2 / d)`` with
+    ``f_i = sum_j w_ij c_j`` (the mixture's within- plus between-centre
+    variance), in float64. Each row's value is computed by calls that do not
+    depend on B (see :func:`row_weighted_sums`), so it is the same bits alone
+    or in a batch. ``||c_j - f_i||^2`` is expanded as
+    ``||c_j||^2 - 2 c_j.f_i + ||f_i||^2`` (no (B, k, d) tensor) and clipped at 0.
+    """
+    d = max(1, centers.shape[1])
+    fill = row_weighted_sums(w, centers)
+    cross = np.matmul(fill[:, None, :], centers.T)[:, 0]
+    fill_sq = np.matmul(fill[:, None, :], fill[:, :, None])[:, 0, 0]
+    centre_sq = (centers * centers).sum(axis=1)
+    between = np.maximum(centre_sq[None, :] - 2.0 * cross + fill_sq[:, None], 0.0) / d
+    return np.matmul(w[:, None, :], (spread[None, :] + between)[:, :, None])[:, 0, 0]
+
+
 def fill_stuck_greedily(sources: np.ndarray, fallback: np.ndarray, values, out, top,
-                        weight) -> None:
-    """Fill the ``fallback`` entries from their greedy ``sources`` (weight 1)."""
+                        weight, *, variance: VarianceTargets | None = None) -> None:
+    """Fill the ``fallback`` entries from their greedy ``sources`` (weight 1).
+
+    With ``variance``, an entry gets its source centre's spread (1 for the
+    training mean).
+    """
     stuck_rows, stuck_mods = np.nonzero(fallback)
     src = sources[stuck_rows, stuck_mods]
     top[stuck_rows, stuck_mods] = src
@@ -176,6 +232,10 @@ def fill_stuck_greedily(sources: np.ndarray, fallback: np.ndarray, values, out, 
         # Negative codes (the training mean) are filled by the caller.
         pick = (stuck_mods == m) & (src >= 0)
         out[m][stuck_rows[pick]] = values[m][src[pick]].astype(out[m].dtype)
+        if variance is not None and variance.out[m] is not None:
+            mine = stuck_mods == m
+            variance.out[m][stuck_rows[mine]] = np.where(
+                src[mine] >= 0, variance.spread[np.maximum(src[mine], 0), m], 1.0)
 
 
 def soft_weights(sq: np.ndarray, err: np.ndarray, carries: np.ndarray, temperature: float):

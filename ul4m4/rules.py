@@ -2,10 +2,11 @@
 
 Each rule fills the modalities assigned to it (``completion_`` per modality) for
 one model of the ensemble: it writes the values it chooses into ``task.filled``
-and records, per entry, the centre they came from (``task.sources``) and its
-weight (``task.weights``). What every rule shares — the training mean for
-entries no centre can fill, shrinkage toward the mean, ensemble averaging — is
-done by :func:`ul4m4.model.complete`.
+and records, per entry, the centre they came from (``task.sources``), its
+weight (``task.weights``) and the predicted per-coordinate z-space variance of
+the fill (``task.variance``, see :mod:`ul4m4.uncertainty`). What every rule
+shares — the training mean for entries no centre can fill, shrinkage toward the
+mean, ensemble averaging — is done by :func:`ul4m4.model.complete`.
 
 Adding a rule is one class here (or in its own module) with a ``fill`` method
 and a ``candidates`` method (the settings ``completion="auto"`` should try; an
@@ -45,6 +46,8 @@ class FillTask:
     filled: list[np.ndarray]  # per modality (n, d_m), observed rows already in place
     sources: np.ndarray  # (n, M) int64, OBSERVED where observed
     weights: np.ndarray  # (n, M) float64, NaN where observed
+    spread: np.ndarray | None  # (k, M) float64 centre spread (centre_spread); None: unknown
+    variance: list[np.ndarray]  # per modality (n,) float64, NaN where observed / not filled
     state: Any = None  # the member's fitted rule state (the conditional mixture)
 
     @classmethod
@@ -55,7 +58,14 @@ class FillTask:
         return cls(view, engine, gamma, member.plan, member.raw, temperature,
                    [output_copy(a) for a in view.data.arrays],
                    np.full(shape, OBSERVED, dtype=np.int64), np.full(shape, np.nan),
+                   member.spread, [np.full(shape[0], np.nan) for _ in range(shape[1])],
                    member.state)
+
+    def spread_or_unit(self) -> np.ndarray:
+        """The centre spread, or 1 per centre and modality (z-space unit variance) if unknown."""
+        if self.spread is None:
+            return np.ones(self.plan.centers.mask.shape)
+        return self.spread
 
 
 class CompletionRule(Protocol):
@@ -72,13 +82,18 @@ class Greedy:
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         sources = complete_sources(task.view, task.plan, task.gamma, task.engine)
+        spread = task.spread_or_unit()
         for m in modalities:
             task.sources[:, m] = sources[:, m]
             from_centre = sources[:, m] >= 0
             if from_centre.any():
                 task.filled[m][from_centre] = task.raw_centers[m][sources[from_centre, m]].astype(
                     task.filled[m].dtype)
-            task.weights[~task.view.mask[:, m], m] = 1.0
+            missing = ~task.view.mask[:, m]
+            task.weights[missing, m] = 1.0
+            # A copied centre is off by its members' spread; the training mean by 1.
+            task.variance[m][missing] = 1.0
+            task.variance[m][from_centre] = spread[sources[from_centre, m], m]
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
         return tuple({"k": k} for k in ks)
@@ -90,8 +105,11 @@ class Soft:
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         values = [np.nan_to_num(r.astype(np.float64)) for r in task.raw_centers]
         out = [task.filled[m] if m in modalities else None for m in range(len(task.filled))]
+        variance = [task.variance[m] if m in modalities else None
+                    for m in range(len(task.filled))]
         top, top_weight = soft_complete(task.view, task.plan, values, task.temperature, out,
-                                        task.gamma, task.engine)
+                                        task.gamma, task.engine, variance=variance,
+                                        spread=task.spread_or_unit())
         task.sources[:, modalities] = top[:, modalities]
         task.weights[:, modalities] = top_weight[:, modalities]
 
@@ -107,6 +125,7 @@ class Mean:
             missing = ~task.view.mask[:, m]
             task.sources[missing, m] = FROM_MEAN
             task.weights[missing, m] = 1.0
+            task.variance[m][missing] = 1.0  # z-space unit variance
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
         return ()  # the baseline every selection scores anyway
