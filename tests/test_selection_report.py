@@ -1,5 +1,6 @@
 """Readable model selection: repr, Markdown/DataFrame tables with standard errors, the rule,
-the grid-edge note, and the growth of the grid under ``n_clusters="auto"``."""
+the grid-edge note, the growth of the grid under ``n_clusters="auto"`` with a set
+completion, and the ensembles of ``completion="auto"``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from ul4m4 import UL4M4Imputer
-from ul4m4.selection import MAX_GRID_EXTENSIONS, Selection, _standard_error
+from ul4m4.selection import MAX_GRID_EXTENSIONS, Selection, standard_error
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,8 +28,51 @@ def _shared(n=500, seed=0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return UL4M4Imputer("auto", completion="auto", k_grid=(2, 4, 8), random_state=0,
+    return UL4M4Imputer("auto", completion="soft", k_grid=(2, 4, 8), random_state=0,
                         n_ensemble=1).fit(_shared())
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return UL4M4Imputer("auto", completion="auto", k_grid=(2, 4, 8), random_state=0
+                        ).fit(_shared())
+
+
+def test_ensemble_repr_summary_and_markdown_name_the_members(ensemble):
+    sel = ensemble.selection_
+    text = repr(sel)
+    assert text.startswith("Selection(ensembles: a=[") and "\n" not in text
+    assert f"rows={sel.n_rows}" in text and sel.n_rows == 500
+    for name in ("a", "b"):
+        weights = [w for _, w in sel.ensemble[name]]
+        assert weights and all(w > 0 for w in weights)
+        assert sum(weights) == pytest.approx(1 - sel.shrinkage[name])
+        assert sel.completion[name] == "ensemble"
+        assert sel.members(name)[0] in text
+    md = sel.to_markdown()
+    assert "| modality | ensemble | shrinkage | hidden-block MSE | calibration |" in md
+    assert f"hidden in a subsample of {sel.n_rows} rows" in md
+    # every chosen table row is bold in the columns of the modalities that use it
+    assert md.count("**") == 2 * sum(len(sel.ensemble[n]) for n in ("a", "b"))
+    assert "auto:" in sel.summary() and "hidden-block MSE" in sel.summary()
+    # the ensemble scores are what the chosen mixes reach: at least as good as the best
+    # single candidate's row, give or take the shrinkage grid
+    for name in ("a", "b"):
+        best_single = min(row[name] for row in sel.table[1:])
+        assert sel.ensemble_scores[name][0] <= best_single + 1e-12
+
+
+def test_ensemble_selection_round_trips(ensemble, tmp_path):
+    ensemble.save(tmp_path / "m.ul4m4")
+    loaded = UL4M4Imputer.load(tmp_path / "m.ul4m4")
+    assert loaded.selection_.to_markdown() == ensemble.selection_.to_markdown()
+    assert repr(loaded.selection_) == repr(ensemble.selection_)
+    X = _shared(seed=1)
+    a, sa = ensemble.transform(X, return_std=True)
+    b, sb = loaded.transform(X, return_std=True)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+        np.testing.assert_array_equal(sa[name], sb[name])
 
 
 def test_repr_is_short(fitted):
@@ -40,8 +84,8 @@ def test_repr_is_short(fitted):
 
 def test_standard_error_formula():
     errors = np.array([0.5, 1.0, 2.0, 4.0])
-    assert _standard_error(errors) == pytest.approx(errors.std(ddof=1) / 2)
-    assert np.isnan(_standard_error(np.array([1.0])))
+    assert standard_error(errors) == pytest.approx(errors.std(ddof=1) / 2)
+    assert np.isnan(standard_error(np.array([1.0])))
 
 
 def test_markdown_marks_chosen_rows_and_states_rule_and_edge(fitted):
@@ -94,7 +138,7 @@ def test_edge_notes():
 
 def test_auto_grows_the_grid_past_its_top_edge():
     X = _shared()
-    kw = {"completion": "auto", "random_state": 0, "n_ensemble": 1}
+    kw = {"completion": "soft", "random_state": 0, "n_ensemble": 1}
     grown = UL4M4Imputer("auto", k_grid=(2, 4), **kw).fit(X)
     sel = grown.selection_
     # k=4 scores best among (2, 4) (a grid ending at 2 keeps k=2 inside) ...
@@ -108,7 +152,7 @@ def test_auto_grows_the_grid_past_its_top_edge():
 
 
 def test_auto_extension_stops_at_n_samples():
-    imp = UL4M4Imputer("auto", completion="auto", k_grid=(8, 16), random_state=0,
+    imp = UL4M4Imputer("auto", completion="soft", k_grid=(8, 16), random_state=0,
                        n_ensemble=1).fit(_shared(n=60))
     assert max(imp.selection_.k_grid) <= 60
     assert imp.selection_.k_limit == 60
@@ -121,7 +165,7 @@ def test_auto_adds_nothing_when_the_best_is_inside():
          for m, d in enumerate((5, 4))}
     X["m1"][:100] = np.nan
     X["m0"][100:200] = np.nan
-    kw = {"completion": "auto", "k_grid": (1, 3, 16), "random_state": 0, "n_ensemble": 1}
+    kw = {"completion": "greedy", "k_grid": (1, 3, 16), "random_state": 0, "n_ensemble": 1}
     a = UL4M4Imputer("auto", **kw).fit(X)
     assert a.n_clusters_ == 3 and a.selection_.k_added == ()
     assert a.selection_.k_grid == (1, 3, 16)

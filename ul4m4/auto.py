@@ -35,7 +35,7 @@ import numpy as np
 from .data import Multimodal
 from .engine import Engine
 from .members import Member, ModelKey
-from .rules import COMPLETION_RULES, FillTask
+from .rules import COMPLETION_RULES, ENSEMBLE, FillTask
 from .selection import Selection, hide_blocks, paired_margin, standard_error
 from .uncertainty import calibration_factor, ensemble_variance
 
@@ -125,7 +125,7 @@ def select_ensemble(
     if not hidden.any():
         return Selection(0, {}, {}, [], n_rows=sample.n_samples)
     masked = Multimodal(names, sample.arrays, sample.mask & ~hidden)
-    keys = sorted({c.model for c in candidates})
+    keys = sorted({c.model for c in candidates}, key=ModelKey.order)
     means, scales, members = fit(masked, keys)
     scored = _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, gamma,
                     engine.host)
@@ -143,11 +143,11 @@ def select_ensemble(
         selection.ensemble[name] = [(c + 1, (1.0 - shrink) * n / total)
                                     for c, n in sorted(counts.items())]
         selection.shrinkage[name] = shrink if counts else 0.0
-        selection.completion[name] = "ensemble" if counts else "mean"
+        selection.completion[name] = ENSEMBLE if counts else "mean"
         selection.ensemble_scores[name] = (float(errors.mean()), standard_error(errors))
         selection.calibration[name] = factor
     selection.models = sorted({candidates[row - 1].model for pairs in selection.ensemble.values()
-                               for row, _ in pairs})
+                               for row, _ in pairs}, key=ModelKey.order)
     return selection
 
 
@@ -223,7 +223,7 @@ def _forward_select(scored: Scored, m: int, pool) -> dict[int, int]:
 
 def _within_budget(scored: Scored, choice: dict[int, dict[int, int]]) -> dict[int, dict[int, int]]:
     """Re-select with the MAX_MODELS models most used (by weight over modalities) if needed."""
-    use: dict = {}
+    use: dict[ModelKey, float] = {}
     for counts in choice.values():
         total = sum(counts.values())
         for c, n in counts.items():
@@ -231,7 +231,7 @@ def _within_budget(scored: Scored, choice: dict[int, dict[int, int]]) -> dict[in
             use[key] = use.get(key, 0.0) + n / total
     if len(use) <= MAX_MODELS:
         return choice
-    kept = sorted(use, key=lambda key: (-use[key], key))[:MAX_MODELS]
+    kept = sorted(use, key=lambda key: (-use[key], key.order()))[:MAX_MODELS]
     pool = [c for c, cand in enumerate(scored.candidates) if cand.model in kept]
     return {m: _forward_select(scored, m, pool) for m in choice}
 

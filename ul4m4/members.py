@@ -27,6 +27,10 @@ class ModelKey(NamedTuple):
     k: int
     rank: int | None = None
 
+    def order(self) -> tuple[int, int]:
+        """A sort key: by k, the k-means model before its mixtures, then by rank."""
+        return self.k, -1 if self.rank is None else self.rank
+
 
 @dataclass
 class Member:

@@ -27,6 +27,12 @@ from sklearn.exceptions import ConvergenceWarning
 from ._utils.chunks import iter_row_chunks
 from ._utils.files import AtomicWriter, output_folder
 from ._utils.progress import FitProgress
+from .auto import (
+    MAX_SELECTION_ROWS,
+    ensemble_members,
+    registered_candidates,
+    select_ensemble,
+)
 from .centers import Centers, shift_tolerance
 from .cluster import LloydResult, assign, gather_view, kmeans_plusplus, lloyd, random_init
 from .complete import FROM_MEAN, OBSERVED
@@ -35,25 +41,18 @@ from .data import (
     check_multimodal,
     check_no_empty_samples,
     check_observed_twice,
-    output_copy,
     output_dtype,
     without_empty_samples,
 )
 from .engine import Engine
-from .auto import (
-    MAX_SELECTION_ROWS,
-    ensemble_members,
-    registered_candidates,
-    select_ensemble,
-)
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
 from .rules import COMPLETION_RULES, FillTask, fit_rule_state
 from .selection import Selection, select_model
 from .settings import Settings
 from .statistics import unit_scales, warn_constant_dimensions
-from .uncertainty import ensemble_variance, sample_spread
 from .stream import RowSubset, is_streamed
+from .uncertainty import ensemble_variance, sample_spread
 
 __all__ = [
     "FittedModel",
@@ -284,21 +283,28 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
                                 dtype=settings.dtype, chunk_rows=chunk_rows, gamma=gamma,
                                 engine=engine)
     keys = list(selection.models) or [ModelKey(min(ks))]
-    fitted, by_key = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng, progress,
-                               "member", warn_constant=True)
-    if selection.models:
-        members, weights = ensemble_members(selection, by_key, data.names)
-    else:  # every modality is filled with its mean; the k-means model gives the labels
-        members, weights = [by_key[keys[0]]], np.zeros((1, len(data.names)))
-    runs = [fitted.runs[ModelKey(m.centers.k)] for m in members]
-    # Members that share one k-means model share its run and its reseeds.
-    reseeds = [fitted.reseeds_by_k[m.centers.k] for m in members]
+    members, weights, runs, reseeds, first = [], [], [], [], None
+    # n_ensemble seedings of every chosen model; each seeding's members share its weight.
+    for seeding in range(settings.n_ensemble):
+        label = "member" if settings.n_ensemble == 1 else f"seeding {seeding + 1}"
+        fitted, by_key = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng,
+                                   progress, label, warn_constant=seeding == 0)
+        first = first or fitted
+        if selection.models:
+            chosen, w = ensemble_members(selection, by_key, data.names)
+        else:  # every modality is filled with its mean; the k-means model gives the labels
+            chosen, w = [by_key[keys[0]]], np.zeros((1, len(data.names)))
+        members += chosen
+        weights.append(w / settings.n_ensemble)
+        # Members that share one k-means model share its run and its reseeds.
+        runs += [fitted.runs[ModelKey(m.centers.k)] for m in chosen]
+        reseeds += [fitted.reseeds_by_k[m.centers.k] for m in chosen]
     names = data.names
     progress.stage("%s", selection.summary())
-    return _assemble(data, kept, fitted, members, runs, reseeds, settings,
+    return _assemble(data, kept, first, members, runs, reseeds, settings,
                      [selection.completion.get(n, "mean") for n in names], [None] * len(names),
-                     [selection.shrinkage.get(n, 0.0) for n in names], selection, weights,
-                     [selection.calibration.get(n, 1.0) for n in names])
+                     [selection.shrinkage.get(n, 0.0) for n in names], selection,
+                     np.concatenate(weights), [selection.calibration.get(n, 1.0) for n in names])
 
 
 def _k_grid(data: Multimodal, settings: Settings) -> list[int]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .complete import OBSERVED
 from .model import FittedModel
-from .rules import COMPLETION_RULES
+from .rules import COMPLETION_RULES, ENSEMBLE
 from .statistics import MIN_STD
 
 __all__ = ["ModelValueError", "check_fitted_model"]
@@ -48,9 +48,15 @@ def check_fitted_model(model: FittedModel) -> None:
         if not ((model.scales[m] > MIN_STD) & (model.scales[m] <= largest)).all():
             raise ModelValueError(f"{where}: the scale (training standard deviation) is not "
                                   f"in ({MIN_STD:g}, {largest:.3g}] everywhere")
-        _check_completion(where, model.completion[m], model.temperature[m], model.shrinkage[m])
+        if model.completion[m] == ENSEMBLE and model.weights is not None:
+            _check_completion(where, "mean", None, model.shrinkage[m])
+        else:
+            _check_completion(where, model.completion[m], model.temperature[m],
+                              model.shrinkage[m])
     for e in range(len(model.members)):
         _check_member(model, e)
+        _check_rule_state(model, e)
+    _check_weights(model)
     labels = np.asarray(model.labels)
     if labels.size and not (labels.min() >= OBSERVED and labels.max() < model.n_clusters):
         raise ModelValueError(f"labels: values from {labels.min()} to {labels.max()} are not "
@@ -79,9 +85,10 @@ def _check_member(model: FittedModel, e: int) -> None:
     member = model.members[e]
     who = "" if len(model.members) == 1 else f", ensemble member {e + 1}"
     mask = member.centers.mask
-    if mask.dtype != np.bool_ or mask.shape != (model.n_clusters, len(model.names)):
+    k = member.centers.blocks[0].shape[0]
+    if mask.dtype != np.bool_ or mask.shape != (k, len(model.names)):
         raise ModelValueError(f"centre mask{who}: {mask.dtype}{list(mask.shape)}, expected "
-                              f"bool[{model.n_clusters}, {len(model.names)}]")
+                              f"bool[{k}, {len(model.names)}]")
     # A centre is a mean of z-scored training rows, far inside this bound; beyond it
     # the squared distance between two centres would overflow the working dtype.
     bound = float(np.sqrt(np.finfo(model.dtype).max / (4 * sum(model.dims))))
@@ -96,3 +103,48 @@ def _check_member(model: FittedModel, e: int) -> None:
         if not np.isfinite(member.raw[m][carried]).all():
             raise ModelValueError(f"modality {name!r}{who}: a raw-space centre holds NaN or "
                                   "inf")
+
+
+def _check_rule_state(model: FittedModel, e: int) -> None:
+    """Member e's own rule, temperature, centre spread and mixture."""
+    member = model.members[e]
+    who = f"ensemble member {e + 1}"
+    if member.rule is not None:
+        _check_completion(who, member.rule, member.temperature, 0.0)
+        if (member.rule == "mixture") != (member.state is not None):
+            raise ModelValueError(f"{who}: rule {member.rule!r} with"
+                                  f"{'out' if member.state is None else ''} a mixture")
+    spread = member.spread
+    if spread is not None and not (np.isfinite(spread) & (spread >= 0)).all():
+        raise ModelValueError(f"{who}: the centre spread holds NaN, inf or negative values")
+    mix = member.state
+    if mix is None:
+        return
+    if np.isnan(mix.log_weights).any() or (mix.log_weights == np.inf).any() \
+            or not np.isfinite(mix.log_weights).any():
+        raise ModelValueError(f"{who}: the mixture's log weights hold NaN, +inf or no "
+                              "finite value")
+    for m, name in enumerate(model.names):
+        if not (np.isfinite(mix.means[m]).all() and np.isfinite(mix.loadings[m]).all()):
+            raise ModelValueError(f"modality {name!r}, {who}: the mixture's means or "
+                                  "loadings hold NaN or inf")
+        if not (np.isfinite(mix.noise[m]) & (mix.noise[m] > 0)).all():
+            raise ModelValueError(f"modality {name!r}, {who}: the mixture's noise "
+                                  "variances are not finite and positive")
+
+
+def _check_weights(model: FittedModel) -> None:
+    """Ensemble weights in [0, 1] whose per-modality sum is at most 1; calibration > 0."""
+    w = model.weights
+    if w is not None:
+        if w.shape != (len(model.members), len(model.names)):
+            raise ModelValueError(f"ensemble weights of shape {list(w.shape)}, expected "
+                                  f"[{len(model.members)}, {len(model.names)}]")
+        if not ((w >= 0) & (w <= 1)).all() or (w.sum(axis=0) > 1 + 1e-9).any():
+            raise ModelValueError("ensemble weights are not in [0, 1] with sums at most 1")
+        if any(member.rule is None for member in model.members):
+            raise ModelValueError("an ensemble member has no completion rule")
+    for m, factor in enumerate(model.calibration or []):
+        if not (np.isfinite(factor) and factor > 0):
+            raise ModelValueError(f"modality {model.names[m]!r}: calibration factor "
+                                  f"{factor!r} is not finite and positive")

@@ -30,7 +30,8 @@ from .mixture import Mixture, conditional_fill, fit_mixture
 from .plan import CompletionPlan
 from .settings import SOFT_TEMPERATURES
 
-__all__ = ["COMPLETION_RULES", "CompletionRule", "ConditionalMixture", "FillTask", "fit_rule_state"]
+__all__ = ["COMPLETION_RULES", "ENSEMBLE", "CompletionRule", "ConditionalMixture", "FillTask",
+           "fit_rule_state"]
 
 
 @dataclass
@@ -171,6 +172,10 @@ def fit_rule_state(key: ModelKey, view: Any, engine: Engine, centers: Centers,
         return None
     return fit_mixture(view, engine, centers, labels, rank=key.rank, rng=rng)
 
+
+#: ``completion_`` of a modality that ``completion="auto"`` fills with a weighted
+#: ensemble of members, each with its own rule (not a rule itself).
+ENSEMBLE = "ensemble"
 
 #: Completion rules by name; ``completion_`` values and the saved model files use these.
 COMPLETION_RULES: dict[str, CompletionRule] = {"greedy": Greedy(), "soft": Soft(),

@@ -87,7 +87,22 @@ class Selection:
     models: list = field(default_factory=list)
 
     # ------------------------------------------------------------- reading
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether this is ``completion="auto"``'s ensemble selection (see :mod:`ul4m4.auto`)."""
+        return self.n_rows > 0
+
+    def members(self, name: str) -> list[str]:
+        """The ensemble of modality ``name``: one ``"<weight> x <candidate>"`` per member."""
+        return [f"{w:.2f} x {_candidate(self.table[row])}"
+                for row, w in self.ensemble.get(name, [])]
+
     def __repr__(self) -> str:
+        if self.is_ensemble:
+            parts = ", ".join(f"{n}=[{'; '.join(self.members(n)) or 'mean'}]"
+                              for n in self.completion)
+            return (f"Selection(ensembles: {parts}; candidates={len(self.table) - 1}, "
+                    f"rows={self.n_rows})")
         parts = ", ".join(f"{n}={_describe(self, n)}" for n in self.completion)
         return (f"Selection(k={self.n_clusters}, completion={{{parts}}}, "
                 f"candidates={len(self.table)})")
@@ -101,6 +116,9 @@ class Selection:
 
     def chosen_for(self, row: dict) -> list[str]:
         """The modalities whose completion is this row's candidate (at the chosen k)."""
+        if self.is_ensemble:
+            index = next(i for i, r in enumerate(self.table) if r is row)
+            return [n for n in self.names if any(i == index for i, _ in self.ensemble.get(n, []))]
         if row["n_clusters"] != self.n_clusters:
             return []
         return [n for n in self.names
@@ -113,6 +131,16 @@ class Selection:
         """The selection rule and, when it applies, that the chosen k is at the grid's edge."""
         if not self.table:
             return []
+        if self.is_ensemble:
+            return [
+                f"Scores: z-space MSE on {self.n_hidden} training blocks hidden in a subsample "
+                f"of {self.n_rows} rows (lower is better; mean imputation scores about 1), "
+                "mean ± standard error over the hidden blocks.",
+                "Rule: per modality, greedy forward selection (with replacement) of the "
+                "candidates, then a shrinkage toward the mean; the ensemble replaces the mean "
+                f"only if it wins by more than {_MARGIN_SE:g} SE (paired over the same hidden "
+                f"blocks); the ensembles use {len(self.models)} fitted model(s) in all.",
+            ]
         lines = [
             "Scores: z-space MSE on the hidden training blocks (lower is better; mean "
             "imputation scores about 1), mean ± standard error over the hidden blocks.",
@@ -150,8 +178,12 @@ class Selection:
     def score(self, k: int | None = None) -> float:
         """Mean over modalities of the hidden-block MSE of each modality's choice at ``k``.
 
-        At the chosen k (the default) this is what the selection minimised.
+        At the chosen k (the default) this is what the selection minimised. For an
+        ensemble selection: the mean over modalities of the chosen ensembles' scores.
         """
+        if self.is_ensemble:
+            scores = [v[0] for v in self.ensemble_scores.values() if np.isfinite(v[0])]
+            return float(np.mean(scores)) if scores else float("nan")
         k = self.n_clusters if k is None else k
         names = self.names if self.table else []
         chosen = []
@@ -171,6 +203,8 @@ class Selection:
         ``auto_k`` / ``auto_completion`` say which of the two were chosen here
         (the other was set by the caller and is reported as such).
         """
+        if self.is_ensemble:
+            return self._ensemble_summary()
         if not self.table:
             return (f"auto: k={self.n_clusters}, greedy completion (no training sample has "
                     "two observed modalities: nothing could be hidden to compare candidates)")
@@ -202,10 +236,33 @@ class Selection:
                      "standard errors)")
         return line
 
+    def _ensemble_summary(self) -> str:
+        if not self.table:
+            return ("auto: mean imputation (no training sample has two observed modalities: "
+                    "nothing could be hidden to compare candidates)")
+        parts = []
+        for n in self.names:
+            score = self.ensemble_scores.get(n)
+            text = f"{n}: {' + '.join(self.members(n)) or 'mean'}"
+            if self.shrinkage.get(n):
+                text += f", shrinkage {self.shrinkage[n]:g}"
+            if score is not None:
+                text += f" (hidden-block MSE {score[0]:.3g} ± {score[1]:.2g})"
+            parts.append(text)
+        means = [n for n in self.names if self.completion.get(n) == "mean"]
+        line = (f"auto: {len(self.table) - 1} candidates scored on {self.n_hidden} blocks "
+                f"hidden in {self.n_rows} rows; " + "; ".join(parts))
+        if means:
+            line += (f" ({', '.join(means)}: no ensemble beat the mean by {_MARGIN_SE:g} "
+                     "standard errors)")
+        return line
+
     def to_markdown(self) -> str:
         """The score table as Markdown, the chosen rows marked, followed by the rule."""
         if not self.table:
             return "(no selection was run)"
+        if self.is_ensemble:
+            return self._ensemble_markdown()
         names = self.names
         lines = ["| k | method | T | shrinkage | " + " | ".join(names) + " | chosen for |",
                  "|---|---|---|---|" + "---:|" * len(names) + "---|"]
@@ -220,6 +277,27 @@ class Selection:
                 f"| {row['n_clusters']} | {row['method']} | {t} | {row['shrinkage']:g} | "
                 f"{' | '.join(cells)} | {', '.join(chosen)} |"
             )
+        return "\n".join([*lines, "", *self.notes()])
+
+    def _ensemble_markdown(self) -> str:
+        names = self.names
+        lines = ["| k | method | T | rank | " + " | ".join(names) + " | chosen for |",
+                 "|---|---|---|---|" + "---:|" * len(names) + "---|"]
+        for row in self.table:
+            t = "" if row["temperature"] is None else f"{row['temperature']:g}"
+            rank = "" if row.get("rank") is None else str(row["rank"])
+            chosen = self.chosen_for(row)
+            cells = [f"**{_score(row, n)}**" if n in chosen else _score(row, n) for n in names]
+            k = "" if row["method"] == "mean" else str(row["n_clusters"])
+            lines.append(f"| {k} | {row['method']} | {t} | {rank} | {' | '.join(cells)} | "
+                         f"{', '.join(chosen)} |")
+        lines += ["", "| modality | ensemble | shrinkage | hidden-block MSE | calibration |",
+                  "|---|---|---:|---:|---:|"]
+        for n in names:
+            score = self.ensemble_scores.get(n, (np.nan, np.nan))
+            lines.append(f"| {n} | {' + '.join(self.members(n)) or 'mean'} | "
+                         f"{self.shrinkage.get(n, 0.0):g} | {score[0]:.4f} ± {score[1]:.4f} | "
+                         f"{self.calibration.get(n, 1.0):.3g} |")
         return "\n".join([*lines, "", *self.notes()])
 
     def to_frame(self):
@@ -255,6 +333,16 @@ def _describe(selection: Selection, name: str) -> str:
         method += f"(T={selection.temperature[name]:g})"
     shrink = selection.shrinkage.get(name, 0.0)
     return f"{method}, shrink {shrink:g}" if shrink else method
+
+
+def _candidate(row: dict) -> str:
+    """A table row's candidate in words, e.g. ``"mixture k=16 r=7"``."""
+    text = f"{row['method']} k={row['n_clusters']}"
+    if row.get("rank") is not None:
+        text += f" r={row['rank']}"
+    if row["temperature"] is not None:
+        text += f" T={row['temperature']:g}"
+    return text
 
 
 def _score(row: dict, name: str) -> str:

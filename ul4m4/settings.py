@@ -20,7 +20,6 @@ from ._utils.validation import Interval, Options, TypeOf, check_params
 
 __all__ = [
     "ADAPTER_CONSTRAINTS",
-    "AUTO_ENSEMBLE",
     "AUTO_K",
     "BACKENDS",
     "PARAMETER_CONSTRAINTS",
@@ -40,8 +39,6 @@ BACKENDS = ("numpy", "torch", "dask")
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
 #: Shrinkages toward the mean that ``completion="auto"`` tries.
 SHRINKAGES = (0.0, 0.25, 0.5)
-#: Members of the completion ensemble when ``completion="auto"`` and ``n_ensemble=None``.
-AUTO_ENSEMBLE = 5
 #: Working memory (bytes) of one automatic chunk of rows.
 WORKING_MEMORY = 64 * 2**20
 #: Automatic chunks per worker thread and pass, at least: enough to keep every
@@ -171,9 +168,7 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
     if params["backend"] == "dask" and device is not None and device != "cpu":
         raise ValueError(f"device={device!r} needs backend='torch'; backend='dask' runs the "
                          "NumPy engine on the workers' CPUs")
-    n_ensemble = params["n_ensemble"]
-    if n_ensemble is None:
-        n_ensemble = AUTO_ENSEMBLE if params["completion"] == "auto" else 1
+    n_ensemble = 1 if params["n_ensemble"] is None else params["n_ensemble"]
     return Settings(
         n_clusters=params["n_clusters"], max_iter=int(params["max_iter"]),
         tol=float(params["tol"]), init=params["init"], random_state=params["random_state"],
