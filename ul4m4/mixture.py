@@ -368,7 +368,8 @@ def _initial(view, engine: Engine, centers: Centers, labels: np.ndarray, chunks,
     for chunk in chunks:
         blocks, mask = engine.take(view, chunk)
         lab = labels[chunk]
-        z = np.hstack([np.where(mask[:, [m]], b, 0.0) for m, b in enumerate(blocks)])
+        z = np.hstack([np.where(mask[:, [m]], b.astype(np.float64), 0.0)
+                       for m, b in enumerate(blocks)])
         resid = z - np.hstack([np.where(mask[:, [m]], mu[lab], 0.0) for m, mu in enumerate(means)])
         gram += resid.T @ resid
         z_sum += z.sum(axis=0)
@@ -418,7 +419,6 @@ class _Statistics:
     zz: list[np.ndarray]
     rows: np.ndarray
     counts: np.ndarray
-    loglik: float = 0.0
 
     @classmethod
     def zeros(cls, mix: Mixture) -> _Statistics:
@@ -440,9 +440,8 @@ def _expected_statistics(mix: Mixture, view, engine: Engine, chunks) -> _Statist
                 cache[key] = _pattern(mix, pattern)
             sub = [b[rows].astype(np.float64) if pattern[m] else None
                    for m, b in enumerate(blocks)]
-            g, u, loglik = _e_step(mix, cache[key], sub, rows.size, None, per_row=False)
+            g, u, _ = _e_step(mix, cache[key], sub, rows.size, None, per_row=False)
             _accumulate(stats, cache[key], g, u, sub)
-            stats.loglik += float(loglik.sum())
     return stats
 
 
