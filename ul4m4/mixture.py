@@ -1,0 +1,484 @@
+"""Conditional low-rank mixture: the model of the "mixture" completion rule.
+
+In the z-space of a fitted imputer, ``z | c ~ N(mu_c, W W^T + Psi)`` with
+``c ~ pi``: K cluster means, one (D, r) loading matrix ``W`` shared by the
+clusters (split per modality into ``W_m``) and a diagonal noise ``Psi``
+(``psi_m`` per coordinate). k = 1 is probabilistic PCA (factor analysis); r = 0
+a mixture of diagonal Gaussians whose conditional mean is a soft blend of the
+centres. A missing block is filled with its conditional mean given the row's
+observed blocks.
+
+For a row observing the modalities O, Woodbury keeps every inverse r x r::
+
+    A_O = sum_{m in O} W_m^T Psi_m^-1 W_m,   S_O = (I + A_O)^-1
+    u_i = sum_{m in O} W_m^T Psi_m^-1 z_i^m, v_c = sum_{m in O} W_m^T Psi_m^-1 mu_c^m
+    Delta_ic = ||z_i - mu_c||^2_{Psi_O} - (u_i - v_c)^T S_O (u_i - v_c)
+
+``Delta_ic`` is the Mahalanobis distance under ``C_O = W_O W_O^T + Psi_O``. The
+fill of a missing block m is ``sum_c g_ic (mu_c^m + W_m S_O (u_i - v_c))
+= g_i Q_m + u_i S_O W_m^T`` with ``Q_m = mu^m - V S_O W_m^T``, a function of the
+parameters and the pattern alone.
+
+The fit is EM with a fixed number of iterations, on float64 sufficient statistics
+of host row chunks (GEMMs per pattern group). The fill is per row: each product
+of a row's data with the parameters is its own stacked ``np.matmul`` (as
+:func:`ul4m4.complete.row_weighted_sums`), so a row's fill does not depend, bit
+for bit, on the other rows of its batch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from ._utils.validation import Interval, Options, check_params
+from .centers import Centers
+from .complete import soft_weights
+from .engine import Engine
+
+__all__ = ["Mixture", "conditional_fill", "fit_mixture", "log_likelihood"]
+
+#: Floor of a noise variance, relative to its coordinate's z-space variance...
+NOISE_FLOOR = 1e-3
+#: ...and absolute (a constant coordinate must not give a zero variance).
+MIN_NOISE = 1e-6
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass
+class Mixture:
+    """Parameters of the conditional low-rank mixture, in z-space, float64.
+
+    Attributes
+    ----------
+    log_weights : ndarray of shape (K,)
+        log pi (may be -inf for a cluster of zero weight).
+    means : list of ndarray (K, d_m)
+        Cluster means per modality.
+    loadings : list of ndarray (d_m, r)
+        Shared loadings per modality (r may be 0).
+    noise : list of ndarray (d_m,)
+        Noise variances per coordinate, > 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(np.log([0.5, 0.5]), [np.zeros((2, 3))], [np.ones((3, 1))], [np.ones(3)])
+    >>> mix.k, mix.rank
+    (2, 1)
+    """
+
+    log_weights: np.ndarray
+    means: list[np.ndarray]
+    loadings: list[np.ndarray]
+    noise: list[np.ndarray]
+
+    @property
+    def k(self) -> int:
+        return int(self.log_weights.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.loadings[0].shape[1])
+
+
+@dataclass
+class _Pattern:
+    """What rows of one observed set O need of the parameters (computed from them alone)."""
+
+    observed: np.ndarray  # indices of the modalities in O
+    project: list[np.ndarray]  # per m in O, (d_m, K + r): [mu_m^T | W_m] / psi_m
+    inv_noise: list[np.ndarray]  # per m in O, 1 / psi_m
+    cov: np.ndarray  # S_O (r, r)
+    v: np.ndarray  # V (K, r)
+    solve: np.ndarray  # (r, r + K): [S_O | S_O V^T]
+    const: np.ndarray  # (K,): ||mu_c||^2_Psi - v_c^T S_O v_c
+    log_det: float  # log det C_O
+    dim: int  # sum of d_m over O
+
+
+def _pattern(mix: Mixture, pattern: np.ndarray) -> _Pattern:
+    k, r = mix.k, mix.rank
+    observed = np.flatnonzero(pattern)
+    inv = [1.0 / mix.noise[m] for m in observed]
+    a, v, mm = np.zeros((r, r)), np.zeros((k, r)), np.zeros(k)
+    log_det = 0.0
+    for m, inv_m in zip(observed, inv, strict=True):
+        w, mu = mix.loadings[m], mix.means[m]
+        a += w.T @ (w * inv_m[:, None])
+        v += (mu * inv_m) @ w
+        mm += np.sum(mu * mu * inv_m, axis=1)
+        log_det += float(np.sum(np.log(mix.noise[m])))
+    inner = np.eye(r) + a
+    cov = np.linalg.inv(inner)
+    cov = (cov + cov.T) / 2  # exactly symmetric, so S_O W^T and W S_O agree
+    project = [np.hstack([mix.means[m].T, mix.loadings[m]]) * inv_m[:, None]
+               for m, inv_m in zip(observed, inv, strict=True)]
+    return _Pattern(observed, project, inv, cov, v, np.hstack([cov, cov @ v.T]),
+                    mm - np.einsum("kr,rs,ks->k", v, cov, v),
+                    log_det + float(np.linalg.slogdet(inner)[1]),
+                    int(sum(mix.means[m].shape[1] for m in observed)))
+
+
+def _mm(a: np.ndarray, b: np.ndarray, per_row: bool) -> np.ndarray:
+    """``a @ b``; with ``per_row`` one stacked product per row (its value independent of the batch)."""
+    return np.matmul(a[:, None, :], b)[:, 0] if per_row else a @ b
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products, one stacked product per row."""
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
+def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], n: int,
+            temperature: float | None, per_row: bool
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of n rows of one pattern."""
+    k, r = mix.k, mix.rank
+    y, zz = np.zeros((n, k + r)), np.zeros(n)
+    for j, m in enumerate(terms.observed):
+        y = y + _mm(blocks[m], terms.project[j], per_row)
+        zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
+    u = y[:, k:]
+    us = _mm(u, terms.solve, per_row)
+    delta = (zz - _rowdot(us[:, :r], u))[:, None] - 2 * (y[:, :k] - us[:, r:]) + terms.const
+    delta = np.maximum(delta, 0.0)  # rounding of the expansion
+    with np.errstate(invalid="ignore"):
+        logits = mix.log_weights - delta / 2
+    top = np.max(logits, axis=1, keepdims=True)
+    p = np.exp(logits - top)
+    total = np.sum(p, axis=1, keepdims=True)
+    loglik = (top + np.log(total))[:, 0] - (terms.log_det + terms.dim * _LOG_2PI) / 2
+    if temperature is not None:
+        w, _ = soft_weights(delta, np.zeros_like(delta), np.ones(k, dtype=bool), temperature)
+        p = w * np.exp(mix.log_weights - np.max(mix.log_weights))
+        total = np.sum(p, axis=1, keepdims=True)
+    return p / total, u, loglik
+
+
+def _fill(mix: Mixture, terms: _Pattern, m: int, g: np.ndarray, u: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional mean (n, d_m) and mean predicted variance (n,) of missing block m."""
+    w, psi = mix.loadings[m], mix.noise[m]
+    b = terms.cov @ w.T  # S_O W_m^T (r, d_m)
+    q = mix.means[m] - terms.v @ b  # a_ic - f_i = q_c - g_i q
+    gram = q @ q.T
+    fill = _mm(np.hstack([g, u]), np.vstack([q, b]), per_row=True)
+    spread = _mm(g, np.diag(gram)[:, None], per_row=True)[:, 0] - _rowdot(
+        _mm(g, gram, per_row=True), g)
+    base = float(np.sum(w * b.T)) + float(np.sum(psi))  # tr(W S W^T) + tr(Psi)
+    return fill, (np.maximum(spread, 0.0) + base) / psi.size
+
+
+def _groups(mask: np.ndarray):
+    """``(pattern, rows)`` per distinct row pattern of ``mask``."""
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for p, pattern in enumerate(patterns):
+        yield pattern, np.flatnonzero(inverse == p)
+
+
+def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndarray,
+                     temperature: float | None = None, modalities: Sequence[int] | None = None
+                     ) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Fill missing blocks with their conditional mean given the observed ones.
+
+    Parameters
+    ----------
+    mixture : Mixture
+    blocks : list of ndarray (n, d_m)
+        z-space blocks (what :meth:`ul4m4.engine.Engine.take` returns); the
+        rows of unobserved modalities are ignored.
+    mask : ndarray of shape (n, M), bool
+        Which modalities each row observes.
+    temperature : float or None
+        None: cluster weights are the posterior ``pi_c exp(-Delta_ic / 2)``.
+        A float T: the soft rule's weights over ``Delta``
+        (:func:`ul4m4.complete.soft_weights`) times ``pi_c``, renormalised.
+    modalities : sequence of int or None
+        The modalities to fill (default all).
+
+    Returns
+    -------
+    fills : list of ndarray (n, d_m) float64 or None
+        Per asked modality the completed block: observed rows as given, missing
+        rows filled; None for modalities not asked. A row with nothing observed
+        gets the prior mean ``sum_c pi_c mu_c^m``.
+    variance : ndarray of shape (n, M), float64
+        Predicted variance per coordinate of each filled block (mean over its
+        coordinates): the conditional covariance's plus the spread of the
+        cluster fills. NaN where observed or not asked.
+
+    Each row's values depend on that row alone, bit for bit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(np.zeros(1), [np.zeros((1, 1)), np.zeros((1, 1))],
+    ...               [np.ones((1, 1)), np.ones((1, 1))], [np.ones(1), np.ones(1)])
+    >>> fills, var = conditional_fill(mix, [np.array([[2.0]]), np.zeros((1, 1))],
+    ...                               np.array([[True, False]]))
+    >>> fills[1].tolist(), var.tolist()  # cov 1 / var 2: half of z, 2 - 1/2
+    ([[1.0]], [[nan, 1.5]])
+    """
+    check_params({"temperature": temperature},
+                 {"temperature": [Options((None,)), Interval(numbers.Real, 0, closed="neither")]})
+    mask = np.asarray(mask, dtype=bool)
+    n, n_mod = mask.shape
+    wanted = range(n_mod) if modalities is None else [int(m) for m in modalities]
+    fills: list[np.ndarray | None] = [None] * n_mod
+    variance = np.full((n, n_mod), np.nan)
+    for m in wanted:
+        fills[m] = np.where(mask[:, m][:, None], np.asarray(blocks[m], dtype=np.float64), 0.0)
+    for pattern, rows in _groups(mask):
+        missing = [m for m in wanted if not pattern[m]]
+        if not missing:
+            continue
+        terms = _pattern(mixture, pattern)
+        sub = [np.asarray(b[rows], dtype=np.float64) if pattern[m] else None
+               for m, b in enumerate(blocks)]
+        g, u, _ = _e_step(mixture, terms, sub, rows.size, temperature, per_row=True)
+        for m in missing:
+            fills[m][rows], variance[rows, m] = _fill(mixture, terms, m, g, u)
+    return fills, variance
+
+
+def log_likelihood(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndarray
+                   ) -> np.ndarray:
+    """Observed-data log density of each row (0 for a row with nothing observed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(np.zeros(1), [np.zeros((1, 1))], [np.zeros((1, 0))], [np.ones(1)])
+    >>> round(float(log_likelihood(mix, [np.zeros((1, 1))], np.ones((1, 1), bool))[0]), 6)
+    -0.918939
+    """
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape[0])
+    for pattern, rows in _groups(mask):
+        sub = [np.asarray(b[rows], dtype=np.float64) if pattern[m] else None
+               for m, b in enumerate(blocks)]
+        if pattern.any():
+            out[rows] = _e_step(mixture, _pattern(mixture, pattern), sub, rows.size, None,
+                                True)[2]
+    return out
+
+
+# ----------------------------------------------------------------------- fit
+def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, rank: int,
+                ridge: float = 1.0, prior_count: float = 1.0, n_iter: int = 15,
+                max_rows: int = 65_536, rng: np.random.RandomState) -> Mixture:
+    """Fit the conditional low-rank mixture by EM, starting from k-means.
+
+    Parameters
+    ----------
+    view, engine
+        The training data's z-space view and its engine (rows are read with
+        :meth:`ul4m4.engine.Engine.take`, ``view.chunk_rows`` at a time).
+    centers : Centers
+        z-space k-means centres: the initial means (0 where a centre lacks a
+        modality); K = ``centers.k``.
+    labels : ndarray of shape (n_samples,)
+        k-means labels of the view's rows: the initial one-hot responsibilities.
+    rank : int
+        r >= 0, the number of shared loadings.
+    ridge : float
+        Added to the loadings' normal equations (shrinks W toward 0).
+    prior_count : float
+        Pseudo-rows per cluster: shrinks the means toward the z-space mean 0 and
+        the weights toward uniform, ``pi_c = (N_c + prior_count) / (n + K prior_count)``.
+    n_iter : int
+        EM iterations (fixed, no convergence test: few iterations regularise).
+    max_rows : int
+        Rows fitted on; beyond, a seeded sample of rows (sorted).
+    rng : numpy.random.RandomState
+        Draws that sample.
+
+    Returns
+    -------
+    Mixture
+        W starts from the top-r eigenvectors of the residual covariance (rows
+        minus their centre, pairwise over observed modalities), Psi from the
+        residual variance left; the noise is floored at ``NOISE_FLOOR`` times
+        its coordinate's variance (and ``MIN_NOISE``). Deterministic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ul4m4 import UL4M4Imputer
+    >>> from ul4m4.backends import NumpyEngine
+    >>> from ul4m4.model import transform_view
+    >>> from ul4m4.settings import resolve_settings
+    >>> rng = np.random.RandomState(0)
+    >>> t = rng.normal(size=(200, 1))
+    >>> X = {"a": t + 0.1 * rng.normal(size=(200, 2)), "b": -t + 0.1 * rng.normal(size=(200, 3))}
+    >>> imp = UL4M4Imputer(2, random_state=0, dtype=np.float64).fit(X)
+    >>> engine = NumpyEngine()
+    >>> view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
+    >>> mix = fit_mixture(view, engine, imp.model_.members[0].centers, imp.model_.labels,
+    ...                   rank=1, rng=np.random.RandomState(0))
+    >>> mix.k, mix.rank, [w.shape for w in mix.loadings]
+    (2, 1, [(2, 1), (3, 1)])
+    """
+    check_params(
+        {"rank": rank, "ridge": ridge, "prior_count": prior_count, "n_iter": n_iter,
+         "max_rows": max_rows},
+        {"rank": [Interval(numbers.Integral, 0)], "ridge": [Interval(numbers.Real, 0)],
+         "prior_count": [Interval(numbers.Real, 0)], "n_iter": [Interval(numbers.Integral, 0)],
+         "max_rows": [Interval(numbers.Integral, 1)]})
+    labels = np.asarray(labels)
+    if labels.shape != (view.n_samples,):
+        raise ValueError(f"labels must have shape ({view.n_samples},) (one per row of the "
+                         f"view), got {labels.shape}")
+    total_dim = sum(b.shape[1] for b in centers.blocks)
+    if rank > total_dim:
+        raise ValueError(f"rank must be at most the total dimension {total_dim}, got {rank}")
+    rows = _fit_rows(view, max_rows, rng)
+    chunks = [rows[s : s + view.chunk_rows] for s in range(0, rows.size, view.chunk_rows)]
+    mix, floors = _initial(view, engine, centers, labels, chunks, int(rank), prior_count)
+    for _ in range(n_iter):
+        mix = _maximise(mix, _expected_statistics(mix, view, engine, chunks), floors, ridge,
+                        prior_count)
+    return mix
+
+
+def _fit_rows(view, max_rows: int, rng: np.random.RandomState) -> np.ndarray:
+    """The rows fitted on: those observing something, a sorted seeded sample beyond ``max_rows``."""
+    rows = np.flatnonzero(view.mask.any(axis=1))
+    if rows.size > max_rows:
+        rows = np.sort(rng.choice(rows, max_rows, replace=False))
+    return rows
+
+
+def _initial(view, engine: Engine, centers: Centers, labels: np.ndarray, chunks, rank: int,
+             prior_count: float) -> tuple[Mixture, list[np.ndarray]]:
+    """Means from the centres, W and Psi from the residual covariance; the noise floors."""
+    k, dims = centers.k, [b.shape[1] for b in centers.blocks]
+    means = [np.where(centers.mask[:, m][:, None], b.astype(np.float64), 0.0)
+             for m, b in enumerate(centers.blocks)]
+    edges = np.cumsum([0, *dims])
+    gram, z_sum, z_sq = np.zeros((edges[-1], edges[-1])), np.zeros(edges[-1]), np.zeros(edges[-1])
+    pairs, counts = np.zeros((len(dims), len(dims))), np.zeros(k)
+    for chunk in chunks:
+        blocks, mask = engine.take(view, chunk)
+        lab = labels[chunk]
+        z = np.hstack([np.where(mask[:, [m]], b.astype(np.float64), 0.0)
+                       for m, b in enumerate(blocks)])
+        resid = z - np.hstack([np.where(mask[:, [m]], mu[lab], 0.0) for m, mu in enumerate(means)])
+        gram += resid.T @ resid
+        z_sum += z.sum(axis=0)
+        z_sq += (z * z).sum(axis=0)
+        pairs += mask.T.astype(np.float64) @ mask
+        counts += np.bincount(lab, minlength=k)
+    seen = np.repeat(np.maximum(pairs, 1), dims, axis=0).repeat(dims, axis=1)
+    cov = gram / seen  # pairwise-available residual covariance
+    n_seen = np.diag(seen)
+    variance = np.maximum(z_sq / n_seen - (z_sum / n_seen) ** 2, 0.0)
+    loadings = _top_loadings(cov, rank)
+    noise = np.maximum(np.diag(cov) - np.sum(loadings * loadings, axis=1), 0.0)
+    floors = np.maximum(NOISE_FLOOR * variance, MIN_NOISE)
+    split = [slice(edges[m], edges[m + 1]) for m in range(len(dims))]
+    mix = Mixture(_log_weights(counts, prior_count), means, [loadings[s] for s in split],
+                  [np.maximum(noise[s], floors[s]) for s in split])
+    return mix, [floors[s] for s in split]
+
+
+def _top_loadings(cov: np.ndarray, rank: int) -> np.ndarray:
+    """PPCA's loadings ``V_r (Lambda_r - sigma^2)^(1/2)`` from a covariance (D, rank)."""
+    size = cov.shape[0]
+    if rank == 0:
+        return np.zeros((size, 0))
+    values, vectors = scipy.linalg.eigh(cov, subset_by_index=[size - rank, size - 1])
+    values, vectors = values[::-1], vectors[:, ::-1]
+    rest = (np.trace(cov) - values.sum()) / max(size - rank, 1)
+    return vectors * np.sqrt(np.maximum(values - rest, 0.0))
+
+
+def _log_weights(counts: np.ndarray, prior_count: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # an empty cluster without prior gets -inf
+        return np.log((counts + prior_count) / (counts.sum() + counts.size * prior_count))
+
+
+@dataclass
+class _Statistics:
+    """Float64 expected sufficient statistics of one E-step, per modality m over its rows.
+
+    With ``x = [onehot(c); t]`` (K + r): ``xx[m] = sum E[x x^T]``,
+    ``xz[m] = sum E[x] z^T``, ``zz[m]`` the per-coordinate sums of squares,
+    ``rows[m]`` the rows observing m, ``counts`` the cluster counts over all rows.
+    """
+
+    xx: list[np.ndarray]
+    xz: list[np.ndarray]
+    zz: list[np.ndarray]
+    rows: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def zeros(cls, mix: Mixture) -> _Statistics:
+        size = mix.k + mix.rank
+        return cls([np.zeros((size, size)) for _ in mix.means],
+                   [np.zeros((size, mu.shape[1])) for mu in mix.means],
+                   [np.zeros(mu.shape[1]) for mu in mix.means],
+                   np.zeros(len(mix.means)), np.zeros(mix.k))
+
+
+def _expected_statistics(mix: Mixture, view, engine: Engine, chunks) -> _Statistics:
+    """One E-step over the fit rows, chunk by chunk, pattern group by pattern group."""
+    stats, cache = _Statistics.zeros(mix), {}
+    for chunk in chunks:
+        blocks, mask = engine.take(view, chunk)
+        for pattern, rows in _groups(mask):
+            key = pattern.tobytes()
+            if key not in cache:
+                cache[key] = _pattern(mix, pattern)
+            sub = [b[rows].astype(np.float64) if pattern[m] else None
+                   for m, b in enumerate(blocks)]
+            g, u, _ = _e_step(mix, cache[key], sub, rows.size, None, per_row=False)
+            _accumulate(stats, cache[key], g, u, sub)
+    return stats
+
+
+def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarray,
+                blocks: Sequence[np.ndarray | None]) -> None:
+    """Add one pattern group's expected statistics (E[t | i, c] = S (u_i - v_c))."""
+    s, v, k = terms.cov, terms.v, g.shape[1]
+    counts = g.sum(axis=0)
+    cross = (g.T @ u - counts[:, None] * v) @ s  # sum_i g_ic E[t | i, c]^T  (K, r)
+    ug_v = (u.T @ g) @ v
+    # sum_i sum_c g_ic E[t t^T | i, c] = n S + S (sum_ic g_ic (u_i - v_c)(u_i - v_c)^T) S
+    tt = g.shape[0] * s + s @ (u.T @ u - ug_v - ug_v.T + v.T @ (counts[:, None] * v)) @ s
+    xx = np.block([[np.diag(counts), cross], [cross.T, tt]])
+    stats.counts += counts
+    for m in terms.observed:
+        z = blocks[m]
+        gz = g.T @ z
+        stats.xx[m] += xx
+        stats.xz[m][:k] += gz
+        stats.xz[m][k:] += s @ (u.T @ z - v.T @ gz)
+        stats.zz[m] += np.sum(z * z, axis=0)
+        stats.rows[m] += g.shape[0]
+
+
+def _maximise(mix: Mixture, stats: _Statistics, floors: list[np.ndarray], ridge: float,
+              prior_count: float) -> Mixture:
+    """Ridge solve per modality for ``[mu^m; W_m^T]``, then the noise from the residuals."""
+    k, r = mix.k, mix.rank
+    penalty = np.diag(np.concatenate([np.full(k, float(prior_count)), np.full(r, float(ridge))]))
+    means, loadings, noise = list(mix.means), list(mix.loadings), list(mix.noise)
+    for m, (xx, xz) in enumerate(zip(stats.xx, stats.xz, strict=True)):
+        if stats.rows[m] == 0:
+            continue  # no fit row observes m: keep its initial parameters
+        # lstsq: a cluster of zero weight (no prior) leaves the system singular.
+        theta = np.linalg.lstsq(xx + penalty, xz, rcond=None)[0]
+        resid = stats.zz[m] - 2 * np.sum(theta * xz, axis=0) + np.sum(theta * (xx @ theta),
+                                                                       axis=0)
+        means[m], loadings[m] = theta[:k], theta[k:].T.copy()
+        noise[m] = np.maximum(resid / stats.rows[m], floors[m])
+    return Mixture(_log_weights(stats.counts, prior_count), means, loadings, noise)
