@@ -70,14 +70,18 @@ def test_ensemble_error_is_at_most_the_members_mean_error():
         assert err <= member_err * (1 + 1e-6)
 
 
-def test_auto_completion_defaults_to_five_members_and_single_model_otherwise():
+def test_auto_completion_seeds_each_chosen_model_n_ensemble_times():
     _, Xm, _ = _clustered(n=200)
-    auto = UL4M4Imputer(n_clusters="auto", completion="auto", k_grid=(2, 4),
-                        random_state=0).fit(Xm)
-    assert auto.n_ensemble_ == 5
+    kw = {"n_clusters": "auto", "completion": "auto", "k_grid": (2, 4), "random_state": 0}
+    one = UL4M4Imputer(**kw).fit(Xm)
+    # one member per chosen candidate, one seeding each by default
+    chosen = {row for pairs in one.selection_.ensemble.values() for row, _ in pairs}
+    assert one.n_ensemble_ == len(chosen) >= 1
+    two = UL4M4Imputer(n_ensemble=2, **kw).fit(Xm)
+    assert two.n_ensemble_ == 2 * one.n_ensemble_
+    w1, w2 = one.model_.weights, two.model_.weights
+    np.testing.assert_allclose(w2[: len(w1)] + w2[len(w1):], w1)  # each seeding half
     assert UL4M4Imputer(n_clusters=4, random_state=0).fit(Xm).n_ensemble_ == 1
-    assert UL4M4Imputer(n_clusters="auto", completion="auto", k_grid=(2, 4), n_ensemble=1,
-                        random_state=0).fit(Xm).n_ensemble_ == 1
 
 
 def test_ensemble_is_deterministic_and_refit_resets_members():

@@ -641,7 +641,7 @@ def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
 
     monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)  # a Lloyd line every iteration
     X, _ = _incomplete(n=200, seed=1)
-    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), n_ensemble=2,
+    _fit_quiet(UL4M4Imputer("auto", completion="soft", k_grid=(2, 4), n_ensemble=2,
                             random_state=0, verbose=1), X)
     err = capsys.readouterr().err.splitlines()
     assert "[ul4m4] selection: k=2, 1/2" in err and "[ul4m4] selection: k=4, 2/2" in err
@@ -653,8 +653,20 @@ def test_verbose_one_logs_stages_and_the_auto_choice(monkeypatch, capsys):
     assert any(line.startswith("[ul4m4] member 1/2: k-means++ seed 2/") for line in err)
     auto = [line for line in err if line.startswith("[ul4m4] auto: k=")]
     assert len(auto) == 1 and "lowest hidden-block MSE" in auto[0]
-    assert "of k in [2, 4" in auto[0] and "; completion: m0 " in auto[0]
+    assert "of k in [2, 4" in auto[0] and "; completion as set" in auto[0]
     assert not any(" iteration 1: inertia" in line for line in err)  # level 2 only
+
+
+def test_verbose_one_logs_the_auto_ensemble_and_its_fits(capsys):
+    X, _ = _incomplete(n=200, seed=1)
+    _fit_quiet(UL4M4Imputer("auto", completion="auto", k_grid=(2, 4), random_state=0,
+                            verbose=1), X)
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("[ul4m4] selection: ") and " candidates on a subsample"
+               in line for line in err)
+    assert any(line.startswith("[ul4m4] selection: k=4") for line in err)
+    auto = [line for line in err if line.startswith("[ul4m4] auto: ")]
+    assert len(auto) == 1 and "candidates scored on" in auto[0] and " x " in auto[0]
 
 
 def test_verbose_two_logs_every_iteration(capsys):
@@ -680,9 +692,8 @@ def test_auto_line_says_why_a_modality_keeps_the_mean(caplog):
     _fit_quiet(UL4M4Imputer(4, completion="auto", random_state=0), X)
     auto = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auto: ")]
     assert len(auto) == 1
-    assert auto[0].startswith("auto: k=4 (as set; hidden-block MSE ")
-    assert "completion: a mean, b mean (a, b: no completion beat the mean by 2 standard " \
-           "errors)" in auto[0]
+    assert "; a: mean (hidden-block MSE " in auto[0] and "; b: mean (" in auto[0], auto[0]
+    assert auto[0].endswith("(a, b: no ensemble beat the mean by 2 standard errors)")
 
 
 def test_set_output_pandas_gives_a_dataframe_per_modality():

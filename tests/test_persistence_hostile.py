@@ -46,9 +46,22 @@ def _fitted(kind: str = "soft") -> UL4M4Imputer:
     """A fitted imputer, fitted once per kind: soft completion, or an ensemble of two."""
     if kind not in _FITTED:
         params = {"soft": {"completion": "soft", "temperature": 0.1},
-                  "ensemble": {"n_ensemble": 2}}[kind]
-        _FITTED[kind] = UL4M4Imputer(3, random_state=0, **params).fit(_data())
+                  "ensemble": {"n_ensemble": 2},
+                  "auto": {"completion": "auto", "k_grid": (2, 3)}}[kind]
+        data = _low_rank() if kind == "auto" else _data()
+        _FITTED[kind] = UL4M4Imputer(3, random_state=0, **params).fit(data)
     return _FITTED[kind]
+
+
+def _low_rank(n: int = 300) -> dict[str, np.ndarray]:
+    """Two modalities of one 2-d factor: auto's ensembles then include a mixture."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(n, 2))
+    X = {"text": z @ rng.normal(size=(2, 4)) + 0.1 * rng.normal(size=(n, 4)),
+         "image": z @ rng.normal(size=(2, 3)) + 0.1 * rng.normal(size=(n, 3))}
+    X["text"][: n // 3] = np.nan
+    X["image"][n // 3: 2 * n // 3] = np.nan
+    return X
 
 
 def _saved(tmp_path: Path, kind: str = "soft") -> Path:
@@ -371,8 +384,44 @@ def test_an_unknown_parameter_is_refused(tmp_path):
 
 def test_a_huge_member_count_is_refused_before_the_table_is_built(tmp_path):
     path = _saved(tmp_path)
-    _edit_meta(path, lambda meta: meta.__setitem__("n_ensemble_fitted", 10_000))
-    _refused(path, "stores 30008 arrays, the archive holds fewer")
+
+    def many(meta):
+        meta["n_ensemble_fitted"] = 10_000
+        meta["members"] = meta["members"] * 10_000
+
+    _edit_meta(path, many)
+    # 4 per modality + 3, 3 per extra member, a spread per member
+    _refused(path, "stores 40008 arrays, the archive holds fewer")
+
+
+def _mixture_member(path: Path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("meta.json"))
+    return next(e for e, spec in enumerate(meta["members"]) if spec["rank"] is not None)
+
+
+@pytest.mark.parametrize(
+    ("array", "edit", "words"),
+    [
+        ("mixture/{e}/noise/0", lambda a: a.__setitem__(0, 0.0), ("noise variances",)),
+        ("mixture/{e}/noise/1", lambda a: a.__setitem__(0, np.nan), ("noise variances",)),
+        ("mixture/{e}/loadings/0", lambda a: a.flat.__setitem__(0, np.inf),
+         ("means or loadings",)),
+        ("mixture/{e}/log_weights", lambda a: a.__setitem__(0, np.nan), ("log weights",)),
+        ("weights", lambda a: a.__setitem__((0, 0), 2.0), ("ensemble weights",)),
+    ],
+)
+def test_planted_mixture_and_ensemble_values_are_refused(tmp_path, array, edit, words):
+    """An auto model's mixture, spread and weights are checked like the centres."""
+    path = _saved(tmp_path, "auto")
+    _edit_array(path, array.format(e=_mixture_member(path)), edit)
+    _refused(path, *words)
+
+
+def test_a_member_whose_rule_is_unknown_is_refused(tmp_path):
+    path = _saved(tmp_path, "auto")
+    _edit_meta(path, lambda meta: meta["members"][0].__setitem__("rule", "telepathy"))
+    _refused(path, "unknown completion rule 'telepathy'")
 
 
 # ---------------------------------------------------------------------- values
