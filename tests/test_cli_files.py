@@ -131,12 +131,12 @@ def test_auto_summary_names_the_choices(data_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     imp = UL4M4Imputer.load(model)
     assert imp.k_grid == (2, 4)
-    grid = list(imp.selection_.k_grid)  # k_grid, grown past its top when that k was best
-    assert grid[:2] == [2, 4]
-    assert f"k = {imp.n_clusters_} (chosen from k in {grid})" in out
+    sel = imp.selection_
+    assert f"chosen on {sel.n_rows:,} rows" in out and "models: " in out
     chosen = next(line for line in out.splitlines() if line.startswith("completion (chosen):"))
     for name in imp.modalities_:
-        assert f"{name} {imp.completion_[name]}" in chosen
+        members = " + ".join(sel.members(name)) or "mean"
+        assert f"{name} {members}" in chosen
 
 
 def test_progress_lines_and_quiet(data_dir, tmp_path, capsys):
@@ -432,3 +432,23 @@ def test_reading_progress_is_a_bar_on_a_sizeless_terminal():
     assert "reading text.csv" in out and "\r" in out and "rows" in out
     assert "reading text.csv ..." not in out  # the bar, not the plain line
     assert "read text.csv: 30 rows" in out
+
+
+def test_impute_std_writes_the_predicted_errors_beside_the_fills(data_dir, fitted, tmp_path,
+                                                                 capsys):
+    """``--std``: one <modality>.std.npy per modality, equal to transform(return_std=True),
+    NaN exactly on the observed rows, in the same output folder (appears whole)."""
+    out = tmp_path / "o"
+    assert main(["impute", str(fitted), str(data_dir), "--out", str(out), "--quiet",
+                 "--std"]) == 0
+    assert "audio.std.npy, image.std.npy, text.std.npy" in capsys.readouterr().out
+    inputs = _read_inputs(data_dir)
+    imputer = UL4M4Imputer.load(fitted)
+    _, std = imputer.transform(inputs, return_std=True)
+    for name, values in inputs.items():
+        written = np.load(out / f"{name}.std.npy")
+        observed = ~np.isnan(values).all(axis=1)
+        np.testing.assert_array_equal(written, std[name])
+        assert np.isnan(written[observed]).all() and (written[~observed] > 0).all()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*(f"{n}.npy" for n in inputs), *(f"{n}.std.npy" for n in inputs), MANIFEST])

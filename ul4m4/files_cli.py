@@ -226,6 +226,10 @@ def add_impute_parser(sub: Any) -> None:
     imp.add_argument("--out", required=True, metavar="OUTDIR",
                      help="folder for the completed <modality>.npy files: new, empty, or an "
                           "earlier output, which is replaced whole")
+    imp.add_argument("--std", action="store_true",
+                     help="also write <modality>.std.npy: per row, the predicted root-mean-"
+                          "square error per coordinate of the filled block in the model's "
+                          "z-space (NaN where the modality was observed)")
     _add_common(imp)
 
 
@@ -339,7 +343,7 @@ def run_impute(args: argparse.Namespace, out: TextIO | None = None) -> int:
             imputer.set_params(verbose=args.verbose)
             with progress.stage(f"imputing {stats[0].rows:,} samples", "imputed"):
                 _quietly_warned(imputer.transform, {m.name: m.array for m in data},
-                                out_dir=folder.path)
+                                out_dir=folder.path, return_std=args.std)
             if ids is not None:
                 with atomic_write(folder.path / IDS_FILE) as handle:
                     np.save(handle, ids, allow_pickle=False)
@@ -469,7 +473,8 @@ def impute_summary(imputer: UL4M4Imputer, stats: Sequence[ModalityStats],
 
 
 def _written(stats: Sequence[ModalityStats], args: argparse.Namespace) -> list[str]:
-    return [s.name + ".npy" for s in stats] + ([IDS_FILE] if args.id_column else [])
+    std = [s.name + ".std.npy" for s in stats] if args.std else []
+    return [s.name + ".npy" for s in stats] + std + ([IDS_FILE] if args.id_column else [])
 
 
 def _stats_table(stats: Sequence[ModalityStats], missing: str) -> list[str]:
@@ -489,7 +494,13 @@ def _stats_table(stats: Sequence[ModalityStats], missing: str) -> list[str]:
 
 def _model_line(imputer: UL4M4Imputer) -> str:
     k = f"k = {imputer.n_clusters_}"
-    if imputer.n_clusters in AUTO_K:
+    selection = imputer.selection_
+    if selection is not None and selection.is_ensemble:
+        models = [f"k-means k={key.k}" if key.rank is None else
+                  f"mixture k={key.k} r={key.rank}" for key in selection.models]
+        k = f"models: {', '.join(models) or 'none (mean imputation)'}, chosen on " \
+            f"{selection.n_rows:,} rows"
+    elif imputer.n_clusters in AUTO_K:
         selection = imputer.selection_
         grid = list(selection.k_grid) if selection and selection.k_grid else list(imputer.k_grid)
         k += f" (chosen from k in {grid})"
@@ -511,6 +522,9 @@ def _completion_lines(imputer: UL4M4Imputer) -> list[str]:
 
 def _completion_text(imputer: UL4M4Imputer, name: str) -> str:
     method = imputer.completion_[name]
+    selection = imputer.selection_
+    if selection is not None and selection.is_ensemble and method != "mean":
+        return " + ".join(selection.members(name))
     details = []
     if method == "soft":
         details.append(f"T={imputer.temperature_[name]:g}")
