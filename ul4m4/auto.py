@@ -74,7 +74,9 @@ def registered_candidates(ks: Sequence[int], n_dims: int, n_rows: int) -> list[C
     """Every registered rule's candidates for the k of ``ks`` (k at most ``n_rows``)."""
     out = []
     for name, rule in COMPLETION_RULES.items():
-        for option in rule.candidates(tuple(ks), n_dims):
+        # A rule without the method is not tried (as one that lists no candidates).
+        listed = getattr(rule, "candidates", None)
+        for option in listed(tuple(ks), n_dims) if listed else ():
             candidate = Candidate(name, **option)
             if candidate.k <= n_rows and candidate not in out:
                 out.append(candidate)
