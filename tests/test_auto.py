@@ -173,3 +173,28 @@ def test_one_row_alone_equals_the_batch(fitted):
         for name in X:
             np.testing.assert_array_equal(one[name][0], batch[name][i])
             np.testing.assert_array_equal(one_std[name][0], batch_std[name][i])
+
+
+def test_engines_give_the_same_auto_model_and_fills():
+    """The selection, the mixtures' EM and every fill run on host blocks read through the
+    engine: torch gives the NumPy bits; Dask's statistics are sums over its row blocks,
+    so its fills agree to rounding."""
+    pytest.importorskip("torch")
+    X, _ = shared(n=500)
+    kw = {"completion": "auto", "k_grid": (2, 4), "random_state": 0}
+    ref = UL4M4Imputer("auto", **kw).fit(X)
+    fills, std = ref.transform(X, return_std=True)
+    torch_imp = UL4M4Imputer("auto", backend="torch", **kw).fit(X)
+    assert repr(torch_imp.selection_) == repr(ref.selection_)
+    t_fills, t_std = torch_imp.transform(X, return_std=True)
+    for name in X:
+        np.testing.assert_array_equal(np.asarray(t_fills[name]), fills[name])
+        np.testing.assert_array_equal(np.asarray(t_std[name]), std[name])
+    da = pytest.importorskip("dask.array")
+    Xd = {name: da.from_array(v, chunks=(150, -1)) for name, v in X.items()}
+    dask_imp = UL4M4Imputer("auto", backend="dask", **kw).fit(Xd)
+    assert repr(dask_imp.selection_) == repr(ref.selection_)
+    d_fills, d_std = dask_imp.transform(Xd, return_std=True)
+    for name in X:
+        np.testing.assert_allclose(np.asarray(d_fills[name]), fills[name], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(d_std[name]), std[name], rtol=1e-10)

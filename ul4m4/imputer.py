@@ -138,10 +138,19 @@ class UL4M4Imputer(BaseEstimator):
         one centre). ``"soft"`` fills each missing modality with the mean of the
         centres that carry it, weighted by ``softmax(-(d_j^2 - min d^2) /
         (temperature * median d^2))`` over the partial distances d_j of the
-        sample to the centres. ``"auto"`` chooses, per modality, among greedy,
-        soft (temperatures 0.02, 0.05, 0.1, 0.2) and mean imputation by masked
-        reconstruction on the training data (see :mod:`ul4m4.selection`); the
-        scores are in ``selection_``.
+        sample to the centres. ``"auto"`` fills each modality with an ensemble
+        chosen without labels by masked reconstruction on a subsample of at
+        most 8,192 training rows (see :mod:`ul4m4.auto`): every registered
+        rule's candidates are scored (greedy and soft at every k of the grid,
+        and the conditional low-rank mixture of :mod:`ul4m4.mixture`, whose
+        fill is the conditional mean of the missing blocks given the observed
+        ones, from k=1 with rank 20, probabilistic PCA, to k=64 with rank 0);
+        greedy forward selection builds each modality's weighted blend, a
+        shrinkage toward the mean is chosen, and the blend replaces the mean
+        only if it wins by more than two standard errors. The blends use at
+        most two fitted models, each then fitted once on all the rows, so the
+        fit costs about as much as two or three fits. The scores are in
+        ``selection_``.
     temperature : float, default=0.05
         Relative temperature of ``completion="soft"``.
     n_init : int, default=1
@@ -153,10 +162,12 @@ class UL4M4Imputer(BaseEstimator):
         the mean of the members' fills, which lowers the variance that one
         seeding leaves in the completion. The first member is the model
         described by ``cluster_centers_``, ``labels_`` and ``predict``; the
-        others are in ``ensemble_centers_``. ``None`` means 5 with
-        ``completion="auto"`` and 1 otherwise (the faithful method). With more
+        others are in ``ensemble_centers_``. ``None`` means 1 (the faithful
+        method). With more
         than one member ``return_sources``/``return_weights`` are refused (no
         single centre filled a block). Fit cost grows by one fit per member.
+        With ``completion="auto"`` each chosen model is fitted ``n_ensemble``
+        times (``None``: once) and each seeding's members share its weight.
     k_grid : tuple of int, default=(4, 8, 16, 32, 64)
         Candidate k when ``n_clusters="auto"`` (values above
         n_samples dropped).
@@ -253,7 +264,9 @@ class UL4M4Imputer(BaseEstimator):
     n_clusters_ : int
         The number of centres used (``n_clusters``, or the one selected).
     completion_ : dict of str to str
-        Completion used per modality: "greedy", "soft" or "mean".
+        Completion used per modality: "greedy", "soft", "mean", or with
+        ``completion="auto"`` "ensemble" (a weighted blend of the members in
+        ``selection_.ensemble``, each with its own rule) or "mean".
     temperature_ : dict of str to float or None
         Soft-completion temperature per modality (None unless "soft").
     shrinkage_ : dict of str to float
@@ -263,7 +276,12 @@ class UL4M4Imputer(BaseEstimator):
         with their standard errors (``selection_.table``; readable as
         ``selection_.to_markdown()`` or, with pandas, ``selection_.to_frame()``,
         which mark the chosen rows, state the selection rule and say when the
-        chosen k is at the edge of the grid scored).
+        chosen k is at the edge of the grid scored). With ``completion="auto"``
+        also each modality's ensemble (``selection_.ensemble``, members and
+        weights; ``selection_.members(name)`` in words), its score and standard
+        error (``ensemble_scores``), the calibration factor of the predicted
+        error, the subsample's size (``n_rows``) and the hidden blocks
+        (``n_hidden``).
 
     Notes
     -----
