@@ -44,6 +44,8 @@ __all__ = ["Mixture", "conditional_fill", "fit_mixture", "log_likelihood"]
 
 #: Floor of a noise variance, relative to its coordinate's z-space variance...
 NOISE_FLOOR = 1e-3
+#: Bytes of float64 fit rows the EM keeps in memory across its iterations.
+GROUP_CACHE_BYTES = 256 * 2**20
 #: ...and absolute (a constant coordinate must not give a zero variance).
 MIN_NOISE = 1e-6
 
@@ -176,11 +178,23 @@ def _fill(mix: Mixture, terms: _Pattern, m: int, g: np.ndarray, u: np.ndarray
 
 
 def _groups(mask: np.ndarray):
-    """``(pattern, rows)`` per distinct row pattern of ``mask``."""
-    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    """``(pattern, rows)`` per distinct row pattern of ``mask`` (rows ascending).
+
+    Patterns are compared as integer codes (one bit per modality), far faster
+    than ``np.unique(mask, axis=0)``, which sorts the rows as records.
+    """
+    n_mod = mask.shape[1]
+    if n_mod > 62:
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    else:
+        codes = mask.astype(np.int64) @ (np.int64(1) << np.arange(n_mod, dtype=np.int64))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        patterns = mask[first]
     inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(patterns) + 1))
     for p, pattern in enumerate(patterns):
-        yield pattern, np.flatnonzero(inverse == p)
+        yield pattern, order[bounds[p]:bounds[p + 1]]
 
 
 def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndarray,
@@ -342,9 +356,10 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
     rows = _fit_rows(view, max_rows, rng)
     chunks = [rows[s : s + view.chunk_rows] for s in range(0, rows.size, view.chunk_rows)]
     mix, floors = _initial(view, engine, centers, labels, chunks, int(rank), prior_count)
+    groups = _cached_groups(view, engine, chunks)
     for _ in range(n_iter):
-        mix = _maximise(mix, _expected_statistics(mix, view, engine, chunks), floors, ridge,
-                        prior_count)
+        stream = groups if groups is not None else _read_groups(view, engine, chunks)
+        mix = _maximise(mix, _expected_statistics(mix, stream), floors, ridge, prior_count)
     return mix
 
 
@@ -429,19 +444,41 @@ class _Statistics:
                    np.zeros(len(mix.means)), np.zeros(mix.k))
 
 
-def _expected_statistics(mix: Mixture, view, engine: Engine, chunks) -> _Statistics:
-    """One E-step over the fit rows, chunk by chunk, pattern group by pattern group."""
-    stats, cache = _Statistics.zeros(mix), {}
+def _read_groups(view, engine: Engine, chunks):
+    """``(pattern, float64 observed blocks)`` per pattern group of each chunk of the fit rows."""
     for chunk in chunks:
         blocks, mask = engine.take(view, chunk)
         for pattern, rows in _groups(mask):
-            key = pattern.tobytes()
-            if key not in cache:
-                cache[key] = _pattern(mix, pattern)
-            sub = [b[rows].astype(np.float64) if pattern[m] else None
-                   for m, b in enumerate(blocks)]
-            g, u, _ = _e_step(mix, cache[key], sub, rows.size, None, per_row=False)
-            _accumulate(stats, cache[key], g, u, sub)
+            yield pattern, [b[rows].astype(np.float64) if pattern[m] else None
+                            for m, b in enumerate(blocks)]
+
+
+def _cached_groups(view, engine: Engine, chunks) -> list | None:
+    """The fit rows' pattern groups read once, over all chunks, when their float64
+    blocks fit in GROUP_CACHE_BYTES (the EM then reads no data per iteration and
+    multiplies larger blocks); None otherwise (each iteration reads the chunks)."""
+    n_rows = sum(len(chunk) for chunk in chunks)
+    if 8 * n_rows * sum(view.data.dims) > GROUP_CACHE_BYTES:
+        return None
+    parts = list(_read_groups(view, engine, chunks))
+    groups: dict[bytes, tuple[np.ndarray, list]] = {}
+    for pattern, sub in parts:
+        groups.setdefault(pattern.tobytes(), (pattern, []))[1].append(sub)
+    return [(pattern, [None if not pattern[m] else np.concatenate([s[m] for s in subs])
+                       for m in range(pattern.size)])
+            for pattern, subs in groups.values()]
+
+
+def _expected_statistics(mix: Mixture, groups) -> _Statistics:
+    """One E-step over the fit rows, pattern group by pattern group."""
+    stats, cache = _Statistics.zeros(mix), {}
+    for pattern, sub in groups:
+        key = pattern.tobytes()
+        if key not in cache:
+            cache[key] = _pattern(mix, pattern)
+        n = next(b.shape[0] for b in sub if b is not None)
+        g, u, _ = _e_step(mix, cache[key], sub, n, None, per_row=False)
+        _accumulate(stats, cache[key], g, u, sub)
     return stats
 
 

@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,6 +75,8 @@ CACHE_BYTES = 512 * 2**20
 #: its own (an ensemble member, a model-selection fit, the model of a selected k)
 #: while its best run so far stopped in a Lloyd cycle.
 MAX_RESEEDS = 3
+#: ``tol`` of the k-means fits that ``completion="auto"`` scores candidates with.
+SELECTION_TOL = 1e-3
 #: Bytes of input per row block of a streamed transform.
 TRANSFORM_BLOCK_BYTES = 64 * 2**20
 
@@ -269,10 +271,12 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
     candidates = registered_candidates(ks, sum(data.dims),
                                        min(data.n_samples, MAX_SELECTION_ROWS))
     host = engine.host
+    # The candidates are compared, not kept: their k-means stop once the centres barely move.
+    loose = replace(settings, tol=max(settings.tol, SELECTION_TOL))
 
     def fit_on_sample(sample: Multimodal, keys):
         rows = settings.chunk_rows(sample.dims, sample.n_samples)
-        fitted, by_key = _fit_keys(sample, keys, settings, host, rows, gamma, rng, progress,
+        fitted, by_key = _fit_keys(sample, keys, loose, host, rows, gamma, rng, progress,
                                    "selection")
         return fitted.means, fitted.scales, by_key
 
