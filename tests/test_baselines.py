@@ -20,6 +20,7 @@ from ul4m4.baselines import (
     make_method,
     method_parameters,
 )
+from ul4m4.baselines.softimpute import SHRINKAGE_GRID
 from ul4m4.metrics import block_mse, hidden_mask
 from ul4m4.missingness import apply_mask, independent_mask, mask_from_data
 
@@ -313,8 +314,25 @@ def test_softimpute_fills_from_the_training_fit_only():
     np.testing.assert_allclose(whole["a"][row], expected, rtol=1e-9, atol=1e-9)
 
 
+def test_softimpute_auto_shrinkage_is_the_best_held_out_share_and_seeded():
+    train = apply_mask(_low_rank(200, 0), independent_mask(200, [0.5, 0.5, 0.5], random_state=0))
+    rng = np.random.default_rng(5)
+    noisy = {k: v + rng.normal(scale=2.0, size=v.shape) for k, v in train.items()}
+    method = SoftImputeBaseline(random_state=0).fit(noisy)
+    scores = method.shrinkage_scores_
+    assert list(scores) == list(SHRINKAGE_GRID)
+    assert method.shrinkage_ == min(scores, key=scores.get)
+    assert method.lambda_ > 0
+    again = SoftImputeBaseline(random_state=0).fit(noisy)
+    assert again.shrinkage_scores_ == scores
+    np.testing.assert_array_equal(again.loadings_, method.loadings_)
+    fixed = SoftImputeBaseline(shrinkage=0.05).fit(noisy)
+    assert fixed.shrinkage_ == 0.05 and fixed.shrinkage_scores_ == {}
+
+
 def test_softimpute_rejects_bad_parameters_and_input(train):
     for params, word in (({"rank": 0}, "rank"), ({"shrinkage": -0.1}, "shrinkage"),
+                         ({"shrinkage": "big"}, "shrinkage"),
                          ({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol")):
         with pytest.raises(ValueError, match=word):
             SoftImputeBaseline(**params).fit(train)
