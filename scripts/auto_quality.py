@@ -28,8 +28,9 @@ modality, next to the AUROC of "fewer observed modalities" as the naive predicto
 Outputs go to ``<out>/<label>/`` (default ``results/auto_quality/current/``):
 ``rows.csv`` (one row per run), ``summary.csv`` (mean and std over seeds),
 ``uncertainty.csv``, ``tables.md`` (what is printed) and ``run.json`` (settings,
-ul4m4 path and version, elapsed time). Finished runs are kept in
-``<out>/<label>/runs/``, so a killed run resumes where it stopped.
+ul4m4 path and version, elapsed time). With ``--resume``, finished runs are kept in
+``<out>/<label>/runs/`` and reused, so a killed run resumes where it stopped; a run
+is keyed by the library *version*, not its code, so resume only the same code.
 
 Comparing with an older ul4m4 (e.g. today's auto before a change): check the old
 commit out beside this one, run this same script with ``PYTHONPATH`` pointing at it
@@ -120,7 +121,8 @@ def quality_rows(dataset: str, args: argparse.Namespace, methods: list[str],
         methods=methods, seeds=args.seeds, test_size=TEST_SIZE, memory="none",
         progress=not args.no_progress,
     )
-    result = run_benchmark(config, resume_dir=run_dir / "runs" / dataset,
+    resume = run_dir / "runs" / dataset if args.resume else None
+    result = run_benchmark(config, resume_dir=resume,
                            argv=["scripts/auto_quality.py", *sys.argv[1:]])
     summary = summarise(result)
     summary.insert(0, "dataset", dataset)
@@ -281,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(DEFAULTS["out"]))
     parser.add_argument("--merge", type=_csv(str), metavar="LABELS",
                         help="print the tables of finished runs together, e.g. today,new")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished runs in <out>/<label>/runs and reuse them")
     parser.add_argument("--no-uncertainty", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
