@@ -13,12 +13,15 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.baselines import (
     MeanImputer,
     NearestSampleImputer,
+    SoftImputeBaseline,
     UL4M4Method,
     ZeroImputer,
     available_methods,
     make_method,
     method_parameters,
 )
+from ul4m4.baselines.softimpute import SHRINKAGE_GRID
+from ul4m4.metrics import block_mse, hidden_mask
 from ul4m4.missingness import apply_mask, independent_mask, mask_from_data
 
 HAS_IMML = importlib.util.find_spec("imml") is not None
@@ -261,3 +264,83 @@ def test_imputer_params_are_forwarded(train):
     ).fit(train)
     assert method.imputer_.completion == "soft"
     assert method.imputer_.empty == "mean"
+
+
+def _low_rank(n: int, seed: int, rank: int = 3) -> dict[str, np.ndarray]:
+    """Exactly rank-``rank`` data (plus per-modality offsets and scales), no noise."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, rank))
+    world = np.random.default_rng(100)
+    return {
+        name: (latent @ world.normal(size=(rank, d))) * world.uniform(0.5, 3.0, size=d)
+        + world.normal(scale=4.0, size=d)
+        for name, d in (("a", 6), ("b", 8), ("c", 5))
+    }
+
+
+def test_softimpute_recovers_exactly_low_rank_blocks():
+    X_train, X_new = _low_rank(300, 0), _low_rank(80, 1)
+    train = apply_mask(X_train, independent_mask(300, [0.6, 0.6, 0.6], random_state=0))
+    new = apply_mask(X_new, independent_mask(80, [0.6, 0.6, 0.6], random_state=1))
+    method = make_method("softimpute").fit(train)
+    filled = method.transform(new)
+    scores = block_mse(X_new, filled, hidden_mask(X_new, new), method.scale_)
+    assert scores["all"] < 0.01  # the mean fill scores about 1
+    mean_fill = MeanImputer().fit(train).transform(new)
+    assert block_mse(X_new, mean_fill, hidden_mask(X_new, new), method.scale_)["all"] > 0.5
+
+
+def test_softimpute_fills_from_the_training_fit_only():
+    train = apply_mask(_low_rank(200, 0), independent_mask(200, [0.5, 0.5, 0.5], random_state=0))
+    new = apply_mask(_low_rank(60, 2), independent_mask(60, [0.5, 0.5, 0.5], random_state=2))
+    method = SoftImputeBaseline(rank=5).fit(train)
+    loadings, noise = method.loadings_.copy(), method.noise_
+    whole = method.transform(new)
+    # Same model afterwards, and a row's fill does not depend on the rows sent with it.
+    np.testing.assert_array_equal(method.loadings_, loadings)
+    assert method.noise_ == noise
+    half = method.transform({k: v[30:] for k, v in new.items()})
+    for name in new:
+        np.testing.assert_allclose(half[name], whole[name][30:], rtol=1e-12, atol=1e-12)
+    # The fill of a row is the ridge code on its observed z-coordinates, literally.
+    row = int(np.flatnonzero(np.isnan(new["a"][:, 0]) & ~np.isnan(new["b"][:, 0]))[0])
+    z = {k: (new[k][row] - method.mean_[k]) / method.scale_[k] for k in new}
+    dims = {"a": slice(0, 6), "b": slice(6, 14), "c": slice(14, 19)}
+    observed = [k for k in new if not np.isnan(z[k][0])]
+    L_obs = np.vstack([method.loadings_[dims[k]] for k in observed])
+    z_obs = np.concatenate([z[k] for k in observed])
+    code = np.linalg.solve(L_obs.T @ L_obs + noise * np.eye(L_obs.shape[1]), L_obs.T @ z_obs)
+    expected = method.loadings_[dims["a"]] @ code * method.scale_["a"] + method.mean_["a"]
+    np.testing.assert_allclose(whole["a"][row], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_softimpute_auto_shrinkage_is_the_best_held_out_share_and_seeded():
+    train = apply_mask(_low_rank(200, 0), independent_mask(200, [0.5, 0.5, 0.5], random_state=0))
+    rng = np.random.default_rng(5)
+    noisy = {k: v + rng.normal(scale=2.0, size=v.shape) for k, v in train.items()}
+    method = SoftImputeBaseline(random_state=0).fit(noisy)
+    scores = method.shrinkage_scores_
+    assert list(scores) == list(SHRINKAGE_GRID)
+    assert method.shrinkage_ == min(scores, key=scores.get)
+    assert method.lambda_ > 0
+    again = SoftImputeBaseline(random_state=0).fit(noisy)
+    assert again.shrinkage_scores_ == scores
+    np.testing.assert_array_equal(again.loadings_, method.loadings_)
+    fixed = SoftImputeBaseline(shrinkage=0.05).fit(noisy)
+    assert fixed.shrinkage_ == 0.05 and fixed.shrinkage_scores_ == {}
+
+
+def test_softimpute_rejects_bad_parameters_and_input(train):
+    for params, word in (({"rank": 0}, "rank"), ({"shrinkage": -0.1}, "shrinkage"),
+                         ({"shrinkage": "big"}, "shrinkage"),
+                         ({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol")):
+        with pytest.raises(ValueError, match=word):
+            SoftImputeBaseline(**params).fit(train)
+    with pytest.raises(NotFittedError):
+        SoftImputeBaseline().transform(train)
+    scarce = {k: v.copy() for k, v in train.items()}
+    scarce["audio"][1:] = np.nan
+    with pytest.raises(ValueError, match="at least 2"):
+        SoftImputeBaseline().fit(scarce)
+    with pytest.raises(ValueError, match="missing modalities"):
+        SoftImputeBaseline().fit(train).transform({"text": train["text"]})

@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from ul4m4.metrics import (
     block_cosine,
+    block_errors,
     block_mse,
+    calibration_ratio,
     cluster_ami,
     downstream_scores,
     hidden_mask,
@@ -18,6 +20,7 @@ from ul4m4.metrics import (
     measure,
     task_type,
     training_statistics,
+    uncertainty_auroc,
     zscore_concat,
 )
 
@@ -186,3 +189,62 @@ def test_measure_none_and_invalid():
     with pytest.raises(ValueError):
         with measure("bogus"):
             pass
+
+
+def test_block_errors_by_hand_and_their_mean_is_block_mse(blocks):
+    true, filled, hidden, scale = _errors_case()
+    errors = block_errors(true, filled, hidden, scale)
+    # a: row 1 -> ((5-3)/2)^2, 0 over 2 dims = 0.5; b: row 0 -> (3/3)^2 = 1, row 2 -> (6/3)^2 = 4
+    np.testing.assert_array_equal(errors, [[nan, 1.0], [0.5, nan], [nan, 4.0]])
+    assert np.nanmean(errors) == pytest.approx(block_mse(true, filled, hidden, scale)["all"])
+
+
+def _errors_case():
+    true = {"a": np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]), "b": np.zeros((3, 1))}
+    filled = {"a": np.array([[9.0, 9.0], [5.0, 4.0], [0.0, 0.0]]),
+              "b": np.array([[3.0], [7.0], [6.0]])}
+    hidden = np.array([[False, True], [True, False], [False, True]])
+    return true, filled, hidden, {"a": np.array([2.0, 1.0]), "b": np.array([3.0])}
+
+
+def test_uncertainty_auroc_literal_values():
+    errors = np.array([0.1, 0.5, 0.2, 0.9, 0.3, 0.8, 0.4, 0.6])
+    # top quarter of 8 errors: 0.9 and 0.8 (above the 0.75 quantile, 0.65)
+    std = np.array([0.2, 0.1, 0.3, 0.5, 0.6, 0.4, 0.1, 0.7])
+    # positives' std 0.5, 0.4 against 6 negatives: 0.5 beats 0.2, 0.1, 0.3, 0.1 (4 of 6),
+    # 0.4 beats 0.2, 0.1, 0.3, 0.1 (4 of 6) -> 8 / 12
+    assert uncertainty_auroc(std, errors) == pytest.approx(8 / 12)
+    labels = errors > 0.65
+    assert uncertainty_auroc(std, errors) == pytest.approx(roc_auc_score(labels, std))
+    assert uncertainty_auroc(errors, errors) == 1.0
+    assert uncertainty_auroc(-errors, errors) == 0.0
+
+
+def test_uncertainty_auroc_ties_count_half_and_nan_slots_are_left_out():
+    errors = np.array([[1.0, nan], [2.0, 3.0], [4.0, nan], [5.0, 6.0]])
+    std = np.array([[1.0, 9.0], [1.0, nan], [1.0, 7.0], [1.0, 1.0]])
+    # kept slots: errors 1, 2, 5, 6 with std 1, 1, 1, 1; positive: 6 (above quantile 5.25)
+    assert uncertainty_auroc(std, errors) == 0.5
+    rng = np.random.default_rng(3)
+    e = rng.random(200)
+    s = np.round(e + rng.normal(scale=0.3, size=200), 1)  # many tied stds
+    assert uncertainty_auroc(s, e, top=0.1) == pytest.approx(
+        roc_auc_score(e > np.quantile(e, 0.9), s)
+    )
+
+
+def test_uncertainty_auroc_degenerate_and_invalid():
+    assert math.isnan(uncertainty_auroc([1.0, 2.0], [3.0, 3.0]))  # no positive
+    assert math.isnan(uncertainty_auroc([nan], [1.0]))
+    with pytest.raises(ValueError, match="top"):
+        uncertainty_auroc([1.0, 2.0], [1.0, 2.0], top=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        uncertainty_auroc([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_calibration_ratio_literal():
+    assert calibration_ratio([1.0, 3.0], [2.0, 3.0]) == 2.0  # (1 + 9) / 2 / 2.5
+    assert calibration_ratio([[2.0, nan]], [[4.0, 100.0]]) == 1.0
+    assert math.isnan(calibration_ratio([1.0], [0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        calibration_ratio([1.0], [1.0, 2.0])

@@ -5,7 +5,13 @@ data but removed by the missingness simulation), in the z-space of the training
 statistics, so modalities of different scales weigh alike:
 
 - :func:`block_mse`: mean squared z-error per dimension, per modality and overall;
-- :func:`block_cosine`: cosine similarity between imputed and true blocks.
+- :func:`block_cosine`: cosine similarity between imputed and true blocks;
+- :func:`block_errors`: the z-space MSE of each hidden block, as an ``(n, M)`` matrix.
+
+Predicted uncertainty of the fills (e.g. ``UL4M4Imputer.transform(X,
+return_std=True)``) against the blocks' true errors: :func:`uncertainty_auroc` (does
+the predicted std rank the worst fills first?) and :func:`calibration_ratio` (does
+its mean square match the measured error?).
 
 Downstream quality (:func:`downstream_scores`) trains one fixed, fast head (logistic
 regression, one-vs-rest for multi-label targets) on the concatenated z-scored
@@ -30,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, f1_score
 from sklearn.multiclass import OneVsRestClassifier
@@ -41,7 +48,9 @@ from .statistics import modality_statistics
 __all__ = [
     "Measurement",
     "block_cosine",
+    "block_errors",
     "block_mse",
+    "calibration_ratio",
     "cluster_ami",
     "downstream_scores",
     "hidden_mask",
@@ -49,6 +58,7 @@ __all__ = [
     "measure",
     "task_type",
     "training_statistics",
+    "uncertainty_auroc",
     "zscore_concat",
 ]
 
@@ -164,6 +174,136 @@ def block_cosine(
     per_slot, out = _per_slot(X_true, X_filled, hidden, scale, mean, kind="cosine")
     out["all"] = float(np.mean(per_slot)) if per_slot.size else float("nan")
     return out
+
+
+def block_errors(
+    X_true: Mapping[str, Any],
+    X_filled: Mapping[str, Any],
+    hidden: np.ndarray,
+    scale: Stats,
+) -> np.ndarray:
+    """The z-space MSE of every hidden block: ``(n, M)``, NaN where the slot is not hidden.
+
+    Entry ``(i, m)`` is ``mean_j ((x_filled_ij - x_true_ij) / sigma_j)^2`` over the
+    ``d_m`` dimensions of modality ``m``; :func:`block_mse`'s ``"all"`` is the mean of
+    the non-NaN entries.
+
+    Parameters
+    ----------
+    X_true, X_filled, hidden, scale
+        As in :func:`block_mse`.
+
+    Returns
+    -------
+    ndarray of shape (n, M)
+        Columns in the order of ``X_true``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> true = {"a": np.array([[1.0, 2.0], [3.0, 4.0]])}
+    >>> filled = {"a": np.array([[1.0, 2.0], [5.0, 4.0]])}
+    >>> block_errors(true, filled, np.array([[False], [True]]), {"a": np.array([2.0, 1.0])})
+    array([[nan],
+           [0.5]])
+    """
+    per_slot, _ = _per_slot(X_true, X_filled, hidden, scale, None, kind="mse")
+    hidden = np.asarray(hidden, dtype=bool)
+    out = np.full(hidden.shape, np.nan)
+    # _per_slot concatenates the hidden rows modality by modality: cut it back.
+    start = 0
+    for m in range(hidden.shape[1]):
+        stop = start + int(hidden[:, m].sum())
+        out[hidden[:, m], m] = per_slot[start:stop]
+        start = stop
+    return out
+
+
+def _paired_finite(std: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened float64 copies of ``std`` and ``errors``, keeping the slots finite in both."""
+    std = np.asarray(std, dtype=np.float64)
+    errors = np.asarray(errors, dtype=np.float64)
+    if std.shape != errors.shape:
+        raise ValueError(f"std has shape {std.shape} but errors has shape {errors.shape}")
+    keep = np.isfinite(std) & np.isfinite(errors)
+    return std[keep], errors[keep]
+
+
+def uncertainty_auroc(std: Any, errors: Any, top: float = 0.25) -> float:
+    """AUROC of the predicted std as a detector of the worst fills.
+
+    The positives are the blocks whose true error is in the top ``top`` share: above
+    the ``1 - top`` quantile of the errors (linear interpolation, so with distinct
+    errors the ``ceil(top * n)``-th largest and up, at most). The score is the
+    probability that a positive block has a larger predicted std than a negative one,
+    ties counting one half (the Mann-Whitney statistic on average ranks): 0.5 is
+    chance, 1 a perfect ranking.
+
+    Parameters
+    ----------
+    std : array-like
+        Predicted std (or variance: only its order matters) of each filled block;
+        NaN where nothing was filled.
+    errors : array-like, same shape
+        True error of each block, e.g. :func:`block_errors`; NaN where not hidden.
+    top : float, default=0.25
+        Share of the blocks, by largest error, that count as positives; in (0, 1).
+
+    Returns
+    -------
+    float
+        NaN when there are no positives or no negatives (e.g. all errors equal).
+        Slots where either input is NaN are left out.
+
+    Examples
+    --------
+    >>> uncertainty_auroc([0.1, 0.2, 0.3, 0.9], [1.0, 2.0, 3.0, 4.0])
+    1.0
+    >>> uncertainty_auroc([0.9, 0.2, 0.3, 0.1], [1.0, 2.0, 3.0, 4.0])
+    0.0
+    """
+    if not (isinstance(top, int | float) and 0.0 < top < 1.0):
+        raise ValueError(f"top must be in (0, 1), got {top!r}")
+    std, errors = _paired_finite(std, errors)
+    if errors.size == 0:
+        return float("nan")
+    positive = errors > np.quantile(errors, 1.0 - top)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(std)  # ties get their average rank, i.e. count one half
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def calibration_ratio(std: Any, errors: Any) -> float:
+    """``mean(std ** 2) / mean(errors)``: 1 when the predicted variance matches the error.
+
+    Parameters
+    ----------
+    std : array-like
+        Predicted root-mean-square error per coordinate of each filled block (NaN
+        where nothing was filled).
+    errors : array-like, same shape
+        True per-coordinate mean squared error of each block (:func:`block_errors`).
+
+    Returns
+    -------
+    float
+        Above 1: the std overstates the error; below 1: it understates it. NaN when
+        no slot is finite in both, or the errors are all 0. Slots where either input
+        is NaN are left out.
+
+    Examples
+    --------
+    >>> calibration_ratio([1.0, 3.0], [2.0, 3.0])
+    2.0
+    """
+    std, errors = _paired_finite(std, errors)
+    denominator = float(np.mean(errors)) if errors.size else 0.0
+    if denominator <= 0.0:
+        return float("nan")
+    return float(np.mean(std**2) / denominator)
 
 
 def _per_slot(X_true, X_filled, hidden, scale, mean, *, kind) -> tuple[np.ndarray, dict]:

@@ -13,6 +13,7 @@ name                method
 ``knn``             scikit-learn ``KNNImputer`` on z-scored blocks
 ``iterative``       scikit-learn ``IterativeImputer`` on z-scored blocks
 ``nearest``         copy from the nearest training sample having the modality
+``softimpute``      inductive SoftImpute (low rank, fitted on training rows only)
 ``ul4m4``           :class:`ul4m4.UL4M4Imputer` (Lloyd to a fixed point)
 ``ul4m4-onestep``   UL4M4 with the reference scripts' one-step clustering
 ``mofa``            iMML's MOFA imputer (optional, transductive; needs ``imml``)
@@ -39,6 +40,7 @@ from .mofa import MOFABaseline
 from .nearest import NearestSampleImputer
 from .simple import MeanImputer, ZeroImputer
 from .sklearn_imputers import IterativeBaseline, KNNBaseline
+from .softimpute import SoftImputeBaseline
 from .ul4m4_method import UL4M4Method
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "MOFABaseline",
     "MeanImputer",
     "NearestSampleImputer",
+    "SoftImputeBaseline",
     "UL4M4Method",
     "ZeroImputer",
     "available_methods",
@@ -78,6 +81,7 @@ METHODS: dict[str, tuple[type[BaseImputer], Callable[..., BaseImputer]]] = {
     "knn": (KNNBaseline, KNNBaseline),
     "iterative": (IterativeBaseline, IterativeBaseline),
     "nearest": (NearestSampleImputer, NearestSampleImputer),
+    "softimpute": (SoftImputeBaseline, SoftImputeBaseline),
     "ul4m4": (UL4M4Method, UL4M4Method),
     "ul4m4-onestep": (UL4M4Method, _onestep),
     "ul4m4-soft": (UL4M4Method, _soft),

@@ -104,6 +104,7 @@ __all__ = [
     "method_label",
     "run_benchmark",
     "seed_for",
+    "split_rows",
 ]
 
 #: Methods that take the number of clusters k (run once per k).
@@ -312,7 +313,25 @@ def draw_mask(
     return independent_mask(n, rates, random_state)
 
 
-def _split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test row indices of one seed, as every benchmark run splits.
+
+    Stratified by class for single-label targets when every class has two members
+    and room on both sides; otherwise a plain seeded split.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,) or (n, C)
+        Labels (a 2-D multi-label matrix is never stratified).
+    test_size : float
+        Test share, in (0, 1).
+    seed : int
+        ``random_state`` of :func:`sklearn.model_selection.train_test_split`.
+
+    Returns
+    -------
+    train, test : ndarray of int
+    """
     idx = np.arange(y.shape[0])
     stratify = y if y.ndim == 1 else None
     if stratify is not None:
@@ -505,7 +524,7 @@ def _cached(store: _RunStore | None, key: dict[str, Any] | None,
 
 def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
               store=None) -> None:
-    train, test = _split(y, config.test_size, seed)
+    train, test = split_rows(y, config.test_size, seed)
     if split_loader is not None:
         X, y_again = split_loader(train)
         if not np.array_equal(y, y_again):
