@@ -505,7 +505,8 @@ def _model_line(imputer: UL4M4Imputer) -> str:
         grid = list(selection.k_grid) if selection and selection.k_grid else list(imputer.k_grid)
         k += f" (chosen from k in {grid})"
     members = getattr(imputer, "n_ensemble_", 1)
-    ensemble = f", ensemble of {members} fits" if members > 1 else ""
+    unit = "members" if selection is not None and selection.is_ensemble else "fits"
+    ensemble = f", ensemble of {members} {unit}" if members > 1 else ""
     state = "converged" if imputer.converged_ else "not converged"
     unit = "steps" if imputer.algorithm == "minibatch" else "iterations"
     return f"{k}{ensemble}; {imputer.n_iter_} {unit}, {state}"

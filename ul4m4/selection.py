@@ -2,29 +2,25 @@
 
 No labels exist at imputation time, so the imputer scores itself on its own
 training data: for a seeded fraction of the training samples that observe at
-least two modalities, one observed modality is hidden; a model is fitted on the
-data *without* the hidden blocks (statistics and centres alike, so nothing
-leaks), each candidate completion fills the hidden blocks, and the z-space MSE
-per modality (``||z_hat - z||^2 / d_m`` averaged over hidden blocks) scores it.
+least two modalities, one observed modality is hidden (:func:`hide_blocks`); a
+model is fitted on the data *without* the hidden blocks (statistics and
+centres alike, so nothing leaks), the completion fills the hidden blocks, and
+the z-space MSE per modality (``||z_hat - z||^2 / d_m`` averaged over hidden
+blocks) scores it. :class:`Selection` keeps every score with its standard error
+and renders them (``repr``, :meth:`Selection.to_markdown`,
+:meth:`Selection.to_frame`).
 
-Candidates: the greedy completion, soft completion at a few temperatures, each
-also shrunk toward the modality mean (``z_hat * (1 - s)`` for a few s), and
-per-modality mean imputation (z = 0), for every k of a grid. A completion is
-eligible for a modality only if it beats mean imputation on that modality's
-hidden blocks by more than two standard errors (a paired one-sided test), so
-noise in the hidden sample cannot make the imputer worse than the mean on data
-whose modalities say nothing about each other. The chosen k minimises the mean
-over modalities of each modality's best eligible score; each modality then uses
-its own best method at that k (ties go to the simpler method: mean, then greedy,
-then soft; and to the smaller k). Cost: one fit per k of the grid on the masked
-data, plus the final fit on all the data.
-
-With ``n_clusters="auto"`` the grid is not fixed: while the chosen k is the
-largest k scored, ``min(2k, n_samples)`` is scored too (at most
-:data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or at
-a stated limit. With ``completion="auto"`` and a fixed k only that k is scored. Every score is kept
-with its standard error; :class:`Selection` renders them (``repr``,
-:meth:`Selection.to_markdown`, :meth:`Selection.to_frame`).
+This module chooses k for ``n_clusters="auto"`` with a set completion
+(:func:`select_model`): one fit per k of the grid; a completion is eligible for
+a modality only if it beats mean imputation on that modality's hidden blocks
+by more than two standard errors (a paired one-sided test, :func:`paired_margin`),
+and the chosen k minimises the mean over modalities of each modality's best
+eligible score. The grid is not a wall: while the chosen k is the largest k
+scored, ``min(2k, n_samples)`` is scored too (at most
+:data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or
+at a stated limit. ``completion="auto"`` chooses an ensemble of registered
+rules instead (:mod:`ul4m4.auto`), with the same hiding, scores and rule, and
+renders through the same :class:`Selection`.
 """
 
 from __future__ import annotations
