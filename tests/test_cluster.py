@@ -18,7 +18,7 @@ from ul4m4.centers import Centers
 from ul4m4.cluster import assign, kmeans_plusplus, lloyd, state_key
 from ul4m4.data import check_multimodal
 from ul4m4.distance import error_factor
-from ul4m4.model import transform_view
+from ul4m4.inference import transform_view
 from ul4m4.settings import resolve_settings
 from ul4m4.statistics import modality_statistics
 

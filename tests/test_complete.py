@@ -12,7 +12,7 @@ from strategies import multimodal
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.complete import complete_sources, soft_weights
-from ul4m4.model import transform_view
+from ul4m4.inference import transform_view
 from ul4m4.settings import resolve_settings
 
 

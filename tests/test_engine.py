@@ -16,7 +16,8 @@ from sklearn.utils import check_random_state
 
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
-from ul4m4.model import complete, fit_model, predict, transform_view
+from ul4m4.inference import complete, predict, transform_view
+from ul4m4.model import fit_model
 from ul4m4.settings import resolve_settings
 
 

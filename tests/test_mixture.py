@@ -14,8 +14,8 @@ import ul4m4.mixture as mixture_module
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.complete import soft_complete
+from ul4m4.inference import transform_view
 from ul4m4.mixture import Mixture, conditional_fill, fit_mixture, log_likelihood
-from ul4m4.model import transform_view
 from ul4m4.settings import resolve_settings
 
 

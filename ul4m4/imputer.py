@@ -27,14 +27,8 @@ from sklearn.utils import check_random_state
 from ._utils.progress import BarSafeHandler
 from .backends import get_engine
 from .data import InputForm, feature_names, is_small_input, reject_sparse
-from .model import (
-    FittedModel,
-    complete,
-    fit_model,
-    predict,
-    transform_to_files,
-    transform_view,
-)
+from .inference import complete, predict, transform_to_files, transform_view
+from .model import FittedModel, fit_model
 from .persistence import load_model, save_model
 from .settings import Settings, resolve_settings
 

@@ -327,7 +327,7 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
     >>> import numpy as np
     >>> from ul4m4 import UL4M4Imputer
     >>> from ul4m4.backends import NumpyEngine
-    >>> from ul4m4.model import transform_view
+    >>> from ul4m4.inference import transform_view
     >>> from ul4m4.settings import resolve_settings
     >>> rng = np.random.RandomState(0)
     >>> t = rng.normal(size=(200, 1))

@@ -6,7 +6,7 @@ and records, per entry, the centre they came from (``task.sources``), its
 weight (``task.weights``) and the predicted per-coordinate z-space variance of
 the fill (``task.variance``, see :mod:`ul4m4.uncertainty`). What every rule
 shares — the training mean for entries no centre can fill, shrinkage toward the
-mean, ensemble averaging — is done by :func:`ul4m4.model.complete`.
+mean, ensemble averaging — is done by :func:`ul4m4.inference.complete`.
 
 Adding a rule is one class here (or in its own module) with a ``fill`` method
 and a ``candidates`` method (the settings ``completion="auto"`` should try; an

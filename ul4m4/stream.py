@@ -19,7 +19,7 @@ they are. Everything else is wrapped in a :class:`RowReader`:
 * :class:`RowSubset`, a lazy selection of rows of another array (used to drop
   empty samples, and to process row blocks of a transform without copying them).
 
-Streamed *output* (``transform(out_dir=...)``) is :func:`ul4m4.model.transform_to_files`.
+Streamed *output* (``transform(out_dir=...)``) is :func:`ul4m4.inference.transform_to_files`.
 """
 
 from __future__ import annotations
