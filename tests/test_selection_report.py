@@ -182,3 +182,15 @@ def test_selection_round_trips_and_release_0_1_tables_still_render(fitted, tmp_p
     table, notes = text.split("\n\n")
     assert "| chosen for |" in table and "±" not in table and "2 SE" in notes
     assert repr(old).startswith(f"Selection(k={old.n_clusters},")
+
+
+def test_ensemble_frame_has_the_rank_and_marks_the_members(ensemble):
+    pd = pytest.importorskip("pandas")
+    frame = ensemble.selection_.to_frame()
+    assert list(frame.columns[:5]) == ["n_clusters", "method", "temperature", "shrinkage",
+                                       "rank"]
+    mixtures = frame[frame["method"] == "mixture"]
+    assert len(mixtures) and mixtures["rank"].notna().all()
+    used = frame[frame["chosen_for"] != ""]
+    assert len(used) == len({r for pairs in ensemble.selection_.ensemble.values()
+                             for r, _ in pairs})

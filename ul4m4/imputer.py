@@ -167,7 +167,9 @@ class UL4M4Imputer(BaseEstimator):
         n_samples dropped).
     selection_fraction : float, default=0.2
         Share of the training samples with two or more modalities that get one
-        block hidden for ``"auto"`` selection (at most 10,000 samples).
+        block hidden for ``"auto"`` selection (at most 10,000 samples; with
+        ``completion="auto"``, of the subsample of at most 8,192 rows it scores
+        the candidates on).
     n_jobs : int or None, default=None
         Threads that process row chunks in parallel (BLAS is then limited to one
         thread each); ``None`` and -1 use every CPU the process may run on, -2

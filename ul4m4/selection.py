@@ -309,15 +309,16 @@ class Selection:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("Selection.to_frame needs pandas (pip install pandas)") from exc
         names = self.names
+        keys = (*_KEYS, "rank") if self.is_ensemble else _KEYS
         records = []
         for row in self.table:
-            record = {key: row[key] for key in _KEYS}
+            record = {key: row.get(key) for key in keys}
             for n in names:
                 record[n] = row[n]
                 record[f"{n} se"] = row.get("se", {}).get(n, np.nan)
             record["chosen_for"] = ", ".join(self.chosen_for(row))
             records.append(record)
-        columns = [*_KEYS, *(c for n in names for c in (n, f"{n} se")), "chosen_for"]
+        columns = [*keys, *(c for n in names for c in (n, f"{n} se")), "chosen_for"]
         frame = pd.DataFrame.from_records(records, columns=columns)
         frame.attrs["notes"] = self.notes()
         return frame
