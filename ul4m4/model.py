@@ -218,7 +218,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     # a member whose Lloyd run cycles is reseeded instead of left to a warning.
     reseed = settings.auto_k or settings.n_ensemble > 1
     fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, gamma,
-                         rng, progress=progress, warn_constant=True, reseed=reseed)
+                         rng, progress=progress, warn_constant=4, reseed=reseed)
     completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
     members = [Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
                          spread=sample_spread(fitted.view, engine, run.centers,
@@ -275,7 +275,7 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
     for seeding in range(settings.n_ensemble):
         label = "member" if settings.n_ensemble == 1 else f"seeding {seeding + 1}"
         fitted, by_key = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng,
-                                   progress, label, warn_constant=seeding == 0)
+                                   progress, label, warn_constant=6 if seeding == 0 else 0)
         first = first or fitted
         if selection.models:
             chosen, w = ensemble_members(selection, by_key, data.names)
@@ -318,7 +318,7 @@ class _Fitted(NamedTuple):
 
 def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_rows: int,
               gamma: float, rng, progress: FitProgress, label: str, *,
-              warn_constant: bool = False):
+              warn_constant: int = 0):
     """One k-means model per distinct k of ``keys`` (reseeded after a cycle), then each
     key's rule state (the mixtures) on it; returns the fit and ``{key: Member}``."""
     ks = sorted({key.k for key in keys})
@@ -355,7 +355,7 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine: Engine,
                 chunk_rows: int, gamma: float, rng: np.random.RandomState, *,
                 progress: FitProgress | None = None, label: str = "member",
-                warn_constant: bool = False, reseed: bool = False) -> _Fitted:
+                warn_constant: int = 0, reseed: bool = False) -> _Fitted:
     """Statistics, then one k-means model per entry of ``ks`` on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
@@ -364,14 +364,15 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
     more seedings, until one does not cycle. Returns the statistics, the view,
     the ``LloydResult`` of each model and the extra seedings each drew.
     ``progress`` logs each model's stages under ``label`` (numbered ``i/n`` when
-    ``label`` is ``"member"``). ``warn_constant`` warns about constant dimensions
+    ``label`` is ``"member"``). ``warn_constant`` (a stack level: frames up to the
+    user's call) warns about constant dimensions
     (once per fit: the fit of the final model sets it).
     """
     progress = progress if progress is not None else FitProgress(0)
     means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
     scales = unit_scales(means, stds)
     if warn_constant:
-        warn_constant_dimensions(data.names, means, stds, stacklevel=4)
+        warn_constant_dimensions(data.names, means, stds, stacklevel=warn_constant)
     engine.check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads)
     # Streamed inputs (memory maps, array-likes) are never copied whole; an
     # in-memory input may be, once, when the copy is no larger than the input
