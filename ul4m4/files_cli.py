@@ -427,6 +427,9 @@ def _model_files(imputer: UL4M4Imputer, data: str) -> dict[str, Path]:
 def _fit_doing(imputer: UL4M4Imputer, stats: Sequence[ModalityStats]) -> str:
     k = imputer.n_clusters
     what = f"choosing k among {list(imputer.k_grid)}" if k in AUTO_K else f"k = {k}"
+    if imputer.completion == "auto":
+        what = f"choosing a completion ensemble, k among {list(imputer.k_grid)}" \
+            if k in AUTO_K else f"choosing a completion ensemble, k = {k}"
     return f"fitting on {stats[0].rows:,} samples x {len(stats)} modalities ({what})"
 
 
