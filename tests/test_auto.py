@@ -198,3 +198,11 @@ def test_engines_give_the_same_auto_model_and_fills():
     for name in X:
         np.testing.assert_allclose(np.asarray(d_fills[name]), fills[name], rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.asarray(d_std[name]), std[name], rtol=1e-10)
+
+
+def test_explicit_initial_centres_limit_auto_to_their_k():
+    X, _ = shared(n=300)
+    init = {name: np.nan_to_num(values[:3]) for name, values in X.items()}
+    imp = UL4M4Imputer(3, completion="auto", init=init, random_state=0).fit(X)
+    assert {row["n_clusters"] for row in imp.selection_.table[1:]} == {3}
+    assert all(member.centers.k == 3 for member in imp.model_.members)

@@ -253,6 +253,8 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
     ks = _k_grid(data, settings)
     candidates = registered_candidates(ks, sum(data.dims),
                                        min(data.n_samples, MAX_SELECTION_ROWS))
+    if not isinstance(settings.init, str):  # explicit centres: only models of their k
+        candidates = [c for c in candidates if c.k == ks[0]]
     host = engine.host
     # The candidates are compared, not kept: their k-means stop once the centres barely move.
     loose = replace(settings, tol=max(settings.tol, SELECTION_TOL))
