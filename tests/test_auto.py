@@ -52,7 +52,7 @@ def test_candidates_come_from_the_registry():
     rules = {c.rule for c in cands}
     assert rules == {name for name, rule in COMPLETION_RULES.items()
                      if getattr(rule, "candidates", None) and rule.candidates((2,), 20)}
-    assert Candidate("greedy", 2) in cands and Candidate("mixture", 1, rank=20) in cands
+    assert Candidate("greedy", 2) in cands and Candidate("mixture", 1, rank=40) in cands
     assert Candidate("soft", 4, temperature=0.05) in cands
     # k above the rows the selection sees is dropped; the rank stays below the width
     assert all(c.k <= 3 for c in registered_candidates((2, 4), n_dims=20, n_rows=3))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -44,6 +45,11 @@ __all__ = ["Mixture", "conditional_fill", "fit_mixture", "log_likelihood"]
 
 #: Floor of a noise variance, relative to its coordinate's z-space variance...
 NOISE_FLOOR = 1e-3
+#: Rows the EM fits on at most (a seeded sample beyond): a mixture of K clusters and
+#: rank r has (K + r) parameters per dimension, far fewer than this many rows.
+MAX_ROWS = 32_768
+#: Fit rows (every j-th) that the starting loadings and noise are estimated on.
+INIT_ROWS = 8192
 #: Bytes of float64 fit rows the EM keeps in memory across its iterations.
 GROUP_CACHE_BYTES = 256 * 2**20
 #: ...and absolute (a constant coordinate must not give a zero variance).
@@ -138,14 +144,21 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], n: int,
-            temperature: float | None, per_row: bool
+            temperature: float | None, per_row: bool, squares: Sequence | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of n rows of one pattern."""
+    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of n rows of one pattern.
+
+    ``squares`` (the fit's groups: each observed block squared) turns the rows'
+    noise-weighted norms into one matrix-vector product per modality.
+    """
     k, r = mix.k, mix.rank
     y, zz = np.zeros((n, k + r)), np.zeros(n)
     for j, m in enumerate(terms.observed):
         y = y + _mm(blocks[m], terms.project[j], per_row)
-        zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
+        if squares is None:
+            zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
+        else:
+            zz = zz + squares[m] @ terms.inv_noise[j]
     u = y[:, k:]
     us = _mm(u, terms.solve, per_row)
     delta = (zz - _rowdot(us[:, :r], u))[:, None] - 2 * (y[:, :k] - us[:, r:]) + terms.const
@@ -287,7 +300,7 @@ def log_likelihood(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndar
 # ----------------------------------------------------------------------- fit
 def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, rank: int,
                 ridge: float = 1.0, prior_count: float = 1.0, n_iter: int = 15,
-                max_rows: int = 65_536, rng: np.random.RandomState) -> Mixture:
+                max_rows: int = MAX_ROWS, rng: np.random.RandomState) -> Mixture:
     """Fit the conditional low-rank mixture by EM, starting from k-means.
 
     Parameters
@@ -354,13 +367,20 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
     if rank > total_dim:
         raise ValueError(f"rank must be at most the total dimension {total_dim}, got {rank}")
     rows = _fit_rows(view, max_rows, rng)
-    chunks = [rows[s : s + view.chunk_rows] for s in range(0, rows.size, view.chunk_rows)]
-    mix, floors = _initial(view, engine, centers, labels, chunks, int(rank), prior_count)
+    chunks = _chunks(rows, view.chunk_rows)
+    # The start needs only a covariance estimate: every j-th fit row, at most INIT_ROWS.
+    sample = rows[:: -(-rows.size // INIT_ROWS)]
+    mix, floors = _initial(view, engine, centers, labels, _chunks(sample, view.chunk_rows),
+                           int(rank), prior_count)
     groups = _cached_groups(view, engine, chunks)
     for _ in range(n_iter):
         stream = groups if groups is not None else _read_groups(view, engine, chunks)
         mix = _maximise(mix, _expected_statistics(mix, stream), floors, ridge, prior_count)
     return mix
+
+
+def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[s : s + size] for s in range(0, rows.size, size)]
 
 
 def _fit_rows(view, max_rows: int, rng: np.random.RandomState) -> np.ndarray:
@@ -444,46 +464,63 @@ class _Statistics:
                    np.zeros(len(mix.means)), np.zeros(mix.k))
 
 
+class _Group(NamedTuple):
+    """One pattern group of fit rows: its pattern, float64 blocks (None where not
+    observed), the blocks squared and their column sums."""
+
+    pattern: np.ndarray
+    blocks: list
+    squares: list
+    square_sums: list
+
+    @classmethod
+    def of(cls, pattern: np.ndarray, blocks: list) -> _Group:
+        squares = [None if b is None else b * b for b in blocks]
+        return cls(pattern, blocks, squares,
+                   [None if q is None else q.sum(axis=0) for q in squares])
+
+
 def _read_groups(view, engine: Engine, chunks):
-    """``(pattern, float64 observed blocks)`` per pattern group of each chunk of the fit rows."""
+    """The pattern groups of each chunk of the fit rows, read through the engine."""
     for chunk in chunks:
         blocks, mask = engine.take(view, chunk)
         for pattern, rows in _groups(mask):
-            yield pattern, [b[rows].astype(np.float64) if pattern[m] else None
-                            for m, b in enumerate(blocks)]
+            yield _Group.of(pattern, [b[rows].astype(np.float64) if pattern[m] else None
+                                      for m, b in enumerate(blocks)])
 
 
 def _cached_groups(view, engine: Engine, chunks) -> list | None:
     """The fit rows' pattern groups read once, over all chunks, when their float64
-    blocks fit in GROUP_CACHE_BYTES (the EM then reads no data per iteration and
-    multiplies larger blocks); None otherwise (each iteration reads the chunks)."""
+    blocks and squares fit in GROUP_CACHE_BYTES (the EM then reads no data per
+    iteration and multiplies larger blocks); None otherwise (each iteration reads
+    the chunks)."""
     n_rows = sum(len(chunk) for chunk in chunks)
-    if 8 * n_rows * sum(view.data.dims) > GROUP_CACHE_BYTES:
+    if 16 * n_rows * sum(view.data.dims) > GROUP_CACHE_BYTES:
         return None
-    parts = list(_read_groups(view, engine, chunks))
-    groups: dict[bytes, tuple[np.ndarray, list]] = {}
-    for pattern, sub in parts:
-        groups.setdefault(pattern.tobytes(), (pattern, []))[1].append(sub)
-    return [(pattern, [None if not pattern[m] else np.concatenate([s[m] for s in subs])
-                       for m in range(pattern.size)])
-            for pattern, subs in groups.values()]
+    parts: dict[bytes, tuple[np.ndarray, list]] = {}
+    for group in _read_groups(view, engine, chunks):
+        parts.setdefault(group.pattern.tobytes(), (group.pattern, []))[1].append(group.blocks)
+    return [_Group.of(pattern, [None if not pattern[m] else np.concatenate([b[m] for b in subs])
+                                for m in range(pattern.size)])
+            for pattern, subs in parts.values()]
 
 
 def _expected_statistics(mix: Mixture, groups) -> _Statistics:
     """One E-step over the fit rows, pattern group by pattern group."""
     stats, cache = _Statistics.zeros(mix), {}
-    for pattern, sub in groups:
-        key = pattern.tobytes()
+    for group in groups:
+        key = group.pattern.tobytes()
         if key not in cache:
-            cache[key] = _pattern(mix, pattern)
-        n = next(b.shape[0] for b in sub if b is not None)
-        g, u, _ = _e_step(mix, cache[key], sub, n, None, per_row=False)
-        _accumulate(stats, cache[key], g, u, sub)
+            cache[key] = _pattern(mix, group.pattern)
+        n = next(b.shape[0] for b in group.blocks if b is not None)
+        g, u, _ = _e_step(mix, cache[key], group.blocks, n, None, per_row=False,
+                          squares=group.squares)
+        _accumulate(stats, cache[key], g, u, group)
     return stats
 
 
 def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarray,
-                blocks: Sequence[np.ndarray | None]) -> None:
+                group: _Group) -> None:
     """Add one pattern group's expected statistics (E[t | i, c] = S (u_i - v_c))."""
     s, v, k = terms.cov, terms.v, g.shape[1]
     counts = g.sum(axis=0)
@@ -493,13 +530,15 @@ def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarra
     tt = g.shape[0] * s + s @ (u.T @ u - ug_v - ug_v.T + v.T @ (counts[:, None] * v)) @ s
     xx = np.block([[np.diag(counts), cross], [cross.T, tt]])
     stats.counts += counts
+    # One product of the block with [g | u] (K + r columns) instead of two.
+    gu_t = np.ascontiguousarray(np.hstack([g, u]).T)
     for m in terms.observed:
-        z = blocks[m]
-        gz = g.T @ z
+        products = gu_t @ group.blocks[m]
+        gz = products[:k]
         stats.xx[m] += xx
         stats.xz[m][:k] += gz
-        stats.xz[m][k:] += s @ (u.T @ z - v.T @ gz)
-        stats.zz[m] += np.sum(z * z, axis=0)
+        stats.xz[m][k:] += s @ (products[k:] - v.T @ gz)
+        stats.zz[m] += group.square_sums[m]
         stats.rows[m] += g.shape[0]
 
 

@@ -324,8 +324,11 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
     """One k-means model per distinct k of ``keys`` (reseeded after a cycle), then each
     key's rule state (the mixtures) on it; returns the fit and ``{key: Member}``."""
     ks = sorted({key.k for key in keys})
+    # A k-means model that only starts mixtures needs no fixed point: their EM moves on.
+    starts_only = [all(key.rank is not None for key in keys if key.k == k) for k in ks]
     fitted = fit_members(data, ks, settings, engine, chunk_rows, gamma, rng, progress=progress,
-                         label=label, warn_constant=warn_constant, reseed=True)
+                         label=label, warn_constant=warn_constant, reseed=True,
+                         loose=starts_only)
     by_k = dict(zip(ks, fitted.results, strict=True))
     members = {}
     for key in keys:
@@ -357,7 +360,8 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine: Engine,
                 chunk_rows: int, gamma: float, rng: np.random.RandomState, *,
                 progress: FitProgress | None = None, label: str = "member",
-                warn_constant: int = 0, reseed: bool = False) -> _Fitted:
+                warn_constant: int = 0, reseed: bool = False,
+                loose: Sequence[bool] | None = None) -> _Fitted:
     """Statistics, then one k-means model per entry of ``ks`` on one view of the data.
 
     Each model is the best of ``n_init`` seedings; the models draw from ``rng`` one
@@ -368,7 +372,9 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
     ``progress`` logs each model's stages under ``label`` (numbered ``i/n`` when
     ``label`` is ``"member"``). ``warn_constant`` (a stack level: frames up to the
     user's call) warns about constant dimensions
-    (once per fit: the fit of the final model sets it).
+    (once per fit: the fit of the final model sets it). ``loose[i]`` stops model i's
+    Lloyd iterations at ``tol`` :data:`SELECTION_TOL` at least (a model that only
+    starts the mixtures' EM).
     """
     progress = progress if progress is not None else FitProgress(0)
     means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
@@ -382,12 +388,14 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
     cache = 0 if is_streamed(data) else max(CACHE_BYTES, data.nbytes)
     view = engine.view(data, means, scales, settings.dtype, chunk_rows, settings.n_threads,
                        cache)
-    tol = shift_tolerance(settings.tol, data.mask, data.dims)
+    tols = {False: shift_tolerance(settings.tol, data.mask, data.dims),
+            True: shift_tolerance(max(settings.tol, SELECTION_TOL), data.mask, data.dims)}
+    loose = loose or [False] * len(ks)
     # Another seeding is another run of the same settings: it only helps where
     # the seeds are drawn (not an explicit init, nor the reference's one step).
     reseed = reseed and isinstance(settings.init, str) and not settings.reference_one_step
     results, reseeds = [], []
-    for i, k in enumerate(ks):
+    for i, (k, tol) in enumerate(zip(ks, [tols[flag] for flag in loose], strict=True)):
         name = f"{label} {i + 1}/{len(ks)}" if label == "member" else f"{label}: k={k}"
         if label == "member":
             progress.stage("%s: k=%d", name, k)

@@ -142,9 +142,9 @@ class ConditionalMixture:
     ``FROM_MODEL``: no single centre filled it.
     """
 
-    #: Rank of the shared covariance tried at k = 1 (probabilistic PCA); it falls
-    #: linearly in log k to 0 at k = 64 (a soft blend of centres).
-    TOP_RANK = 20
+    #: Rank of the shared covariance tried at k = 1 (probabilistic PCA) besides its
+    #: double; it falls linearly in log k to 0 at k = 64 (a soft blend of centres).
+    TOP_RANK = 40
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         view = task.view
@@ -160,9 +160,14 @@ class ConditionalMixture:
             task.variance[m][rows] = variance[rows, m]
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
-        ranks = {k: int(round(self.TOP_RANK * max(0.0, 1.0 - np.log2(k) / 6.0)))
-                 for k in sorted({1, *ks})}
-        return tuple({"k": k, "rank": min(r, n_dims - 1)} for k, r in ranks.items())
+        out: list[dict] = []
+        for k in sorted({1, *ks}):
+            rank = int(round(self.TOP_RANK * max(0.0, 1.0 - np.log2(k) / 6.0)))
+            for r in (rank, 2 * rank):
+                option = {"k": k, "rank": min(r, n_dims - 1)}
+                if option not in out:
+                    out.append(option)
+        return tuple(out)
 
 
 def fit_rule_state(key: ModelKey, view: Any, engine: Engine, centers: Centers,
