@@ -138,7 +138,8 @@ class UL4M4Imputer(BaseEstimator):
         rule's candidates are scored (greedy and soft at every k of the grid,
         and the conditional low-rank mixture of :mod:`ul4m4.mixture`, whose
         fill is the conditional mean of the missing blocks given the observed
-        ones, from k=1 with rank 20, probabilistic PCA, to k=64 with rank 0);
+        ones, from k=1 with rank 40 or 80, probabilistic PCA, to k=64 with rank
+        0);
         greedy forward selection builds each modality's weighted blend, a
         shrinkage toward the mean is chosen, and the blend replaces the mean
         only if it wins by more than two standard errors. The blends use at

@@ -110,27 +110,58 @@ class _Pattern:
     dim: int  # sum of d_m over O
 
 
-def _pattern(mix: Mixture, pattern: np.ndarray) -> _Pattern:
-    k, r = mix.k, mix.rank
-    observed = np.flatnonzero(pattern)
-    inv = [1.0 / mix.noise[m] for m in observed]
-    a, v, mm = np.zeros((r, r)), np.zeros((k, r)), np.zeros(k)
-    log_det = 0.0
-    for m, inv_m in zip(observed, inv, strict=True):
-        w, mu = mix.loadings[m], mix.means[m]
-        a += w.T @ (w * inv_m[:, None])
-        v += (mu * inv_m) @ w
-        mm += np.sum(mu * mu * inv_m, axis=1)
-        log_det += float(np.sum(np.log(mix.noise[m])))
-    inner = np.eye(r) + a
+@dataclass
+class _ModalityTerms:
+    """Per modality, the parameters' terms every pattern sums (computed once per use)."""
+
+    inv: list[np.ndarray]  # 1 / psi_m
+    project: list[np.ndarray]  # (d_m, K + r): [mu_m^T | W_m] / psi_m
+    a: np.ndarray  # (M, r, r): W_m^T Psi_m^-1 W_m
+    v: np.ndarray  # (M, K, r): mu_m Psi_m^-1 W_m
+    mm: np.ndarray  # (M, K): ||mu_c^m||^2_Psi
+    log_det: np.ndarray  # (M,): log det Psi_m
+    dims: np.ndarray  # (M,)
+
+    @classmethod
+    def of(cls, mix: Mixture) -> _ModalityTerms:
+        inv = [1.0 / psi for psi in mix.noise]
+        return cls(
+            inv,
+            [np.hstack([mu.T, w]) * i[:, None]
+             for mu, w, i in zip(mix.means, mix.loadings, inv, strict=True)],
+            np.stack([w.T @ (w * i[:, None]) for w, i in zip(mix.loadings, inv, strict=True)]),
+            np.stack([(mu * i) @ w for mu, w, i in zip(mix.means, mix.loadings, inv,
+                                                       strict=True)]),
+            np.stack([np.sum(mu * mu * i, axis=1) for mu, i in zip(mix.means, inv,
+                                                                   strict=True)]),
+            np.array([float(np.sum(np.log(psi))) for psi in mix.noise]),
+            np.array([mu.shape[1] for mu in mix.means]))
+
+
+def _patterns(terms: _ModalityTerms, patterns: np.ndarray) -> list[_Pattern]:
+    """The Woodbury terms of each missing pattern (rows of ``patterns``), from the
+    per-modality terms: one stacked inverse and determinant for all of them.
+
+    The sums over a pattern's modalities are reductions along the modality axis, so
+    a pattern's terms do not depend on the other patterns asked with it.
+    """
+    on = patterns.astype(np.float64)
+    r = terms.a.shape[1]
+    inner = np.eye(r) + np.sum(on[:, :, None, None] * terms.a, axis=1)
     cov = np.linalg.inv(inner)
-    cov = (cov + cov.T) / 2  # exactly symmetric, so S_O W^T and W S_O agree
-    project = [np.hstack([mix.means[m].T, mix.loadings[m]]) * inv_m[:, None]
-               for m, inv_m in zip(observed, inv, strict=True)]
-    return _Pattern(observed, project, inv, cov, v, np.hstack([cov, cov @ v.T]),
-                    mm - np.einsum("kr,rs,ks->k", v, cov, v),
-                    log_det + float(np.linalg.slogdet(inner)[1]),
-                    int(sum(mix.means[m].shape[1] for m in observed)))
+    cov = (cov + np.swapaxes(cov, 1, 2)) / 2  # exactly symmetric: S_O W^T and W S_O agree
+    v = np.sum(on[:, :, None, None] * terms.v, axis=1)
+    const = np.sum(on[:, :, None] * terms.mm, axis=1) - np.einsum("pkr,prs,pks->pk", v, cov, v)
+    log_det = np.sum(on * terms.log_det, axis=1) + np.linalg.slogdet(inner)[1]
+    dims = patterns.astype(np.int64) @ terms.dims
+    out = []
+    for p, pattern in enumerate(patterns):
+        observed = np.flatnonzero(pattern)
+        out.append(_Pattern(observed, [terms.project[m] for m in observed],
+                            [terms.inv[m] for m in observed], cov[p], v[p],
+                            np.hstack([cov[p], cov[p] @ v[p].T]), const[p], float(log_det[p]),
+                            int(dims[p])))
+    return out
 
 
 def _mm(a: np.ndarray, b: np.ndarray, per_row: bool) -> np.ndarray:
@@ -144,21 +175,23 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], n: int,
-            temperature: float | None, per_row: bool, squares: Sequence | None = None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of n rows of one pattern.
-
-    ``squares`` (the fit's groups: each observed block squared) turns the rows'
-    noise-weighted norms into one matrix-vector product per modality.
-    """
+            temperature: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Responsibilities, ``u`` and log-likelihoods of n rows of one pattern, each row's
+    products taken alone (its values independent of the batch)."""
     k, r = mix.k, mix.rank
     y, zz = np.zeros((n, k + r)), np.zeros(n)
     for j, m in enumerate(terms.observed):
-        y = y + _mm(blocks[m], terms.project[j], per_row)
-        if squares is None:
-            zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
-        else:
-            zz = zz + squares[m] @ terms.inv_noise[j]
+        y = y + _mm(blocks[m], terms.project[j], per_row=True)
+        zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
+    return _posterior(mix, terms, y, zz, temperature, per_row=True)
+
+
+def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
+               temperature: float | None, per_row: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of rows of one
+    pattern, from their products ``y = z [mu^T | W] / psi`` and ``zz = ||z||^2_Psi``."""
+    k, r = mix.k, mix.rank
     u = y[:, k:]
     us = _mm(u, terms.solve, per_row)
     delta = (zz - _rowdot(us[:, :r], u))[:, None] - 2 * (y[:, :k] - us[:, r:]) + terms.const
@@ -262,14 +295,15 @@ def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.nd
     variance = np.full((n, n_mod), np.nan)
     for m in wanted:
         fills[m] = np.where(mask[:, m][:, None], np.asarray(blocks[m], dtype=np.float64), 0.0)
-    for pattern, rows in _groups(mask):
+    groups = [(pattern, rows) for pattern, rows in _groups(mask)
+              if any(not pattern[m] for m in wanted)]
+    if groups:
+        patterns = _patterns(_ModalityTerms.of(mixture), np.array([p for p, _ in groups]))
+    for (pattern, rows), terms in zip(groups, patterns if groups else [], strict=True):
         missing = [m for m in wanted if not pattern[m]]
-        if not missing:
-            continue
-        terms = _pattern(mixture, pattern)
         sub = [np.asarray(b[rows], dtype=np.float64) if pattern[m] else None
                for m, b in enumerate(blocks)]
-        g, u, _ = _e_step(mixture, terms, sub, rows.size, temperature, per_row=True)
+        g, u, _ = _e_step(mixture, terms, sub, rows.size, temperature)
         for m in missing:
             fills[m][rows], variance[rows, m] = _fill(mixture, terms, m, g, u)
     return fills, variance
@@ -288,12 +322,14 @@ def log_likelihood(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndar
     """
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape[0])
-    for pattern, rows in _groups(mask):
+    groups = [(pattern, rows) for pattern, rows in _groups(mask) if pattern.any()]
+    if not groups:
+        return out
+    patterns = _patterns(_ModalityTerms.of(mixture), np.array([p for p, _ in groups]))
+    for (pattern, rows), terms in zip(groups, patterns, strict=True):
         sub = [np.asarray(b[rows], dtype=np.float64) if pattern[m] else None
                for m, b in enumerate(blocks)]
-        if pattern.any():
-            out[rows] = _e_step(mixture, _pattern(mixture, pattern), sub, rows.size, None,
-                                True)[2]
+        out[rows] = _e_step(mixture, terms, sub, rows.size, None)[2]
     return out
 
 
@@ -372,10 +408,11 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
     sample = rows[:: -(-rows.size // INIT_ROWS)]
     mix, floors = _initial(view, engine, centers, labels, _chunks(sample, view.chunk_rows),
                            int(rank), prior_count)
-    groups = _cached_groups(view, engine, chunks)
+    cached = _cached_batch(view, engine, rows)
     for _ in range(n_iter):
-        stream = groups if groups is not None else _read_groups(view, engine, chunks)
-        mix = _maximise(mix, _expected_statistics(mix, stream), floors, ridge, prior_count)
+        batches = [cached] if cached is not None else (
+            _Batch.read(view, engine, chunk) for chunk in chunks)
+        mix = _maximise(mix, _expected_statistics(mix, batches), floors, ridge, prior_count)
     return mix
 
 
@@ -444,102 +481,110 @@ def _log_weights(counts: np.ndarray, prior_count: float) -> np.ndarray:
 class _Statistics:
     """Float64 expected sufficient statistics of one E-step, per modality m over its rows.
 
-    With ``x = [onehot(c); t]`` (K + r): ``xx[m] = sum E[x x^T]``,
-    ``xz[m] = sum E[x] z^T``, ``zz[m]`` the per-coordinate sums of squares,
-    ``rows[m]`` the rows observing m, ``counts`` the cluster counts over all rows.
+    With ``x = [onehot(c); t]`` (K + r), ``E[x x^T]`` summed over m's rows is
+    ``[[diag(counts[m]), cross[m]], [cross[m]^T, tt[m]]]``; ``xz[m] = sum E[x] z^T``,
+    ``zz[m]`` the per-coordinate sums of squares, ``rows[m]`` the rows observing m,
+    ``total`` the cluster counts over all rows.
     """
 
-    xx: list[np.ndarray]
+    counts: np.ndarray  # (M, K)
+    cross: np.ndarray  # (M, K, r)
+    tt: np.ndarray  # (M, r, r)
     xz: list[np.ndarray]
     zz: list[np.ndarray]
     rows: np.ndarray
-    counts: np.ndarray
+    total: np.ndarray
 
     @classmethod
     def zeros(cls, mix: Mixture) -> _Statistics:
-        size = mix.k + mix.rank
-        return cls([np.zeros((size, size)) for _ in mix.means],
-                   [np.zeros((size, mu.shape[1])) for mu in mix.means],
-                   [np.zeros(mu.shape[1]) for mu in mix.means],
-                   np.zeros(len(mix.means)), np.zeros(mix.k))
+        n_mod, k, r = len(mix.means), mix.k, mix.rank
+        return cls(np.zeros((n_mod, k)), np.zeros((n_mod, k, r)), np.zeros((n_mod, r, r)),
+                   [np.zeros((k + r, mu.shape[1])) for mu in mix.means],
+                   [np.zeros(mu.shape[1]) for mu in mix.means], np.zeros(n_mod), np.zeros(k))
+
+    def xx(self, m: int) -> np.ndarray:
+        return np.block([[np.diag(self.counts[m]), self.cross[m]],
+                         [self.cross[m].T, self.tt[m]]])
 
 
-class _Group(NamedTuple):
-    """One pattern group of fit rows: its pattern, float64 blocks (None where not
-    observed), the blocks squared and their column sums."""
+class _Batch(NamedTuple):
+    """Fit rows read once: their pattern groups and, per modality, the float64 block of
+    the rows observing it, those rows, the block squared and its column sums."""
 
-    pattern: np.ndarray
+    n: int
+    groups: list
+    rows: list
     blocks: list
     squares: list
     square_sums: list
 
     @classmethod
-    def of(cls, pattern: np.ndarray, blocks: list) -> _Group:
-        squares = [None if b is None else b * b for b in blocks]
-        return cls(pattern, blocks, squares,
-                   [None if q is None else q.sum(axis=0) for q in squares])
+    def read(cls, view, engine: Engine, rows: np.ndarray) -> _Batch:
+        blocks, mask = engine.take(view, rows)
+        observing = [np.flatnonzero(mask[:, m]) for m in range(mask.shape[1])]
+        data = [b[at].astype(np.float64) for b, at in zip(blocks, observing, strict=True)]
+        squares = [d * d for d in data]
+        return cls(mask.shape[0], list(_groups(mask)), observing, data, squares,
+                   [q.sum(axis=0) for q in squares])
 
 
-def _read_groups(view, engine: Engine, chunks):
-    """The pattern groups of each chunk of the fit rows, read through the engine."""
-    for chunk in chunks:
-        blocks, mask = engine.take(view, chunk)
-        for pattern, rows in _groups(mask):
-            yield _Group.of(pattern, [b[rows].astype(np.float64) if pattern[m] else None
-                                      for m, b in enumerate(blocks)])
-
-
-def _cached_groups(view, engine: Engine, chunks) -> list | None:
-    """The fit rows' pattern groups read once, over all chunks, when their float64
-    blocks and squares fit in GROUP_CACHE_BYTES (the EM then reads no data per
-    iteration and multiplies larger blocks); None otherwise (each iteration reads
-    the chunks)."""
-    n_rows = sum(len(chunk) for chunk in chunks)
-    if 16 * n_rows * sum(view.data.dims) > GROUP_CACHE_BYTES:
+def _cached_batch(view, engine: Engine, rows: np.ndarray) -> _Batch | None:
+    """All fit rows as one batch, read once, when their float64 blocks and squares fit
+    in GROUP_CACHE_BYTES (the EM then reads no data per iteration and multiplies the
+    largest blocks); None otherwise (each iteration reads the rows chunk by chunk)."""
+    if 16 * rows.size * sum(view.data.dims) > GROUP_CACHE_BYTES:
         return None
-    parts: dict[bytes, tuple[np.ndarray, list]] = {}
-    for group in _read_groups(view, engine, chunks):
-        parts.setdefault(group.pattern.tobytes(), (group.pattern, []))[1].append(group.blocks)
-    return [_Group.of(pattern, [None if not pattern[m] else np.concatenate([b[m] for b in subs])
-                                for m in range(pattern.size)])
-            for pattern, subs in parts.values()]
+    return _Batch.read(view, engine, rows)
 
 
-def _expected_statistics(mix: Mixture, groups) -> _Statistics:
-    """One E-step over the fit rows, pattern group by pattern group."""
+def _expected_statistics(mix: Mixture, batches) -> _Statistics:
+    """One E-step over the fit rows: per batch, one product per modality for every row
+    observing it, the posterior per pattern group, one product per modality for the
+    statistics."""
+    k, r = mix.k, mix.rank
     stats, cache = _Statistics.zeros(mix), {}
-    for group in groups:
-        key = group.pattern.tobytes()
-        if key not in cache:
-            cache[key] = _pattern(mix, group.pattern)
-        n = next(b.shape[0] for b in group.blocks if b is not None)
-        g, u, _ = _e_step(mix, cache[key], group.blocks, n, None, per_row=False,
-                          squares=group.squares)
-        _accumulate(stats, cache[key], g, u, group)
+    modality_terms = _ModalityTerms.of(mix)
+    for batch in batches:
+        new = [p for p, _ in batch.groups if p.any() and p.tobytes() not in cache]
+        if new:
+            for pattern, terms in zip(new, _patterns(modality_terms, np.array(new)),
+                                      strict=True):
+                cache[pattern.tobytes()] = terms
+        y, zz = np.zeros((batch.n, k + r)), np.zeros(batch.n)
+        for m, rows in enumerate(batch.rows):
+            if rows.size:
+                y[rows] += batch.blocks[m] @ modality_terms.project[m]
+                zz[rows] += batch.squares[m] @ modality_terms.inv[m]
+        expected = np.zeros((batch.n, k + r))  # E[x] = [g; t-bar] per row
+        for pattern, rows in batch.groups:
+            if not pattern.any():
+                continue
+            terms = cache[pattern.tobytes()]
+            g, u, _ = _posterior(mix, terms, y[rows], zz[rows], None, per_row=False)
+            _accumulate(stats, terms, g, u)
+            expected[rows, :k] = g
+            expected[rows, k:] = (u - g @ terms.v) @ terms.cov
+        for m, rows in enumerate(batch.rows):
+            if rows.size:
+                stats.xz[m] += expected[rows].T @ batch.blocks[m]
+                stats.zz[m] += batch.square_sums[m]
     return stats
 
 
-def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarray,
-                group: _Group) -> None:
-    """Add one pattern group's expected statistics (E[t | i, c] = S (u_i - v_c))."""
-    s, v, k = terms.cov, terms.v, g.shape[1]
+def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarray) -> None:
+    """Add one pattern group's ``E[x x^T]`` pieces (E[t | i, c] = S (u_i - v_c))."""
+    s, v = terms.cov, terms.v
     counts = g.sum(axis=0)
     cross = (g.T @ u - counts[:, None] * v) @ s  # sum_i g_ic E[t | i, c]^T  (K, r)
     ug_v = (u.T @ g) @ v
     # sum_i sum_c g_ic E[t t^T | i, c] = n S + S (sum_ic g_ic (u_i - v_c)(u_i - v_c)^T) S
     tt = g.shape[0] * s + s @ (u.T @ u - ug_v - ug_v.T + v.T @ (counts[:, None] * v)) @ s
-    xx = np.block([[np.diag(counts), cross], [cross.T, tt]])
-    stats.counts += counts
-    # One product of the block with [g | u] (K + r columns) instead of two.
-    gu_t = np.ascontiguousarray(np.hstack([g, u]).T)
-    for m in terms.observed:
-        products = gu_t @ group.blocks[m]
-        gz = products[:k]
-        stats.xx[m] += xx
-        stats.xz[m][:k] += gz
-        stats.xz[m][k:] += s @ (products[k:] - v.T @ gz)
-        stats.zz[m] += group.square_sums[m]
-        stats.rows[m] += g.shape[0]
+    observed = terms.observed
+    stats.total += counts
+    stats.counts[observed] += counts
+    stats.cross[observed] += cross
+    stats.tt[observed] += tt
+    stats.rows[observed] += g.shape[0]
 
 
 def _maximise(mix: Mixture, stats: _Statistics, floors: list[np.ndarray], ridge: float,
@@ -548,13 +593,14 @@ def _maximise(mix: Mixture, stats: _Statistics, floors: list[np.ndarray], ridge:
     k, r = mix.k, mix.rank
     penalty = np.diag(np.concatenate([np.full(k, float(prior_count)), np.full(r, float(ridge))]))
     means, loadings, noise = list(mix.means), list(mix.loadings), list(mix.noise)
-    for m, (xx, xz) in enumerate(zip(stats.xx, stats.xz, strict=True)):
+    for m, xz in enumerate(stats.xz):
         if stats.rows[m] == 0:
             continue  # no fit row observes m: keep its initial parameters
+        xx = stats.xx(m)
         # lstsq: a cluster of zero weight (no prior) leaves the system singular.
         theta = np.linalg.lstsq(xx + penalty, xz, rcond=None)[0]
         resid = stats.zz[m] - 2 * np.sum(theta * xz, axis=0) + np.sum(theta * (xx @ theta),
                                                                        axis=0)
         means[m], loadings[m] = theta[:k], theta[k:].T.copy()
         noise[m] = np.maximum(resid / stats.rows[m], floors[m])
-    return Mixture(_log_weights(stats.counts, prior_count), means, loadings, noise)
+    return Mixture(_log_weights(stats.total, prior_count), means, loadings, noise)
