@@ -185,7 +185,7 @@ def test_selection_round_trips_and_release_0_1_tables_still_render(fitted, tmp_p
 
 
 def test_ensemble_frame_has_the_rank_and_marks_the_members(ensemble):
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     frame = ensemble.selection_.to_frame()
     assert list(frame.columns[:5]) == ["n_clusters", "method", "temperature", "shrinkage",
                                        "rank"]

@@ -41,7 +41,7 @@ from .centers import Centers
 from .complete import soft_weights
 from .engine import Engine
 
-__all__ = ["Mixture", "conditional_fill", "fit_mixture", "log_likelihood"]
+__all__ = ["Mixture", "conditional_fill", "fit_mixture", "fit_mixtures", "log_likelihood"]
 
 #: Floor of a noise variance, relative to its coordinate's z-space variance...
 NOISE_FLOOR = 1e-3
@@ -389,31 +389,50 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
     >>> mix.k, mix.rank, [w.shape for w in mix.loadings]
     (2, 1, [(2, 1), (3, 1)])
     """
-    check_params(
-        {"rank": rank, "ridge": ridge, "prior_count": prior_count, "n_iter": n_iter,
-         "max_rows": max_rows},
-        {"rank": [Interval(numbers.Integral, 0)], "ridge": [Interval(numbers.Real, 0)],
-         "prior_count": [Interval(numbers.Real, 0)], "n_iter": [Interval(numbers.Integral, 0)],
-         "max_rows": [Interval(numbers.Integral, 1)]})
+    return fit_mixtures(view, engine, centers, labels, ranks=[rank], ridge=ridge,
+                        prior_count=prior_count, n_iter=n_iter, max_rows=max_rows, rng=rng)[0]
+
+
+def fit_mixtures(view, engine: Engine, centers: Centers, labels: np.ndarray, *,
+                 ranks: Sequence[int], ridge: float = 1.0, prior_count: float = 1.0,
+                 n_iter: int = 15, max_rows: int = MAX_ROWS,
+                 rng: np.random.RandomState) -> list[Mixture]:
+    """One mixture per rank of ``ranks`` from the same k-means start (see
+    :func:`fit_mixture`): the fit rows are read, and the start covariance estimated,
+    once for all of them."""
+    for rank in ranks:
+        check_params(
+            {"rank": rank, "ridge": ridge, "prior_count": prior_count, "n_iter": n_iter,
+             "max_rows": max_rows},
+            {"rank": [Interval(numbers.Integral, 0)], "ridge": [Interval(numbers.Real, 0)],
+             "prior_count": [Interval(numbers.Real, 0)],
+             "n_iter": [Interval(numbers.Integral, 0)],
+             "max_rows": [Interval(numbers.Integral, 1)]})
     labels = np.asarray(labels)
     if labels.shape != (view.n_samples,):
         raise ValueError(f"labels must have shape ({view.n_samples},) (one per row of the "
                          f"view), got {labels.shape}")
     total_dim = sum(b.shape[1] for b in centers.blocks)
-    if rank > total_dim:
-        raise ValueError(f"rank must be at most the total dimension {total_dim}, got {rank}")
+    for rank in ranks:
+        if rank > total_dim:
+            raise ValueError(f"rank must be at most the total dimension {total_dim}, got "
+                             f"{rank}")
     rows = _fit_rows(view, max_rows, rng)
     chunks = _chunks(rows, view.chunk_rows)
     # The start needs only a covariance estimate: every j-th fit row, at most INIT_ROWS.
     sample = rows[:: -(-rows.size // INIT_ROWS)]
-    mix, floors = _initial(view, engine, centers, labels, _chunks(sample, view.chunk_rows),
-                           int(rank), prior_count)
+    start = _Start.estimate(view, engine, centers, labels, _chunks(sample, view.chunk_rows))
     cached = _cached_batch(view, engine, rows)
-    for _ in range(n_iter):
-        batches = [cached] if cached is not None else (
-            _Batch.read(view, engine, chunk) for chunk in chunks)
-        mix = _maximise(mix, _expected_statistics(mix, batches), floors, ridge, prior_count)
-    return mix
+    out = []
+    for rank in ranks:
+        mix = start.mixture(int(rank), prior_count)
+        for _ in range(n_iter):
+            batches = [cached] if cached is not None else (
+                _Batch.read(view, engine, chunk) for chunk in chunks)
+            mix = _maximise(mix, _expected_statistics(mix, batches), start.floors, ridge,
+                            prior_count)
+        out.append(mix)
+    return out
 
 
 def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
@@ -428,37 +447,55 @@ def _fit_rows(view, max_rows: int, rng: np.random.RandomState) -> np.ndarray:
     return rows
 
 
-def _initial(view, engine: Engine, centers: Centers, labels: np.ndarray, chunks, rank: int,
-             prior_count: float) -> tuple[Mixture, list[np.ndarray]]:
-    """Means from the centres, W and Psi from the residual covariance; the noise floors."""
-    k, dims = centers.k, [b.shape[1] for b in centers.blocks]
-    means = [np.where(centers.mask[:, m][:, None], b.astype(np.float64), 0.0)
-             for m, b in enumerate(centers.blocks)]
-    edges = np.cumsum([0, *dims])
-    gram, z_sum, z_sq = np.zeros((edges[-1], edges[-1])), np.zeros(edges[-1]), np.zeros(edges[-1])
-    pairs, counts = np.zeros((len(dims), len(dims))), np.zeros(k)
-    for chunk in chunks:
-        blocks, mask = engine.take(view, chunk)
-        lab = labels[chunk]
-        z = np.hstack([np.where(mask[:, [m]], b.astype(np.float64), 0.0)
-                       for m, b in enumerate(blocks)])
-        resid = z - np.hstack([np.where(mask[:, [m]], mu[lab], 0.0) for m, mu in enumerate(means)])
-        gram += resid.T @ resid
-        z_sum += z.sum(axis=0)
-        z_sq += (z * z).sum(axis=0)
-        pairs += mask.T.astype(np.float64) @ mask
-        counts += np.bincount(lab, minlength=k)
-    seen = np.repeat(np.maximum(pairs, 1), dims, axis=0).repeat(dims, axis=1)
-    cov = gram / seen  # pairwise-available residual covariance
-    n_seen = np.diag(seen)
-    variance = np.maximum(z_sq / n_seen - (z_sum / n_seen) ** 2, 0.0)
-    loadings = _top_loadings(cov, rank)
-    noise = np.maximum(np.diag(cov) - np.sum(loadings * loadings, axis=1), 0.0)
-    floors = np.maximum(NOISE_FLOOR * variance, MIN_NOISE)
-    split = [slice(edges[m], edges[m + 1]) for m in range(len(dims))]
-    mix = Mixture(_log_weights(counts, prior_count), means, [loadings[s] for s in split],
-                  [np.maximum(noise[s], floors[s]) for s in split])
-    return mix, [floors[s] for s in split]
+@dataclass
+class _Start:
+    """What every mixture started from one k-means model shares: its means, the
+    residual covariance, the cluster counts and the noise floors."""
+
+    means: list[np.ndarray]
+    cov: np.ndarray
+    counts: np.ndarray
+    floors: list[np.ndarray]
+    split: list[slice]
+
+    @classmethod
+    def estimate(cls, view, engine: Engine, centers: Centers, labels: np.ndarray,
+                 chunks) -> _Start:
+        """Means from the centres; the residual covariance pairwise over observed modalities."""
+        k, dims = centers.k, [b.shape[1] for b in centers.blocks]
+        means = [np.where(centers.mask[:, m][:, None], b.astype(np.float64), 0.0)
+                 for m, b in enumerate(centers.blocks)]
+        edges = np.cumsum([0, *dims])
+        gram = np.zeros((edges[-1], edges[-1]))
+        z_sum, z_sq = np.zeros(edges[-1]), np.zeros(edges[-1])
+        pairs, counts = np.zeros((len(dims), len(dims))), np.zeros(k)
+        for chunk in chunks:
+            blocks, mask = engine.take(view, chunk)
+            lab = labels[chunk]
+            z = np.hstack([np.where(mask[:, [m]], b.astype(np.float64), 0.0)
+                           for m, b in enumerate(blocks)])
+            resid = z - np.hstack([np.where(mask[:, [m]], mu[lab], 0.0)
+                                   for m, mu in enumerate(means)])
+            gram += resid.T @ resid
+            z_sum += z.sum(axis=0)
+            z_sq += (z * z).sum(axis=0)
+            pairs += mask.T.astype(np.float64) @ mask
+            counts += np.bincount(lab, minlength=k)
+        seen = np.repeat(np.maximum(pairs, 1), dims, axis=0).repeat(dims, axis=1)
+        n_seen = np.diag(seen)
+        variance = np.maximum(z_sq / n_seen - (z_sum / n_seen) ** 2, 0.0)
+        floors = np.maximum(NOISE_FLOOR * variance, MIN_NOISE)
+        split = [slice(edges[m], edges[m + 1]) for m in range(len(dims))]
+        return cls(means, gram / seen, counts, [floors[s] for s in split], split)
+
+    def mixture(self, rank: int, prior_count: float) -> Mixture:
+        """W from the covariance's top ``rank`` eigenvectors, Psi from what is left."""
+        loadings = _top_loadings(self.cov, rank)
+        noise = np.maximum(np.diag(self.cov) - np.sum(loadings * loadings, axis=1), 0.0)
+        return Mixture(_log_weights(self.counts, prior_count), self.means,
+                       [loadings[s] for s in self.split],
+                       [np.maximum(noise[s], f) for s, f in zip(self.split, self.floors,
+                                                                strict=True)])
 
 
 def _top_loadings(cov: np.ndarray, rank: int) -> np.ndarray:
@@ -587,6 +624,18 @@ def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarra
     stats.rows[observed] += g.shape[0]
 
 
+def _ridge_solve(a: np.ndarray, b: np.ndarray, positive: bool) -> np.ndarray:
+    """``a^-1 b`` for the M-step's normal equations: a Cholesky solve when both penalties
+    make ``a`` positive definite, else least squares (a cluster of zero weight with no
+    prior leaves the system singular)."""
+    if positive:
+        try:
+            return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a), b)
+        except np.linalg.LinAlgError:
+            pass
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
 def _maximise(mix: Mixture, stats: _Statistics, floors: list[np.ndarray], ridge: float,
               prior_count: float) -> Mixture:
     """Ridge solve per modality for ``[mu^m; W_m^T]``, then the noise from the residuals."""
@@ -597,8 +646,7 @@ def _maximise(mix: Mixture, stats: _Statistics, floors: list[np.ndarray], ridge:
         if stats.rows[m] == 0:
             continue  # no fit row observes m: keep its initial parameters
         xx = stats.xx(m)
-        # lstsq: a cluster of zero weight (no prior) leaves the system singular.
-        theta = np.linalg.lstsq(xx + penalty, xz, rcond=None)[0]
+        theta = _ridge_solve(xx + penalty, xz, positive=prior_count > 0 and ridge > 0)
         resid = stats.zz[m] - 2 * np.sum(theta * xz, axis=0) + np.sum(theta * (xx @ theta),
                                                                        axis=0)
         means[m], loadings[m] = theta[:k], theta[k:].T.copy()

@@ -41,7 +41,7 @@ from .data import (
 from .engine import Engine
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
-from .rules import fit_rule_state
+from .rules import fit_rule_states
 from .selection import Selection, select_model
 from .settings import Settings
 from .statistics import unit_scales, warn_constant_dimensions
@@ -331,13 +331,14 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
                          loose=starts_only)
     by_k = dict(zip(ks, fitted.results, strict=True))
     members = {}
-    for key in keys:
-        run = by_k[key.k]
+    for k, run in by_k.items():
         labels = engine.fetch(run.labels)
-        state = fit_rule_state(key, fitted.view, engine, run.centers, labels, rng)
-        members[key] = Member.of(
-            run.centers, fitted.means, fitted.scales, settings.dtype, state=state,
-            spread=sample_spread(fitted.view, engine, run.centers, labels, rng))
+        spread = sample_spread(fitted.view, engine, run.centers, labels, rng)
+        states = fit_rule_states([key for key in keys if key.k == k], fitted.view, engine,
+                                 run.centers, labels, rng)
+        for key, state in states.items():
+            members[key] = Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
+                                     state=state, spread=spread)
     fitted = fitted._replace(runs={ModelKey(k): r for k, r in by_k.items()},
                              reseeds_by_k=dict(zip(ks, fitted.reseeds, strict=True)))
     return fitted, members

@@ -26,12 +26,12 @@ from .complete import FROM_MEAN, FROM_MODEL, OBSERVED, complete_sources, soft_co
 from .data import output_copy
 from .engine import Engine
 from .members import Member, ModelKey
-from .mixture import Mixture, conditional_fill, fit_mixture
+from .mixture import Mixture, conditional_fill, fit_mixtures
 from .plan import CompletionPlan
 from .settings import SOFT_TEMPERATURES
 
 __all__ = ["COMPLETION_RULES", "ENSEMBLE", "CompletionRule", "ConditionalMixture", "FillTask",
-           "fit_rule_state"]
+           "fit_rule_states"]
 
 
 @dataclass
@@ -170,12 +170,18 @@ class ConditionalMixture:
         return tuple(out)
 
 
-def fit_rule_state(key: ModelKey, view: Any, engine: Engine, centers: Centers,
-                   labels: np.ndarray, rng: np.random.RandomState) -> Mixture | None:
-    """The fitted state a model key's rule needs: its mixture when it has a rank."""
-    if key.rank is None:
-        return None
-    return fit_mixture(view, engine, centers, labels, rank=key.rank, rng=rng)
+def fit_rule_states(keys: list[ModelKey], view: Any, engine: Engine, centers: Centers,
+                    labels: np.ndarray, rng: np.random.RandomState
+                    ) -> dict[ModelKey, Mixture | None]:
+    """The fitted state each key's rule needs from one k-means model (``centers``,
+    ``labels``): a mixture per key with a rank (fitted together: one read of the rows),
+    None for the centre rules."""
+    ranked = [key for key in keys if key.rank is not None]
+    mixtures = fit_mixtures(view, engine, centers, labels, ranks=[key.rank for key in ranked],
+                            rng=rng) if ranked else []
+    states: dict[ModelKey, Mixture | None] = {key: None for key in keys}
+    states.update(zip(ranked, mixtures, strict=True))
+    return states
 
 
 #: ``completion_`` of a modality that ``completion="auto"`` fills with a weighted
