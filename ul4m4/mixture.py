@@ -625,12 +625,13 @@ def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarra
 
 
 def _ridge_solve(a: np.ndarray, b: np.ndarray, positive: bool) -> np.ndarray:
-    """``a^-1 b`` for the M-step's normal equations: a Cholesky solve when both penalties
+    """``a^-1 b`` for the M-step's normal equations: a direct solve when both penalties
     make ``a`` positive definite, else least squares (a cluster of zero weight with no
-    prior leaves the system singular)."""
+    prior leaves the system singular). NumPy's LAPACK, as every product of the EM: a
+    second BLAS library (SciPy's) would wait on the first one's spinning threads."""
     if positive:
         try:
-            return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a), b)
+            return np.linalg.solve(a, b)
         except np.linalg.LinAlgError:
             pass
     return np.linalg.lstsq(a, b, rcond=None)[0]
