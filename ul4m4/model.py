@@ -41,6 +41,7 @@ from .data import (
 from .engine import Engine
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
+from .mixture import MAX_ROWS
 from .rules import fit_rule_states
 from .selection import Selection, select_model
 from .settings import Settings
@@ -62,6 +63,9 @@ CACHE_BYTES = 512 * 2**20
 MAX_RESEEDS = 3
 #: ``tol`` of the k-means fits that ``completion="auto"`` scores candidates with.
 SELECTION_TOL = 1e-3
+#: Rows the candidates' mixtures fit on at most (the final models': ``mixture.MAX_ROWS``);
+#: candidates are compared, not kept, so a smaller sample of the subsample serves.
+SELECTION_MIXTURE_ROWS = 4_096
 
 
 @dataclass
@@ -262,7 +266,7 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
     def fit_on_sample(sample: Multimodal, keys):
         rows = settings.chunk_rows(sample.dims, sample.n_samples)
         fitted, by_key = _fit_keys(sample, keys, loose, host, rows, gamma, rng, progress,
-                                   "selection")
+                                   "selection", mixture_rows=SELECTION_MIXTURE_ROWS)
         return fitted.means, fitted.scales, by_key
 
     progress.stage("selection: %d candidates on a subsample of at most %d rows",
@@ -320,7 +324,7 @@ class _Fitted(NamedTuple):
 
 def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_rows: int,
               gamma: float, rng, progress: FitProgress, label: str, *,
-              warn_constant: int = 0):
+              warn_constant: int = 0, mixture_rows: int = MAX_ROWS):
     """One k-means model per distinct k of ``keys`` (reseeded after a cycle), then each
     key's rule state (the mixtures) on it; returns the fit and ``{key: Member}``."""
     ks = sorted({key.k for key in keys})
@@ -335,7 +339,7 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
         labels = engine.fetch(run.labels)
         spread = sample_spread(fitted.view, engine, run.centers, labels, rng)
         states = fit_rule_states([key for key in keys if key.k == k], fitted.view, engine,
-                                 run.centers, labels, rng)
+                                 run.centers, labels, rng, mixture_rows)
         for key, state in states.items():
             members[key] = Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
                                      state=state, spread=spread)

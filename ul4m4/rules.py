@@ -171,14 +171,14 @@ class ConditionalMixture:
 
 
 def fit_rule_states(keys: list[ModelKey], view: Any, engine: Engine, centers: Centers,
-                    labels: np.ndarray, rng: np.random.RandomState
+                    labels: np.ndarray, rng: np.random.RandomState, max_rows: int
                     ) -> dict[ModelKey, Mixture | None]:
     """The fitted state each key's rule needs from one k-means model (``centers``,
-    ``labels``): a mixture per key with a rank (fitted together: one read of the rows),
-    None for the centre rules."""
+    ``labels``): a mixture per key with a rank (fitted together on at most ``max_rows``
+    rows: one read of the rows), None for the centre rules."""
     ranked = [key for key in keys if key.rank is not None]
     mixtures = fit_mixtures(view, engine, centers, labels, ranks=[key.rank for key in ranked],
-                            rng=rng) if ranked else []
+                            max_rows=max_rows, rng=rng) if ranked else []
     states: dict[ModelKey, Mixture | None] = {key: None for key in keys}
     states.update(zip(ranked, mixtures, strict=True))
     return states
