@@ -147,11 +147,12 @@ def _patterns(terms: _ModalityTerms, patterns: np.ndarray) -> list[_Pattern]:
     """
     on = patterns.astype(np.float64)
     r = terms.a.shape[1]
-    inner = np.eye(r) + np.sum(on[:, :, None, None] * terms.a, axis=1)
+    # einsum's own loops (not BLAS): each sum runs over the modalities in order.
+    inner = np.eye(r) + np.einsum("pm,mrs->prs", on, terms.a)
     cov = np.linalg.inv(inner)
     cov = (cov + np.swapaxes(cov, 1, 2)) / 2  # exactly symmetric: S_O W^T and W S_O agree
-    v = np.sum(on[:, :, None, None] * terms.v, axis=1)
-    const = np.sum(on[:, :, None] * terms.mm, axis=1) - np.einsum("pkr,prs,pks->pk", v, cov, v)
+    v = np.einsum("pm,mkr->pkr", on, terms.v)
+    const = np.einsum("pm,mk->pk", on, terms.mm) - np.sum(np.matmul(v, cov) * v, axis=2)
     log_det = np.sum(on * terms.log_det, axis=1) + np.linalg.slogdet(inner)[1]
     dims = patterns.astype(np.int64) @ terms.dims
     out = []
