@@ -65,7 +65,7 @@ MAX_RESEEDS = 3
 SELECTION_TOL = 1e-3
 #: Rows the candidates' mixtures fit on at most (the final models': ``mixture.MAX_ROWS``);
 #: candidates are compared, not kept, so a smaller sample of the subsample serves.
-SELECTION_MIXTURE_ROWS = 4_096
+SELECTION_MIXTURE_ROWS = 6_144
 
 
 @dataclass
