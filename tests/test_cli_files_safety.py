@@ -230,7 +230,7 @@ _FIT_STAGES = [
 ]
 _IMPUTE_STAGES = [
     ("reading a table", "ul4m4.datasets.tables", "", "_numeric_block", 1),
-    ("writing the outputs", "ul4m4.model", "", "complete", 0),
+    ("writing the outputs", "ul4m4.inference", "", "complete", 0),
     ("swapping the output folder in", "ul4m4._utils.files", "", "_swap_in", 0),
 ]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-import ul4m4.model
+import ul4m4.inference
 from ul4m4 import UL4M4Imputer, stream
 from ul4m4._utils.files import MANIFEST
 from ul4m4.stream import MemmapRows, RowSubset, SliceRows, as_row_source
@@ -273,7 +273,7 @@ def test_transform_to_files_matches_in_memory(tmp_path, monkeypatch, completion)
     imp = _fit(X, n_clusters=4, random_state=0, completion=completion, batch_size=8)
     filled, sources, weights = imp.transform(X, return_sources=True, return_weights=True)
     # Several blocks of several chunks each.
-    monkeypatch.setattr(ul4m4.model, "TRANSFORM_BLOCK_BYTES", 8 * 12 * 4 * 3)
+    monkeypatch.setattr(ul4m4.inference, "TRANSFORM_BLOCK_BYTES", 8 * 12 * 4 * 3)
     maps = _save_maps(X, tmp_path)
     out = tmp_path / "out"
     ordered = {"m2": maps["m2"], "m0": maps["m0"], "m1": maps["m1"]}
@@ -309,7 +309,7 @@ def test_transform_to_files_leaves_old_files_on_error(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ul4m4.model, "complete", failing)
+        patch.setattr(ul4m4.inference, "complete", failing)
         with pytest.raises(RuntimeError, match="disk full"):
             imp_mean.transform(bad, out_dir=out)
     for name, values in before.items():
