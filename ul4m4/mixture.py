@@ -188,10 +188,11 @@ def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], 
 
 
 def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
-               temperature: float | None, per_row: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,) of rows of one
-    pattern, from their products ``y = z [mu^T | W] / psi`` and ``zz = ||z||^2_Psi``."""
+               temperature: float | None, per_row: bool, want_loglik: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Responsibilities (n, K), ``u`` (n, r) and log-likelihoods (n,; None unless
+    ``want_loglik``) of rows of one pattern, from their products
+    ``y = z [mu^T | W] / psi`` and ``zz = ||z||^2_Psi``."""
     k, r = mix.k, mix.rank
     u = y[:, k:]
     us = _mm(u, terms.solve, per_row)
@@ -202,7 +203,9 @@ def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
     top = np.max(logits, axis=1, keepdims=True)
     p = np.exp(logits - top)
     total = np.sum(p, axis=1, keepdims=True)
-    loglik = (top + np.log(total))[:, 0] - (terms.log_det + terms.dim * _LOG_2PI) / 2
+    loglik = None
+    if want_loglik:
+        loglik = (top + np.log(total))[:, 0] - (terms.log_det + terms.dim * _LOG_2PI) / 2
     if temperature is not None:
         w, _ = soft_weights(delta, np.zeros_like(delta), np.ones(k, dtype=bool), temperature)
         p = w * np.exp(mix.log_weights - np.max(mix.log_weights))
@@ -598,10 +601,10 @@ def _expected_statistics(mix: Mixture, batches) -> _Statistics:
             if not pattern.any():
                 continue
             terms = cache[pattern.tobytes()]
-            g, u, _ = _posterior(mix, terms, y[rows], zz[rows], None, per_row=False)
+            g, u, _ = _posterior(mix, terms, y[rows], zz[rows], None, per_row=False,
+                                 want_loglik=False)
             _accumulate(stats, terms, g, u)
-            expected[rows, :k] = g
-            expected[rows, k:] = (u - g @ terms.v) @ terms.cov
+            expected[rows] = np.hstack([g, (u - g @ terms.v) @ terms.cov])
         for m, rows in enumerate(batch.rows):
             if rows.size:
                 stats.xz[m] += expected[rows].T @ batch.blocks[m]
@@ -613,8 +616,9 @@ def _accumulate(stats: _Statistics, terms: _Pattern, g: np.ndarray, u: np.ndarra
     """Add one pattern group's ``E[x x^T]`` pieces (E[t | i, c] = S (u_i - v_c))."""
     s, v = terms.cov, terms.v
     counts = g.sum(axis=0)
-    cross = (g.T @ u - counts[:, None] * v) @ s  # sum_i g_ic E[t | i, c]^T  (K, r)
-    ug_v = (u.T @ g) @ v
+    gu = g.T @ u
+    cross = (gu - counts[:, None] * v) @ s  # sum_i g_ic E[t | i, c]^T  (K, r)
+    ug_v = gu.T @ v
     # sum_i sum_c g_ic E[t t^T | i, c] = n S + S (sum_ic g_ic (u_i - v_c)(u_i - v_c)^T) S
     tt = g.shape[0] * s + s @ (u.T @ u - ug_v - ug_v.T + v.T @ (counts[:, None] * v)) @ s
     observed = terms.observed
