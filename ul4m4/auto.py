@@ -36,7 +36,13 @@ from .data import Multimodal
 from .engine import Engine
 from .members import Member, ModelKey
 from .rules import COMPLETION_RULES, ENSEMBLE, FillTask
-from .selection import Selection, hide_blocks, paired_margin, standard_error
+from .selection import (
+    Selection,
+    hidden_block_errors,
+    hide_blocks,
+    paired_margin,
+    standard_error,
+)
 from .uncertainty import calibration_factor, ensemble_variance
 
 __all__ = ["MAX_MODELS", "MAX_SELECTION_ROWS", "Candidate", "select_ensemble"]
@@ -93,12 +99,7 @@ class Scored:
     truth: list[np.ndarray]  # [modality] (h_m, d_m)
 
     def errors(self, c: int, m: int) -> np.ndarray:
-        return block_errors(self.fills[c][m], self.truth[m])
-
-
-def block_errors(fill: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per block, ``||fill - truth||^2 / d``."""
-    return np.sum((fill - truth) ** 2, axis=1) / truth.shape[1]
+        return hidden_block_errors(self.fills[c][m], self.truth[m])
 
 
 def select_ensemble(
@@ -194,7 +195,7 @@ def _table(scored: Scored, names: list[str]) -> list[dict]:
                 "rank": None}
     for c, candidate in [(None, None), *enumerate(scored.candidates)]:
         row = dict(mean_row) if candidate is None else candidate.row()
-        errors = [block_errors(np.zeros_like(t), t) if c is None else scored.errors(c, m)
+        errors = [hidden_block_errors(np.zeros_like(t), t) if c is None else scored.errors(c, m)
                   for m, t in enumerate(scored.truth)]
         row.update({n: float(e.mean()) if e.size else np.nan for n, e in zip(names, errors,
                                                                               strict=True)})
@@ -210,9 +211,9 @@ def _forward_select(scored: Scored, m: int, pool) -> dict[int, int]:
         return {}
     counts: dict[int, int] = {}
     total = np.zeros_like(truth)
-    best_error = float(block_errors(np.zeros_like(truth), truth).mean())
+    best_error = float(hidden_block_errors(np.zeros_like(truth), truth).mean())
     for step in range(1, MAX_STEPS + 1):
-        trial = [(float(block_errors((total + scored.fills[c][m]) / step, truth).mean()), c)
+        trial = [(float(hidden_block_errors((total + scored.fills[c][m]) / step, truth).mean()), c)
                  for c in pool]
         error, c = min(trial)
         if error >= best_error:
@@ -245,16 +246,16 @@ def _finish(scored: Scored, m: int, counts: dict[int, int]):
     ``counts`` means mean imputation.
     """
     truth = scored.truth[m]
-    mean_errors = block_errors(np.zeros_like(truth), truth)
+    mean_errors = hidden_block_errors(np.zeros_like(truth), truth)
     if not counts:
         return {}, 0.0, mean_errors, calibration_factor(np.ones_like(mean_errors), mean_errors)
     total = sum(counts.values())
     weights = np.array([n / total for n in counts.values()])
     fill, variance = ensemble_variance([scored.fills[c][m] for c in counts],
                                        [scored.variances[c][m] for c in counts], weights)
-    trials = [(float(block_errors((1 - s) * fill, truth).mean()), s) for s in ENSEMBLE_SHRINKAGES]
+    trials = [(float(hidden_block_errors((1 - s) * fill, truth).mean()), s) for s in ENSEMBLE_SHRINKAGES]
     _, shrink = min(trials)
-    errors = block_errors((1 - shrink) * fill, truth)
+    errors = hidden_block_errors((1 - shrink) * fill, truth)
     if paired_margin(errors, mean_errors) >= 0:
         return {}, 0.0, mean_errors, calibration_factor(np.ones_like(mean_errors), mean_errors)
     return counts, shrink, errors, calibration_factor(variance, errors)

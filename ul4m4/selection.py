@@ -36,7 +36,8 @@ from .data import Multimodal
 from .engine import Engine
 from .plan import CompletionPlan
 
-__all__ = ["Selection", "hide_blocks", "paired_margin", "select_model", "standard_error"]
+__all__ = ["Selection", "hidden_block_errors", "hide_blocks", "paired_margin", "select_model",
+           "standard_error"]
 
 #: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
 MAX_HIDDEN_SAMPLES = 10_000
@@ -379,13 +380,15 @@ def hide_blocks(
     return hidden
 
 
+def hidden_block_errors(fill: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per hidden block (row), its z-space squared error per dimension, ``||fill - truth||^2 / d``."""
+    return np.sum((fill - truth) ** 2, axis=1) / truth.shape[1]
+
+
 def _errors(hat: list, true: list, hidden_rows: list) -> dict[int, np.ndarray]:
     """Per modality, the squared z-space error of every hidden block (per dimension)."""
-    out = {}
-    for m, (h, t) in enumerate(zip(hat, true, strict=True)):
-        if hidden_rows[m].size:
-            out[m] = np.sum((h - t) ** 2, axis=1) / t.shape[1]
-    return out
+    return {m: hidden_block_errors(h, t)
+            for m, (h, t) in enumerate(zip(hat, true, strict=True)) if hidden_rows[m].size}
 
 
 def standard_error(errors: np.ndarray) -> float:
