@@ -194,3 +194,13 @@ def test_ensemble_frame_has_the_rank_and_marks_the_members(ensemble):
     used = frame[frame["chosen_for"] != ""]
     assert len(used) == len({r for pairs in ensemble.selection_.ensemble.values()
                              for r, _ in pairs})
+
+
+def test_ensemble_selection_with_nothing_to_hide_says_so():
+    rng = np.random.default_rng(0)
+    imp = UL4M4Imputer("auto", completion="auto", random_state=0).fit(
+        {"a": rng.normal(size=(60, 3))})
+    assert repr(imp.selection_) == ("Selection(no ensemble: no training sample has two "
+                                    "observed modalities; rows=60)")
+    assert imp.completion_ == {"a": "mean"}
+    assert "nothing could be hidden" in imp.selection_.summary()

@@ -95,6 +95,9 @@ class Selection:
                 for row, w in self.ensemble.get(name, [])]
 
     def __repr__(self) -> str:
+        if self.is_ensemble and not self.table:
+            return (f"Selection(no ensemble: no training sample has two observed modalities; "
+                    f"rows={self.n_rows})")
         if self.is_ensemble:
             parts = ", ".join(f"{n}=[{'; '.join(self.members(n)) or 'mean'}]"
                               for n in self.completion)
