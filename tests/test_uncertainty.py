@@ -311,3 +311,28 @@ def test_predicted_variance_ranks_blocks_by_true_error(rule):
     assert predicted.size > 300
     auroc = roc_auc_score(error > np.median(error), predicted)
     assert auroc > 0.6, auroc
+
+
+@pytest.mark.parametrize("rule", ["greedy", "soft", "mean"])
+def test_rules_skip_the_variance_when_it_is_not_wanted(rule):
+    """``want_variance=False`` (a transform without return_std): the same fills, sources
+    and weights, and no variance computed."""
+    X = _data()[1]
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    view, engine = _view(imp, X)
+    model, member = imp.model_, imp.model_.members[0]
+    gamma = engine.error_factor(model.dims, model.dtype)
+    tasks = []
+    for want in (True, False):
+        task = FillTask.for_member(view, engine, gamma, member, [0.1] * len(model.names),
+                                   want_variance=want)
+        COMPLETION_RULES[rule].fill(task, list(range(len(model.names))))
+        tasks.append(task)
+    with_var, without = tasks
+    assert (~view.mask).any()
+    assert without.variance is None and all(np.isfinite(v[~view.mask[:, m]]).all()
+                                            for m, v in enumerate(with_var.variance))
+    for a, b in zip(with_var.filled, without.filled, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(with_var.sources, without.sources)
+    np.testing.assert_array_equal(with_var.weights, without.weights)

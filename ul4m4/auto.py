@@ -180,7 +180,7 @@ def _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows
     for candidate in candidates:
         member = members[candidate.model]
         task = FillTask.for_member(view, host, gamma, member,
-                                   [candidate.temperature] * len(names))
+                                   [candidate.temperature] * len(names), want_variance=True)
         COMPLETION_RULES[candidate.rule].fill(task, [m for m in range(len(names)) if at[m].size])
         fills.append([((task.filled[m][at[m]].astype(np.float64) - means[m]) / scales[m])
                       for m in range(len(names))])

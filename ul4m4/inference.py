@@ -83,8 +83,8 @@ def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
         )
     gamma = engine.error_factor(model.dims, model.dtype)
     weights = _member_weights(model)
-    tasks = [_fill_member(view, model, engine, gamma, member, np.flatnonzero(weights[j] > 0))
-             for j, member in enumerate(members)]
+    tasks = [_fill_member(view, model, engine, gamma, member, np.flatnonzero(weights[j] > 0),
+                          return_std) for j, member in enumerate(members)]
     # Before the blend, which writes into the first member's arrays.
     std = _predicted_std(view, model, tasks, weights) if return_std else None
     if model.weights is None:
@@ -114,18 +114,21 @@ def _member_weights(model: FittedModel) -> np.ndarray:
 
 
 def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member: Member,
-                 modalities: np.ndarray) -> FillTask:
+                 modalities: np.ndarray, want_variance: bool) -> FillTask:
     """One member's completion of ``modalities`` of ``view`` (its filled arrays, sources,
-    weights and predicted variances); a set completion's shrinkage is applied here."""
+    weights and, with ``want_variance``, predicted variances); a set completion's
+    shrinkage is applied here."""
     if member.rule is None:
-        task = FillTask.for_member(view, engine, gamma, member, model.temperature)
+        task = FillTask.for_member(view, engine, gamma, member, model.temperature,
+                                   want_variance=want_variance)
         for name, rule in COMPLETION_RULES.items():
             chosen = [m for m, method in enumerate(model.completion) if method == name]
             if chosen:
                 rule.fill(task, chosen)
     else:
         task = FillTask.for_member(view, engine, gamma, member,
-                                   [member.temperature] * len(model.names))
+                                   [member.temperature] * len(model.names),
+                                   want_variance=want_variance)
         if modalities.size:
             COMPLETION_RULES[member.rule].fill(task, [int(m) for m in modalities])
     empty_rows = ~view.mask.any(axis=1)
@@ -139,7 +142,8 @@ def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member:
         from_mean = sources == FROM_MEAN
         if from_mean.any():
             task.filled[m][from_mean] = model.means[m].astype(task.filled[m].dtype)
-            task.variance[m][from_mean] = 1.0
+            if task.variance is not None:
+                task.variance[m][from_mean] = 1.0
         if model.weights is None:
             _shrink(task.filled[m], model.means[m], model.shrinkage[m], sources >= 0)
         task.weights[from_mean, m] = 1.0

@@ -176,7 +176,8 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], n: int,
-            temperature: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            temperature: float | None, want_loglik: bool = True
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Responsibilities, ``u`` and log-likelihoods of n rows of one pattern, each row's
     products taken alone (its values independent of the batch)."""
     k, r = mix.k, mix.rank
@@ -184,7 +185,7 @@ def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], 
     for j, m in enumerate(terms.observed):
         y = y + _mm(blocks[m], terms.project[j], per_row=True)
         zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
-    return _posterior(mix, terms, y, zz, temperature, per_row=True)
+    return _posterior(mix, terms, y, zz, temperature, per_row=True, want_loglik=want_loglik)
 
 
 def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
@@ -213,14 +214,17 @@ def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
     return p / total, u, loglik
 
 
-def _fill(mix: Mixture, terms: _Pattern, m: int, g: np.ndarray, u: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """Conditional mean (n, d_m) and mean predicted variance (n,) of missing block m."""
+def _fill(mix: Mixture, terms: _Pattern, m: int, g: np.ndarray, u: np.ndarray,
+          with_variance: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Conditional mean (n, d_m) and, ``with_variance``, the mean predicted variance
+    (n,) of missing block m."""
     w, psi = mix.loadings[m], mix.noise[m]
     b = terms.cov @ w.T  # S_O W_m^T (r, d_m)
     q = mix.means[m] - terms.v @ b  # a_ic - f_i = q_c - g_i q
-    gram = q @ q.T
     fill = _mm(np.hstack([g, u]), np.vstack([q, b]), per_row=True)
+    if not with_variance:
+        return fill, None
+    gram = q @ q.T
     spread = _mm(g, np.diag(gram)[:, None], per_row=True)[:, 0] - _rowdot(
         _mm(g, gram, per_row=True), g)
     base = float(np.sum(w * b.T)) + float(np.sum(psi))  # tr(W S W^T) + tr(Psi)
@@ -248,8 +252,8 @@ def _groups(mask: np.ndarray):
 
 
 def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndarray,
-                     temperature: float | None = None, modalities: Sequence[int] | None = None
-                     ) -> tuple[list[np.ndarray | None], np.ndarray]:
+                     temperature: float | None = None, modalities: Sequence[int] | None = None,
+                     with_variance: bool = True) -> tuple[list[np.ndarray | None], np.ndarray]:
     """Fill missing blocks with their conditional mean given the observed ones.
 
     Parameters
@@ -266,6 +270,8 @@ def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.nd
         (:func:`ul4m4.complete.soft_weights`) times ``pi_c``, renormalised.
     modalities : sequence of int or None
         The modalities to fill (default all).
+    with_variance : bool
+        Compute the predicted variances (False leaves ``variance`` all NaN).
 
     Returns
     -------
@@ -301,15 +307,16 @@ def conditional_fill(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.nd
         fills[m] = np.where(mask[:, m][:, None], np.asarray(blocks[m], dtype=np.float64), 0.0)
     groups = [(pattern, rows) for pattern, rows in _groups(mask)
               if any(not pattern[m] for m in wanted)]
-    if groups:
-        patterns = _patterns(_ModalityTerms.of(mixture), np.array([p for p, _ in groups]))
-    for (pattern, rows), terms in zip(groups, patterns if groups else [], strict=True):
-        missing = [m for m in wanted if not pattern[m]]
+    patterns = (_patterns(_ModalityTerms.of(mixture), np.array([p for p, _ in groups]))
+                if groups else [])
+    for (pattern, rows), terms in zip(groups, patterns, strict=True):
         sub = [np.asarray(b[rows], dtype=np.float64) if pattern[m] else None
                for m, b in enumerate(blocks)]
-        g, u, _ = _e_step(mixture, terms, sub, rows.size, temperature)
-        for m in missing:
-            fills[m][rows], variance[rows, m] = _fill(mixture, terms, m, g, u)
+        g, u, _ = _e_step(mixture, terms, sub, rows.size, temperature, want_loglik=False)
+        for m in (m for m in wanted if not pattern[m]):
+            fills[m][rows], var = _fill(mixture, terms, m, g, u, with_variance)
+            if var is not None:
+                variance[rows, m] = var
     return fills, variance
 
 

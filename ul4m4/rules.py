@@ -48,19 +48,22 @@ class FillTask:
     sources: np.ndarray  # (n, M) int64, OBSERVED where observed
     weights: np.ndarray  # (n, M) float64, NaN where observed
     spread: np.ndarray | None  # (k, M) float64 centre spread (centre_spread); None: unknown
-    variance: list[np.ndarray]  # per modality (n,) float64, NaN where observed / not filled
+    # Per modality (n,) float64, NaN where observed / not filled; None when the caller
+    # does not want predicted variances (rules then skip computing them).
+    variance: list[np.ndarray] | None
     state: Any = None  # the member's fitted rule state (the conditional mixture)
 
     @classmethod
     def for_member(cls, view: Any, engine: Engine, gamma: float, member: Member,
-                   temperature: list[float | None]) -> FillTask:
+                   temperature: list[float | None], *, want_variance: bool) -> FillTask:
         """The task of filling ``view`` from ``member``; observed rows copied in place."""
         shape = view.mask.shape
+        variance = ([np.full(shape[0], np.nan) for _ in range(shape[1])] if want_variance
+                    else None)
         return cls(view, engine, gamma, member.plan, member.raw, temperature,
                    [output_copy(a) for a in view.data.arrays],
                    np.full(shape, OBSERVED, dtype=np.int64), np.full(shape, np.nan),
-                   member.spread, [np.full(shape[0], np.nan) for _ in range(shape[1])],
-                   member.state)
+                   member.spread, variance, member.state)
 
     def spread_or_unit(self) -> np.ndarray:
         """The centre spread, or 1 per centre and modality (z-space unit variance) if unknown."""
@@ -83,7 +86,6 @@ class Greedy:
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         sources = complete_sources(task.view, task.plan, task.gamma, task.engine)
-        spread = task.spread_or_unit()
         for m in modalities:
             task.sources[:, m] = sources[:, m]
             from_centre = sources[:, m] >= 0
@@ -92,9 +94,10 @@ class Greedy:
                     task.filled[m].dtype)
             missing = ~task.view.mask[:, m]
             task.weights[missing, m] = 1.0
-            # A copied centre is off by its members' spread; the training mean by 1.
-            task.variance[m][missing] = 1.0
-            task.variance[m][from_centre] = spread[sources[from_centre, m], m]
+            if task.variance is not None:
+                # A copied centre is off by its members' spread; the training mean by 1.
+                task.variance[m][missing] = 1.0
+                task.variance[m][from_centre] = task.spread_or_unit()[sources[from_centre, m], m]
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
         return tuple({"k": k} for k in ks)
@@ -106,8 +109,8 @@ class Soft:
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         values = [np.nan_to_num(r.astype(np.float64)) for r in task.raw_centers]
         out = [task.filled[m] if m in modalities else None for m in range(len(task.filled))]
-        variance = [task.variance[m] if m in modalities else None
-                    for m in range(len(task.filled))]
+        variance = None if task.variance is None else [
+            task.variance[m] if m in modalities else None for m in range(len(task.filled))]
         top, top_weight = soft_complete(task.view, task.plan, values, task.temperature, out,
                                         task.gamma, task.engine, variance=variance,
                                         spread=task.spread_or_unit())
@@ -126,7 +129,8 @@ class Mean:
             missing = ~task.view.mask[:, m]
             task.sources[missing, m] = FROM_MEAN
             task.weights[missing, m] = 1.0
-            task.variance[m][missing] = 1.0  # z-space unit variance
+            if task.variance is not None:
+                task.variance[m][missing] = 1.0  # z-space unit variance
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
         return ()  # the baseline every selection scores anyway
@@ -150,14 +154,16 @@ class ConditionalMixture:
         view = task.view
         blocks, mask = task.engine.take(view, np.arange(view.n_samples))
         fills, variance = conditional_fill(task.state, [b.astype(np.float64) for b in blocks],
-                                           mask, task.temperature[modalities[0]], modalities)
+                                           mask, task.temperature[modalities[0]], modalities,
+                                           with_variance=task.variance is not None)
         for m in modalities:
             rows = ~mask[:, m]
             values = np.asarray(view.mean[m]) + np.asarray(view.scale[m]) * fills[m][rows]
             task.filled[m][rows] = values.astype(task.filled[m].dtype)
             task.sources[rows, m] = FROM_MODEL
             task.weights[rows, m] = 1.0
-            task.variance[m][rows] = variance[rows, m]
+            if task.variance is not None:
+                task.variance[m][rows] = variance[rows, m]
 
     def candidates(self, ks: tuple[int, ...], n_dims: int) -> tuple[dict, ...]:
         out: list[dict] = []
