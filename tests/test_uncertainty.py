@@ -133,14 +133,24 @@ def test_sample_spread_is_centre_spread_on_a_seeded_sorted_sample():
     imp = UL4M4Imputer(3, random_state=0, dtype=np.float64, batch_size=16).fit(X)
     view, engine = _view(imp, X)
     centers, labels = imp.model_.members[0].centers, imp.model_.labels
-    got = sample_spread(view, engine, centers, labels, np.random.RandomState(7), max_rows=50)
-    again = sample_spread(view, engine, centers, labels, np.random.RandomState(7), max_rows=50)
+    (got,) = sample_spread(view, engine, [(centers, labels)], np.random.RandomState(7),
+                           max_rows=50)
+    (again,) = sample_spread(view, engine, [(centers, labels)], np.random.RandomState(7),
+                             max_rows=50)
     np.testing.assert_array_equal(got, again)
     rows = np.sort(np.random.RandomState(7).choice(300, size=50, replace=False))
     blocks, mask = view.rows(rows)
     np.testing.assert_array_equal(got, centre_spread(blocks, mask, centers, labels[rows]))
+    # Several fits share the one sample: each equals its own centre_spread on those rows.
+    other = UL4M4Imputer(5, random_state=1, dtype=np.float64).fit(X).model_
+    both = sample_spread(view, engine, [(centers, labels),
+                                        (other.members[0].centers, other.labels)],
+                         np.random.RandomState(7), max_rows=50)
+    np.testing.assert_array_equal(both[0], got)
+    np.testing.assert_array_equal(both[1], centre_spread(blocks, mask, other.members[0].centers,
+                                                         other.labels[rows]))
     # At most max_rows rows: all of them, whatever the generator.
-    whole = sample_spread(view, engine, centers, labels, np.random.RandomState(1))
+    (whole,) = sample_spread(view, engine, [(centers, labels)], np.random.RandomState(1))
     blocks, mask = view.rows(np.arange(300))
     np.testing.assert_array_equal(whole, centre_spread(blocks, mask, centers, labels))
     # The clusters' noise 0.1 / 0.3 / 1.0 shows in their spreads.
@@ -295,8 +305,8 @@ def test_predicted_variance_ranks_blocks_by_true_error(rule):
     train = mask_blocks({n: a[:600] for n, a in full.items()}, 0.35, np.random.default_rng(2))
     imp = UL4M4Imputer(5, random_state=0, dtype=np.float64, completion=rule).fit(train)
     view, engine = _view(imp, train)
-    spread = sample_spread(view, engine, imp.model_.members[0].centers, imp.model_.labels,
-                           np.random.RandomState(0))
+    (spread,) = sample_spread(view, engine, [(imp.model_.members[0].centers, imp.model_.labels)],
+                              np.random.RandomState(0))
     # New rows from the same clusters.
     test = mask_blocks({n: a[600:] for n, a in full.items()}, 0.4, np.random.default_rng(3))
     task, view = _fill(imp, test, rule, spread)

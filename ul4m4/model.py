@@ -224,10 +224,11 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, gamma,
                          rng, progress=progress, warn_constant=4, reseed=reseed)
     completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
-    members = [Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
-                         spread=sample_spread(fitted.view, engine, run.centers,
-                                              engine.fetch(run.labels), rng))
-               for run in fitted.results]
+    spreads = sample_spread(fitted.view, engine,
+                            [(run.centers, engine.fetch(run.labels)) for run in fitted.results],
+                            rng)
+    members = [Member.of(run.centers, fitted.means, fitted.scales, settings.dtype, spread=spread)
+               for run, spread in zip(fitted.results, spreads, strict=True)]
     return _assemble(data, kept, fitted, members, fitted.results, fitted.reseeds, settings,
                      completion, temperature, shrinkage, selection)
 
@@ -334,15 +335,19 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
                          label=label, warn_constant=warn_constant, reseed=True,
                          loose=starts_only)
     by_k = dict(zip(ks, fitted.results, strict=True))
+    labels = {k: engine.fetch(run.labels) for k, run in by_k.items()}
+    # The centre rules read their model's spread; a model that only starts mixtures has none.
+    spread_ks = [k for k, only in zip(ks, starts_only, strict=True) if not only]
+    spreads = dict(zip(spread_ks, sample_spread(
+        fitted.view, engine, [(by_k[k].centers, labels[k]) for k in spread_ks], rng),
+        strict=True))
     members = {}
     for k, run in by_k.items():
-        labels = engine.fetch(run.labels)
-        spread = sample_spread(fitted.view, engine, run.centers, labels, rng)
         states = fit_rule_states([key for key in keys if key.k == k], fitted.view, engine,
-                                 run.centers, labels, rng, mixture_rows)
+                                 run.centers, labels[k], rng, mixture_rows)
         for key, state in states.items():
             members[key] = Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
-                                     state=state, spread=spread)
+                                     state=state, spread=spreads.get(k))
     fitted = fitted._replace(runs={ModelKey(k): r for k, r in by_k.items()},
                              reseeds_by_k=dict(zip(ks, fitted.reseeds, strict=True)))
     return fitted, members

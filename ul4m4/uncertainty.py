@@ -16,6 +16,7 @@ measured on hidden blocks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,33 +59,34 @@ def centre_spread(blocks: list[np.ndarray], mask: np.ndarray, centers: Centers,
                              centers.mask)
 
 
-def sample_spread(view: Any, engine: Engine, centers: Centers, labels: np.ndarray,
+def sample_spread(view: Any, engine: Engine, fits: Sequence[tuple[Centers, np.ndarray]],
                   rng: np.random.RandomState | np.random.Generator,
-                  max_rows: int = 20_000) -> np.ndarray:
-    """:func:`centre_spread` on a seeded sample of at most ``max_rows`` rows of ``view``.
+                  max_rows: int = 20_000) -> list[np.ndarray]:
+    """:func:`centre_spread` of each ``(centers, labels)`` fit of ``view``, on one seeded
+    sample of at most ``max_rows`` rows read once for all of them.
 
     The sample (sorted row indices, all rows when there are at most ``max_rows``)
     is read through ``engine.take`` one chunk of ``view.chunk_rows`` at a time, so
-    memory stays bounded; ``labels`` (the host labels of the fit, one per row of
-    ``view``) are taken at the same rows. The result equals ``centre_spread`` on
-    the sampled rows bit for bit, and depends only on the state of ``rng``.
+    memory stays bounded; each fit's ``labels`` (the host labels of the fit, one
+    per row of ``view``) are taken at the same rows. Each result equals
+    ``centre_spread`` on the sampled rows bit for bit, and depends only on the
+    state of ``rng``.
 
     Returns
     -------
-    spread : ndarray of shape (k, M), float64
+    spreads : list of ndarray of shape (k, M), float64, one per fit
     """
-    n = view.mask.shape[0]
-    labels = np.asarray(labels)
-    if n <= max_rows:
-        rows = np.arange(n)
-    else:
-        rows = np.sort(rng.choice(n, size=max_rows, replace=False))
-    sq = np.full((rows.size, view.mask.shape[1]), np.nan)
-    mask = np.zeros((rows.size, view.mask.shape[1]), dtype=bool)
+    n, n_mod = view.mask.shape
+    fits = [(centers, np.asarray(labels)) for centers, labels in fits]
+    rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, size=max_rows,
+                                                                 replace=False))
+    sq = [np.full((rows.size, n_mod), np.nan) for _ in fits]
     for chunk in iter_row_chunks(rows.size, view.chunk_rows):
-        blocks, mask[chunk] = engine.take(view, rows[chunk])
-        sq[chunk] = _row_sq(blocks, mask[chunk], centers, labels[rows[chunk]])
-    return _spread_from_rows(sq, labels[rows], centers.mask)
+        blocks, mask = engine.take(view, rows[chunk])
+        for out, (centers, labels) in zip(sq, fits, strict=True):
+            out[chunk] = _row_sq(blocks, mask, centers, labels[rows[chunk]])
+    return [_spread_from_rows(out, labels[rows], centers.mask)
+            for out, (centers, labels) in zip(sq, fits, strict=True)]
 
 
 def ensemble_variance(fills: list[np.ndarray], variances: list[np.ndarray],
