@@ -266,9 +266,9 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
 
     def fit_on_sample(sample: Multimodal, keys):
         rows = settings.chunk_rows(sample.dims, sample.n_samples)
-        fitted, by_key = _fit_keys(sample, keys, loose, host, rows, gamma, rng, progress,
-                                   "selection", mixture_rows=SELECTION_MIXTURE_ROWS)
-        return fitted.means, fitted.scales, by_key
+        fitted, (seeding,) = _fit_keys(sample, keys, loose, host, rows, gamma, rng, progress,
+                                       "selection", mixture_rows=SELECTION_MIXTURE_ROWS)
+        return fitted.means, fitted.scales, seeding.members
 
     progress.stage("selection: %d candidates on a subsample of at most %d rows",
                    len(candidates), MAX_SELECTION_ROWS)
@@ -277,25 +277,23 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
                                 dtype=settings.dtype, chunk_rows=chunk_rows, gamma=gamma,
                                 engine=engine)
     keys = list(selection.models) or [ModelKey(min(ks))]
-    members, weights, runs, reseeds, first = [], [], [], [], None
     # n_ensemble seedings of every chosen model; each seeding's members share its weight.
-    for seeding in range(settings.n_ensemble):
-        label = "member" if settings.n_ensemble == 1 else f"seeding {seeding + 1}"
-        fitted, by_key = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng,
-                                   progress, label, warn_constant=6 if seeding == 0 else 0)
-        first = first or fitted
+    fitted, seedings = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng, progress,
+                                 "member", seedings=settings.n_ensemble, warn_constant=6)
+    members, weights, runs, reseeds = [], [], [], []
+    for seeding in seedings:
         if selection.models:
-            chosen, w = ensemble_members(selection, by_key, data.names)
+            chosen, w = ensemble_members(selection, seeding.members, data.names)
         else:  # every modality is filled with its mean; the k-means model gives the labels
-            chosen, w = [by_key[keys[0]]], np.zeros((1, len(data.names)))
+            chosen, w = [seeding.members[keys[0]]], np.zeros((1, len(data.names)))
         members += chosen
         weights.append(w / settings.n_ensemble)
         # Members that share one k-means model share its run and its reseeds.
-        runs += [fitted.runs[ModelKey(m.centers.k)] for m in chosen]
-        reseeds += [fitted.reseeds_by_k[m.centers.k] for m in chosen]
+        runs += [seeding.runs[m.centers.k] for m in chosen]
+        reseeds += [seeding.reseeds[m.centers.k] for m in chosen]
     names = data.names
     progress.stage("%s", selection.summary())
-    return _assemble(data, kept, first, members, runs, reseeds, settings,
+    return _assemble(data, kept, fitted, members, runs, reseeds, settings,
                      [selection.completion.get(n, "mean") for n in names], [None] * len(names),
                      [selection.shrinkage.get(n, 0.0) for n in names], selection,
                      np.concatenate(weights), [selection.calibration.get(n, 1.0) for n in names])
@@ -314,43 +312,57 @@ def _k_grid(data: Multimodal, settings: Settings) -> list[int]:
 
 
 class _Fitted(NamedTuple):
+    """The statistics and view of one fit, and its k-means models' runs and reseeds."""
+
     means: list
     scales: list
     view: Any
     results: list
     reseeds: list
-    runs: dict | None = None  # by ModelKey(k), set by _fit_keys
-    reseeds_by_k: dict | None = None
+
+
+class _Seeding(NamedTuple):
+    """One seeding of a set of model keys: ``{key: Member}``, and by k its k-means run and
+    the extra seedings that run drew."""
+
+    members: dict
+    runs: dict
+    reseeds: dict
 
 
 def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_rows: int,
-              gamma: float, rng, progress: FitProgress, label: str, *,
-              warn_constant: int = 0, mixture_rows: int = MAX_ROWS):
-    """One k-means model per distinct k of ``keys`` (reseeded after a cycle), then each
-    key's rule state (the mixtures) on it; returns the fit and ``{key: Member}``."""
+              gamma: float, rng, progress: FitProgress, label: str, *, seedings: int = 1,
+              warn_constant: int = 0, mixture_rows: int = MAX_ROWS
+              ) -> tuple[_Fitted, list[_Seeding]]:
+    """``seedings`` times, one k-means model per distinct k of ``keys`` (reseeded after a
+    cycle), all on one view of the data; then each key's rule state (the mixtures) on its
+    model. Returns the fit and each seeding's members and runs."""
     ks = sorted({key.k for key in keys})
     # A k-means model that only starts mixtures needs no fixed point: their EM moves on.
     starts_only = [all(key.rank is not None for key in keys if key.k == k) for k in ks]
-    fitted = fit_members(data, ks, settings, engine, chunk_rows, gamma, rng, progress=progress,
-                         label=label, warn_constant=warn_constant, reseed=True,
-                         loose=starts_only)
-    by_k = dict(zip(ks, fitted.results, strict=True))
-    labels = {k: engine.fetch(run.labels) for k, run in by_k.items()}
+    fitted = fit_members(data, ks * seedings, settings, engine, chunk_rows, gamma, rng,
+                         progress=progress, label=label, warn_constant=warn_constant,
+                         reseed=True, loose=starts_only * seedings)
+    labels = [engine.fetch(run.labels) for run in fitted.results]
     # The centre rules read their model's spread; a model that only starts mixtures has none.
-    spread_ks = [k for k, only in zip(ks, starts_only, strict=True) if not only]
-    spreads = dict(zip(spread_ks, sample_spread(
-        fitted.view, engine, [(by_k[k].centers, labels[k]) for k in spread_ks], rng),
+    spread_at = [i for i in range(len(labels)) if not starts_only[i % len(ks)]]
+    spreads = dict(zip(spread_at, sample_spread(
+        fitted.view, engine, [(fitted.results[i].centers, labels[i]) for i in spread_at], rng),
         strict=True))
-    members = {}
-    for k, run in by_k.items():
-        states = fit_rule_states([key for key in keys if key.k == k], fitted.view, engine,
-                                 run.centers, labels[k], rng, mixture_rows)
-        for key, state in states.items():
-            members[key] = Member.of(run.centers, fitted.means, fitted.scales, settings.dtype,
-                                     state=state, spread=spreads.get(k))
-    fitted = fitted._replace(runs={ModelKey(k): r for k, r in by_k.items()},
-                             reseeds_by_k=dict(zip(ks, fitted.reseeds, strict=True)))
-    return fitted, members
+    out = []
+    for seeding in range(seedings):
+        at = dict(zip(ks, range(seeding * len(ks), (seeding + 1) * len(ks)), strict=True))
+        members = {}
+        for k, i in at.items():
+            run = fitted.results[i]
+            states = fit_rule_states([key for key in keys if key.k == k], fitted.view, engine,
+                                     run.centers, labels[i], rng, mixture_rows)
+            members.update({key: Member.of(run.centers, fitted.means, fitted.scales,
+                                           settings.dtype, state=state, spread=spreads.get(i))
+                            for key, state in states.items()})
+        out.append(_Seeding(members, {k: fitted.results[i] for k, i in at.items()},
+                            {k: fitted.reseeds[i] for k, i in at.items()}))
+    return fitted, out
 
 
 def check_training_data(data: Multimodal, settings: Settings) -> None:

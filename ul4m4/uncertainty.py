@@ -76,6 +76,8 @@ def sample_spread(view: Any, engine: Engine, fits: Sequence[tuple[Centers, np.nd
     -------
     spreads : list of ndarray of shape (k, M), float64, one per fit
     """
+    if not fits:
+        return []  # nothing to estimate: read no rows
     n, n_mod = view.mask.shape
     fits = [(centers, np.asarray(labels)) for centers, labels in fits]
     rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, size=max_rows,
