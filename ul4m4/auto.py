@@ -101,6 +101,10 @@ class Scored:
     def errors(self, c: int, m: int) -> np.ndarray:
         return hidden_block_errors(self.fills[c][m], self.truth[m])
 
+    def mean_errors(self, m: int) -> np.ndarray:
+        """Mean imputation's per-block errors (z = 0) on modality m."""
+        return hidden_block_errors(np.zeros_like(self.truth[m]), self.truth[m])
+
 
 def select_ensemble(
     data: Multimodal,
@@ -195,8 +199,8 @@ def _table(scored: Scored, names: list[str]) -> list[dict]:
                 "rank": None}
     for c, candidate in [(None, None), *enumerate(scored.candidates)]:
         row = dict(mean_row) if candidate is None else candidate.row()
-        errors = [hidden_block_errors(np.zeros_like(t), t) if c is None else scored.errors(c, m)
-                  for m, t in enumerate(scored.truth)]
+        errors = [scored.mean_errors(m) if c is None else scored.errors(c, m)
+                  for m in range(len(names))]
         row.update({n: float(e.mean()) if e.size else np.nan for n, e in zip(names, errors,
                                                                               strict=True)})
         row["se"] = {n: standard_error(e) for n, e in zip(names, errors, strict=True)}
@@ -211,7 +215,7 @@ def _forward_select(scored: Scored, m: int, pool) -> dict[int, int]:
         return {}
     counts: dict[int, int] = {}
     total = np.zeros_like(truth)
-    best_error = float(hidden_block_errors(np.zeros_like(truth), truth).mean())
+    best_error = float(scored.mean_errors(m).mean())
     for step in range(1, MAX_STEPS + 1):
         trial = [(float(hidden_block_errors((total + scored.fills[c][m]) / step, truth).mean()), c)
                  for c in pool]
@@ -245,20 +249,19 @@ def _finish(scored: Scored, m: int, counts: dict[int, int]):
     Returns ``(counts, shrinkage, per-block errors, calibration factor)``; empty
     ``counts`` means mean imputation.
     """
-    truth = scored.truth[m]
-    mean_errors = hidden_block_errors(np.zeros_like(truth), truth)
-    if not counts:
-        return {}, 0.0, mean_errors, calibration_factor(np.ones_like(mean_errors), mean_errors)
-    total = sum(counts.values())
-    weights = np.array([n / total for n in counts.values()])
-    fill, variance = ensemble_variance([scored.fills[c][m] for c in counts],
-                                       [scored.variances[c][m] for c in counts], weights)
-    trials = [(float(hidden_block_errors((1 - s) * fill, truth).mean()), s) for s in ENSEMBLE_SHRINKAGES]
-    _, shrink = min(trials)
-    errors = hidden_block_errors((1 - shrink) * fill, truth)
-    if paired_margin(errors, mean_errors) >= 0:
-        return {}, 0.0, mean_errors, calibration_factor(np.ones_like(mean_errors), mean_errors)
-    return counts, shrink, errors, calibration_factor(variance, errors)
+    truth, mean_errors = scored.truth[m], scored.mean_errors(m)
+    if counts:
+        total = sum(counts.values())
+        fill, variance = ensemble_variance([scored.fills[c][m] for c in counts],
+                                           [scored.variances[c][m] for c in counts],
+                                           np.array([n / total for n in counts.values()]))
+        _, shrink = min((float(hidden_block_errors((1 - s) * fill, truth).mean()), s)
+                        for s in ENSEMBLE_SHRINKAGES)
+        errors = hidden_block_errors((1 - shrink) * fill, truth)
+        if paired_margin(errors, mean_errors) < 0:
+            return counts, shrink, errors, calibration_factor(variance, errors)
+    # The mean: z = 0 with the unit variance of z-scored data.
+    return {}, 0.0, mean_errors, calibration_factor(np.ones_like(mean_errors), mean_errors)
 
 
 def ensemble_members(selection: Selection, members: dict, names: list[str]
