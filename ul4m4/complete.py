@@ -36,6 +36,7 @@ __all__ = [
     "VarianceTargets",
     "complete_sources",
     "fill_stuck_greedily",
+    "row_dots",
     "row_weighted_sums",
     "soft_complete",
     "soft_fill_chunk",
@@ -197,6 +198,12 @@ def row_weighted_sums(w: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.matmul(w[:, None, :], values)[:, 0]
 
 
+def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (B, d) arrays, one stacked product per row (each row's
+    value independent of B, as in :func:`row_weighted_sums`)."""
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
 def soft_variance(w: np.ndarray, centers: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Predicted per-coordinate variance of soft fills: the variance of their mixture.
 
@@ -210,11 +217,11 @@ def soft_variance(w: np.ndarray, centers: np.ndarray, spread: np.ndarray) -> np.
     """
     d = max(1, centers.shape[1])
     fill = row_weighted_sums(w, centers)
-    cross = np.matmul(fill[:, None, :], centers.T)[:, 0]
-    fill_sq = np.matmul(fill[:, None, :], fill[:, :, None])[:, 0, 0]
+    cross = row_weighted_sums(fill, centers.T)
+    fill_sq = row_dots(fill, fill)
     centre_sq = (centers * centers).sum(axis=1)
     between = np.maximum(centre_sq[None, :] - 2.0 * cross + fill_sq[:, None], 0.0) / d
-    return np.matmul(w[:, None, :], (spread[None, :] + between)[:, :, None])[:, 0, 0]
+    return row_dots(w, spread[None, :] + between)
 
 
 def fill_stuck_greedily(sources: np.ndarray, fallback: np.ndarray, values, out, top,

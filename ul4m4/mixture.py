@@ -38,7 +38,7 @@ import scipy.linalg
 
 from ._utils.validation import Interval, Options, check_params
 from .centers import Centers
-from .complete import soft_weights
+from .complete import row_dots, row_weighted_sums, soft_weights
 from .engine import Engine
 
 __all__ = ["Mixture", "conditional_fill", "fit_mixture", "fit_mixtures", "log_likelihood"]
@@ -165,16 +165,6 @@ def _patterns(terms: _ModalityTerms, patterns: np.ndarray) -> list[_Pattern]:
     return out
 
 
-def _mm(a: np.ndarray, b: np.ndarray, per_row: bool) -> np.ndarray:
-    """``a @ b``; with ``per_row`` one stacked product per row (its value independent of the batch)."""
-    return np.matmul(a[:, None, :], b)[:, 0] if per_row else a @ b
-
-
-def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products, one stacked product per row."""
-    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
-
-
 def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], n: int,
             temperature: float | None, want_loglik: bool = True
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -183,8 +173,8 @@ def _e_step(mix: Mixture, terms: _Pattern, blocks: Sequence[np.ndarray | None], 
     k, r = mix.k, mix.rank
     y, zz = np.zeros((n, k + r)), np.zeros(n)
     for j, m in enumerate(terms.observed):
-        y = y + _mm(blocks[m], terms.project[j], per_row=True)
-        zz = zz + _rowdot(blocks[m] * terms.inv_noise[j], blocks[m])
+        y = y + row_weighted_sums(blocks[m], terms.project[j])
+        zz = zz + row_dots(blocks[m] * terms.inv_noise[j], blocks[m])
     return _posterior(mix, terms, y, zz, temperature, per_row=True, want_loglik=want_loglik)
 
 
@@ -196,8 +186,8 @@ def _posterior(mix: Mixture, terms: _Pattern, y: np.ndarray, zz: np.ndarray,
     ``y = z [mu^T | W] / psi`` and ``zz = ||z||^2_Psi``."""
     k, r = mix.k, mix.rank
     u = y[:, k:]
-    us = _mm(u, terms.solve, per_row)
-    delta = (zz - _rowdot(us[:, :r], u))[:, None] - 2 * (y[:, :k] - us[:, r:]) + terms.const
+    us = row_weighted_sums(u, terms.solve) if per_row else u @ terms.solve
+    delta = (zz - row_dots(us[:, :r], u))[:, None] - 2 * (y[:, :k] - us[:, r:]) + terms.const
     delta = np.maximum(delta, 0.0)  # rounding of the expansion
     with np.errstate(invalid="ignore"):
         logits = mix.log_weights - delta / 2
@@ -221,12 +211,12 @@ def _fill(mix: Mixture, terms: _Pattern, m: int, g: np.ndarray, u: np.ndarray,
     w, psi = mix.loadings[m], mix.noise[m]
     b = terms.cov @ w.T  # S_O W_m^T (r, d_m)
     q = mix.means[m] - terms.v @ b  # a_ic - f_i = q_c - g_i q
-    fill = _mm(np.hstack([g, u]), np.vstack([q, b]), per_row=True)
+    fill = row_weighted_sums(np.hstack([g, u]), np.vstack([q, b]))
     if not with_variance:
         return fill, None
     gram = q @ q.T
-    spread = _mm(g, np.diag(gram)[:, None], per_row=True)[:, 0] - _rowdot(
-        _mm(g, gram, per_row=True), g)
+    spread = row_weighted_sums(g, np.diag(gram)[:, None])[:, 0] - row_dots(
+        row_weighted_sums(g, gram), g)
     base = float(np.sum(w * b.T)) + float(np.sum(psi))  # tr(W S W^T) + tr(Psi)
     return fill, (np.maximum(spread, 0.0) + base) / psi.size
 
