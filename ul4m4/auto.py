@@ -45,7 +45,8 @@ from .selection import (
 )
 from .uncertainty import calibration_factor, ensemble_variance
 
-__all__ = ["MAX_MODELS", "MAX_SELECTION_ROWS", "Candidate", "select_ensemble"]
+__all__ = ["MAX_MODELS", "MAX_SELECTION_ROWS", "Candidate", "ensemble_members", "registered_candidates",
+           "select_ensemble"]
 
 #: Training rows the selection reads at most (a seeded subsample beyond).
 MAX_SELECTION_ROWS = 8192

@@ -13,12 +13,14 @@ other rows it is sent with.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 from sklearn.utils import check_random_state
 
+from .._utils.validation import Interval, Options, check_params
 from ..data import Multimodal
 from .base import BaseImputer
 
@@ -107,16 +109,13 @@ class SoftImputeBaseline(BaseImputer):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int | np.integer) or self.rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
-        if self.shrinkage != "auto" and not (
-            isinstance(self.shrinkage, int | float) and 0.0 <= self.shrinkage < 1.0
-        ):
-            raise ValueError(f"shrinkage must be 'auto' or in [0, 1), got {self.shrinkage!r}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
-        if not (isinstance(self.tol, int | float) and self.tol >= 0.0):
-            raise ValueError(f"tol must be >= 0, got {self.tol!r}")
+        check_params(
+            {"rank": self.rank, "shrinkage": self.shrinkage, "max_iter": self.max_iter,
+             "tol": self.tol},
+            {"rank": [Interval(numbers.Integral, 1)],
+             "shrinkage": [Options(("auto",)), Interval(numbers.Real, 0, 1, "left")],
+             "max_iter": [Interval(numbers.Integral, 1)],
+             "tol": [Interval(numbers.Real, 0)]})
 
     def _fit(self, data: Multimodal) -> None:
         self._check_params()
