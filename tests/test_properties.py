@@ -56,7 +56,14 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 @st.composite
 def _new_data(draw, X: dict[str, np.ndarray], allow_empty: bool):
-    """Data shaped like ``X`` with fresh values and a fresh missing pattern."""
+    """Data shaped like ``X`` with fresh values and a fresh missing pattern.
+
+    The values are drawn on each modality's own scale (its training mean plus 3 times
+    its spread; spread 1 where the training values do not vary): a modality fitted on
+    values of order 1e-30 is scaled by their spread, and new values of order 1 would
+    lie some 1e30 standard deviations out, which the fit's magnitude check refuses by
+    design (``ValueError``) rather than fill.
+    """
     n = draw(st.integers(1, 12))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     names = list(X)
@@ -65,7 +72,11 @@ def _new_data(draw, X: dict[str, np.ndarray], allow_empty: bool):
         mask[np.arange(n), rng.integers(0, len(names), n)] = True
     out = {}
     for m, name in enumerate(names):
-        block = rng.normal(scale=3.0, size=(n, X[name].shape[1]))
+        observed = X[name][~np.isnan(X[name]).all(axis=1)]
+        spread = float(observed.std()) if observed.size else 0.0
+        centre = observed.mean(axis=0) if observed.size else 0.0
+        block = centre + rng.normal(scale=3.0 * (spread if spread > 0 else 1.0),
+                                    size=(n, X[name].shape[1]))
         block[~mask[:, m]] = np.nan
         out[name] = block
     return out, mask
