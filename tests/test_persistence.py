@@ -284,3 +284,34 @@ def test_runs_of_files_without_n_reseeds_load(tmp_path):
     loaded = UL4M4Imputer.load(tmp_path / "old.ul4m4")
     assert [r.n_reseeds for r in loaded.runs_] == [0, 0, 0]
     assert [r.stopped_by for r in loaded.runs_] == [r.stopped_by for r in imp.runs_]
+
+
+# Files written by ul4m4 0.2.0 (format 3) before the engine was narrowed, committed with
+# the fills they gave then (tests/data/make_model_v3.py wrote them): an auto model whose
+# ensembles are conditional mixtures, and a float64 greedy model. Both complete new
+# rows to the same bits, predicted errors and labels included.
+def _expected_v3(prefix: str) -> dict[str, np.ndarray]:
+    with np.load(_DATA / "model_v3_expected.npz") as saved:
+        return {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith(prefix + "/")}
+
+
+def test_release_0_2_mixture_ensemble_file_completes_to_the_same_bits():
+    imp = UL4M4Imputer.load(_DATA / "model_v3_auto.ul4m4")
+    assert {member.rule for member in imp.model_.members} >= {"mixture"}
+    new = _expected_v3("new")
+    out, std = imp.transform(new, return_std=True)
+    for name, want in _expected_v3("auto").items():
+        np.testing.assert_array_equal(out[name], want)
+    for name, want in _expected_v3("auto_std").items():
+        np.testing.assert_array_equal(std[name], want)
+    with np.load(_DATA / "model_v3_expected.npz") as saved:
+        np.testing.assert_array_equal(imp.predict(new), saved["auto_labels"])
+
+
+def test_release_0_2_greedy_float64_file_completes_to_the_same_bits():
+    imp = UL4M4Imputer.load(_DATA / "model_v3_greedy.ul4m4")
+    out, sources = imp.transform(_expected_v3("new"), return_sources=True)
+    for name, want in _expected_v3("greedy").items():
+        np.testing.assert_array_equal(out[name], want)
+    for name, want in _expected_v3("greedy_sources").items():
+        np.testing.assert_array_equal(sources[name], want)
