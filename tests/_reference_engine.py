@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ul4m4.data import Multimodal, check_multimodal, standardize_rows
 from ul4m4.distance import error_factor, exact_partial_sq_dists, exact_sq_to_assigned
 from ul4m4.engine import Candidates, EStep
 from ul4m4.statistics import check_magnitudes, modality_moments
+from ul4m4.validation import Multimodal, check_multimodal
+from ul4m4.view import standardize_rows
 
 
 @dataclass

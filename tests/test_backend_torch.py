@@ -23,14 +23,15 @@ torch = pytest.importorskip("torch")
 
 from _parity import PARITY, assert_parity, parity_data  # noqa: E402
 
-import ul4m4.data  # noqa: E402
+import ul4m4.threads  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.backends import NumpyEngine, get_engine  # noqa: E402
 from ul4m4.backends import _torch as tb  # noqa: E402
 from ul4m4.cluster import Centers  # noqa: E402
-from ul4m4.data import check_multimodal, sequential_sums  # noqa: E402
 from ul4m4.distance import error_factor, exact_partial_sq_dists  # noqa: E402
+from ul4m4.rowsums import sequential_sums  # noqa: E402
 from ul4m4.statistics import modality_statistics  # noqa: E402
+from ul4m4.validation import check_multimodal  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
@@ -96,7 +97,7 @@ def test_soft_completion_close_to_numpy(case, seed):
 
 def test_general_completion_path_equals_numpy(monkeypatch):
     """Partial centres force the (B, k, k) candidate tensor; chunks of 7 rows on 2 workers."""
-    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 0)  # small data, yet the pool
+    monkeypatch.setattr(ul4m4.threads, "INLINE_BYTES", 0)  # small data, yet the pool
     rng = np.random.default_rng(3)
     n = 300
     X = {"a": rng.normal(size=(n, 5)), "b": rng.integers(-2, 3, size=(n, 3)).astype(float),

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from ul4m4.backends import NumpyEngine
 from ul4m4.blocks import PackedBlocks
 from ul4m4.centers import Centers
-from ul4m4.data import Multimodal, Standardized
 from ul4m4.distance import error_factor, exact_partial_sq_dists
+from ul4m4.validation import Multimodal
+from ul4m4.view import Standardized
 
 
 def _chunk(rng, n, dims, p=0.6):

@@ -16,11 +16,11 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import Centers
 from ul4m4.cluster import assign, kmeans_plusplus, lloyd, state_key
-from ul4m4.data import check_multimodal
 from ul4m4.distance import error_factor
 from ul4m4.inference import transform_view
 from ul4m4.settings import resolve_settings
 from ul4m4.statistics import modality_statistics
+from ul4m4.validation import check_multimodal
 
 
 def cycling_data() -> dict[str, np.ndarray]:

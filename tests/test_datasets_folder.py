@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import ul4m4.datasets.folder as folder_module
-from ul4m4.data import check_multimodal
 from ul4m4.datasets.folder import load_folder
+from ul4m4.validation import check_multimodal
 
 N = 6
 

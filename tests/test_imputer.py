@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from strategies import multimodal
 from test_cluster import cycling_data
 
-import ul4m4.data
+import ul4m4.threads
 from ul4m4 import UL4M4Imputer
 
 
@@ -501,7 +501,7 @@ def test_memmap_input(tmp_path):
 @pytest.mark.parametrize("inline_bytes", [0, None], ids=["pool", "inline"])
 def test_threads_do_not_change_results(monkeypatch, inline_bytes):
     if inline_bytes is not None:  # 0: every pass of n_jobs=3 goes through the pool
-        monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", inline_bytes)
+        monkeypatch.setattr(ul4m4.threads, "INLINE_BYTES", inline_bytes)
     X, _ = _incomplete(n=300, seed=12)
     one = UL4M4Imputer(5, random_state=0, batch_size=16, n_jobs=1).fit(X)
     three = UL4M4Imputer(5, random_state=0, batch_size=16, n_jobs=3).fit(X)
@@ -515,7 +515,7 @@ def test_threads_do_not_change_results(monkeypatch, inline_bytes):
 def test_inertia_and_model_do_not_depend_on_chunks_or_threads(monkeypatch):
     """Wide enough rows that BLAS's GEMM rounds a row differently in blocks of other
     sizes: the inertia is a sum of per-row float64 distances, so it is the same bits."""
-    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 0)  # n_jobs=2 runs the pool
+    monkeypatch.setattr(ul4m4.threads, "INLINE_BYTES", 0)  # n_jobs=2 runs the pool
     X, _ = _incomplete(n=3000, seed=13, dims=(96, 64, 128))
     fits = [UL4M4Imputer(8, random_state=0, batch_size=b, n_jobs=j, max_iter=6).fit(X)
             for b, j in ((None, 1), (None, 2), (257, 2), (1000, 1))]

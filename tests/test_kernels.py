@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from ul4m4 import _kernels
 from ul4m4.blocks import PackedBlocks
-from ul4m4.data import INLINE_BYTES, RowOrderSums, map_modalities
+from ul4m4.rowsums import RowOrderSums
+from ul4m4.threads import INLINE_BYTES, map_modalities
 
 
 def _variant_param(isa):

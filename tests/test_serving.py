@@ -25,11 +25,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
-import ul4m4.data
 import ul4m4.imputer
+import ul4m4.threads
+import ul4m4.view
 from ul4m4 import UL4M4Imputer
-from ul4m4.data import INLINE_BYTES
 from ul4m4.distance import exact_partial_sq_dists, fixed_order_partial_sq_dists
+from ul4m4.threads import INLINE_BYTES
 
 BACKENDS = ["numpy"]
 try:
@@ -103,7 +104,8 @@ def test_soft_fills_of_numpy_and_torch_are_the_same_bits(dtype):
 
 @pytest.fixture
 def pools(monkeypatch):
-    """The thread pools started by ``ul4m4.data`` (scans, statistics, chunk passes)."""
+    """The thread pools started by ``ul4m4.threads`` (scans, statistics) and
+    ``ul4m4.view`` (chunk passes)."""
     started = []
 
     class Counting(ThreadPoolExecutor):
@@ -111,7 +113,8 @@ def pools(monkeypatch):
             started.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(ul4m4.data, "ThreadPoolExecutor", Counting)
+    monkeypatch.setattr(ul4m4.threads, "ThreadPoolExecutor", Counting)
+    monkeypatch.setattr(ul4m4.view, "ThreadPoolExecutor", Counting)
     return started
 
 
@@ -124,7 +127,7 @@ def test_small_calls_start_no_pool_and_give_the_threaded_bits(pools, monkeypatch
     new = {name: a.astype(np.float32) for name, a in _data(1, 600, dims).items()}
     row_bytes = sum(dims) * 4  # float32 input and working dtype
     # Lower the threshold so that chunked passes (256-row chunks) cross it in a test.
-    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 300 * row_bytes)
+    monkeypatch.setattr(ul4m4.threads, "INLINE_BYTES", 300 * row_bytes)
     expected = imp.transform(new)
     for n_rows in (1, 64, 299, 300, 301, 600):
         part = {name: a[:n_rows] for name, a in new.items()}
@@ -195,7 +198,7 @@ def test_small_calls_take_turns_and_larger_ones_do_not(monkeypatch, method):
     caller.join(30)
     assert done.is_set()
     # A call above INLINE_BYTES does not wait: it can use the threads.
-    monkeypatch.setattr(ul4m4.data, "INLINE_BYTES", 8)
+    monkeypatch.setattr(ul4m4.threads, "INLINE_BYTES", 8)
     done.clear()
     with ul4m4.imputer._SMALL_CALLS:
         caller = threading.Thread(target=call)

@@ -10,10 +10,10 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import shift_tolerance
 from ul4m4.cluster import kmeans_plusplus, lloyd
-from ul4m4.data import check_multimodal
 from ul4m4.distance import error_factor
 from ul4m4.settings import available_cpus, resolve_n_jobs, resolve_settings
 from ul4m4.statistics import modality_statistics
+from ul4m4.validation import check_multimodal
 
 
 def _params(**changes):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ul4m4 import UL4M4Imputer
-from ul4m4.data import check_multimodal
 from ul4m4.statistics import constant_dimensions, modality_statistics
+from ul4m4.validation import check_multimodal
 
 
 def test_modality_statistics_match_literal_float64_two_pass():

@@ -194,7 +194,7 @@ def test_streamed_fit_with_empty_samples_does_not_copy_the_data(tmp_path, monkey
         subsets.append(out)
         return out
 
-    monkeypatch.setattr("ul4m4.data.subset_rows", spy)
+    monkeypatch.setattr("ul4m4.validation.subset_rows", spy)
     got = _fit(maps, n_clusters=3, random_state=0, empty="mean", batch_size=16)
     _assert_same_fit(got, reference)
     assert (got.labels_[:6] == -1).all()

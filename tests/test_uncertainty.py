@@ -18,8 +18,8 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import Centers
 from ul4m4.complete import FROM_MEAN, soft_complete, soft_variance
-from ul4m4.data import output_copy
 from ul4m4.inference import transform_view
+from ul4m4.inputs import output_copy
 from ul4m4.rules import COMPLETION_RULES, FillTask
 from ul4m4.settings import resolve_settings
 from ul4m4.uncertainty import (

@@ -13,8 +13,8 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._utils.validation import check_params
-from .data import warn_inexact_integers
 from .imputer import UL4M4Imputer
+from .inputs import warn_inexact_integers
 from .persistence import ModelFileError, load_model, save_model
 from .settings import ADAPTER_CONSTRAINTS, resolve_settings
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Multimodal
 from .engine import Engine
 from .members import Member, ModelKey
 from .rules import COMPLETION_RULES, ENSEMBLE, FillTask
@@ -44,6 +43,7 @@ from .selection import (
     standard_error,
 )
 from .uncertainty import calibration_factor, ensemble_variance
+from .validation import Multimodal
 
 __all__ = ["MAX_MODELS", "MAX_SELECTION_ROWS", "Candidate", "ensemble_members", "registered_candidates",
            "select_ensemble"]

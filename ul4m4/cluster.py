@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .centers import Centers, center_shift
-from .data import Multimodal
 from .engine import Candidates, Engine
+from .validation import Multimodal
 
 __all__ = [
     "LloydResult",

@@ -37,7 +37,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from .centers import Centers
-from .data import Multimodal, RowOrderSums, Standardized, check_multimodal
 from .distance import (
     error_factor,
     exact_argmin,
@@ -45,7 +44,10 @@ from .distance import (
     exact_sq_to_assigned,
     fixed_order_partial_sq_dists,
 )
+from .rowsums import RowOrderSums
 from .statistics import check_magnitudes, modality_moments
+from .validation import Multimodal, check_multimodal
+from .view import Standardized
 
 __all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine", "Identity"]
 
@@ -130,7 +132,7 @@ class Engine(Protocol):
         """Data access and the NaN/inf scan: the validated data set, with its (n, M) mask.
 
         ``partial`` is the estimator's option for partly NaN rows (see
-        :func:`ul4m4.data.scan_block`)."""
+        :func:`ul4m4.validation.scan_block`)."""
 
     def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
         """Map over row blocks: ``fn(block_view, block_engine)`` on the whole data, joined."""

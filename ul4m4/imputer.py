@@ -26,8 +26,8 @@ from sklearn.utils import check_random_state
 
 from ._utils.progress import BarSafeHandler
 from .backends import get_engine
-from .data import InputForm, feature_names, is_small_input, reject_sparse
 from .inference import complete, predict, transform_to_files, transform_view
+from .inputs import InputForm, feature_names, is_small_input, reject_sparse
 from .model import FittedModel, fit_model
 from .persistence import load_model, save_model
 from .settings import Settings, resolve_settings
@@ -176,7 +176,7 @@ class UL4M4Imputer(BaseEstimator):
         thread each); ``None`` and -1 use every CPU the process may run on, -2
         all but one, ``-j`` all but ``j - 1`` (at least 1), as in scikit-learn.
         Results do not depend on it. Calls on little data (one chunk, or at most
-        :data:`ul4m4.data.INLINE_BYTES`, e.g. serving a few rows) run on the
+        :data:`ul4m4.threads.INLINE_BYTES`, e.g. serving a few rows) run on the
         calling thread whatever ``n_jobs``: no pool is started and the BLAS and
         PyTorch thread settings are left alone, so concurrent callers do not
         oversubscribe the CPUs.
@@ -675,7 +675,7 @@ class UL4M4Imputer(BaseEstimator):
         return imputer
 
 
-#: Small calls (:func:`~ul4m4.data.is_small_input`) from several threads take turns: such
+#: Small calls (:func:`~ul4m4.inputs.is_small_input`) from several threads take turns: such
 #: a call is mostly Python, so running several at once only passes the GIL back and forth
 #: (4 threads served half the one-row calls per second that one thread did).
 _SMALL_CALLS = threading.RLock()

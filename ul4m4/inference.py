@@ -22,14 +22,15 @@ from ._utils.chunks import iter_row_chunks
 from ._utils.files import AtomicWriter, output_folder
 from .cluster import assign
 from .complete import FROM_MEAN, OBSERVED
-from .data import Multimodal, output_dtype
 from .engine import Engine
+from .inputs import output_dtype
 from .members import Member
 from .model import FittedModel
 from .rules import COMPLETION_RULES, FillTask
 from .settings import Settings
 from .stream import RowSubset
 from .uncertainty import ensemble_variance
+from .validation import Multimodal
 
 __all__ = ["NpyWriter", "complete", "predict", "transform_to_files", "transform_view"]
 

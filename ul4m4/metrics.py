@@ -41,9 +41,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, f1_score
 from sklearn.multiclass import OneVsRestClassifier
 
-from .data import check_multimodal, check_observed_twice
 from .missingness import mask_from_data
 from .statistics import modality_statistics
+from .validation import check_multimodal, check_observed_twice
 
 __all__ = [
     "Measurement",

@@ -30,8 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from .centers import Centers, center_shift
 from .cluster import LloydResult, assign, gather_view
-from .data import sequential_sums
 from .engine import Engine
+from .rowsums import sequential_sums
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_NO_IMPROVEMENT", "minibatch_kmeans", "seeding_sample"]
 
@@ -166,7 +166,7 @@ def minibatch_kmeans(
     >>> import numpy as np
     >>> from ul4m4.backends import NumpyEngine
     >>> from ul4m4.cluster import kmeans_plusplus
-    >>> from ul4m4.data import check_multimodal
+    >>> from ul4m4.validation import check_multimodal
     >>> from ul4m4.statistics import modality_statistics
     >>> rng = np.random.RandomState(0)
     >>> data = check_multimodal({"a": np.r_[rng.normal(0, 1, (200, 2)), rng.normal(9, 1, (200, 2))]})

@@ -31,13 +31,6 @@ from .auto import (
 from .centers import Centers, shift_tolerance
 from .cluster import LloydResult, gather_view, kmeans_plusplus, lloyd, random_init
 from .complete import OBSERVED
-from .data import (
-    Multimodal,
-    check_multimodal,
-    check_no_empty_samples,
-    check_observed_twice,
-    without_empty_samples,
-)
 from .engine import Engine
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
@@ -48,6 +41,13 @@ from .settings import Settings
 from .statistics import unit_scales, warn_constant_dimensions
 from .stream import is_streamed
 from .uncertainty import sample_spread
+from .validation import (
+    Multimodal,
+    check_multimodal,
+    check_no_empty_samples,
+    check_observed_twice,
+    without_empty_samples,
+)
 
 __all__ = ["FittedModel", "RunInfo", "fit_model"]
 

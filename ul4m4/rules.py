@@ -23,8 +23,8 @@ import numpy as np
 
 from .centers import Centers
 from .complete import FROM_MEAN, FROM_MODEL, OBSERVED, complete_sources, soft_complete
-from .data import output_copy
 from .engine import Engine
+from .inputs import output_copy
 from .members import Member, ModelKey
 from .mixture import Mixture, conditional_fill, fit_mixtures
 from .plan import CompletionPlan

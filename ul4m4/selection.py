@@ -32,9 +32,9 @@ import numpy as np
 
 from .centers import Centers
 from .complete import complete_sources, soft_complete
-from .data import Multimodal
 from .engine import Engine
 from .plan import CompletionPlan
+from .validation import Multimodal
 
 __all__ = ["Selection", "hidden_block_errors", "hide_blocks", "paired_margin", "select_model",
            "standard_error"]

@@ -19,7 +19,9 @@ import numpy as np
 
 from ._kernels import add_rows, add_squared_deviations
 from ._utils.chunks import iter_row_chunks
-from .data import Multimodal, kernel_keep, kernel_rows, map_modalities
+from .rowsums import kernel_keep, kernel_rows
+from .threads import map_modalities
+from .validation import Multimodal
 
 __all__ = [
     "CONSTANT_STD_RATIO",

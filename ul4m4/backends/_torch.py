@@ -85,12 +85,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._utils.chunks import iter_row_chunks
 from ..blocks import PackedBlocks
 from ..centers import Centers
-from ..data import Multimodal, RowOrderSums, Standardized, iter_row_chunks
 from ..distance import error_factor
 from ..engine import ChunkedEngine
 from ..plan import PatternTerms
+from ..rowsums import RowOrderSums
+from ..validation import Multimodal
+from ..view import Standardized
 
 __all__ = [
     "DeviceCenters",
@@ -195,7 +198,7 @@ def _tensor_to_numpy(name: str, value: Any) -> Any:
 # ------------------------------------------------------------------- view
 @dataclass
 class TorchView(Standardized):
-    """A :class:`~ul4m4.data.Standardized` view that also yields its chunks as tensors.
+    """A :class:`~ul4m4.view.Standardized` view that also yields its chunks as tensors.
 
     NumPy rows (``rows``, ``chunks``) serve the shared logic (seed rows,
     reseeding, exact rechecks); ``device_rows`` and ``map_device_chunks`` serve
@@ -232,7 +235,7 @@ class TorchView(Standardized):
     def map_device_chunks(self, fn: Callable[[slice, list[torch.Tensor], np.ndarray], Any]):
         """Yield ``(rows, fn(rows, blocks, mask))`` for every chunk, in row order.
 
-        On the CPU this is :meth:`~ul4m4.data.Standardized.map_chunks` (chunks
+        On the CPU this is :meth:`~ul4m4.view.Standardized.map_chunks` (chunks
         z-scored and processed on ``n_threads`` worker threads) with the blocks
         handed over as tensors; on other devices the chunks are processed one
         after the other, the device providing the parallelism.
@@ -516,7 +519,7 @@ class TorchEngine(ChunkedEngine):
     def kernel_threads(self, view: TorchView):
         """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools).
 
-        A small pass (:attr:`~ul4m4.data.Standardized.small`, e.g. a serving
+        A small pass (:attr:`~ul4m4.view.Standardized.small`, e.g. a serving
         call of a few rows) runs on the calling thread and leaves PyTorch's
         setting alone: it is process-wide, and concurrent calls that set and
         restore it could leave it changed.

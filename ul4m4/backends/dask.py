@@ -40,7 +40,7 @@ must be known (call ``compute_chunk_sizes()`` after boolean indexing).
 
 Design
 ------
-* The input check is one pass (the NaN/inf scan of :func:`ul4m4.data.scan_block`
+* The input check is one pass (the NaN/inf scan of :func:`ul4m4.validation.scan_block`
   on every block; the (n, M) availability mask comes back to the client).
 * Statistics, the overflow check and every Lloyd E-step map the NumPy code over
   the blocks; float64 partial sums are added along the pairwise tree over the
@@ -105,26 +105,25 @@ from dask.delayed import Delayed, delayed
 
 from ..blocks import PackedBlocks
 from ..centers import Centers
-from ..data import (
-    Multimodal,
-    Standardized,
-    check_2d,
-    check_no_empty_samples,
-    check_shapes,
-    match_names,
-    named_values,
-    raise_bad_rows,
-    scan_block,
-    sequential_sums,
-)
 from ..engine import Candidates, EStep, Identity
+from ..inputs import check_2d, named_values
 from ..plan import PatternTerms
+from ..rowsums import sequential_sums
 from ..statistics import (
     check_finite_statistics,
     check_float32_range,
     column_extremes,
     largest_centred,
 )
+from ..validation import (
+    Multimodal,
+    check_no_empty_samples,
+    check_shapes,
+    match_names,
+    raise_bad_rows,
+    scan_block,
+)
+from ..view import Standardized
 from .numpy_engine import NumpyEngine
 
 __all__ = ["STORE_STATS", "DaskEngine", "DaskView", "StoreStats", "as_row_chunks"]

@@ -1,7 +1,7 @@
 """The NumPy engine: the kernels of :class:`~ul4m4.engine.ChunkedEngine` on host arrays.
 
 Chunks are standardised and processed on ``n_threads`` worker threads
-(:meth:`ul4m4.data.Standardized.map_chunks`), each running single-threaded BLAS;
+(:meth:`ul4m4.view.Standardized.map_chunks`), each running single-threaded BLAS;
 the partial distances come from one GEMM per modality, over the rows that observe
 it (:class:`~ul4m4.blocks.PackedBlocks`), combined by the compiled kernels of
 :mod:`ul4m4._kernels`, which take each row's nearest centre without writing its
@@ -18,7 +18,6 @@ import numpy as np
 from .._kernels import candidate_minimum
 from ..blocks import PackedBlocks
 from ..centers import Centers
-from ..data import Multimodal, RowOrderSums, Standardized
 from ..distance import (
     assigned_sq_dists,
     exact_partial_sq_dists,
@@ -29,6 +28,9 @@ from ..distance import (
 )
 from ..engine import ChunkedEngine
 from ..plan import PatternTerms
+from ..rowsums import RowOrderSums
+from ..validation import Multimodal
+from ..view import Standardized
 
 __all__ = ["NumpyEngine"]
 
@@ -75,7 +77,7 @@ class NumpyEngine(ChunkedEngine):
                       best: np.ndarray) -> np.ndarray:
         """Float64 row by row (``assigned_sq_dists``): the inertia does not depend on the
         GEMM's shape, i.e. on the chunking (E-steps that update the centres get the
-        same values from :class:`~ul4m4.data.RowOrderSums`, while adding the rows)."""
+        same values from :class:`~ul4m4.rowsums.RowOrderSums`, while adding the rows)."""
         return assigned_sq_dists(blocks, labels, centers.blocks, centers.mask)
 
     def exact_checks(self, blocks: PackedBlocks, mask, centers: Centers):

@@ -17,8 +17,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from ..data import Multimodal, check_multimodal, check_observed_twice, standardize_rows
 from ..statistics import modality_statistics
+from ..validation import Multimodal, check_multimodal, check_observed_twice
+from ..view import standardize_rows
 
 __all__ = ["BaseImputer"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Multimodal
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["MOFABaseline", "import_mofa"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocks import PackedBlocks
-from ..data import Multimodal
 from ..distance import (
     error_factor,
     exact_argmin,
@@ -13,6 +12,7 @@ from ..distance import (
     partial_sq_dists,
     squared_norms,
 )
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["NearestSampleImputer"]

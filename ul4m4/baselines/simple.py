@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import Multimodal
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["MeanImputer", "ZeroImputer"]

@@ -18,7 +18,7 @@ from sklearn.impute import IterativeImputer, KNNImputer
 from sklearn.linear_model import BayesianRidge
 from threadpoolctl import threadpool_limits
 
-from ..data import Multimodal
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["IterativeBaseline", "KNNBaseline"]

@@ -21,7 +21,7 @@ import scipy.linalg
 from sklearn.utils import check_random_state
 
 from .._utils.validation import Interval, Options, check_params
-from ..data import Multimodal
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["SoftImputeBaseline"]

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Multimodal
 from ..imputer import UL4M4Imputer
+from ..validation import Multimodal
 from .base import BaseImputer
 
 __all__ = ["UL4M4Method"]

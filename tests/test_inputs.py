@@ -1,4 +1,4 @@
-"""ul4m4.data: what each kind of input is read as or why it is refused; row-order sums and statistics."""
+"""ul4m4.inputs: what each kind of input is read as or why it is refused."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ul4m4 import UL4M4Imputer
-from ul4m4.blocks import PackedBlocks
-from ul4m4.data import InputForm, RowOrderSums, check_multimodal, sequential_sums
+from ul4m4.inputs import InputForm
+from ul4m4.validation import check_multimodal
 
 
 def _arrays(n=12, seed=0):
@@ -58,12 +58,6 @@ def test_nullable_and_plain_columns_mix():
     data = check_multimodal({"a": frame, "b": np.ones((3, 1))})
     assert data.arrays[0].dtype == np.float64
     np.testing.assert_array_equal(data.mask[:, 0], [True, False, True])
-
-
-def test_a_partly_na_row_is_a_partly_nan_row():
-    frame = pd.DataFrame([[1.0, 2.0], [None, 3.0], [4.0, 5.0]]).astype("Float64")
-    with pytest.raises(ValueError, match=r"modality 'a': rows \[1\] have some but not all"):
-        check_multimodal({"a": frame})
 
 
 def test_a_non_numeric_nullable_column_is_still_refused():
@@ -152,49 +146,3 @@ def test_input_form_gives_results_back_under_the_callers_keys_and_frames():
     assert isinstance(form.wrap(filled, frames=False)[0], np.ndarray)
     # A list input has no keys of its own: results keep the fitted names.
     assert InputForm.of([np.zeros((2, 1))]).order(["0"]) == ["0"]
-
-
-def _literal_row_order_sums(k, labels, block):
-    """running[j] = running[j] + row, row after row, in float64."""
-    out = np.zeros((k, block.shape[1]))
-    for i, j in enumerate(labels):
-        out[j] = out[j] + block[i].astype(np.float64)
-    return out
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_row_order_sums_match_a_literal_loop_and_skip_missing_rows(seed):
-    rng = np.random.default_rng(seed)
-    k, dims = 5, [3, 17]
-    acc = RowOrderSums(k, dims)
-    all_labels, all_blocks, all_mask = [], [[] for _ in dims], []
-    for n in (7, 1, 30):
-        labels = rng.integers(0, k, n)
-        mask = rng.random((n, 2)) < 0.6
-        blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4),
-                           0).astype(np.float32) for m, d in enumerate(dims)]
-        acc.add(acc.prepare(labels, PackedBlocks.pack(blocks, mask), mask))
-        all_labels.append(labels), all_mask.append(mask)
-        for m in range(2):
-            all_blocks[m].append(blocks[m])
-    labels, mask = np.concatenate(all_labels), np.concatenate(all_mask)
-    for m in range(2):
-        block = np.concatenate(all_blocks[m])
-        want = _literal_row_order_sums(k, labels[mask[:, m]], block[mask[:, m]])
-        np.testing.assert_array_equal(acc.sums[m], want)
-        np.testing.assert_array_equal(acc.counts[:, m], np.bincount(labels[mask[:, m]],
-                                                                    minlength=k))
-
-
-def test_row_order_sums_equal_sequential_sums_on_zero_rows():
-    rng = np.random.default_rng(0)
-    block = rng.standard_normal((40, 6)).astype(np.float32)
-    mask = np.ones((40, 1), dtype=bool)
-    mask[::3] = False
-    block[~mask[:, 0]] = 0
-    labels = rng.integers(0, 4, 40)
-    acc = RowOrderSums(4, [6])
-    acc.add(acc.prepare(labels, PackedBlocks.of_full([block], mask), mask))
-    np.testing.assert_array_equal(acc.sums[0], sequential_sums(np.zeros((4, 6)), labels, block))
-
-
