@@ -19,9 +19,9 @@ Per-iteration breakdown of the Dask fit (the difference between a 12- and a
 2-iteration fit, over 10): tasks run (``client.get_task_stream``; a Lloyd pass
 runs none, each worker's block store makes it in one call), bytes moved between
 workers (the workers' transfer logs), store calls, node summaries sent back and
-their bytes, compute seconds inside the stores summed over the workers
-(``ul4m4.backends.dask.STORE_STATS``), and the overhead ``wall - compute /
-workers``: the round trips, the client-side driver and the scheduler.
+their bytes, compute seconds inside the stores summed over the workers (counted
+by wrapping the stores' ``e_step`` on each worker from here), and the overhead
+``wall - compute / workers``: the round trips, the client-side driver and the scheduler.
 
 Worker memory: before the timed fits, one Dask fit runs alone and each worker's
 peak resident bytes over it (``VmHWM``, reset before the fit) less its resident
@@ -109,14 +109,45 @@ def _worker_transfer_bytes(client, since: float) -> int:
     return sum(client.run(total).values())
 
 
+def _store_counter():
+    """A function that makes the block stores of its process count what they do.
+
+    It wraps ``BlockStore.e_step`` once per process and keeps the totals on the
+    class (``BlockStore.totals``): passes, seconds inside them, node summaries
+    sent back and their bytes (the stores keep no counters of their own). Made
+    here, not at module level, so that ``client.run`` ships it by value.
+    """
+    def count() -> None:
+        import dask.sizeof
+
+        from ul4m4.backends.dask.store import BlockStore
+
+        if hasattr(BlockStore, "totals"):
+            return
+        totals = {"passes": 0, "seconds": 0.0, "summaries": 0, "summary_bytes": 0}
+        e_step = BlockStore.e_step
+
+        def counted(self, *args, **kwargs):
+            start = time.perf_counter()
+            scalars, nodes, rows = e_step(self, *args, **kwargs)
+            totals["passes"] += 1
+            totals["seconds"] += time.perf_counter() - start
+            totals["summaries"] += len(nodes)
+            totals["summary_bytes"] += sum(dask.sizeof.sizeof(v) for v in nodes.values())
+            return scalars, nodes, rows
+
+        BlockStore.e_step, BlockStore.totals = counted, totals
+
+    return count
+
+
 def _store_totals(client) -> dict:
     """The block stores' totals (passes, seconds, summaries, bytes), summed over the workers."""
-    from dataclasses import asdict
+    import ul4m4.backends.dask.store as store  # a module travels by name: each worker reads its own
 
-    import ul4m4.backends.dask as backend  # a module travels by name: each worker reads its own
-
-    found = client.run(lambda: asdict(backend.STORE_STATS)).values()
-    return {key: sum(f[key] for f in found) for key in asdict(backend.STORE_STATS)}
+    client.run(_store_counter())
+    found = list(client.run(lambda: dict(store.BlockStore.totals)).values())
+    return {key: sum(f[key] for f in found) for key in found[0]}
 
 
 def _profile(client, fit, iters: int) -> dict:

@@ -19,6 +19,10 @@ distributed = pytest.importorskip("distributed")
 from _parity import PARITY, assert_parity, parity_data  # noqa: E402
 
 import ul4m4.backends.dask as dask_backend  # noqa: E402
+import ul4m4.backends.dask.placement as dask_placement  # noqa: E402
+import ul4m4.backends.dask.store as dask_store  # noqa: E402
+import ul4m4.backends.dask.tasks as dask_tasks  # noqa: E402
+import ul4m4.backends.dask.tree as dask_tree  # noqa: E402
 import ul4m4.cluster  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
 
@@ -380,15 +384,40 @@ def _engine_view(X, rows, persist=False, chunk_rows=64):
     return engine, view
 
 
-def _store_totals(client) -> dict[str, dask_backend.StoreStats]:
-    """Per worker, a copy of the block stores' totals in its process."""
-    return client.run(lambda: copy.copy(dask_backend.STORE_STATS))
+def _counter():
+    """A function that makes the block stores of its process count their passes and the
+    node summaries they send (``BlockStore.totals``): the stores keep no counters.
+
+    Made here (not at module level) so that ``client.run`` ships it by value.
+    """
+    def count() -> None:
+        store = dask_store.BlockStore
+        if hasattr(store, "totals"):
+            return
+        totals = {"passes": 0, "summaries": 0}
+        e_step = store.e_step
+
+        def counted(self, *args, **kwargs):
+            scalars, nodes, rows = e_step(self, *args, **kwargs)
+            totals["passes"] += 1
+            totals["summaries"] += len(nodes)
+            return scalars, nodes, rows
+
+        store.e_step, store.totals = counted, totals
+
+    return count
+
+
+def _store_totals(client) -> dict[str, dict[str, int]]:
+    """Per worker, a copy of the block stores' totals in its process (counting from now)."""
+    client.run(_counter())
+    return client.run(lambda: dict(dask_store.BlockStore.totals))
 
 
 def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     X = blobs(900, 14)
     engine, view = _engine_view(X, 50)  # 18 blocks: runs of 9 on the two workers
-    view.prepared(dask_backend._client())
+    view.prepared(dask_placement.current_client())
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
     gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
     before = _store_totals(client)
@@ -399,10 +428,10 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     # No task runs: each worker's store makes the pass over its blocks in one call,
     # and sends one summary per complete node of the pairwise tree it holds.
     assert stream.data == []
-    assert {w: after[w].passes - before[w].passes for w in after} == dict.fromkeys(after, 2)
-    sent = sum(after[w].summaries - before[w].summaries for w in after)
-    assert sent == 2 * (len(dask_backend._owned_nodes(range(9), 18))
-                        + len(dask_backend._owned_nodes(range(9, 18), 18))) == 2 * 6
+    assert {w: after[w]["passes"] - before[w]["passes"] for w in after} == dict.fromkeys(after, 2)
+    sent = sum(after[w]["summaries"] - before[w]["summaries"] for w in after)
+    assert sent == 2 * (len(dask_tree.owned_nodes(range(9), 18))
+                        + len(dask_tree.owned_nodes(range(9, 18), 18))) == 2 * 6
     assert again.changed == 0 and again.inertia == step.inertia
     labels = engine.fetch(step.labels)
     with dask.config.set(scheduler="synchronous"):
@@ -419,9 +448,9 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
 
 def _placement(client, view) -> list[str]:
     """Per block, the worker holding its prepared copy (and running its passes)."""
-    prepared = view.prepared(dask_backend._client())
+    prepared = view.prepared(dask_placement.current_client())
     held = client.who_has(prepared)
-    keys = {future.key for future, _, _ in view.stores(dask_backend._client())}
+    keys = {future.key for future, _, _ in view.stores(dask_placement.current_client())}
     indices = client.run(lambda dask_worker: [i for key, store in dask_worker.state.actors.items()
                                               if key in keys for i in store.indices])
     stores = {i: worker for worker, held in indices.items() for i in held}
@@ -506,22 +535,22 @@ def test_pairwise_sums_do_not_depend_on_where_the_blocks_sit(n, workers, data):
     owner = data.draw(st.lists(st.integers(0, workers - 1), min_size=n, max_size=n))
     nodes = {}
     for w in range(workers):
-        for node in dask_backend._owned_nodes([i for i in range(n) if owner[i] == w], n):
+        for node in dask_tree.owned_nodes([i for i in range(n) if owner[i] == w], n):
             assert node not in nodes
-            nodes[node] = dask_backend._fold(*node, n, leaves(values), dask_backend._add)
+            nodes[node] = dask_tree.fold(*node, n, leaves(values), dask_tree.add)
     lo_size = sorted(nodes)
     assert [i for lo, size in lo_size for i in range(lo, min(lo + size, n))] == list(range(n))
-    total = dask_backend._fold(0, dask_backend._root(n), n,
-                               lambda lo, size: nodes.get((lo, size)), dask_backend._add)
+    total = dask_tree.fold(0, dask_tree.root_size(n), n,
+                               lambda lo, size: nodes.get((lo, size)), dask_tree.add)
     expected = literal_pairwise(values)
     assert total.tobytes() == expected.tobytes()
-    assert dask_backend._pairwise_sum(values).tobytes() == expected.tobytes()
+    assert dask_tree.pairwise_sum(values).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("start, stop, n", [(0, 9, 18), (9, 18, 18), (0, 500, 1000),
                                             (137, 911, 1000), (0, 1, 1)])
 def test_a_run_of_blocks_is_a_few_nodes(start, stop, n):
-    nodes = dask_backend._owned_nodes(range(start, stop), n)
+    nodes = dask_tree.owned_nodes(range(start, stop), n)
     assert [i for lo, size in nodes for i in range(lo, min(lo + size, n))] == list(
         range(start, stop))
     assert len(nodes) <= 2 * max(1, (stop - start).bit_length())
@@ -534,9 +563,9 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
     gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
     held = [2, 3, 4, 5, 7]
-    single, threaded = (dask_backend._BlockStore(held, 9, t, *[prepared[i] for i in held])
+    single, threaded = (dask_store.BlockStore(held, 9, t, *[prepared[i] for i in held])
                         for t in (1, 3))
-    one = dask_backend._e_step_task
+    one = dask_tasks.e_step_task
     first = single.e_step(1, None, centres, gamma, True)
     assert sorted(first[1]) == [(2, 2), (4, 2), (7, 1)]
     summaries = {i: one(prepared[i], None, centres, gamma, True).summary for i in held}
@@ -550,9 +579,9 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     assert all(again[0][i].tobytes() == first[0][i].tobytes() for i in held)
     assert all(a.tobytes() == b.tobytes() for node in first[1]
                for a, b in zip(_flat(first[1][node]), _flat(again[1][node]), strict=True))
-    alone = dask_backend._BlockStore([4], 9, 1, prepared[4]).e_step(1, None, centres, gamma,
+    alone = dask_store.BlockStore([4], 9, 1, prepared[4]).e_step(1, None, centres, gamma,
                                                                      True)
-    shared = dask_backend._BlockStore([4], 9, 4, prepared[4])
+    shared = dask_store.BlockStore([4], 9, 4, prepared[4])
     assert prepared[4].view.n_threads == 4  # one block: its chunks use the threads
     for a, b in zip(_flat(alone[1][4, 1]),
                     _flat(shared.e_step(1, None, centres, gamma, True)[1][4, 1]), strict=True):
@@ -565,7 +594,7 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     assert sorted(single.passes) == [2, 3]
     far = single.farthest(3, centres, 2)
     for i in held:
-        expected = dask_backend._farthest_task(prepared[i], single.labels(3)[i], centres, 2)
+        expected = dask_tasks.farthest_task(prepared[i], single.labels(3)[i], centres, 2)
         assert np.array_equal(far[i].distances, expected.distances)
 
 
@@ -613,9 +642,10 @@ def test_threaded_workers_in_process_give_the_local_schedulers_bits(synchronous)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
                                   dashboard_address=":0") as cluster, distributed.Client(cluster):
         # 9 blocks in runs of 4 and 5: each store's pass maps its blocks over 2 threads.
-        passes = dask_backend.STORE_STATS.passes  # the workers run in this process
+        _counter()()  # the workers run in this process
+        passes = dask_store.BlockStore.totals["passes"]
         clustered = fit_dask(UL4M4Imputer(**params), chunked(X, 100))
-        assert dask_backend.STORE_STATS.passes >= passes + 2 * clustered.n_iter_
+        assert dask_store.BlockStore.totals["passes"] >= passes + 2 * clustered.n_iter_
     assert_same_model(clustered, local)
 
 

@@ -17,12 +17,10 @@ import numpy as np
 
 from .centers import Centers, center_shift
 from .engine import Candidates, Engine
-from .validation import Multimodal
 
 __all__ = [
     "LloydResult",
     "assign",
-    "gather_view",
     "kmeans_plusplus",
     "lloyd",
     "random_init",
@@ -42,19 +40,6 @@ def seed_rows(view, rows: np.ndarray, engine: Engine) -> Centers:
 def random_init(view, k: int, rng: np.random.RandomState, engine: Engine) -> Centers:
     """k distinct training samples drawn uniformly without replacement."""
     return seed_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)), engine)
-
-
-def gather_view(view, rows: np.ndarray, engine: Engine):
-    """The z-scored ``rows`` of ``view`` gathered into this process, as a view of ``engine.host``.
-
-    Identity statistics (mean 0, scale 1) leave every value unchanged, so the
-    gathered view holds exactly the values the engine computes for these rows.
-    """
-    blocks, mask = engine.take(view, rows)
-    identity = [np.zeros(b.shape[1]) for b in blocks], [np.ones(b.shape[1]) for b in blocks]
-    return engine.host.view(Multimodal(list(view.data.names), blocks, mask), *identity,
-                            view.dtype, view.chunk_rows, view.n_threads,
-                            cache_bytes=np.iinfo(np.int64).max)
 
 
 def kmeans_plusplus(

@@ -32,6 +32,7 @@ __all__ = [
     "as_2d_array",
     "as_named_arrays",
     "check_2d",
+    "check_array",
     "feature_names",
     "is_small_input",
     "named_values",
@@ -267,6 +268,16 @@ def as_2d_array(name: str, value: Any) -> Any:
             value = np.asarray(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"modality {name!r}: cannot be read as a numeric array ({exc})") from exc
+    check_array(name, value)
+    # Memory maps and other array-likes are read through a row reader, so that no
+    # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
+    return as_row_source(value)
+
+
+
+def check_array(name: str, value: Any) -> None:
+    """Raise unless ``value`` (anything with ``shape`` and ``dtype``) is a 2-D real numeric
+    array with at least one feature: the check of every modality, on every backend."""
     dtype = np.dtype(value.dtype)
     if dtype.kind not in "fiu":
         raise TypeError(
@@ -275,10 +286,6 @@ def as_2d_array(name: str, value: Any) -> Any:
     check_2d(name, value.shape)
     if value.shape[1] < 1:
         raise ValueError(f"modality {name!r}: has zero features")
-    # Memory maps and other array-likes are read through a row reader, so that no
-    # pass over them keeps more than a chunk of rows (or of mapped pages) resident.
-    return as_row_source(value)
-
 
 
 def check_2d(name: str, shape: Sequence[int]) -> None:

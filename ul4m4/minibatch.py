@@ -29,9 +29,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .centers import Centers, center_shift
-from .cluster import LloydResult, assign, gather_view
+from .cluster import LloydResult, assign
 from .engine import Engine
 from .rowsums import sequential_sums
+from .view import gather_view
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_NO_IMPROVEMENT", "minibatch_kmeans", "seeding_sample"]
 

@@ -29,7 +29,7 @@ from .auto import (
     select_ensemble,
 )
 from .centers import Centers, shift_tolerance
-from .cluster import LloydResult, gather_view, kmeans_plusplus, lloyd, random_init
+from .cluster import LloydResult, kmeans_plusplus, lloyd, random_init
 from .complete import OBSERVED
 from .engine import Engine
 from .members import Member, ModelKey
@@ -48,6 +48,7 @@ from .validation import (
     check_observed_twice,
     without_empty_samples,
 )
+from .view import gather_view
 
 __all__ = ["FittedModel", "RunInfo", "fit_model"]
 

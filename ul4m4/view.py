@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -23,7 +23,10 @@ from .distance import squared_norms
 from .threads import fits_inline
 from .validation import Multimodal
 
-__all__ = ["Standardized", "standardize_packed", "standardize_rows"]
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["Standardized", "gather_view", "standardize_packed", "standardize_rows"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -244,3 +247,16 @@ def _z_scored(block: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.
     if missing is not None:
         z[missing] = 0
     return z
+
+
+def gather_view(view: Any, rows: np.ndarray, engine: Engine) -> Standardized:
+    """The z-scored ``rows`` of ``view`` gathered into this process, as a view of ``engine.host``.
+
+    Identity statistics (mean 0, scale 1) leave every value unchanged, so the
+    gathered view holds exactly the values the engine computes for these rows.
+    """
+    blocks, mask = engine.take(view, rows)
+    identity = [np.zeros(b.shape[1]) for b in blocks], [np.ones(b.shape[1]) for b in blocks]
+    return engine.host.view(Multimodal(list(view.data.names), blocks, mask), *identity,
+                            view.dtype, view.chunk_rows, view.n_threads,
+                            cache_bytes=np.iinfo(np.int64).max)

@@ -3,7 +3,7 @@
 * ``"numpy"`` (:class:`NumpyEngine`): in-process NumPy and compiled kernels.
 * ``"torch"`` (``backends/_torch.py``): the same kernels on PyTorch tensors, on any
   device.
-* ``"dask"`` (``backends/dask.py``): row-chunked ``dask.array`` input on a
+* ``"dask"`` (``backends/dask/``): row-chunked ``dask.array`` input on a
   ``dask.distributed`` cluster (or dask's local scheduler): the NumPy kernels
   mapped over row blocks by one block store per worker, sums added along a
   fixed pairwise tree.

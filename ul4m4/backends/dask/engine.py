@@ -1,0 +1,348 @@
+"""The Dask engine and its view: NumPy passes mapped over row blocks, tree reductions,
+and lazy outputs stitched from per-block results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed, delayed
+
+from ...blocks import PackedBlocks
+from ...centers import Centers
+from ...engine import Candidates, EStep, Identity
+from ...plan import PatternTerms
+from ...statistics import check_finite_statistics, check_float32_range, largest_centred
+from ...validation import Multimodal, check_no_empty_samples, raise_bad_rows
+from ...view import gather_view
+from ..numpy_engine import NumpyEngine
+from .input import as_row_chunks
+from .placement import (
+    block_offsets,
+    broadcast,
+    current_client,
+    mask_blocks,
+    prepare_on,
+    row_blocks,
+)
+from .store import StoredLabels, in_block_order, store_pass
+from .tasks import (
+    NUMPY,
+    apply_task,
+    e_step_task,
+    extremes_task,
+    farthest_task,
+    prepare_task,
+    scan_task,
+    seed_task,
+    squares_task,
+    sums_task,
+    take_task,
+)
+from .tree import add, delayed_sum, fold, root_size
+
+__all__ = ["SEED_ROWS_PER_CLUSTER", "SEED_SAMPLE_BYTES", "DaskEngine", "DaskView"]
+
+#: Bytes (as float64) of the sample that k-means++ gathers to the client.
+SEED_SAMPLE_BYTES = 256 * 2**20
+#: The seeding sample holds at least this many rows per centre.
+SEED_ROWS_PER_CLUSTER = 64
+
+
+@dataclass
+class DaskView:
+    """The z-scored view of a dask data set: blocks prepared on the workers on first use."""
+
+    data: Multimodal
+    mean: list[np.ndarray]
+    scale: list[np.ndarray]
+    dtype: np.dtype
+    chunk_rows: int
+    n_threads: int = 1
+    _prepared: tuple | None = None
+    _passes: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        return self.data.n_samples
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.data.mask
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return block_offsets(self.data.arrays[0])
+
+    def prepared(self, client: Any = None) -> list:
+        """Per block, the z-scored samples, kept on the workers (made once per scheduler).
+
+        Futures under a distributed ``client``, persisted delayed values otherwise.
+        """
+        if self._prepared is None or self._prepared[0] is not client:
+            blocks = row_blocks(self.data.arrays)
+            parts = [
+                delayed(prepare_task)(chunk, mask, self.data.names, self.mean, self.scale,
+                                       self.dtype, self.chunk_rows)
+                for chunk, mask in zip(blocks, mask_blocks(self.data), strict=True)
+            ]
+            if client is None:
+                self._prepared = (None, list(dask.persist(*parts)), ())
+            else:
+                self._prepared = (client, *prepare_on(client, parts, blocks, self.data.dims,
+                                                       np.diff(self.offsets).tolist()))
+        return self._prepared[1]
+
+    def stores(self, client: Any) -> tuple:
+        """The block stores, ``(future, actor, block indices)`` per worker holding blocks."""
+        self.prepared(client)
+        return self._prepared[2]
+
+    def forget(self) -> None:
+        """Drop the prepared blocks and their stores (a worker was lost): made again on use."""
+        self._prepared = None
+
+    def next_pass(self) -> int:
+        self._passes += 1
+        return self._passes
+
+
+def _per_block(view: DaskView, fn: Callable, per_block: Mapping[int, tuple], *common) -> list:
+    """``fn(prepared block i, *per_block[i], *common)`` for the listed blocks, in block order.
+
+    Under a distributed client each store runs its blocks' calls in one call of
+    its own; otherwise they are tasks on the local scheduler.
+    """
+    client = current_client()
+    if client is not None:
+        return in_block_order([
+            actor.map(fn, {i: per_block[i] for i in indices if i in per_block}, *common)
+            for _, actor, indices in view.stores(client)])
+    prepared = view.prepared(None)
+    common = tuple(broadcast(c, "shared") for c in common)
+    tasks = [delayed(fn)(prepared[i], *per_block[i], *common) for i in sorted(per_block)]
+    return list(dask.compute(*tasks, optimize_graph=False))
+
+
+# ----------------------------------------------------------------- engine
+class DaskEngine:
+    """The ``backend="dask"`` engine: NumPy passes mapped over row blocks, tree reductions.
+
+    Examples
+    --------
+    >>> DaskEngine().name
+    'dask'
+    """
+
+    name = "dask"
+
+    def __init__(self, device: Any = None) -> None:
+        if device is not None and str(device) != "cpu":
+            raise ValueError(f"device={str(device)!r} needs backend='torch'; backend='dask' "
+                             "runs the NumPy engine on the workers' CPUs")
+        self.device = device
+
+    @property
+    def host(self) -> NumpyEngine:
+        return NUMPY
+
+    def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
+        return NUMPY.error_factor(dims, dtype)
+
+    def to_host(self, X: Any) -> tuple[Any, Identity]:
+        return X, Identity()
+
+    def for_input(self, caller: Any) -> DaskEngine:
+        return self
+
+    def fetch(self, labels: Any) -> np.ndarray:
+        if isinstance(labels, np.ndarray):
+            return labels
+        if isinstance(labels, StoredLabels):
+            labels = in_block_order([a.labels(labels.pass_id) for _, a, _ in labels.stores])
+        return np.concatenate(labels).astype(np.int64)
+
+    # data access
+    def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
+                    n_threads: int = 1, partial: str = "raise") -> Multimodal:
+        got, arrays = as_row_chunks(X, names=names, dims=dims)
+        parts = [delayed(scan_task, nout=3)(blocks, partial) for blocks in row_blocks(arrays)]
+        found = dask.compute(*parts)
+        offsets = block_offsets(arrays[0])
+        for m, name in enumerate(got):
+            raise_bad_rows(
+                name,
+                np.concatenate([f[1][m] + offsets[c] for c, f in enumerate(found)]),
+                np.concatenate([f[2][m] + offsets[c] for c, f in enumerate(found)]),
+            )
+        mask = np.concatenate([f[0] for f in found])
+        if require_observed:
+            check_no_empty_samples(mask)
+        return Multimodal(got, arrays, mask)
+
+    def view(self, data: Multimodal, mean, scale, dtype: np.dtype, chunk_rows: int,
+             n_threads: int = 1, cache_bytes: int = 0) -> DaskView:
+        return DaskView(data, list(mean), list(scale), np.dtype(dtype), chunk_rows, n_threads)
+
+    def take(self, view: DaskView, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        rows = np.asarray(rows, dtype=np.int64)
+        offsets = view.offsets
+        chunk_of = np.searchsorted(offsets, rows, side="right") - 1
+        fetched = _per_block(view, take_task, {int(c): (rows[chunk_of == c] - offsets[c],)
+                                                for c in np.unique(chunk_of)})
+        widths = [len(m) for m in view.mean]
+        if not fetched:
+            return ([np.zeros((0, d), dtype=view.dtype) for d in widths],
+                    np.zeros((0, len(widths)), dtype=bool))
+        blocks = [np.concatenate([f[0][m] for f in fetched]) for m in range(len(widths))]
+        return blocks, np.concatenate([f[1] for f in fetched])
+
+    def seed_sample_rows(self, view: DaskView, k: int) -> int:
+        width = sum(len(m) for m in view.mean)
+        return max(SEED_ROWS_PER_CLUSTER * k, SEED_SAMPLE_BYTES // (8 * width), k)
+
+    def apply(self, view: DaskView, fn: Callable[[Any, Any], Any]) -> Any:
+        data = view.data
+        offsets = view.offsets
+        tasks = [
+            delayed(apply_task)(blocks, mask, data.names, view.mean, view.scale, view.dtype,
+                                 view.chunk_rows, fn, int(offsets[i]))
+            for i, (blocks, mask) in enumerate(zip(row_blocks(data.arrays), mask_blocks(data),
+                                                   strict=True))
+        ]
+        first = dask.compute(tasks[0])[0]
+        rows = data.arrays[0].chunks[0]
+        return _stitch(first, tasks, rows)
+
+    # reductions
+    def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int):
+        masks = mask_blocks(data)
+        blocks = row_blocks(data.arrays)
+        sums = [delayed(sums_task)(b, m) for b, m in zip(blocks, masks, strict=True)]
+        totals, counts = dask.compute(delayed_sum(sums))[0]
+        # Overflowing means give non-finite scales, which check_magnitudes reports.
+        means = [s[0] / c for s, c in zip(totals, counts, strict=True)]
+        shared = broadcast(means, "means")
+        squares = [delayed(squares_task)(b, m, shared) for b, m in zip(blocks, masks,
+                                                                       strict=True)]
+        total = dask.compute(delayed_sum(squares))[0]
+        stds = []
+        for sq, c in zip(total, counts, strict=True):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stds.append(np.sqrt(sq[0] / (c - 1)))
+        return means, stds
+
+    def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
+                         chunk_rows: int, n_threads: int) -> None:
+        check_finite_statistics(data.names, means, scales)
+        if np.dtype(dtype) != np.float32:
+            return
+        parts = dask.compute(*[delayed(extremes_task)(b) for b in row_blocks(data.arrays)])
+        found = []
+        for m, array in enumerate(data.arrays):
+            kind, size = np.dtype(array.dtype).kind, np.dtype(array.dtype).itemsize
+            if kind != "f" or size < 4:
+                found.append(None)
+                continue
+            high = np.max([p[m][0] for p in parts], axis=0)
+            low = np.min([p[m][1] for p in parts], axis=0)
+            found.append(largest_centred(array, data.mask[:, m], means[m], scales[m],
+                                         chunk_rows, extremes=(high, low)))
+        check_float32_range(data.names, found, sum(data.dims))
+
+    # passes
+    def e_step(self, view: DaskView, centers: Centers, gamma: float, *, update_centers: bool,
+               previous: Any = None) -> EStep:
+        """One pass over the blocks; the member sums are added along the pairwise tree.
+
+        Under a distributed client each worker's block store runs the pass over
+        its blocks in one call (the centres go straight to it), keeps the labels
+        (the handle names the pass), and sends back one summary per node it
+        completed; the client adds the nodes. Otherwise one task per block and
+        one per node of the tree run as one ``dask.compute`` on the local scheduler.
+        """
+        client = current_client()
+        n_blocks = len(view.offsets) - 1
+        if client is not None:
+            scalars, nodes, rows, labels = store_pass(view, client, centers, gamma,
+                                                       update_centers, previous)
+            total = (fold(0, root_size(n_blocks), n_blocks, lambda lo, size: nodes.get((lo, size)),
+                           add) if update_centers else None)
+        else:
+            prepared = view.prepared(None)
+            previous = previous or [None] * n_blocks
+            shared = broadcast(centers, "centers")
+            parts = [delayed(e_step_task)(chunk, before, shared, gamma, update_centers)
+                     for chunk, before in zip(prepared, previous, strict=True)]
+            tree = delayed_sum([p.summary for p in parts]) if update_centers else None
+            found, total = dask.compute(parts, tree, optimize_graph=False)
+            scalars = [f.scalars for f in found]
+            labels = [f.labels for f in found]
+            rows = [(f.labels, f.best) for f in found]
+        scalars = np.asarray(scalars).reshape(-1, 2)
+        # -1 marks a block not compared (no previous labels, or they were lost).
+        changed = None if (scalars[:, 1] < 0).any() else int(scalars[:, 1].sum())
+        step = EStep(labels, float(np.sum(scalars[:, 0])), changed)
+        if not update_centers:
+            step.labels = np.concatenate([r[0] for r in rows])
+            step.best = np.concatenate([r[1] for r in rows])
+            return step
+        step.sums, step.counts, members = total
+        step.members = members.astype(np.int64)
+        return step
+
+    def seed_distances(self, view: DaskView, seed: Centers, gamma: float) -> np.ndarray:
+        parts = _per_block(view, seed_task, dict.fromkeys(range(len(view.offsets) - 1), ()),
+                           seed, gamma)
+        return np.concatenate(parts)
+
+    def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:
+        if isinstance(labels, StoredLabels):
+            parts = in_block_order([a.farthest(labels.pass_id, centers, n)
+                                     for _, a, _ in labels.stores])
+        else:
+            parts = _per_block(view, farthest_task, {i: (b,) for i, b in enumerate(labels)},
+                               centers, n)
+        return Candidates.concatenate(parts)
+
+    def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
+        blocks, mask = self.take(view, rows)
+        labels, best = NUMPY.nearest(None, None, PackedBlocks.of_full(blocks, mask), mask,
+                                      centers, centers, gamma)
+        return labels, best, blocks, mask
+
+    def candidate_scores(self, view: DaskView, rows: np.ndarray, terms: PatternTerms,
+                         gamma: float):
+        local = gather_view(view, rows, self)
+        return NUMPY.candidate_scores(local, np.arange(rows.size), terms, gamma)
+
+    def soft_distances(self, view: DaskView, centers: Centers, gamma: float):
+        yield from NUMPY.soft_distances(gather_view(view, np.arange(view.n_samples), self),
+                                        centers, gamma)
+
+
+def _stitch(first: Any, tasks: list[Delayed], rows: tuple[int, ...]) -> Any:
+    """Lazy dask arrays of per-block results shaped like ``first`` (the first block's)."""
+
+    def pick(value, path):
+        for key in path:
+            value = value[key]
+        return value
+
+    def build(template, path):
+        if isinstance(template, tuple):
+            return tuple(build(t, (*path, i)) for i, t in enumerate(template))
+        if isinstance(template, dict):
+            return {k: build(v, (*path, k)) for k, v in template.items()}
+        pieces = [da.from_array(template, chunks=template.shape)]
+        for task, r in zip(tasks[1:], rows[1:], strict=True):
+            piece = delayed(pick)(task, path)
+            pieces.append(da.from_delayed(piece, shape=(r, *template.shape[1:]),
+                                          dtype=template.dtype))
+        return da.concatenate(pieces, axis=0)
+
+    return build(first, ())

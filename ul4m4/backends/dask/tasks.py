@@ -1,0 +1,134 @@
+"""The per-block tasks: the NumPy engine's passes on one row block (run on the workers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ...centers import Centers
+from ...engine import Candidates
+from ...rowsums import sequential_sums
+from ...statistics import column_extremes
+from ...validation import Multimodal, scan_block
+from ...view import Standardized
+from ..numpy_engine import NumpyEngine
+
+__all__ = ["NUMPY", "Assigned", "Prepared", "apply_task", "e_step_task", "extremes_task",
+           "farthest_task", "prepare_task", "scan_task", "seed_task", "squares_task",
+           "sums_task", "take_task"]
+
+NUMPY = NumpyEngine()
+
+
+def scan_task(blocks: list[np.ndarray], partial: str = "raise"):
+    found = [scan_block(np.asarray(b), partial) for b in blocks]
+    return np.column_stack([f[0] for f in found]), [f[1] for f in found], [f[2] for f in found]
+
+
+def sums_task(blocks: list[np.ndarray], mask: np.ndarray):
+    sums = [sequential_sums(np.zeros((1, b.shape[1])), np.zeros(b.shape[0], dtype=np.int64),
+                            b, rows=mask[:, m]) for m, b in enumerate(blocks)]
+    return sums, mask.sum(axis=0).astype(np.float64)
+
+
+def squares_task(blocks: list[np.ndarray], mask: np.ndarray, means: list[np.ndarray]):
+    squares = []
+    for m, (block, mean) in enumerate(zip(blocks, means, strict=True)):
+        deviation = block[mask[:, m]].astype(np.float64) - mean
+        squares.append(sequential_sums(np.zeros((1, block.shape[1])),
+                                       np.zeros(deviation.shape[0], dtype=np.int64),
+                                       deviation * deviation))
+    return squares
+
+
+def extremes_task(blocks: list[np.ndarray]):
+    return [column_extremes(b, max(1, b.shape[0])) for b in blocks]
+
+
+def prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> Prepared:
+    kept = np.flatnonzero(mask.any(axis=1))
+    arrays = [np.asarray(b) for b in blocks]
+    if kept.size < mask.shape[0]:
+        arrays = [a[kept] for a in arrays]
+    # Standardised once: the worker holds its block and one packed z-scored copy
+    # (the observed rows only); passes read the copy.
+    view = Standardized(Multimodal(list(names), arrays, mask[kept]), means, scales, dtype,
+                        chunk_rows, cache_bytes=np.iinfo(np.int64).max).cached()
+    return Prepared(mask.shape[0], kept, view)
+
+
+@dataclass
+class Prepared:
+    """A block z-scored once and held by a worker: its samples with a modality."""
+
+    n_rows: int
+    kept: np.ndarray  # local indices of the rows with a modality
+    view: Standardized
+
+    def __sizeof__(self) -> int:
+        # dask.sizeof falls back to sys.getsizeof: the scheduler must see the block's real
+        # size, for its memory accounting and so that it never moves a block to small inputs.
+        data = self.view.data
+        return int(self.kept.nbytes + data.mask.nbytes + data.nbytes + self.view.cache_nbytes)
+
+
+class Assigned(NamedTuple):
+    """One block's E-step, in a store (or a task's result on the local scheduler).
+
+    A store keeps the labels, adds the summaries into its nodes and sends the
+    scalars. A tuple, so that ``dask.sizeof`` sees its real size.
+    """
+
+    labels: np.ndarray
+    best: np.ndarray
+    summary: tuple | None  # (sums, counts, members) as float64, with update_centers
+    scalars: np.ndarray  # [inertia, changed labels (-1 without previous)]
+
+
+def e_step_task(prepared: Prepared, previous: np.ndarray | None, centers: Centers,
+                 gamma: float, update_centers: bool) -> Assigned:
+    labels = np.full(prepared.n_rows, -1, dtype=np.int64)
+    best = np.zeros(prepared.n_rows)
+    k, widths = centers.k, [b.shape[1] for b in centers.blocks]
+    summary = None
+    if prepared.kept.size:
+        step = NUMPY.e_step(prepared.view, centers, gamma, update_centers=update_centers)
+        labels[prepared.kept], best[prepared.kept] = step.labels, step.best
+        if update_centers:
+            summary = (step.sums, step.counts, step.members.astype(np.float64))
+    elif update_centers:
+        summary = ([np.zeros((k, d)) for d in widths], np.zeros((k, len(widths))), np.zeros(k))
+    changed = -1 if previous is None else int(np.count_nonzero(labels != previous))
+    return Assigned(labels, best, summary, np.array([float(best.sum()), changed]))
+
+
+def farthest_task(prepared: Prepared, labels: np.ndarray, centers: Centers, n: int):
+    if not prepared.kept.size:
+        widths = [b.shape[1] for b in centers.blocks]
+        return Candidates(np.zeros(0), [np.zeros((0, d)) for d in widths],
+                          np.zeros((0, len(widths)), dtype=bool))
+    return NUMPY.farthest(prepared.view, centers, labels[prepared.kept], n)
+
+
+def seed_task(prepared: Prepared, seed: Centers, gamma: float) -> np.ndarray:
+    out = np.full(prepared.n_rows, np.inf)
+    if prepared.kept.size:
+        out[prepared.kept] = NUMPY.seed_distances(prepared.view, seed, gamma)
+    return out
+
+
+def take_task(prepared: Prepared, local: np.ndarray):
+    return prepared.view.rows(np.searchsorted(prepared.kept, local))
+
+
+def apply_task(blocks, mask, names, means, scales, dtype, chunk_rows, fn, start: int):
+    data = Multimodal(list(names), [np.asarray(b) for b in blocks], mask)
+    view = NUMPY.view(data, means, scales, dtype, chunk_rows)
+    try:
+        return fn(view, NUMPY)
+    except ValueError as exc:
+        stop = start + mask.shape[0]
+        raise ValueError(f"rows {start}..{stop - 1} of X (row numbers below count from row "
+                         f"{start}): {exc}") from exc
