@@ -10,6 +10,7 @@ from ul4m4 import UL4M4Imputer
 from ul4m4._utils.files import (
     MANIFEST,
     AtomicWriter,
+    NpyWriter,
     _host,
     atomic_write,
     output_folder,
@@ -240,3 +241,22 @@ def test_a_symbolic_link_to_an_output_folder_is_followed(tmp_path):
         (folder.path / "a.npy").write_text("2")
     assert link.is_symlink() and (real / "a.npy").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_npy_writer_writes_blocks_as_one_npy_file_only_when_every_row_is_there(tmp_path):
+    target = tmp_path / "a.npy"
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    writer = NpyWriter(target, (4, 3), np.dtype(np.float32))
+    writer.write(rows[:3])
+    assert not target.exists()  # nothing visible before the commit
+    writer.write(rows[3:].astype(np.float64))  # converted to the file's dtype
+    writer.commit()
+    got = np.load(target)
+    assert got.dtype == np.float32 and np.array_equal(got, rows)
+    short = NpyWriter(tmp_path / "b.npy", (4, 3), np.dtype(np.float32))
+    short.write(rows[:2])
+    with pytest.raises(RuntimeError, match=r"b\.npy: wrote 2 rows of 4"):
+        short.commit()
+    short.abort()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.npy"]
+

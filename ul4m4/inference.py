@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._utils.chunks import iter_row_chunks
-from ._utils.files import AtomicWriter, output_folder
+from ._utils.files import NpyWriter, output_folder
 from .cluster import assign
 from .complete import FROM_MEAN, OBSERVED
 from .engine import Engine
@@ -32,7 +32,7 @@ from .stream import RowSubset
 from .uncertainty import ensemble_variance
 from .validation import Multimodal
 
-__all__ = ["NpyWriter", "complete", "predict", "transform_to_files", "transform_view"]
+__all__ = ["complete", "predict", "transform_to_files", "transform_view"]
 
 logger = logging.getLogger("ul4m4")
 
@@ -208,35 +208,6 @@ def _predicted_std(view, model: FittedModel, tasks: list[FillTask], weights: np.
 
 
 # ------------------------------------------------------------- files output
-class NpyWriter:
-    """Write a C-order ``.npy`` file row block by row block, atomically (see AtomicWriter)."""
-
-    def __init__(self, target: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
-        self.target, self.shape, self.dtype = target, shape, dtype
-        self.out = AtomicWriter(target)
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                  "shape": shape}
-        try:
-            np.lib.format.write_array_header_2_0(self.out.file, header)
-        except BaseException:
-            self.out.abort()
-            raise
-        self.rows = 0
-
-    def write(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        self.out.file.write(memoryview(block).cast("B"))
-        self.rows += block.shape[0]
-
-    def commit(self) -> None:
-        if self.rows != self.shape[0]:
-            raise RuntimeError(f"{self.target}: wrote {self.rows} rows of {self.shape[0]}")
-        self.out.commit()
-
-    def abort(self) -> None:
-        self.out.abort()
-
-
 def _block_rows(view) -> int:
     """Rows per transform block: a multiple of the chunk size, so chunks are unchanged."""
     row_bytes = max(1, sum(view.data.dims) * np.dtype(view.dtype).itemsize)

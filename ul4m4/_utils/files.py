@@ -6,6 +6,7 @@ files) goes through :class:`AtomicWriter`: the data go to a hidden temporary fil
 final :func:`os.replace` is atomic), which replaces the target only when complete.
 The temporary file is created with mode ``0o666`` filtered by the process umask,
 so the result has the permissions a plain ``open(path, "w")`` would give it.
+:class:`NpyWriter` writes a ``.npy`` file row block by row block through one.
 
 A set of files that belong together (the completed modalities of one
 ``transform``) is an :class:`OutputFolder`: written in a hidden staging folder
@@ -36,8 +37,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 __all__ = [
     "MANIFEST",
+    "NpyWriter",
     "TEMP_GLOB",
     "AtomicWriter",
     "OutputFolder",
@@ -167,6 +171,35 @@ class AtomicWriter:
         with contextlib.suppress(OSError):
             self.file.close()
         self.temp_path.unlink(missing_ok=True)
+
+
+class NpyWriter:
+    """Write a C-order ``.npy`` file row block by row block, atomically (see :class:`AtomicWriter`)."""
+
+    def __init__(self, target: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
+        self.target, self.shape, self.dtype = target, shape, dtype
+        self.out = AtomicWriter(target)
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                  "shape": shape}
+        try:
+            np.lib.format.write_array_header_2_0(self.out.file, header)
+        except BaseException:
+            self.out.abort()
+            raise
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        self.out.file.write(memoryview(block).cast("B"))
+        self.rows += block.shape[0]
+
+    def commit(self) -> None:
+        if self.rows != self.shape[0]:
+            raise RuntimeError(f"{self.target}: wrote {self.rows} rows of {self.shape[0]}")
+        self.out.commit()
+
+    def abort(self) -> None:
+        self.out.abort()
 
 
 @contextlib.contextmanager
