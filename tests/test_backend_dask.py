@@ -278,6 +278,12 @@ def test_bad_inputs_name_the_modality_and_rows(synchronous):
     unknown["text"] = unknown["text"][unknown["text"][:, 0] == unknown["text"][:, 0]]
     with pytest.raises(ValueError, match="'text': unknown row chunk sizes"):
         fit_dask(imp, unknown)
+    # A non-dask value gets the checks of every backend before it is wrapped.
+    with pytest.raises(ValueError, match=r"modality 'text': expected a 2-D array .* got shape "
+                                         r"\(200,\); for a single sample"):
+        fit_dask(imp, {**X, "text": X["text"][:, 0]})
+    with pytest.raises(TypeError, match="modality 'audio': expected a real numeric dtype"):
+        fit_dask(imp, {**X, "audio": X["audio"].astype(str)})
 
 
 def test_transform_errors_locate_the_chunk(synchronous):
