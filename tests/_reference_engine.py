@@ -37,11 +37,6 @@ class View:
         return self.mask.shape[0]
 
 
-class _Same:
-    def wrap(self, value):
-        return value
-
-
 class ReferenceEngine:
     name = "reference"
 
@@ -51,12 +46,6 @@ class ReferenceEngine:
 
     def error_factor(self, dims, dtype):
         return error_factor(dims, dtype)
-
-    def to_host(self, X):
-        return X, _Same()
-
-    def for_input(self, caller):
-        return self
 
     def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1,
                     partial="raise"):

@@ -25,7 +25,7 @@ from _parity import PARITY, assert_parity, parity_data  # noqa: E402
 
 import ul4m4.threads  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
-from ul4m4.backends import NumpyEngine, get_engine  # noqa: E402
+from ul4m4.backends import NumpyEngine, engine_for_input, get_engine  # noqa: E402
 from ul4m4.backends import _torch as tb  # noqa: E402
 from ul4m4.cluster import Centers  # noqa: E402
 from ul4m4.distance import error_factor, exact_partial_sq_dists  # noqa: E402
@@ -272,7 +272,10 @@ def test_half_precision_tensors_come_back_in_their_dtype(dtype):
 def test_engines_resolve():
     assert isinstance(get_engine("numpy"), NumpyEngine)
     assert get_engine("torch", "cpu").device == torch.device("cpu")
-    assert get_engine("torch").for_input(tb._Caller(torch.device("cpu"))).device.type == "cpu"
+    # The input adapter moves a device-less engine to the tensors' device.
+    engine, X, output = engine_for_input("torch", None, {"a": torch.zeros(2, 3)})
+    assert engine.device.type == "cpu" and isinstance(X["a"], np.ndarray)
+    assert isinstance(output.wrap({"a": X["a"]})["a"], torch.Tensor)
     with pytest.raises(ValueError, match="backend must be one of"):
         get_engine("jax")
 

@@ -5,20 +5,56 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils.validation import check_params
+from ._utils.validation import TypeOf, check_params
 from .imputer import UL4M4Imputer
 from .inputs import warn_inexact_integers
+from .parameters import PARAMETERS, Parameter, parameter_docs, table_init
 from .persistence import ModelFileError, load_model, save_model
-from .settings import ADAPTER_CONSTRAINTS, resolve_settings
+from .settings import resolve_settings
 
 __all__ = ["ModalityImputer"]
+
+_MODALITIES_DOC = """\
+Modality name -> its columns of ``X``. A selector is a ``slice``, an int
+(one column), a list or array of int column indices (negative indices
+count from the end), a boolean mask of length ``n_features``, or, when
+``X`` is a pandas DataFrame with string column names, a column name or a
+list of column names. Integers are always positions, whatever the
+DataFrame's column labels. A modality's columns keep their order in
+``X``, whatever their order in the selector. Selectors must be disjoint.
+``None`` makes all columns one modality named ``"0"``.
+
+Columns covered by no modality are **passed through unchanged**: they are
+neither used for fitting nor filled, and any NaN in them stays NaN."""
+
+_INDICATOR_DOC = """\
+As in scikit-learn's :class:`~sklearn.impute.SimpleImputer`: :meth:`transform`
+appends, after the columns of ``X``, one column per modality (in the order
+of ``modality_columns_``) that is 1 where the modality was missing in the
+row and was filled, 0 where it was observed, in the output's dtype. They
+are named ``missingindicator_<modality>`` in :meth:`get_feature_names_out`.
+Downstream estimators can then tell a filled block from an observed one."""
+
+#: The adapter's parameters: its column layout, then those of the estimator (its table:
+#: passed on to the inner imputer), then the missing indicator.
+PARAMETER_TABLE: dict[str, Parameter] = {
+    "modalities": Parameter(None, [], "mapping of str to column selector",
+                            "Mapping[Any, Any] | None", short=_MODALITIES_DOC),
+    **PARAMETERS,
+    "add_indicator": Parameter(False, [TypeOf((bool, np.bool_), "a bool")], "bool", "bool",
+                               short=_INDICATOR_DOC),
+}
+#: The checks of the adapter's own parameters (``modalities`` is resolved against the
+#: columns of X in fit).
+_OWN_CONSTRAINTS = {name: p.allowed for name, p in PARAMETER_TABLE.items()
+                    if name not in PARAMETERS and p.allowed}
 
 #: Name of the single modality used when ``modalities=None``.
 _WHOLE = "0"
@@ -40,67 +76,13 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     NaN rows. This makes UL4M4 usable as a step of a :class:`~sklearn.pipeline.Pipeline`.
     With ``add_indicator=True`` one 0/1 column per modality says which rows were filled.
 
+    Every parameter but ``modalities`` and ``add_indicator`` is one of
+    :class:`~ul4m4.UL4M4Imputer`, with the same default and allowed values, and is
+    passed to the inner imputer; its docstring says more.
+
     Parameters
     ----------
-    modalities : mapping of str to column selector, default=None
-        Modality name -> its columns of ``X``. A selector is a ``slice``, an int
-        (one column), a list or array of int column indices (negative indices
-        count from the end), a boolean mask of length ``n_features``, or, when
-        ``X`` is a pandas DataFrame with string column names, a column name or a
-        list of column names. Integers are always positions, whatever the
-        DataFrame's column labels. A modality's columns keep their order in
-        ``X``, whatever their order in the selector. Selectors must be disjoint.
-        ``None`` makes all columns one modality named ``"0"``.
-
-        Columns covered by no modality are **passed through unchanged**: they are
-        neither used for fitting nor filled, and any NaN in them stays NaN.
-    n_clusters : int, default=8
-        Number of centres k. Fitting needs at least ``n_clusters`` samples.
-    max_iter : int, default=300
-        Maximum number of Lloyd iterations.
-    tol : float, default=0.0
-        Relative tolerance on the centre shift, as in :class:`~ul4m4.UL4M4Imputer`
-        (0: stop only at a fixed point).
-    init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
-        Seeding, or explicit initial centres ``{modality: array (k, d_m)}`` keyed
-        by the names of ``modalities``.
-    random_state : int, RandomState instance or None, default=None
-        Drives every random choice (seeding).
-    dtype : {numpy.float32, numpy.float64}, default=numpy.float32
-        Working precision of the inner imputer (the output keeps the dtype of
-        ``X``: float32 stays float32, anything else becomes float64; integers
-        beyond 2**53 in magnitude are rounded then, with a warning).
-    batch_size : int or None, default=None
-        Rows per chunk of the inner imputer's passes over the data.
-    reference_one_step : bool, default=False
-        Reproduce the public reference scripts (comparison only).
-    verbose : int, default=0
-        Progress on the ``"ul4m4"`` logger: 0 silent, 1 stages, 2 every
-        iteration (as in :class:`~ul4m4.UL4M4Imputer`).
-    empty : {"raise", "mean"}, default="raise"
-        What to do with a sample that misses every modality. ``"raise"``: fit
-        and transform raise ``ValueError``. ``"mean"``: fit leaves such samples
-        out (they carry nothing to cluster) and transform fills every modality
-        of them with its training mean.
-    partial : {"raise", "missing"}, default="raise"
-        A modality's row with some but not all columns NaN: raise
-        ``ValueError``, or (``"missing"``) treat that modality as missing in the
-        row, so its finite cells are ignored and all its columns are filled. With
-        ``modalities=None`` (one modality) and ``"missing"``, any NaN makes the
-        whole row missing, so combine it with ``empty="mean"``.
-    completion, temperature, n_init, k_grid, selection_fraction, shrinkage, n_jobs
-        As in :class:`~ul4m4.UL4M4Imputer` (soft and ``"auto"`` completion, seedings,
-        the k grid and hidden share of ``n_clusters="auto"``).
-    algorithm, backend, device, n_ensemble
-        As in :class:`~ul4m4.UL4M4Imputer` (mini-batch k-means, the torch engine on
-        numpy input, the completion ensemble).
-    add_indicator : bool, default=False
-        As in scikit-learn's :class:`~sklearn.impute.SimpleImputer`: :meth:`transform`
-        appends, after the columns of ``X``, one column per modality (in the order
-        of ``modality_columns_``) that is 1 where the modality was missing in the
-        row and was filled, 0 where it was observed, in the output's dtype. They
-        are named ``missingindicator_<modality>`` in :meth:`get_feature_names_out`.
-        Downstream estimators can then tell a filled block from an observed one.
+{parameters}
 
     Attributes
     ----------
@@ -175,58 +157,9 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     True
     """
 
-    def __init__(
-        self,
-        modalities: Mapping[Any, Any] | None = None,
-        n_clusters: int | Literal["auto"] = 8,
-        *,
-        max_iter: int = 300,
-        tol: float = 0.0,
-        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
-        random_state: int | np.random.RandomState | None = None,
-        dtype: Any = np.float32,
-        batch_size: int | None = None,
-        reference_one_step: bool = False,
-        verbose: int = 0,
-        empty: Literal["raise", "mean"] = "raise",
-        partial: Literal["raise", "missing"] = "raise",
-        completion: Literal["greedy", "soft", "auto"] = "greedy",
-        temperature: float = 0.05,
-        n_init: int = 1,
-        k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
-        selection_fraction: float = 0.2,
-        shrinkage: float = 0.0,
-        n_jobs: int | None = None,
-        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
-        backend: Literal["numpy", "torch", "dask"] = "numpy",
-        device: Any = None,
-        n_ensemble: int | None = None,
-        add_indicator: bool = False,
-    ) -> None:
-        self.modalities = modalities
-        self.n_clusters = n_clusters
-        self.max_iter = max_iter
-        self.tol = tol
-        self.init = init
-        self.random_state = random_state
-        self.dtype = dtype
-        self.batch_size = batch_size
-        self.reference_one_step = reference_one_step
-        self.verbose = verbose
-        self.empty = empty
-        self.partial = partial
-        self.completion = completion
-        self.temperature = temperature
-        self.n_init = n_init
-        self.k_grid = k_grid
-        self.selection_fraction = selection_fraction
-        self.shrinkage = shrinkage
-        self.n_jobs = n_jobs
-        self.algorithm = algorithm
-        self.backend = backend
-        self.device = device
-        self.n_ensemble = n_ensemble
-        self.add_indicator = add_indicator
+    # The column layout, the estimator's parameters (from its table) and the indicator,
+    # stored as given (checked by fit).
+    __init__ = table_init(PARAMETER_TABLE, n_positional=2)
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -250,12 +183,9 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return validate_data(self, X, ensure_all_finite="allow-nan", dtype=_DTYPES, **kwargs)
 
     def _make_imputer(self) -> UL4M4Imputer:
-        # Every parameter but the column layout and the indicator belongs to the inner
-        # imputer.
+        # The estimator's parameters belong to the inner imputer.
         params = self.get_params(deep=False)
-        for name in ("modalities", *ADAPTER_CONSTRAINTS):
-            params.pop(name)
-        return UL4M4Imputer(**params)
+        return UL4M4Imputer(**{name: params[name] for name in PARAMETERS})
 
     def fit(self, X: Any, y: Any = None) -> ModalityImputer:
         """Resolve the column selectors and fit the inner UL4M4 imputer.
@@ -278,7 +208,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # Parameter errors before data errors, so a bad n_clusters is not reported as
         # a problem with the data.
         resolve_settings(imputer.get_params(deep=False))
-        check_params(self.get_params(deep=False), ADAPTER_CONSTRAINTS)
+        check_params(self.get_params(deep=False), _OWN_CONSTRAINTS)
         X = self._validate(X, reset=True)
         n_samples = X.shape[0]
         if n_samples < 2:
@@ -428,6 +358,11 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         indicators = [_INDICATOR + name for name in self.modality_columns_]
         return np.concatenate([names, np.asarray(indicators, dtype=object)])
 
+
+
+if ModalityImputer.__doc__:  # None under python -OO
+    ModalityImputer.__doc__ = ModalityImputer.__doc__.replace(
+        "{parameters}", parameter_docs(PARAMETER_TABLE, short=True))
 
 def _check_layout(layout: dict[str, Any], model: Any, where: str):
     """The stored column layout, checked against itself and the model it belongs to."""

@@ -120,12 +120,6 @@ class Engine(Protocol):
     def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
         """Relative rounding factor of this engine's GEMM distances (see :mod:`ul4m4.distance`)."""
 
-    def to_host(self, X: Any) -> tuple[Any, Any]:
-        """The caller's input as host arrays, and the object whose ``wrap`` converts results back."""
-
-    def for_input(self, caller: Any) -> Engine:
-        """This engine for one call's input (e.g. on the device the input lives on)."""
-
     def check_input(self, X: Any, *, names: Sequence[str] | None = None, dims: Any = None,
                     require_observed: bool = True, n_threads: int = 1,
                     partial: str = "raise") -> Multimodal:
@@ -209,12 +203,6 @@ class ChunkedEngine:
 
     def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
         return error_factor(dims, dtype)
-
-    def to_host(self, X: Any) -> tuple[Any, Identity]:
-        return X, Identity()
-
-    def for_input(self, caller: Any) -> ChunkedEngine:
-        return self
 
     def check_input(self, X: Any, *, names: Sequence[str] | None = None,
                     dims: Any = None, require_observed: bool = True,

@@ -25,10 +25,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from ._utils.progress import BarSafeHandler
-from .backends import get_engine
+from .backends import engine_for_input
 from .inference import complete, predict, transform_to_files, transform_view
 from .inputs import InputForm, feature_names, is_small_input, reject_sparse
 from .model import FittedModel, fit_model
+from .parameters import PARAMETERS, parameter_docs, table_init
 from .persistence import load_model, save_model
 from .settings import Settings, resolve_settings
 
@@ -49,172 +50,7 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int or "auto", default=8
-        Number of centres k; ``"auto"`` picks it from ``k_grid`` by masked
-        reconstruction on the training data (no labels), like ``completion="auto"``.
-        The grid is not a wall: while the best k is the largest one scored, twice
-        that k (at most n_samples) is scored too, up to 3 more values (e.g. 128,
-        256, 512 after the default grid), so the choice lies inside the grid or at
-        a stated limit; ``selection_.to_markdown()`` says which.
-    max_iter : int, default=300
-        Maximum number of Lloyd iterations; with ``algorithm="minibatch"``, the
-        budget in epochs (at most ``ceil(max_iter * n_samples / batch_size)``
-        mini-batch steps).
-    tol : float, default=0.0
-        Relative tolerance, as in scikit-learn's ``KMeans``: stop when the total
-        squared z-space shift of the centres in one iteration (per mini-batch
-        step with ``algorithm="minibatch"``; summed over centres and over the
-        dimensions of the modalities a centre carries before and after) is at
-        most ``tol * v``, where ``v = sum_m d_m (n_m - 1) / n_m / sum_m d_m`` is
-        the mean per-dimension variance (ddof=0, as ``np.var``) of the z-scored
-        training data, each dimension of modality m over the ``n_m`` samples
-        that observe it (see :func:`ul4m4.centers.shift_tolerance`). With the
-        default 0 the Lloyd iterations stop only at a fixed point (no label
-        changes). Measured (``benchmarks/bench_tol.py``; 2 shared cores of an
-        Intel Xeon, k-means++ then Lloyd, float32): on mfeat (2000 x 649, 50 %
-        of the slots missing, k=16) no run stopped before its fixed point at
-        ``tol`` up to 0.1 (21 iterations, 0.15 s, same block-MSE 0.633); on
-        200,000 x 1000 synthetic data (4 x 250 dims, 32 clusters, 50 %
-        missing, k=32), tol=0: 96 iterations, 98 s; 1e-4: 94, 85 s (same
-        inertia and block-MSE 0.2765); 1e-2: 37, 33 s (inertia +0.001 %,
-        block-MSE 0.2764); 1e-1: 19, 28 s (inertia +4.6 %, block-MSE 0.2795).
-    init : {"k-means++", "random"} or mapping of str to array-like, default="k-means++"
-        Seeding: k-means++ under the partial distance, k distinct random samples,
-        or explicit initial centres ``{modality: array (k, d_m)}`` in the raw
-        input space (an all-NaN row means the centre lacks that modality).
-    random_state : int, RandomState instance or None, default=None
-        Drives every random choice (seeding). Same seed, same result.
-    dtype : {numpy.float32, numpy.float64}, default=numpy.float32
-        Working precision of z-scored data and centres. Labels are the exact
-        argmin in either precision: near-ties are rechecked in float64.
-    batch_size : int or None, default=None
-        Rows per chunk of every pass over the data; ``None`` picks it from a
-        64 MiB working-memory budget per chunk, with at least two chunks per
-        thread (256 to 16384 rows). Peak extra memory is O(batch_size * (k + d))
-        per thread plus O(n_samples) labels: memory-mapped and other
-        row-sliceable inputs are streamed chunk by chunk and never copied whole.
-        Results do not depend on it with ``algorithm="lloyd"`` (labels, centres,
-        ``n_iter_``, and ``inertia_``, a sum of per-row float64 distances). With
-        ``algorithm="minibatch"`` it is also the mini-batch size (``None``: 1024)
-        and changes the result.
-    reference_one_step : bool, default=False
-        Reproduce the public reference scripts (seeding, one assignment, one mean
-        update), for comparison only: the result is not a k-means fixed point.
-    verbose : int, default=0
-        Progress on stderr through the ``"ul4m4"`` logger, as in scikit-learn:
-        0 is silent; 1 logs the stages of a fit (each model-selection fit
-        ``"selection: k=16, 3/5"``, each ensemble member ``"member 2/5"``, how
-        each k-means run ended, and with ``"auto"`` one line saying what was
-        chosen and why) and the progress of each k-means run: where stderr is
-        a terminal and tqdm is installed, a progress bar over its iterations
-        showing the k-means++ seeds drawn, then the labels that changed and
-        the inertia; elsewhere (a file, a pipe) a line ``"Lloyd iteration
-        40/300, 12 labels changed, inertia ..., centre shift ..., elapsed
-        ...s"`` one second into the iterations, then every 5 seconds (and
-        ``"k-means++ seed 12/64, elapsed ...s"`` lines alike for a long
-        seeding: each seed is a pass over the data). 2 also logs every
-        iteration. ``True`` is 1.
-    empty : {"raise", "mean"}, default="raise"
-        What :meth:`transform` and :meth:`predict` do with a sample that has no
-        observed modality: raise, or fill every modality with its training mean
-        (``predict`` then returns label -1 for it).
-    partial : {"raise", "missing"}, default="raise"
-        What fit, transform and predict do with a modality row that is partly
-        NaN. ``"raise"``: raise ``ValueError`` naming the rows (UL4M4 models
-        whole missing modalities, and a partly NaN row is more often a bug
-        upstream than a choice). ``"missing"``: count the whole modality
-        missing in that row: its finite cells are not used (not in the
-        statistics, the clustering or the completion search) and the whole row
-        is filled, so they are not returned as given. A sample whose every
-        modality becomes missing this way is handled by ``empty``.
-    completion : {"greedy", "soft", "auto"}, default="greedy"
-        ``"greedy"`` is the method's completion (copy each missing modality from
-        one centre). ``"soft"`` fills each missing modality with the mean of the
-        centres that carry it, weighted by ``softmax(-(d_j^2 - min d^2) /
-        (temperature * median d^2))`` over the partial distances d_j of the
-        sample to the centres. ``"auto"`` fills each modality with an ensemble
-        chosen without labels by masked reconstruction on a subsample of at
-        most 8,192 training rows (see :mod:`ul4m4.auto`): every registered
-        rule's candidates are scored (greedy and soft at every k of the grid,
-        and the conditional low-rank mixture of :mod:`ul4m4.mixture`, whose
-        fill is the conditional mean of the missing blocks given the observed
-        ones, from k=1 with rank 40 or 80, probabilistic PCA, to k=64 with rank
-        0);
-        greedy forward selection builds each modality's weighted blend, a
-        shrinkage toward the mean is chosen, and the blend replaces the mean
-        only if it wins by more than two standard errors. The blends use at
-        most two fitted models, each then fitted once on all the rows, so the
-        fit costs about as much as two or three fits. The scores are in
-        ``selection_``.
-    temperature : float, default=0.05
-        Relative temperature of ``completion="soft"``.
-    n_init : int, default=1
-        Number of seedings; the run with the lowest inertia among those that
-        converged is kept (the lowest of all when none converged).
-    n_ensemble : int or None, default=None
-        Number of independently seeded k-means fits (same k, seeds drawn from
-        ``random_state``) whose completions are averaged: a missing block is
-        the mean of the members' fills, which lowers the variance that one
-        seeding leaves in the completion. The first member is the model
-        described by ``cluster_centers_``, ``labels_`` and ``predict``; the
-        others are in ``ensemble_centers_``. ``None`` means 1 (the faithful
-        method). With more
-        than one member ``return_sources``/``return_weights`` are refused (no
-        single centre filled a block). Fit cost grows by one fit per member.
-        With ``completion="auto"`` each chosen model is fitted ``n_ensemble``
-        times (``None``: once) and each seeding's members share its weight.
-    k_grid : tuple of int, default=(4, 8, 16, 32, 64)
-        Candidate k when ``n_clusters="auto"`` (values above
-        n_samples dropped).
-    selection_fraction : float, default=0.2
-        Share of the training samples with two or more modalities that get one
-        block hidden for ``"auto"`` selection (at most 10,000 samples; with
-        ``completion="auto"``, of the subsample of at most 8,192 rows it scores
-        the candidates on).
-    n_jobs : int or None, default=None
-        Threads that process row chunks in parallel (BLAS is then limited to one
-        thread each); ``None`` and -1 use every CPU the process may run on, -2
-        all but one, ``-j`` all but ``j - 1`` (at least 1), as in scikit-learn.
-        Results do not depend on it. Calls on little data (one chunk, or at most
-        :data:`ul4m4.threads.INLINE_BYTES`, e.g. serving a few rows) run on the
-        calling thread whatever ``n_jobs``: no pool is started and the BLAS and
-        PyTorch thread settings are left alone, so concurrent callers do not
-        oversubscribe the CPUs.
-    shrinkage : float, default=0.0
-        Pull every value filled from centres toward the training mean:
-        ``mean + (1 - shrinkage) * (filled - mean)``. 0 keeps the method's values.
-        ``completion="auto"`` chooses it per modality among 0, 0.25 and 0.5.
-    algorithm : {"lloyd", "minibatch"}, default="lloyd"
-        ``"lloyd"``: full Lloyd iterations (one pass over the data each) to a
-        fixed point. ``"minibatch"``: Sculley's mini-batch k-means under the
-        partial distance (see :mod:`ul4m4.minibatch`): k-means++ seeds drawn
-        from a random sample of ``max(3 * batch_size, 3 * k)`` rows, then steps
-        on ``batch_size`` rows drawn with replacement through ``random_state``,
-        each moving a centre toward its new members with rate 1 / (members seen
-        so far, per modality); it stops when the smoothed batch inertia has not
-        improved for 10 steps, by ``tol``, or after ``max_iter`` epochs, and
-        ends with one exact assignment pass over all the data for ``labels_``
-        and ``inertia_``. ``n_iter_`` then counts steps, and ``history_`` holds
-        the smoothed batch inertia scaled to n_samples. Much faster on large
-        data; the centres are not a Lloyd fixed point.
-    backend : {"numpy", "torch", "dask"}, default="numpy"
-        Compute engine (see :mod:`ul4m4.backends`). ``"torch"`` runs the distance
-        GEMMs, Lloyd sums and completion tensors on PyTorch tensors (same labels,
-        centres and completions as ``"numpy"``; see :mod:`ul4m4.backends._torch`)
-        and accepts tensors, returning tensors on the input's device. ``"dask"``
-        fits on ``dask.array`` inputs chunked by rows on the active dask scheduler
-        (a ``dask.distributed`` cluster when a ``Client`` is open), and
-        ``transform``/``predict`` return lazy dask arrays; see
-        :mod:`ul4m4.backends.dask`. Every option runs on every backend: the
-        drivers are shared and only the engine's kernels differ
-        (``docs/architecture.md``).
-        Torch tensors need ``"torch"``: the other backends raise ``TypeError``
-        saying so, rather than move a tensor off its device behind the caller's
-        back (``tensor.numpy()`` is the explicit way to use them there).
-    device : str, torch.device or None, default=None
-        Device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...);
-        ``None`` uses the device of tensor input, else the CPU.
-
+{parameters}
     Attributes
     ----------
     modalities_ : list of str
@@ -304,54 +140,8 @@ class UL4M4Imputer(BaseEstimator):
     True
     """
 
-    def __init__(
-        self,
-        n_clusters: int | Literal["auto"] = 8,
-        *,
-        max_iter: int = 300,
-        tol: float = 0.0,
-        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
-        random_state: int | np.random.RandomState | None = None,
-        dtype: Any = np.float32,
-        batch_size: int | None = None,
-        reference_one_step: bool = False,
-        verbose: int = 0,
-        empty: Literal["raise", "mean"] = "raise",
-        partial: Literal["raise", "missing"] = "raise",
-        completion: Literal["greedy", "soft", "auto"] = "greedy",
-        temperature: float = 0.05,
-        n_init: int = 1,
-        k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
-        selection_fraction: float = 0.2,
-        shrinkage: float = 0.0,
-        n_jobs: int | None = None,
-        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
-        backend: Literal["numpy", "torch", "dask"] = "numpy",
-        device: Any = None,
-        n_ensemble: int | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.max_iter = max_iter
-        self.tol = tol
-        self.init = init
-        self.random_state = random_state
-        self.dtype = dtype
-        self.batch_size = batch_size
-        self.reference_one_step = reference_one_step
-        self.verbose = verbose
-        self.empty = empty
-        self.partial = partial
-        self.completion = completion
-        self.temperature = temperature
-        self.n_init = n_init
-        self.k_grid = k_grid
-        self.selection_fraction = selection_fraction
-        self.shrinkage = shrinkage
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.device = device
-        self.algorithm = algorithm
-        self.n_ensemble = n_ensemble
+    # The parameters of the table, stored as given (checked by fit).
+    __init__ = table_init(PARAMETERS)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None) -> UL4M4Imputer:
@@ -410,11 +200,9 @@ class UL4M4Imputer(BaseEstimator):
 
     def _engine_for(self, X: Any, settings: Settings):
         """This call's engine (on the input's device if none is set), X as host arrays,
-        and the conversion of results back to the caller's type (tensors stay tensors)."""
-        engine = get_engine(settings.backend, settings.device)
+        and the converter of results back to the caller's type (tensors stay tensors)."""
         reject_sparse(X)
-        X, caller = engine.to_host(X)
-        return engine.for_input(caller), X, caller
+        return engine_for_input(settings.backend, settings.device, X)
 
     def _set_model(self, model: FittedModel) -> None:
         """Store the fitted model and the public attributes derived from it."""
@@ -537,7 +325,7 @@ class UL4M4Imputer(BaseEstimator):
             model = self._check_fitted()
             settings = self._settings()
             form = InputForm.of(X)
-            engine, X, caller = self._engine_for(X, settings)
+            engine, X, output = self._engine_for(X, settings)
             order = form.order(model.names)
             view = transform_view(X, model, settings, engine)
             if self._output_container() == "pandas":
@@ -556,8 +344,8 @@ class UL4M4Imputer(BaseEstimator):
                                     return_sources=return_sources,
                                     return_weights=return_weights, return_std=return_std)
 
-                result = caller.wrap(form.wrap(engine.apply(view, fill)))
-                mask = caller.wrap(mask)
+                result = output.wrap(form.wrap(engine.apply(view, fill)))
+                mask = output.wrap(mask)
             result = list(result) if isinstance(result, tuple) else [result]
             std = [result.pop()] if return_std else []
             result += [mask] * return_mask + std
@@ -642,9 +430,9 @@ class UL4M4Imputer(BaseEstimator):
         with _taking_turns(X):
             model = self._check_fitted()
             settings = self._settings()
-            engine, X, caller = self._engine_for(X, settings)
+            engine, X, output = self._engine_for(X, settings)
             view = transform_view(X, model, settings, engine)
-            return caller.wrap(engine.apply(view, lambda block, e: predict(block, model, e)))
+            return output.wrap(engine.apply(view, lambda block, e: predict(block, model, e)))
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
@@ -674,6 +462,11 @@ class UL4M4Imputer(BaseEstimator):
         imputer._set_model(model)
         return imputer
 
+
+
+if UL4M4Imputer.__doc__:  # None under python -OO
+    UL4M4Imputer.__doc__ = UL4M4Imputer.__doc__.replace(
+        "{parameters}", parameter_docs(PARAMETERS))
 
 #: Small calls (:func:`~ul4m4.inputs.is_small_input`) from several threads take turns: such
 #: a call is mostly Python, so running several at once only passes the GIL back and forth

@@ -1,9 +1,10 @@
-"""The estimator's parameters: one constraint table, resolved once into :class:`Settings`.
+"""The estimator's parameters resolved once into :class:`Settings`.
 
 :class:`~ul4m4.imputer.UL4M4Imputer` stores its constructor parameters as given
-(scikit-learn's convention); ``fit`` checks them against
-:data:`PARAMETER_CONSTRAINTS` and resolves them into an immutable
-:class:`Settings`, which is all the layers below ever read.
+(scikit-learn's convention); ``fit`` checks them against the parameter table of
+:mod:`ul4m4.parameters` (:data:`PARAMETER_CONSTRAINTS`, and the rules between
+parameters below) and resolves them into an immutable :class:`Settings`, which
+is all the layers below ever read.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ._utils.validation import Interval, Options, TypeOf, check_params
+from ._utils.validation import Interval, check_params
+from .backends import check_device
+from .parameters import AUTO_K, PARAMETERS
 
 __all__ = [
-    "ADAPTER_CONSTRAINTS",
     "AUTO_K",
-    "BACKENDS",
     "PARAMETER_CONSTRAINTS",
     "SHRINKAGES",
     "SOFT_TEMPERATURES",
@@ -31,10 +32,6 @@ __all__ = [
     "resolve_settings",
 ]
 
-#: ``n_clusters`` values that select k: over ``k_grid`` only, or growing it past its top.
-AUTO_K = ("auto",)
-#: Backend names the estimator accepts (see :mod:`ul4m4.backends`).
-BACKENDS = ("numpy", "torch", "dask")
 #: Soft-completion temperatures that ``completion="auto"`` tries.
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
 #: Shrinkages toward the mean that ``completion="auto"`` tries.
@@ -49,43 +46,11 @@ CHUNKS_PER_THREAD = 2
 #: and narrow data would only hold more memory per chunk in flight.
 MAX_CHUNK_ROWS = 1 << 14
 
-_INT1 = Interval(numbers.Integral, 1)
-_BOOL = TypeOf((bool, np.bool_), "a bool")
-
-#: Allowed values of every constructor parameter of :class:`~ul4m4.UL4M4Imputer`.
+#: Allowed values of every constructor parameter of :class:`~ul4m4.UL4M4Imputer`
+#: (from the parameter table; ``backend`` reads the backend registry when checked).
 PARAMETER_CONSTRAINTS: dict[str, list] = {
-    "n_clusters": [_INT1, Options(AUTO_K)],
-    "max_iter": [_INT1],
-    "tol": [Interval(numbers.Real, 0, None, "left")],
-    "init": [Options(("k-means++", "random")),
-             TypeOf((Mapping, list, tuple), "a mapping of centres")],
-    "random_state": [TypeOf((type(None), numbers.Integral, np.random.RandomState),
-                            "None, an int or a RandomState", ValueError)],
-    "dtype": [TypeOf((object,), "float32 or float64")],
-    "batch_size": [_INT1, Options((None,))],
-    "reference_one_step": [_BOOL],
-    "verbose": [Interval(numbers.Integral, 0), _BOOL],
-    "empty": [Options(("raise", "mean"))],
-    "partial": [Options(("raise", "missing"))],
-    "completion": [Options(("greedy", "soft", "auto"))],
-    "temperature": [Interval(numbers.Real, 0, None, "neither")],
-    "n_init": [_INT1],
-    "k_grid": [TypeOf((list, tuple), "a non-empty tuple of integers")],
-    "selection_fraction": [Interval(numbers.Real, 0, 1, "right")],
-    "shrinkage": [Interval(numbers.Real, 0, 1, "left")],
-    "n_jobs": [_INT1, Interval(numbers.Integral, None, -1, "right"), Options((None,))],
-    "algorithm": [Options(("lloyd", "minibatch"))],
-    "backend": [Options(BACKENDS)],
-    "device": [TypeOf((str, type(None)), "a string such as 'cpu' or 'cuda', a torch.device "
-                      "or None")],
-    "n_ensemble": [_INT1, Options((None,))],
-}
-
-#: Allowed values of the parameters :class:`~ul4m4.ModalityImputer` adds to those of
-#: the estimator it wraps (``modalities`` is resolved against the columns of X in fit).
-ADAPTER_CONSTRAINTS: dict[str, list] = {
-    "add_indicator": [_BOOL],
-}
+    name: parameter.allowed for name, parameter in PARAMETERS.items()}
+_INT1 = Interval(numbers.Integral, 1)
 
 
 @dataclass(frozen=True)
@@ -162,12 +127,7 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
     if params["algorithm"] == "minibatch" and params["reference_one_step"] is True:
         raise ValueError("reference_one_step=True reproduces Lloyd's first step; it "
                          "cannot be combined with algorithm='minibatch'")
-    if params["backend"] == "numpy" and device is not None and device != "cpu":
-        raise ValueError(f"device={device!r} needs backend='torch'; the numpy backend runs on "
-                         "the CPU")
-    if params["backend"] == "dask" and device is not None and device != "cpu":
-        raise ValueError(f"device={device!r} needs backend='torch'; backend='dask' runs the "
-                         "NumPy engine on the workers' CPUs")
+    check_device(params["backend"], device)
     n_ensemble = 1 if params["n_ensemble"] is None else params["n_ensemble"]
     return Settings(
         n_clusters=params["n_clusters"], max_iter=int(params["max_iter"]),

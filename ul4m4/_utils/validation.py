@@ -53,15 +53,16 @@ class Interval:
 
 @dataclass(frozen=True)
 class Options:
-    """One of a fixed set of values."""
+    """One of a set of values: a tuple, or a live container such as a registry's dict
+    (then a value registered after the constraint was made is accepted too)."""
 
-    values: tuple
+    values: Any
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, str | type(None) | bool) and value in self.values
 
     def describe(self) -> str:
-        return f"one of {self.values}"
+        return f"one of {tuple(self.values)}"
 
 
 @dataclass(frozen=True)

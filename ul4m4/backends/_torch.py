@@ -102,6 +102,7 @@ __all__ = [
     "TorchView",
     "partial_sq_dists",
     "standardize_on_device",
+    "tensor_input",
 ]
 
 _F64 = torch.float64
@@ -110,7 +111,7 @@ _TF32_EPS = 2.0**-10
 
 
 # ------------------------------------------------------- input and output
-class _Caller:
+class _TensorOutput:
     """Converts results back to the caller's type: tensors on ``device``, or as they are.
 
     ``dtypes`` holds, per input position, the tensor dtype NumPy has no equivalent
@@ -162,23 +163,23 @@ def _tf32_possible(device: torch.device | None) -> bool:
     return bool(cuda and torch.cuda.is_available() and tf32)
 
 
-def _to_host(X: Any) -> tuple[Any, _Caller]:
+def _to_host(X: Any) -> tuple[Any, _TensorOutput]:
     if isinstance(X, Mapping):
         items = list(X.items())
     elif isinstance(X, list | tuple):
         items = list(enumerate(X))
     else:
-        return X, _Caller(None)
+        return X, _TensorOutput(None)
     devices = {name: v.device for name, v in items if isinstance(v, torch.Tensor)}
     if not devices:
-        return X, _Caller(None)
+        return X, _TensorOutput(None)
     if len(set(devices.values())) > 1:
         raise ValueError(f"all tensors of X must be on one device, got {devices}")
     host = [(name, _tensor_to_numpy(str(name), v)) for name, v in items]
     values = dict(host) if isinstance(X, Mapping) else [v for _, v in host]
     narrow = [v.dtype if isinstance(v, torch.Tensor) and v.dtype == torch.bfloat16 else None
               for _, v in items]
-    return values, _Caller(next(iter(devices.values())), narrow)
+    return values, _TensorOutput(next(iter(devices.values())), narrow)
 
 
 def _tensor_to_numpy(name: str, value: Any) -> Any:
@@ -190,9 +191,23 @@ def _tensor_to_numpy(name: str, value: Any) -> Any:
         )
     if value.dtype == torch.bfloat16:
         # NumPy has no bfloat16: read it as float32 (exactly), compute as for float32
-        # input, and hand the filled tensor back as bfloat16 (see _Caller).
+        # input, and hand the filled tensor back as bfloat16 (see _TensorOutput).
         return value.detach().cpu().float().numpy()
     return value.detach().cpu().numpy()
+
+
+def tensor_input(X: Any, engine: TorchEngine) -> tuple[Any, TorchEngine, _TensorOutput]:
+    """The torch backend's input adapter (see :class:`ul4m4.backends.Backend`).
+
+    Tensors become NumPy arrays (without a copy on the CPU; bfloat16, which
+    NumPy lacks, as a float32 copy, and filled arrays come back as bfloat16);
+    all tensors of one input must be on one device, which is where results are
+    returned and, when ``engine`` has no device of its own, where it computes.
+    """
+    X, output = _to_host(X)
+    if engine.device is None and output.device is not None:
+        engine = TorchEngine(output.device)
+    return X, engine, output
 
 
 # ------------------------------------------------------------------- view
@@ -445,22 +460,6 @@ class TorchEngine(ChunkedEngine):
         if np.dtype(dtype) == np.float32 and _tf32_possible(self.device):
             factor *= _TF32_EPS / np.finfo(np.float32).eps
         return factor
-
-    def to_host(self, X: Any) -> tuple[Any, _Caller]:
-        """Host (NumPy) arrays for validation, and the conversion back to the caller's type.
-
-        Tensors become NumPy arrays (without a copy on the CPU; bfloat16, which
-        NumPy lacks, as a float32 copy, and filled arrays come back as bfloat16);
-        all tensors of one input must be on one device, which is where results
-        are returned.
-        """
-        return _to_host(X)
-
-    def for_input(self, caller: _Caller) -> TorchEngine:
-        """This engine, on the input's device when no device was given."""
-        if self.device is not None or caller.device is None:
-            return self
-        return TorchEngine(caller.device)
 
     def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
              dtype: np.dtype, chunk_rows: int, n_threads: int = 1,

@@ -1,0 +1,115 @@
+"""One parameter table: both estimators' signatures and docs come from it, and the backend
+list from the backend registry."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+import ul4m4.backends as backends
+from ul4m4 import ModalityImputer, UL4M4Imputer
+from ul4m4._utils.validation import Options
+from ul4m4.engine import ChunkedEngine, Engine
+from ul4m4.files_cli import imputer_params
+from ul4m4.parameters import PARAMETERS, parameter_docs
+
+
+def _documented(cls: type) -> dict[str, str]:
+    """``name -> "kind, default=..."`` of the Parameters section of ``cls``' docstring."""
+    doc = inspect.getdoc(cls)
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\nAttributes\n", 1)[0]
+    found = {}
+    for line in section.splitlines():
+        match = re.fullmatch(r"(\w+(?:, \w+)*) : (.+)", line)
+        if match:
+            for name in match.group(1).split(", "):
+                found[name] = match.group(2)
+    return found
+
+
+@pytest.mark.parametrize("cls", [UL4M4Imputer, ModalityImputer])
+def test_every_parameter_of_the_table_is_documented_with_its_allowed_values(cls):
+    documented = _documented(cls)
+    for name, parameter in PARAMETERS.items():
+        assert documented.get(name) == parameter.header(name).split(" : ", 1)[1], name
+        # The values the check accepts by name are the ones the docs list.
+        for constraint in parameter.allowed:
+            if isinstance(constraint, Options):
+                for value in constraint.values:
+                    shown = "None" if value is None else f'"{value}"'
+                    assert shown in documented[name], (name, value)
+
+
+def test_the_adapter_documents_n_clusters_auto():
+    # It had drifted to "n_clusters : int, default=8".
+    assert _documented(ModalityImputer)["n_clusters"] == 'int or "auto", default=8'
+    assert ModalityImputer(n_clusters="auto").get_params()["n_clusters"] == "auto"
+
+
+@pytest.mark.parametrize("cls, extra", [(UL4M4Imputer, set()),
+                                        (ModalityImputer, {"modalities", "add_indicator"})])
+def test_signatures_come_from_the_table(cls, extra):
+    signature = inspect.signature(cls)
+    assert set(signature.parameters) == set(PARAMETERS) | extra
+    for name, parameter in PARAMETERS.items():
+        assert signature.parameters[name].default is parameter.default, name
+    assert set(cls().get_params()) == set(PARAMETERS) | extra
+    with pytest.raises(TypeError, match="n_cluster"):
+        cls(n_cluster=3)
+
+
+def test_parameter_docs_render_the_table():
+    text = parameter_docs({"k_grid": PARAMETERS["k_grid"]}, indent=0)
+    assert text.splitlines()[0] == "k_grid : tuple of int, default=(4, 8, 16, 32, 64)"
+
+
+# ------------------------------------------------------------------- backends
+def _data():
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
+    X["b"][:20] = np.nan
+    return X
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    """A backend registered by one line: the NumPy engine under another name."""
+    monkeypatch.setitem(backends.ENGINES, "fake", backends.Backend(
+        "ul4m4.backends.numpy_engine:NumpyEngine", cpu_only="the fake backend runs on the CPU"))
+    return "fake"
+
+
+def test_a_registered_backend_is_accepted_everywhere(fake_backend):
+    X = _data()
+    ours = UL4M4Imputer(3, random_state=0, backend=fake_backend).fit(X)
+    numpy = UL4M4Imputer(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(ours.labels_, numpy.labels_)
+    for name, filled in ours.transform(X).items():
+        np.testing.assert_array_equal(filled, numpy.transform(X)[name])
+    adapter = ModalityImputer({"a": slice(0, 3), "b": slice(3, 7)}, n_clusters=3,
+                              backend=fake_backend).fit(np.hstack([X["a"], X["b"]]))
+    assert adapter.imputer_.backend == fake_backend
+    assert imputer_params([f"backend={fake_backend}"], verbose=0)["backend"] == fake_backend
+    # Its device rule is its registry entry's.
+    with pytest.raises(ValueError, match="needs backend='torch'; the fake backend runs"):
+        UL4M4Imputer(backend=fake_backend, device="cuda").fit(X)
+
+
+def test_an_unregistered_backend_is_refused_with_the_registered_names():
+    with pytest.raises(ValueError, match=r"backend must be one of \('numpy', 'torch', 'dask'\)"
+                                         r", got 'fake'"):
+        UL4M4Imputer(backend="fake").fit(_data())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_cpu_only_backends_refuse_a_device_at_the_parameter_check(backend):
+    with pytest.raises(ValueError, match="device='cuda:1' needs backend='torch'"):
+        UL4M4Imputer(backend=backend, device="cuda:1").fit(_data())
+
+
+def test_the_engine_protocol_has_no_input_conversion():
+    for cls in (Engine, ChunkedEngine):
+        assert not {"to_host", "for_input"} & set(vars(cls)), cls
