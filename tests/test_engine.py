@@ -18,7 +18,7 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.inference import complete, predict, transform_view
 from ul4m4.model import fit_model
-from ul4m4.settings import resolve_settings
+from ul4m4.settings import resolve_init, resolve_settings
 
 
 def _data(seed: int = 0, n: int = 150, empty: int = 0) -> dict[str, np.ndarray]:
@@ -41,6 +41,7 @@ def _data(seed: int = 0, n: int = 150, empty: int = 0) -> dict[str, np.ndarray]:
 def _fit(engine, X, **params):
     settings = resolve_settings(UL4M4Imputer(**{"dtype": np.float64, **params}).get_params())
     data = engine.check_input(X, require_observed=settings.empty == "raise")
+    settings = resolve_init(settings, data)
     return fit_model(data, settings, engine, check_random_state(settings.random_state)), settings
 
 

@@ -13,11 +13,10 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._utils.validation import TypeOf, check_params
-from .imputer import UL4M4Imputer
+from .imputer import UL4M4Imputer, checked_settings
 from .inputs import warn_inexact_integers
 from .parameters import PARAMETERS, Parameter, parameter_docs, table_init
 from .persistence import ModelFileError, load_model, save_model
-from .settings import resolve_settings
 
 __all__ = ["ModalityImputer"]
 
@@ -207,7 +206,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         imputer = self._make_imputer()
         # Parameter errors before data errors, so a bad n_clusters is not reported as
         # a problem with the data.
-        resolve_settings(imputer.get_params(deep=False))
+        checked_settings(imputer)  # cached: the inner fit does not check them again
         check_params(self.get_params(deep=False), _OWN_CONSTRAINTS)
         X = self._validate(X, reset=True)
         n_samples = X.shape[0]

@@ -31,9 +31,9 @@ from .inputs import InputForm, feature_names, is_small_input, reject_sparse
 from .model import FittedModel, fit_model
 from .parameters import PARAMETERS, parameter_docs, table_init
 from .persistence import load_model, save_model
-from .settings import Settings, resolve_settings
+from .settings import Settings, resolve_init, resolve_settings
 
-__all__ = ["UL4M4Imputer"]
+__all__ = ["UL4M4Imputer", "checked_settings"]
 
 logger = logging.getLogger("ul4m4")
 
@@ -169,11 +169,12 @@ class UL4M4Imputer(BaseEstimator):
         -------
         self : UL4M4Imputer
         """
-        settings = self._settings()
+        settings = checked_settings(self)
         with _verbosity(settings.verbose):
             engine, X, _ = self._engine_for(X, settings)
             data = engine.check_input(X, require_observed=settings.empty == "raise",
                                       n_threads=settings.n_threads, partial=settings.partial)
+            settings = resolve_init(settings, data)
             model = fit_model(data, settings, engine, check_random_state(settings.random_state))
         if not settings.reference_one_step:
             for member, run in enumerate(model.runs):
@@ -181,22 +182,6 @@ class UL4M4Imputer(BaseEstimator):
                          n_members=len(model.runs), n_init=settings.n_init)
         self._set_model(model)
         return self
-
-    def _settings(self) -> Settings:
-        """The resolved parameters, resolved again only when a parameter was set anew.
-
-        Resolving (``get_params`` inspects the signature, then every constraint is
-        checked) took a fifth of a 1-row ``transform``. The cache is keyed on the
-        parameter objects themselves (``set_params`` and assignment replace them).
-        """
-        names = _param_names(type(self))
-        values = tuple(getattr(self, name) for name in names)
-        cached = getattr(self, "_resolved", None)
-        if cached is not None and all(a is b for a, b in zip(cached[0], values, strict=True)):
-            return cached[1]
-        settings = resolve_settings(dict(zip(names, values, strict=True)))
-        self._resolved = (values, settings)
-        return settings
 
     def _engine_for(self, X: Any, settings: Settings):
         """This call's engine (on the input's device if none is set), X as host arrays,
@@ -323,7 +308,7 @@ class UL4M4Imputer(BaseEstimator):
         """
         with _taking_turns(X):
             model = self._check_fitted()
-            settings = self._settings()
+            settings = checked_settings(self)
             form = InputForm.of(X)
             engine, X, output = self._engine_for(X, settings)
             order = form.order(model.names)
@@ -429,7 +414,7 @@ class UL4M4Imputer(BaseEstimator):
         """
         with _taking_turns(X):
             model = self._check_fitted()
-            settings = self._settings()
+            settings = checked_settings(self)
             engine, X, output = self._engine_for(X, settings)
             view = transform_view(X, model, settings, engine)
             return output.wrap(engine.apply(view, lambda block, e: predict(block, model, e)))
@@ -458,7 +443,7 @@ class UL4M4Imputer(BaseEstimator):
         """A fitted estimator from its parameters and a :class:`~ul4m4.model.FittedModel`
         (what :func:`ul4m4.persistence.load_model` returns); invalid parameters raise."""
         imputer = cls(**params)
-        imputer._settings()  # a file with invalid parameters is refused here
+        checked_settings(imputer)  # a file with invalid parameters is refused here
         imputer._set_model(model)
         return imputer
 
@@ -467,6 +452,26 @@ class UL4M4Imputer(BaseEstimator):
 if UL4M4Imputer.__doc__:  # None under python -OO
     UL4M4Imputer.__doc__ = UL4M4Imputer.__doc__.replace(
         "{parameters}", parameter_docs(PARAMETERS))
+
+
+def checked_settings(imputer: UL4M4Imputer) -> Settings:
+    """The estimator's parameters, checked and resolved: at fit, and again only once a
+    parameter was set anew (then on the next call that reads them).
+
+    Every caller (fit, transform, predict, loading, the 2-D adapter's fit) goes through
+    here, so each parameter set is checked once. Resolving (``get_params`` inspects the
+    signature, then every constraint is checked) took a fifth of a 1-row ``transform``.
+    The cache is keyed on the parameter objects themselves (``set_params`` and
+    assignment replace them).
+    """
+    names = _param_names(type(imputer))
+    values = tuple(getattr(imputer, name) for name in names)
+    cached = getattr(imputer, "_resolved", None)
+    if cached is not None and all(a is b for a, b in zip(cached[0], values, strict=True)):
+        return cached[1]
+    settings = resolve_settings(dict(zip(names, values, strict=True)))
+    imputer._resolved = (values, settings)
+    return settings
 
 #: Small calls (:func:`~ul4m4.inputs.is_small_input`) from several threads take turns: such
 #: a call is mostly Python, so running several at once only passes the GIL back and forth

@@ -41,13 +41,7 @@ from .settings import Settings
 from .statistics import unit_scales, warn_constant_dimensions
 from .stream import is_streamed
 from .uncertainty import sample_spread
-from .validation import (
-    Multimodal,
-    check_multimodal,
-    check_no_empty_samples,
-    check_observed_twice,
-    without_empty_samples,
-)
+from .validation import Multimodal, check_observed_twice, without_empty_samples
 from .view import gather_view
 
 __all__ = ["FittedModel", "RunInfo", "fit_model"]
@@ -519,17 +513,7 @@ def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings:
 
 def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
                       engine: Engine) -> Centers:
-    try:
-        init = check_multimodal(
-            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True)),
-            require_observed=False,
-        )
-        # Not the samples' empty="mean" hint: a centre must carry some modality.
-        check_no_empty_samples(init.mask, hint=False)
-    except (ValueError, TypeError) as exc:
-        # The validator speaks of samples; here its rows are initial centres.
-        message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")
-        raise type(exc)(f"init: {message}") from None
+    init = settings.init  # checked against the data by settings.resolve_init, once per fit
     if init.n_samples != k:
         raise ValueError(f"init has {init.n_samples} centres, expected n_clusters={k}")
     host = engine.host

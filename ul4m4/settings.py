@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from ._utils.validation import Interval, check_params
 from .backends import check_device
 from .parameters import AUTO_K, PARAMETERS
+from .validation import Multimodal, check_multimodal, check_no_empty_samples
 
 __all__ = [
     "AUTO_K",
@@ -28,6 +29,7 @@ __all__ = [
     "SOFT_TEMPERATURES",
     "Settings",
     "available_cpus",
+    "resolve_init",
     "resolve_n_jobs",
     "resolve_settings",
 ]
@@ -143,6 +145,31 @@ def resolve_settings(params: Mapping[str, Any]) -> Settings:
         algorithm=params["algorithm"], backend=params["backend"], device=params["device"],
         n_ensemble=int(n_ensemble),
     )
+
+
+def resolve_init(settings: Settings, data: Multimodal) -> Settings:
+    """``settings`` with explicit ``init`` centres checked against the training data, once.
+
+    The one check of the centres that needs the data (their modalities, widths,
+    values, and that each carries a modality): the estimator's fit runs it right
+    after the data scan, so every seeding of the fit (``n_init``, ensemble
+    members, reseeds) reads the checked :class:`~ul4m4.validation.Multimodal`. Named
+    seedings (``"k-means++"``, ``"random"``) are returned unchanged.
+    """
+    if isinstance(settings.init, str | Multimodal):
+        return settings
+    try:
+        init = check_multimodal(
+            settings.init, names=data.names, dims=dict(zip(data.names, data.dims, strict=True)),
+            require_observed=False,
+        )
+        # Not the samples' empty="mean" hint: a centre must carry some modality.
+        check_no_empty_samples(init.mask, hint=False)
+    except (ValueError, TypeError) as exc:
+        # The validator speaks of samples; here its rows are initial centres.
+        message = str(exc).replace("samples [", "centres [").replace("sample ", "centre ")
+        raise type(exc)(f"init: {message}") from None
+    return replace(settings, init=init)
 
 
 def available_cpus() -> int:
