@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ul4m4.backends as backends
+import ul4m4.settings as settings_module
 from ul4m4 import ModalityImputer, UL4M4Imputer
 from ul4m4._utils.validation import Options
 from ul4m4.engine import ChunkedEngine, Engine
@@ -113,3 +114,45 @@ def test_cpu_only_backends_refuse_a_device_at_the_parameter_check(backend):
 def test_the_engine_protocol_has_no_input_conversion():
     for cls in (Engine, ChunkedEngine):
         assert not {"to_host", "for_input"} & set(vars(cls)), cls
+
+
+# ------------------------------------------------------------ checked once
+class _CountingInit(dict):
+    """Explicit init centres that count how often their modalities are read."""
+
+    reads = 0
+
+    def values(self):
+        type(self).reads += 1
+        return super().values()
+
+
+def _init_reads(monkeypatch, **params) -> int:
+    monkeypatch.setattr(_CountingInit, "reads", 0)
+    X = _data()
+    init = _CountingInit({"a": X["a"][[0, 30, 50]], "b": X["b"][[25, 30, 50]]})
+    UL4M4Imputer(3, init=init, random_state=0, **params).fit(X)
+    return _CountingInit.reads
+
+
+def test_explicit_init_is_checked_once_per_fit_whatever_the_seedings(monkeypatch):
+    once = _init_reads(monkeypatch)
+    assert once >= 1
+    # Every seeding starts from the same checked centres: n_init and ensemble members
+    # read them no more often than one seeding does.
+    assert _init_reads(monkeypatch, n_init=3) == once
+    assert _init_reads(monkeypatch, n_ensemble=2) == once
+
+
+def test_the_adapters_parameters_are_checked_once_per_fit(monkeypatch):
+    checks = []
+    real = settings_module.check_params
+    monkeypatch.setattr(settings_module, "check_params",
+                        lambda params, constraints: checks.append(set(constraints)) or real(
+                            params, constraints))
+    X = _data()
+    adapter = ModalityImputer({"a": slice(0, 3), "b": slice(3, 7)}, n_clusters=3,
+                              random_state=0)
+    adapter.fit(np.hstack([X["a"], X["b"]]))
+    adapter.transform(np.hstack([X["a"], X["b"]]))
+    assert checks.count(set(PARAMETERS)) == 1
