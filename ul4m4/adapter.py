@@ -81,7 +81,7 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-{parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -358,10 +358,10 @@ class ModalityImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return np.concatenate([names, np.asarray(indicators, dtype=object)])
 
 
-
 if ModalityImputer.__doc__:  # None under python -OO
     ModalityImputer.__doc__ = ModalityImputer.__doc__.replace(
-        "{parameters}", parameter_docs(PARAMETER_TABLE, short=True))
+        "    {parameters}", parameter_docs(PARAMETER_TABLE, short=True))
+
 
 def _check_layout(layout: dict[str, Any], model: Any, where: str):
     """The stored column layout, checked against itself and the model it belongs to."""

@@ -50,7 +50,8 @@ class UL4M4Imputer(BaseEstimator):
 
     Parameters
     ----------
-{parameters}
+    {parameters}
+
     Attributes
     ----------
     modalities_ : list of str
@@ -451,7 +452,7 @@ class UL4M4Imputer(BaseEstimator):
 
 if UL4M4Imputer.__doc__:  # None under python -OO
     UL4M4Imputer.__doc__ = UL4M4Imputer.__doc__.replace(
-        "{parameters}", parameter_docs(PARAMETERS))
+        "    {parameters}", parameter_docs(PARAMETERS))
 
 
 def checked_settings(imputer: UL4M4Imputer) -> Settings:
