@@ -449,7 +449,6 @@ class UL4M4Imputer(BaseEstimator):
         return imputer
 
 
-
 if UL4M4Imputer.__doc__:  # None under python -OO
     UL4M4Imputer.__doc__ = UL4M4Imputer.__doc__.replace(
         "    {parameters}", parameter_docs(PARAMETERS))
