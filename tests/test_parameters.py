@@ -156,3 +156,23 @@ def test_the_adapters_parameters_are_checked_once_per_fit(monkeypatch):
     adapter.fit(np.hstack([X["a"], X["b"]]))
     adapter.transform(np.hstack([X["a"], X["b"]]))
     assert checks.count(set(PARAMETERS)) == 1
+
+
+def test_a_parameter_set_after_fit_is_checked_once_where_it_acts(monkeypatch):
+    X = _data()
+    imp = UL4M4Imputer(3, random_state=0).fit(X)
+    checks = []
+    real = settings_module.check_params
+    monkeypatch.setattr(settings_module, "check_params",
+                        lambda params, constraints: checks.append(set(constraints)) or real(
+                            params, constraints))
+    imp.transform(X)
+    imp.predict(X)
+    assert checks == []  # the settings of fit serve transform and predict
+    imp.set_params(backend="nope")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        imp.transform(X)
+    imp.set_params(backend="numpy", n_jobs=1)
+    imp.transform(X)
+    imp.transform(X)
+    assert checks.count(set(PARAMETERS)) == 2  # "nope" once, then n_jobs=1 once

@@ -126,6 +126,16 @@ class UL4M4Imputer(BaseEstimator):
     sample's missing modalities (lowest such centre index). This can only happen
     when some centres lack a modality the sample has.
 
+    Parameters are checked once, when :meth:`fit` starts (explicit ``init``
+    centres right after the data scan), and the resolved settings are kept for
+    :meth:`transform` and :meth:`predict`. As in scikit-learn, a parameter set
+    after fit (``set_params`` or assignment) does not change the fitted model:
+    those that shape it (``n_clusters``, ``init``, ``completion``, ``dtype``,
+    ...) act at the next fit. Those that say how data is read and where the work
+    runs (``backend``, ``device``, ``n_jobs``, ``batch_size``, ``partial``,
+    ``empty``) act from the next ``transform`` or ``predict`` on, where the new
+    values are checked, once, before any data is read.
+
     Examples
     --------
     >>> import numpy as np
