@@ -9,13 +9,12 @@ import re
 import numpy as np
 import pytest
 
-import ul4m4.backends as backends
 import ul4m4.settings as settings_module
 from ul4m4 import ModalityImputer, UL4M4Imputer
 from ul4m4._utils.validation import Options
 from ul4m4.engine import ChunkedEngine, Engine
 from ul4m4.files_cli import imputer_params
-from ul4m4.parameters import PARAMETERS, parameter_docs
+from ul4m4.parameters import ENGINES, PARAMETERS, Backend, parameter_docs
 
 
 def _documented(cls: type) -> dict[str, str]:
@@ -78,7 +77,7 @@ def _data():
 @pytest.fixture
 def fake_backend(monkeypatch):
     """A backend registered by one line: the NumPy engine under another name."""
-    monkeypatch.setitem(backends.ENGINES, "fake", backends.Backend(
+    monkeypatch.setitem(ENGINES, "fake", Backend(
         "ul4m4.backends.numpy_engine:NumpyEngine", cpu_only="the fake backend runs on the CPU"))
     return "fake"
 

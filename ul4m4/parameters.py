@@ -6,8 +6,9 @@ both signatures (:func:`table_init`), the checks of
 :func:`ul4m4.settings.resolve_settings` (:data:`ul4m4.settings.PARAMETER_CONSTRAINTS`)
 and the "Parameters" sections of both docstrings (:func:`parameter_docs`) are
 made from it, so a parameter is added, or its allowed values changed, here
-alone. The backends ``backend`` accepts are those of the registry
-(:data:`ul4m4.backends.ENGINES`), read when a value is checked.
+alone. The backends ``backend`` accepts are those of the backend registry,
+:data:`ENGINES`, read when a value is checked; it lives here, below the
+engines, so that checking a parameter never imports one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,90 @@ from typing import Any
 import numpy as np
 
 from ._utils.validation import Interval, Options, TypeOf
-from .backends import ENGINES
 
-__all__ = ["AUTO_K", "PARAMETERS", "Parameter", "parameter_docs", "table_init"]
+__all__ = [
+    "AUTO_K",
+    "ENGINES",
+    "PARAMETERS",
+    "Backend",
+    "Parameter",
+    "backend_names",
+    "check_device",
+    "parameter_docs",
+    "table_init",
+]
 
 #: ``n_clusters`` values that select k: over ``k_grid`` only, or growing it past its top.
 AUTO_K = ("auto",)
 
+
+# ------------------------------------------------------------------ backends
+@dataclass(frozen=True)
+class Backend:
+    """One registered backend: where its engine and its input adapter live.
+
+    Attributes
+    ----------
+    engine : str
+        ``"module:Class"`` of the engine; the class is called with the device.
+    inputs : str or None
+        ``"module:function"`` of the input adapter, ``function(X, engine)`` ->
+        ``(X as host arrays, the engine for this input, output converter)``
+        (the converter's ``wrap`` turns results back into the caller's type,
+        e.g. tensors on the input's device). None: the input is read as given
+        and results are returned as they are
+        (:class:`ul4m4.backends.AsGiven`).
+    cpu_only : str or None
+        Why the backend takes no device but the CPU (the end of the error
+        message for another ``device``); None where it takes any device its
+        engine accepts.
+    """
+
+    engine: str
+    inputs: str | None = None
+    cpu_only: str | None = None
+
+
+#: The backend registry, ``name -> Backend``, in the order the documentation lists them:
+#: the values ``backend`` accepts (:mod:`ul4m4.backends` loads them). A new backend is
+#: one module in ``ul4m4/backends/`` and one line here.
+ENGINES: dict[str, Backend] = {
+    "numpy": Backend("ul4m4.backends.numpy_engine:NumpyEngine",
+                     cpu_only="the numpy backend runs on the CPU"),
+    "torch": Backend("ul4m4.backends._torch:TorchEngine",
+                     inputs="ul4m4.backends._torch:tensor_input"),
+    "dask": Backend("ul4m4.backends.dask:DaskEngine",
+                    cpu_only="backend='dask' runs the NumPy engine on the workers' CPUs"),
+}
+
+
+def backend_names() -> tuple[str, ...]:
+    """The names ``backend`` accepts: those of :data:`ENGINES`, as registered now."""
+    return tuple(ENGINES)
+
+
+def check_device(backend: str, device: Any) -> None:
+    """Raise ValueError where ``backend`` cannot run on ``device`` (a CPU-only backend).
+
+    The one place the rule lives; the estimator's parameter check calls it. A
+    device the engine itself must interpret (e.g. ``"cuda:7"`` for torch) is
+    checked when that engine is made.
+
+    Examples
+    --------
+    >>> check_device("numpy", "cpu")
+    >>> check_device("numpy", "cuda")
+    Traceback (most recent call last):
+    ...
+    ValueError: device='cuda' needs backend='torch'; the numpy backend runs on the CPU
+    """
+    reason = ENGINES[backend].cpu_only
+    if reason is not None and device is not None and str(device) != "cpu":
+        devices = " or ".join(repr(n) for n, b in ENGINES.items() if b.cpu_only is None)
+        raise ValueError(f"device={str(device)!r} needs backend={devices}; {reason}")
+
+
+# ---------------------------------------------------------------- parameters
 _INT1 = Interval(numbers.Integral, 1)
 _BOOL = TypeOf((bool, np.bool_), "a bool")
 

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._utils.validation import Interval, check_params
-from .backends import check_device
-from .parameters import AUTO_K, PARAMETERS
+from .parameters import AUTO_K, PARAMETERS, check_device
 from .validation import Multimodal, check_multimodal, check_no_empty_samples
 
 __all__ = [
