@@ -3,15 +3,20 @@ list from the backend registry."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import re
 
 import numpy as np
 import pytest
+from _reference_engine import ReferenceEngine
 
+import ul4m4.engine
 import ul4m4.settings as settings_module
 from ul4m4 import ModalityImputer, UL4M4Imputer
 from ul4m4._utils.validation import Options
+from ul4m4.backends import AsGiven
 from ul4m4.engine import ChunkedEngine, Engine
 from ul4m4.files_cli import imputer_params
 from ul4m4.parameters import ENGINES, PARAMETERS, Backend, parameter_docs
@@ -111,8 +116,15 @@ def test_cpu_only_backends_refuse_a_device_at_the_parameter_check(backend):
 
 
 def test_the_engine_protocol_has_no_input_conversion():
-    for cls in (Engine, ChunkedEngine):
-        assert not {"to_host", "for_input"} & set(vars(cls)), cls
+    engines = [Engine, ChunkedEngine, ReferenceEngine]
+    if importlib.util.find_spec("dask") is not None:
+        engines.append(importlib.import_module("ul4m4.backends.dask").DaskEngine)
+    for cls in engines:
+        assert not {"to_host", "for_input"} & set(dir(cls)), cls
+    # The output converter of input read as given is the backends' AsGiven.
+    assert not hasattr(ul4m4.engine, "Identity")
+    result = {"a": np.ones(2)}
+    assert AsGiven().wrap(result) is result
 
 
 # ------------------------------------------------------------ checked once

@@ -49,7 +49,7 @@ from .statistics import check_magnitudes, modality_moments
 from .validation import Multimodal, check_multimodal
 from .view import Standardized
 
-__all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine", "Identity"]
+__all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine"]
 
 
 @dataclass
@@ -177,13 +177,6 @@ class Engine(Protocol):
     def soft_distances(self, view: Any, centers: Centers, gamma: float
                        ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
         """``(rows, sq, err, mask)`` per chunk in row order, for the soft weights."""
-
-
-class Identity:
-    """Output conversion of host input: results are returned as they are."""
-
-    def wrap(self, value: Any) -> Any:
-        return value
 
 
 class ChunkedEngine:

@@ -14,7 +14,7 @@ from dask.delayed import Delayed, delayed
 
 from ...blocks import PackedBlocks
 from ...centers import Centers
-from ...engine import Candidates, EStep, Identity
+from ...engine import Candidates, EStep
 from ...plan import PatternTerms
 from ...statistics import check_finite_statistics, check_float32_range, largest_centred
 from ...validation import Multimodal, check_no_empty_samples, raise_bad_rows
@@ -141,9 +141,8 @@ class DaskEngine:
     name = "dask"
 
     def __init__(self, device: Any = None) -> None:
-        if device is not None and str(device) != "cpu":
-            raise ValueError(f"device={str(device)!r} needs backend='torch'; backend='dask' "
-                             "runs the NumPy engine on the workers' CPUs")
+        # None or "cpu": the estimator's parameter check (parameters.check_device) refuses
+        # any other device for this backend.
         self.device = device
 
     @property
@@ -152,12 +151,6 @@ class DaskEngine:
 
     def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
         return NUMPY.error_factor(dims, dtype)
-
-    def to_host(self, X: Any) -> tuple[Any, Identity]:
-        return X, Identity()
-
-    def for_input(self, caller: Any) -> DaskEngine:
-        return self
 
     def fetch(self, labels: Any) -> np.ndarray:
         if isinstance(labels, np.ndarray):
