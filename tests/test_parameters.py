@@ -3,6 +3,7 @@ list from the backend registry."""
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import importlib.util
 import inspect
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 from _reference_engine import ReferenceEngine
 
+import ul4m4.backends
 import ul4m4.engine
+import ul4m4.parameters
 import ul4m4.settings as settings_module
 from ul4m4 import ModalityImputer, UL4M4Imputer
 from ul4m4._utils.validation import Options
@@ -187,3 +190,9 @@ def test_a_parameter_set_after_fit_is_checked_once_where_it_acts(monkeypatch):
     imp.transform(X)
     imp.transform(X)
     assert checks.count(set(PARAMETERS)) == 2  # "nope" once, then n_jobs=1 once
+
+
+@pytest.mark.parametrize("module", [ul4m4.parameters, ul4m4.backends])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
