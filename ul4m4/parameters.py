@@ -497,4 +497,6 @@ def table_init(table: Mapping[str, Parameter], n_positional: int = 1) -> Callabl
             setattr(self, name, value)
 
     __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__doc__ = ("Store the parameters as given (scikit-learn's convention; fit checks "
+                        "them). See the class docstring.")
     return __init__
