@@ -197,7 +197,7 @@ def _tensor_to_numpy(name: str, value: Any) -> Any:
 
 
 def tensor_input(X: Any, engine: TorchEngine) -> tuple[Any, TorchEngine, _TensorOutput]:
-    """The torch backend's input adapter (see :class:`ul4m4.backends.Backend`).
+    """The torch backend's input adapter (see :class:`ul4m4.parameters.Backend`).
 
     Tensors become NumPy arrays (without a copy on the CPU; bfloat16, which
     NumPy lacks, as a float32 copy, and filled arrays come back as bfloat16);
