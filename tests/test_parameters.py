@@ -3,6 +3,7 @@ list from the backend registry."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import importlib.util
@@ -63,10 +64,27 @@ def test_signatures_come_from_the_table(cls, extra):
     signature = inspect.signature(cls)
     assert set(signature.parameters) == set(PARAMETERS) | extra
     for name, parameter in PARAMETERS.items():
-        assert signature.parameters[name].default is parameter.default, name
+        given = signature.parameters[name]
+        assert given.default == parameter.default, name
+        assert type(given.default) is type(parameter.default), name
+        assert _same_code(given.annotation, parameter.annotation), name
     assert set(cls().get_params()) == set(PARAMETERS) | extra
     with pytest.raises(TypeError, match="n_cluster"):
         cls(n_cluster=3)
+
+
+def _same_code(a: str, b: str) -> bool:
+    return ast.unparse(ast.parse(a)) == ast.unparse(ast.parse(b))
+
+
+def test_the_written_out_estimator_signature_is_the_table_in_order():
+    # UL4M4Imputer spells its __init__ out for IDEs and type checkers: same names,
+    # order, kinds and defaults as the table (n_clusters alone by position).
+    parameters = list(inspect.signature(UL4M4Imputer).parameters.values())
+    assert [p.name for p in parameters] == list(PARAMETERS)
+    assert [p.kind for p in parameters] == (
+        [inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        + [inspect.Parameter.KEYWORD_ONLY] * (len(PARAMETERS) - 1))
 
 
 def test_parameter_docs_render_the_table():

@@ -29,7 +29,7 @@ from .backends import engine_for_input
 from .inference import complete, predict, transform_to_files, transform_view
 from .inputs import InputForm, feature_names, is_small_input, reject_sparse
 from .model import FittedModel, fit_model
-from .parameters import PARAMETERS, parameter_docs, table_init
+from .parameters import PARAMETERS, parameter_docs
 from .persistence import load_model, save_model
 from .settings import Settings, resolve_init, resolve_settings
 
@@ -151,8 +151,56 @@ class UL4M4Imputer(BaseEstimator):
     True
     """
 
-    # The parameters of the table, stored as given (checked by fit).
-    __init__ = table_init(PARAMETERS)
+    # Written out (not generated from the table) so that IDEs and type checkers see the
+    # parameters; tests/test_parameters.py holds it equal to parameters.PARAMETERS.
+    def __init__(
+        self,
+        n_clusters: int | Literal["auto"] = 8,
+        *,
+        max_iter: int = 300,
+        tol: float = 0.0,
+        init: Literal["k-means++", "random"] | Mapping[str, Any] = "k-means++",
+        random_state: int | np.random.RandomState | None = None,
+        dtype: Any = np.float32,
+        batch_size: int | None = None,
+        reference_one_step: bool = False,
+        verbose: int = 0,
+        empty: Literal["raise", "mean"] = "raise",
+        partial: Literal["raise", "missing"] = "raise",
+        completion: Literal["greedy", "soft", "auto"] = "greedy",
+        temperature: float = 0.05,
+        n_init: int = 1,
+        n_ensemble: int | None = None,
+        k_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
+        selection_fraction: float = 0.2,
+        n_jobs: int | None = None,
+        shrinkage: float = 0.0,
+        algorithm: Literal["lloyd", "minibatch"] = "lloyd",
+        backend: str = "numpy",
+        device: Any = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.random_state = random_state
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.reference_one_step = reference_one_step
+        self.verbose = verbose
+        self.empty = empty
+        self.partial = partial
+        self.completion = completion
+        self.temperature = temperature
+        self.n_init = n_init
+        self.n_ensemble = n_ensemble
+        self.k_grid = k_grid
+        self.selection_fraction = selection_fraction
+        self.n_jobs = n_jobs
+        self.shrinkage = shrinkage
+        self.algorithm = algorithm
+        self.backend = backend
+        self.device = device
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None) -> UL4M4Imputer:
