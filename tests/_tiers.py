@@ -16,8 +16,9 @@ of a higher one (``TYPE_CHECKING`` imports do not count; function-local imports 
 ``side``
     everything built on the estimator: the package's public ``__init__``, the command
     line, experiments, data sets, encoders, the fusion model, baselines, metrics.
-    A side module takes from a module of a lower tier (the core) only the names of
-    that module's ``__all__``.
+    A side module takes from the core (the lower tiers) only what :data:`CORE_API`
+    lists: the modules it may use and, for each, the names (always names of that
+    module's ``__all__``). The engines, kernels and drivers are not in it.
 
 Every first-party module must be listed: an entry ``"name"`` is one module (relative to
 the package, ``""`` being the package ``__init__``), an entry ``"name.*"`` a package
@@ -81,26 +82,48 @@ TIERS: dict[str, tuple[str, ...]] = {
         "baselines.*",
     ),
 }
-#: The tier whose modules use the public names of the lower tiers only.
+#: The tier whose modules use the core through :data:`CORE_API` only.
 SIDE = "side"
+#: The core's API for side modules: module entry (as in TIERS) -> the names side modules
+#: may take from it (None: every name of the module's ``__all__``).
+CORE_API: dict[str, tuple[str, ...] | None] = {
+    "_version": None,
+    "_utils.*": None,  # the helpers shared by the whole package
+    "imputer": None,
+    "adapter": None,
+    "persistence": ("ModelFileError",),
+    "settings": ("AUTO_K", "resolve_settings"),
+    # the estimator's input contract, which the baselines and metrics share
+    "data": ("Multimodal", "check_multimodal", "check_observed_twice", "standardize_rows"),
+    "statistics": ("modality_statistics", "unit_scales"),
+    "distance": ("nearest_donors",),
+}
 #: Where a module that is in no tier is told to add itself.
 WHERE = "tests/_tiers.py (TIERS)"
+#: Where the core's API for side modules is listed.
+API_WHERE = "tests/_tiers.py (CORE_API)"
+
+
+def entry_of(module: str, package: str, entries: Sequence[str]) -> str | None:
+    """The entry that covers ``module`` (a dotted name under ``package``); the longest wins."""
+    rel = module[len(package) + 1 :] if module != package else ""
+    best: str | None = None
+    for entry in entries:
+        if entry.endswith(".*"):
+            head = entry[:-2]
+            hit = rel == head or rel.startswith(head + ".")
+        else:
+            hit = rel == entry
+        if hit and (best is None or len(entry) > len(best)):
+            best = entry
+    return best
 
 
 def tier_of(module: str, package: str, tiers: Mapping[str, Sequence[str]]) -> str | None:
-    """The tier that lists ``module`` (a dotted name under ``package``); the longest entry wins."""
-    rel = module[len(package) + 1 :] if module != package else ""
-    best: tuple[int, str] | None = None
-    for tier, entries in tiers.items():
-        for entry in entries:
-            if entry.endswith(".*"):
-                head = entry[:-2]
-                hit = rel == head or rel.startswith(head + ".")
-            else:
-                hit = rel == entry
-            if hit and (best is None or len(entry) > best[0]):
-                best = (len(entry), tier)
-    return None if best is None else best[1]
+    """The tier that lists ``module`` (a dotted name under ``package``); None if none does."""
+    owner = {entry: tier for tier, entries in tiers.items() for entry in entries}
+    entry = entry_of(module, package, list(owner))
+    return None if entry is None else owner[entry]
 
 
 def unlisted(graph: ImportGraph, tiers: Mapping[str, Sequence[str]] = TIERS) -> list[str]:
@@ -131,9 +154,12 @@ def upward_imports(graph: ImportGraph, tiers: Mapping[str, Sequence[str]] = TIER
 
 
 def non_public_uses(
-    graph: ImportGraph, tiers: Mapping[str, Sequence[str]] = TIERS, side: str = SIDE
+    graph: ImportGraph,
+    tiers: Mapping[str, Sequence[str]] = TIERS,
+    api: Mapping[str, Sequence[str] | None] = CORE_API,
+    side: str = SIDE,
 ) -> list[str]:
-    """Names a side module takes from a lower-tier module that are not in its ``__all__``."""
+    """What side modules take from the core beyond ``api`` or a module's ``__all__``."""
     found = []
     cache: dict[str, frozenset[str] | None] = {}
     for use in graph.name_uses():
@@ -145,10 +171,17 @@ def non_public_uses(
         if use.target not in cache:
             cache[use.target] = public_names(graph.modules[use.target])
         public = cache[use.target]
-        if public is None or use.name not in public:
+        entry = entry_of(use.target, graph.package, list(api))
+        if entry is None:
+            why = f"{use.target} is not in the core's API for side modules ({API_WHERE})"
+        elif public is None or use.name not in public:
             why = "which has no __all__" if public is None else "not in its __all__"
-            found.append(
-                f"{graph.modules[use.source].where(use.line)}: {use.source} uses "
-                f"{use.target}.{use.name} ({use.how}), {why}"
-            )
+        elif api[entry] is not None and use.name not in api[entry]:
+            why = f"not among the names of {entry!r} in {API_WHERE}"
+        else:
+            continue
+        found.append(
+            f"{graph.modules[use.source].where(use.line)}: {use.source} uses "
+            f"{use.target}.{use.name} ({use.how}), {why}"
+        )
     return found

@@ -165,7 +165,8 @@ def test_analysis_finds_private_names(tmp_path):
     ]
 
 
-_TOY_TIERS = {"low": ("", "base", "util.*"), "mid": ("engine",), "side": ("app",)}
+_TOY_TIERS = {"low": ("", "base", "kern", "util.*"), "mid": ("engine",), "side": ("app",)}
+_TOY_API = {"base": ("Base", "Other"), "engine": None}
 
 
 def test_tier_checks_find_upward_imports_unlisted_modules_and_private_api(tmp_path):
@@ -173,20 +174,22 @@ def test_tier_checks_find_upward_imports_unlisted_modules_and_private_api(tmp_pa
         "pkg/__init__.py": "",
         "pkg/base.py": """
             from typing import TYPE_CHECKING
-            __all__ = ["Base"]
-            Base = helper = 1
+            __all__ = ["Base", "helper"]
+            Base = helper = Other = 1
             if TYPE_CHECKING:
                 from .app import App
             def f():
                 from .engine import run
         """,
+        "pkg/kern.py": "__all__ = ['k']\nk = 1\n",
         "pkg/util/__init__.py": "",
         "pkg/util/text.py": "from ..engine import run\n",
         "pkg/engine.py": "from .base import Base\nrun = 1\n",
         "pkg/app.py": """
             from . import base
-            from .base import Base, helper
+            from .base import Base, helper, Other
             from .engine import run
+            from .kern import k
             base.helper
             base.Base
         """,
@@ -201,8 +204,14 @@ def test_tier_checks_find_upward_imports_unlisted_modules_and_private_api(tmp_pa
         "pkg/base.py:8: pkg.base (low) imports pkg.engine (mid)",  # function-local counts
         "pkg/util/text.py:1: pkg.util.text (low) imports pkg.engine (mid)",
     ]  # the TYPE_CHECKING import of pkg.app does not count
-    assert non_public_uses(graph, _TOY_TIERS) == [
-        "pkg/app.py:3: pkg.app uses pkg.base.helper (from-import), not in its __all__",
+    api = "tests/_tiers.py (CORE_API)"
+    assert non_public_uses(graph, _TOY_TIERS, _TOY_API) == [
+        "pkg/app.py:3: pkg.app uses pkg.base.Other (from-import), not in its __all__",
+        f"pkg/app.py:3: pkg.app uses pkg.base.helper (from-import), not among the names of "
+        f"'base' in {api}",
         "pkg/app.py:4: pkg.app uses pkg.engine.run (from-import), which has no __all__",
-        "pkg/app.py:5: pkg.app uses pkg.base.helper (attribute), not in its __all__",
+        f"pkg/app.py:5: pkg.app uses pkg.kern.k (from-import), pkg.kern is not in the core's "
+        f"API for side modules ({api})",
+        f"pkg/app.py:6: pkg.app uses pkg.base.helper (attribute), not among the names of "
+        f"'base' in {api}",
     ]
