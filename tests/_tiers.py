@@ -137,6 +137,20 @@ def unlisted(graph: ImportGraph, tiers: Mapping[str, Sequence[str]] = TIERS) -> 
     ]
 
 
+def stale_entries(
+    graph: ImportGraph,
+    tiers: Mapping[str, Sequence[str]] = TIERS,
+    api: Mapping[str, Sequence[str] | None] = CORE_API,
+) -> list[str]:
+    """Entries of the tier table or of the API that name no module (renamed or removed)."""
+    entries = [(e, WHERE) for t in tiers.values() for e in t] + [(e, API_WHERE) for e in api]
+    return [
+        f"{where}: {entry!r} names no module of {graph.package}; remove or rename it"
+        for entry, where in entries
+        if all(entry_of(name, graph.package, [entry]) is None for name in graph.modules)
+    ]
+
+
 def upward_imports(graph: ImportGraph, tiers: Mapping[str, Sequence[str]] = TIERS) -> list[str]:
     """Every import of a module of a higher tier, as ``file:line: a (tier) imports b (tier)``."""
     rank = {tier: i for i, tier in enumerate(tiers)}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from _imports import INIT_NOTE, ImportGraph, core_modules
-from _tiers import TIERS, non_public_uses, tier_of, unlisted, upward_imports
+from _tiers import TIERS, non_public_uses, stale_entries, tier_of, unlisted, upward_imports
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,8 @@ def test_no_function_local_first_party_imports_in_core(graph):
 def test_every_module_is_in_a_tier(graph):
     missing = unlisted(graph)
     assert not missing, "modules missing from the tier table:\n" + "\n".join(missing)
+    stale = stale_entries(graph)
+    assert not stale, "entries that name no module:\n" + "\n".join(stale)
 
 
 def test_imports_point_down_the_tiers(graph):
@@ -198,6 +200,9 @@ def test_tier_checks_find_upward_imports_unlisted_modules_and_private_api(tmp_pa
     assert tier_of("pkg", "pkg", _TOY_TIERS) == "low"
     assert tier_of("pkg.util.text", "pkg", _TOY_TIERS) == "low"
     assert tier_of("pkg.extra", "pkg", _TOY_TIERS) is None
+    assert stale_entries(graph, _TOY_TIERS, {**_TOY_API, "gone.*": None}) == [
+        "tests/_tiers.py (CORE_API): 'gone.*' names no module of pkg; remove or rename it"
+    ]
     (missing,) = unlisted(graph, _TOY_TIERS)
     assert missing.startswith("pkg/extra.py:1: pkg.extra is in no tier; add it to tests/_tiers.py")
     assert upward_imports(graph, _TOY_TIERS) == [
