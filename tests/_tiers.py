@@ -74,7 +74,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         "files_cli",
         "demo",
         "metrics",
-        "missingness",
+        "missingness.*",
         "experiments.*",
         "datasets.*",
         "encoders.*",
