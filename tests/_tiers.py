@@ -40,7 +40,11 @@ TIERS: dict[str, tuple[str, ...]] = {
         "_kernels_avx512",
         "_kernels_baseline",
         "_utils.*",
-        "data",
+        "inputs",
+        "validation",
+        "view",
+        "rowsums",
+        "threads",
         "statistics",
         "distance",
         "blocks",
@@ -94,7 +98,8 @@ CORE_API: dict[str, tuple[str, ...] | None] = {
     "persistence": ("ModelFileError",),
     "settings": ("AUTO_K", "resolve_settings"),
     # the estimator's input contract, which the baselines and metrics share
-    "data": ("Multimodal", "check_multimodal", "check_observed_twice", "standardize_rows"),
+    "validation": ("Multimodal", "check_multimodal", "check_observed_twice"),
+    "view": ("standardize_rows",),
     "statistics": ("modality_statistics", "unit_scales"),
     "distance": ("nearest_donors",),
 }
