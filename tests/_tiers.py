@@ -97,8 +97,9 @@ CORE_API: dict[str, tuple[str, ...] | None] = {
     "adapter": None,
     "persistence": ("ModelFileError",),
     "settings": ("AUTO_K", "resolve_settings"),
-    # the estimator's input contract, which the baselines and metrics share
-    "validation": ("Multimodal", "check_multimodal", "check_observed_twice"),
+    # the estimator's input contract, shared by the baselines and metrics, and the one
+    # NaN/inf scan (scan_block), which the missingness report reuses
+    "validation": ("Multimodal", "check_multimodal", "check_observed_twice", "scan_block"),
     "view": ("standardize_rows",),
     "statistics": ("modality_statistics", "unit_scales"),
     "distance": ("nearest_donors",),
