@@ -350,6 +350,29 @@ def test_each_data_set_is_one_registered_source(tmp_path):
             assert complete_train == (dataset == "mosi" and protocol == "paper")
 
 
+def test_encoder_kinds_come_from_the_preset_and_the_overrides(fixtures, tmp_path, monkeypatch):
+    from ul4m4.experiments.sources import SOURCES
+
+    built = {}
+
+    def build(kind, modality, *, progress=True):
+        built[modality] = kind
+        return CountingEncoder(name=f"{modality}-{kind}")
+
+    monkeypatch.setattr(deep_encoders, "build_encoder", build)
+    cfg = DeepConfig(dataset="mosi", data_dir=fixtures["mosi"], cache_dir=tmp_path, progress=False)
+    SOURCES["mosi"](cfg)
+    assert built == {"text": "minilm", "audio": "spectrum", "video": "efficientnet"}
+    assert built == dict(SOURCES["mosi"].preset.encoders)
+    built.clear()
+    cfg.encoders = {"audio": "hf:some/model"}
+    SOURCES["mosi"](cfg)
+    assert built == {"text": "minilm", "audio": "hf:some/model", "video": "efficientnet"}
+    cfg.encoders = {"smell": "minilm"}
+    with pytest.raises(ExperimentError, match="--encoder names unknown modality 'smell'"):
+        SOURCES["mosi"](cfg)
+
+
 # ----------------------------------------------------------------- MovieLens, offline
 def _movielens_frame(n_movies: int = 60, n_users: int = 25, seed: int = 0) -> pd.DataFrame:
     from ul4m4.datasets.movielens import MOVIELENS_GENRES

@@ -155,8 +155,8 @@ class DeepConfig:
         Overrides of the preset's :class:`ul4m4.fusion.FusionConfig` fields (e.g.
         ``{"max_epochs": 2}``).
     encoders : dict of str to str
-        Encoder kind per modality, overriding the defaults
-        (:func:`ul4m4.experiments.deep_encoders.default_encoders`).
+        Encoder kind per modality, overriding the data set's defaults
+        (:attr:`ul4m4.experiments.sources.DatasetPreset.encoders`).
     modality_dropout : float
         Drop probability of the ``modality-dropout`` method.
     signal_epochs : int

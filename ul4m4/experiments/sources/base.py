@@ -67,6 +67,9 @@ class DatasetPreset:
         Name of :meth:`ul4m4.fusion.FusionConfig.preset` (model and optimiser of SPEC §5).
     fusion : dict
         :class:`ul4m4.fusion.FusionConfig` parameters applied on top of the preset.
+    encoders : dict of str to str
+        Default encoder kind of each raw modality
+        (:func:`ul4m4.experiments.deep_encoders.build_encoder`); ``--encoder`` overrides it.
     """
 
     name: str
@@ -77,6 +80,7 @@ class DatasetPreset:
     missing: tuple[float, ...] = ()
     fusion_preset: str | None = None
     fusion: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    encoders: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ class MMIMDbSource(EncodedSource):
         (16, 32, 64, 128),
         configs=("complex_60_20_20",),
         fusion_preset="mmimdb",
+        encoders={"text": "minilm", "image": "efficientnet"},
     )
 
     @classmethod

@@ -15,7 +15,13 @@ class MosiSource(EncodedSource):
     """CMU-MOSI (:func:`ul4m4.datasets.mosi.load_mosi`): sentiment regression, paper k 10."""
 
     preset = DatasetPreset(
-        "mosi", "regression", 10, (10, 20, 50, 100), configs=("100_20_20",), fusion_preset="mosi"
+        "mosi",
+        "regression",
+        10,
+        (10, 20, 50, 100),
+        configs=("100_20_20",),
+        fusion_preset="mosi",
+        encoders={"text": "minilm", "audio": "spectrum", "video": "efficientnet"},
     )
     # The reference MOSI script trains on the complete training split.
     paper_complete_train = True

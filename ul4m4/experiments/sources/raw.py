@@ -111,9 +111,12 @@ class EncodedSource(RawSource):
             for name, items in self.raw.modalities.items()
             if stack_vectors(list(items), name) is None
         ]
+        # The preset's kinds of the modalities that need one, then the --encoder overrides.
+        defaults = {name: kind for name, kind in self.preset.encoders.items() if name in needed}
+        kinds = {**defaults, **self.config.encoders}
         try:
             return deep_encoders.default_encoders(
-                self.config.dataset, needed, self.config.encoders, progress=self.config.progress
+                self.config.dataset, needed, kinds, progress=self.config.progress
             )
         except (ValueError, ImportError, OSError) as exc:
             raise ExperimentError(first_line(exc)) from None
