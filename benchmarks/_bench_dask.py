@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -49,22 +48,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 sys.path.insert(0, str(_HERE.parent))  # benchmark the working tree
 
+from _common import cpu_model  # noqa: E402
+from _scale_data import initial_rows, make_dataset  # noqa: E402
+
 from ul4m4 import UL4M4Imputer  # noqa: E402
 
 SHORT, LONG = 2, 12
-
-
-def cpu_model() -> str:
-    """The CPU model (``/proc/cpuinfo``), with the core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def cpu_seconds() -> float:
@@ -216,7 +205,6 @@ def run_dask_section(n: int, *, k: int = 64, n_chunks: int = 8, rounds: int = 3,
     """Seconds per Lloyd iteration of NumPy, Dask (and dask-ml) at ``n`` rows, and a breakdown."""
     import dask
     import dask.array as da
-    from bench_scale import initial_rows, make_dataset
     from distributed import Client, LocalCluster, wait
 
     data = make_dataset(n, 1, seed)

@@ -43,6 +43,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import bench_core as core  # noqa: E402  (puts the working tree first on sys.path)
+from _common import fmt_time, print_table  # noqa: E402
 
 from ul4m4 import UL4M4Imputer, _kernels  # noqa: E402
 from ul4m4.metrics import block_mse, hidden_mask, training_statistics  # noqa: E402
@@ -124,7 +125,7 @@ def run_size(n: int, repeats: int, n_test: int, auto_k: int | str) -> dict:
             seconds, _, model = core.timed(lambda name=name: makers[name]().fit(X_train))
             best[name] = min(best[name], seconds)
             models[name] = model
-            print(f"    n={n:,} repeat {r + 1}/{repeats}: {name} fit {core.fmt_time(seconds)}",
+            print(f"    n={n:,} repeat {r + 1}/{repeats}: {name} fit {fmt_time(seconds)}",
                   flush=True)
     mse = {name: block_mse(X_true, model.transform(X_test), hidden, scale)["all"]
            for name, model in models.items()}
@@ -166,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"T(auto) / T(one fit): UL4M4Imputer(n_clusters={auto_k!r}, completion='auto') against "
           f"UL4M4Imputer(n_clusters=64), {sum(DIMS.values())} dims, 50 % of slots missing; "
           f"block-MSE on {n_test:,} held-out rows' hidden blocks (z-space)")
-    core.print_table(
+    print_table(
         "fit time (minimum of repeats) and fill quality",
         ["rows", "repeats", "T(auto)", "T(one fit)", "T(auto) / T(one fit)", "MSE auto",
          "MSE one fit"],
-        [[f"{r['n']:,}", str(r["repeats"]), core.fmt_time(r["auto_s"]), core.fmt_time(r["one_s"]),
+        [[f"{r['n']:,}", str(r["repeats"]), fmt_time(r["auto_s"]), fmt_time(r["one_s"]),
           f"{r['ratio']:.2f}", f"{r['auto_mse']:.4f}", f"{r['one_mse']:.4f}"] for r in results],
     )
     for r in results:

@@ -65,6 +65,7 @@ sys.path.insert(0, str(_HERE.parent))
 sys.path.insert(0, str(_HERE))
 
 import sklearn  # noqa: E402
+from _common import cpu_model, fmt_time, gemm_seconds, print_table  # noqa: E402
 from _literal import literal_complete, zscore_centres, zscore_sample  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.impute import KNNImputer  # noqa: E402
@@ -124,16 +125,6 @@ BIG = {"n": 1_000_000, "max_iter": 3}
 
 
 # ----------------------------------------------------------------------------- output helpers
-def fmt_time(seconds: float) -> str:
-    if not np.isfinite(seconds):
-        return "-"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.1f} us"
-
-
 def fmt_gb(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
 
@@ -142,16 +133,6 @@ def fmt_ratio(value: float) -> str:
     if not np.isfinite(value):
         return "-"
     return f"{value:.0f}x" if value >= 100 else f"{value:.2f}x"
-
-
-def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    print(f"\n{title}")
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  " + "  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    sys.stdout.flush()
 
 
 def verdict(ok: bool) -> str:
@@ -170,7 +151,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "numpy": np.__version__,
         "sklearn": sklearn.__version__,
         "ul4m4": getattr(ul4m4, "__version__", "?"),
@@ -191,16 +172,6 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def print_machine(info: dict) -> None:
@@ -237,28 +208,9 @@ def blas_summary(info: dict) -> str:
                      for pool in pools)
 
 
-_GEMM_SECONDS: dict[int, float] = {}
-
-
-def gemm_seconds(n: int, repeats: int = 5) -> float:
-    """Best time of one float32 GEMM of the Lloyd shape, (n x 1792) @ (1792 x K)."""
-    if n not in _GEMM_SECONDS:
-        rng = np.random.default_rng(0)
-        a = rng.standard_normal((n, sum(DIMS.values())), dtype=np.float32)
-        b = rng.standard_normal((K, a.shape[1]), dtype=np.float32)
-        out = np.empty((n, K), dtype=np.float32)
-        best = np.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            np.matmul(a, b.T, out=out)
-            best = min(best, time.perf_counter() - start)
-        _GEMM_SECONDS[n] = best
-    return _GEMM_SECONDS[n]
-
-
 def print_context(info: dict, n: int, results: dict | None = None) -> None:
     """The line printed beside every table of ratios: what the figures were measured on."""
-    gemm = gemm_seconds(n)
+    gemm = gemm_seconds(n, sum(DIMS.values()), K)
     print(f"  context: CPU {info['cpu_model']}; kernels {_kernels.ISA}; {blas_summary(info)}; "
           f"one float32 GEMM {n:,} x {sum(DIMS.values())} @ {sum(DIMS.values())} x {K} alone: "
           f"{fmt_time(gemm)}")

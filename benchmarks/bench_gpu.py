@@ -47,7 +47,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 sys.path.insert(0, str(_HERE.parent))  # benchmark the working tree
 
-from _bench_dask import cpu_model  # noqa: E402
+from _common import cpu_model  # noqa: E402
 
 from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.missingness import independent_mask  # noqa: E402
@@ -111,8 +111,11 @@ def per_iteration(X, init, **params) -> tuple[float, UL4M4Imputer]:
     return (long - short) / (LONG - SHORT), model
 
 
-def gemm_seconds(n: int, k: int, device, sync) -> float:
-    """Median time of torch's float32 ``(n, D) @ (D, k)`` on ``device``."""
+def torch_gemm_seconds(n: int, k: int, device, sync) -> float:
+    """Median time of torch's float32 ``(n, D) @ (D, k)`` on ``device``.
+
+    The NumPy yardstick (best of a few, on the host) is ``_common.gemm_seconds``.
+    """
     import torch
 
     a = torch.randn(n, sum(DIMS.values()), device=device)
@@ -143,7 +146,7 @@ def speed(n: int, k: int, device, sync, numpy_transform_rows: int) -> list[str]:
     say(f"   torch {1e3 * torch_iter:.1f} ms/iteration")
     numpy_iter, numpy_model = per_iteration(X, init, backend="numpy", n_jobs=None)
     say(f"   numpy {1e3 * numpy_iter:.1f} ms/iteration")
-    gemm = gemm_seconds(n, k, device, sync)
+    gemm = torch_gemm_seconds(n, k, device, sync)
     transform_torch = transform_seconds(torch_model, X, n) / n
     rows = min(n, numpy_transform_rows)
     transform_numpy = transform_seconds(numpy_model, X, rows) / rows

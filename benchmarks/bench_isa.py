@@ -31,6 +31,7 @@ sys.path.insert(0, str(_HERE.parent))
 sys.path.insert(0, str(_HERE))
 
 import bench_core as core  # noqa: E402
+from _common import fmt_time, gemm_seconds, print_table  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 
 from ul4m4 import UL4M4Imputer, _kernels  # noqa: E402
@@ -71,7 +72,7 @@ def child(n: int) -> dict:
     mask = half_missing_mask(n, len(X), seed=2)
     core.mask_in_place(X, mask)
     out = {"isa": _kernels.ISA, "missing_share": float(1 - mask.mean()),
-           "gemm_s": core.gemm_seconds(n)}
+           "gemm_s": gemm_seconds(n, sum(core.DIMS.values()), core.K)}
     for iters in (SHORT, LONG):
         seconds, model = timed_fit(lambda iters=iters: UL4M4Imputer(
             core.K, max_iter=iters, tol=0.0, init=init, random_state=0).fit(X))
@@ -123,11 +124,11 @@ def kernel_table(n: int, rounds: int) -> None:
             work[isa]()
             best[isa] = min(best[isa], time.perf_counter() - start)
     base = best["baseline"]
-    core.print_table(
+    print_table(
         f"Compiled kernels alone, one Lloyd iteration's worth at n={n:,} (partial distances "
         f"from 3 GEMMs, bounded argmin, centre sums of 1792 float32 columns), best of {rounds}",
         ["kernels", "time", "speed-up vs baseline"],
-        [[isa, core.fmt_time(t), core.fmt_ratio(base / t)] for isa, t in best.items()],
+        [[isa, fmt_time(t), core.fmt_ratio(base / t)] for isa, t in best.items()],
     )
 
 
@@ -153,10 +154,10 @@ def report(results: dict[str, list[dict]], n: int, rounds: int) -> None:
     km, km_iters = per_iteration(all_runs, "kmeans")
     for isa, runs in results.items():
         ul, ul_iters = per_iteration(runs, "ul4m4")
-        rows.append([isa, core.fmt_time(ul), ul_iters, core.fmt_time(km), km_iters,
+        rows.append([isa, fmt_time(ul), ul_iters, fmt_time(km), km_iters,
                      core.fmt_ratio(ul / km)])
     share = 100 * all_runs[0]["missing_share"]
-    core.print_table(
+    print_table(
         f"Lloyd iteration, (T({LONG}) - T({SHORT})) / {LONG - SHORT}, min of {rounds} "
         f"interleaved rounds; n={n:,}, 512+512+768 float32, {share:.0f}% slots missing, "
         f"k={core.K}",
@@ -168,7 +169,7 @@ def report(results: dict[str, list[dict]], n: int, rounds: int) -> None:
         print(f"  WARNING: a run converged before {LONG} iterations; its figure is too low")
     gemm = min(r["gemm_s"] for r in all_runs)
     print(f"  context: CPU {info['cpu_model']}; {core.blas_summary(info)}; one float32 GEMM "
-          f"{n:,} x 1792 @ 1792 x {core.K} alone: {core.fmt_time(gemm)}")
+          f"{n:,} x 1792 @ 1792 x {core.K} alone: {fmt_time(gemm)}")
     print(f"  {core.load_note()}")
 
 

@@ -64,14 +64,10 @@ _HERE = Path(__file__).resolve().parent
 # Benchmark the working tree, not some other installed copy of the package.
 sys.path.insert(0, str(_HERE.parent))
 
-from ul4m4 import UL4M4Imputer  # noqa: E402
-from ul4m4.missingness import independent_mask  # noqa: E402
+from _common import fmt_time, print_table  # noqa: E402
+from _scale_data import Dataset, initial_rows, make_dataset  # noqa: E402
 
-DIMS = {"text": 512, "image": 512, "audio": 768}
-LATENT_DIM = 32
-N_LATENT_CLUSTERS = 64
-#: Presence rate giving an expected missing share of exactly 1/2 over 3 modalities.
-PRESENCE = (3 - 5**0.5) / 2
+from ul4m4 import UL4M4Imputer  # noqa: E402
 
 
 # ---------------------------------------------------------------- helpers
@@ -106,27 +102,8 @@ class PeakMemory:
         self.peak = max(self.peak, _rss_bytes() - self.base)
 
 
-def fmt_time(seconds: float) -> str:
-    if not np.isfinite(seconds):
-        return "-"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.1f} us"
-
-
 def fmt_mb(n_bytes: float) -> str:
     return "-" if not np.isfinite(n_bytes) else f"{n_bytes / 2**20:.0f} MiB"
-
-
-def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
 
 
 def log_slope(x: list[float], y: list[float]) -> float:
@@ -136,58 +113,6 @@ def log_slope(x: list[float], y: list[float]) -> float:
         return float("nan")
     lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
     return float(np.polyfit(lx, ly, 1)[0])
-
-
-# ------------------------------------------------------------------- data
-@dataclass
-class Dataset:
-    """Complete data, the same data with half the modality slots missing, and a test set."""
-
-    full: dict[str, np.ndarray]
-    incomplete: dict[str, np.ndarray]
-    test: dict[str, np.ndarray]
-
-    @property
-    def n(self) -> int:
-        return next(iter(self.full.values())).shape[0]
-
-    def concatenated(self) -> np.ndarray:
-        return np.ascontiguousarray(np.hstack(list(self.full.values())))
-
-
-def make_dataset(n: int, n_test: int, seed: int) -> Dataset:
-    """Clustered float32 data of the module docstring; the test set is masked too."""
-    rng = np.random.default_rng(seed)
-    # Overlapping clusters, so no runner reaches a fixed point within its budget.
-    centres = rng.normal(scale=1.0, size=(N_LATENT_CLUSTERS, LATENT_DIM))
-    projections = {m: rng.normal(size=(LATENT_DIM, d)) / LATENT_DIM**0.5 for m, d in DIMS.items()}
-
-    def draw(rows: int) -> dict[str, np.ndarray]:
-        latent = centres[rng.integers(0, N_LATENT_CLUSTERS, rows)]
-        latent += rng.normal(size=latent.shape)
-        return {m: (latent @ p + 0.3 * rng.normal(size=(rows, p.shape[1]))).astype(np.float32)
-                for m, p in projections.items()}
-
-    full = draw(n)
-    test = _masked(draw(n_test), seed + 1)
-    return Dataset(full, _masked(full, seed + 2), test)
-
-
-def _masked(X: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    n = next(iter(X.values())).shape[0]
-    mask = independent_mask(n, [PRESENCE] * len(X), random_state=seed)
-    out = {}
-    for m, (name, a) in enumerate(X.items()):
-        out[name] = a.copy()
-        out[name][~mask[:, m]] = np.nan
-    return out
-
-
-def initial_rows(data: Dataset, k: int, seed: int) -> np.ndarray:
-    """k rows observing every modality (so every runner starts from the same points)."""
-    complete = np.flatnonzero(
-        np.all([~np.isnan(a[:, 0]) for a in data.incomplete.values()], axis=0))
-    return np.sort(np.random.default_rng(seed).choice(complete, size=k, replace=False))
 
 
 # ---------------------------------------------------------------- runners

@@ -39,6 +39,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import bench_core as core  # noqa: E402  (puts the working tree first on sys.path)
+from _common import fmt_time  # noqa: E402
 
 from ul4m4 import UL4M4Imputer, _kernels  # noqa: E402
 from ul4m4.missingness import independent_mask  # noqa: E402
@@ -167,7 +168,7 @@ def run(prof: dict, backends: list[str], completions: list[str]) -> list[dict]:
 
 
 def print_row(r: dict) -> None:
-    ms = core.fmt_time
+    ms = fmt_time
     print(f"| {r['backend']} | {r['completion']} | {r['n_jobs']} | {r['rows']:,} | "
           f"{ms(r['seq_p50'])} | {ms(r['seq_p99'])} | {r['seq_per_s']:,.0f} | "
           f"{ms(r['thr_p50'])} | {ms(r['thr_p99'])} | {r['thr_per_s']:,.0f} |", flush=True)

@@ -28,11 +28,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 
 import numpy as np
+from _common import cpu_model
 from sklearn.exceptions import ConvergenceWarning
 
 from ul4m4 import UL4M4Imputer
@@ -41,17 +41,6 @@ from ul4m4.metrics import block_mse
 from ul4m4.missingness import apply_mask, independent_mask
 
 TOLS = (0.0, 1e-4, 1e-2, 1e-1)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def synthetic(n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -6,8 +6,10 @@ Usage::
 
 Prints, for the current tree: the import cycles (each as a chain of modules with the
 ``file:line`` of every edge), the private names imported from other first-party
-modules, the function-local first-party imports of the core modules, and the line
-count of each core module. The model of an import is described in ``tests/_imports.py``.
+modules, the function-local first-party imports of the core modules, the tier of every
+module with the imports against the tier direction, unlisted modules and side modules'
+uses of the core beyond its listed API (``tests/_tiers.py``), and the line count of each
+core module. The model of an import is described in ``tests/_imports.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _imports import ImportGraph, core_modules, line_count  # noqa: E402
+from _tiers import (  # noqa: E402
+    TIERS,
+    non_public_uses,
+    stale_entries,
+    tier_of,
+    unlisted,
+    upward_imports,
+)
 
 
 def _section(title: str, lines: list[str]) -> None:
@@ -53,6 +63,19 @@ def main() -> int:
             for e in graph.local_imports(set(graph.modules) - set(core))
         ],
     )
+    _section(
+        "Tiers (" + " <- ".join(TIERS) + ")",
+        [
+            f"{tier}: " + ", ".join(
+                n for n in sorted(graph.modules) if tier_of(n, graph.package, TIERS) == tier
+            )
+            for tier in TIERS
+        ],
+    )
+    _section("Imports against the tier direction", upward_imports(graph))
+    _section("Modules in no tier, and table entries naming no module",
+             unlisted(graph) + stale_entries(graph))
+    _section("Side modules' uses of the core beyond its API", non_public_uses(graph))
     counts = sorted(((line_count(graph.modules[n]), n) for n in core), reverse=True)
     _section("Core module line counts", [f"{n:6d}  {name}" for n, name in counts])
     return 0

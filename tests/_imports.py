@@ -77,6 +77,17 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class NameUse:
+    """A name of another first-party module, taken at ``source:line`` (``from`` or attribute)."""
+
+    source: str
+    target: str
+    name: str
+    line: int
+    how: str  # "from-import" or "attribute"
+
+
+@dataclass(frozen=True)
 class PrivateUse:
     """A private name of another first-party module used at ``source:line``."""
 
@@ -154,6 +165,7 @@ class ModuleImports:
         self.package = package
         self.edges: list[Edge] = []
         self.private: list[PrivateUse] = []
+        self.uses: list[NameUse] = []
         self.aliases: dict[str, str] = {}
         if module.path.suffix == ".py":
             self._scan(ast.parse(module.path.read_text(), str(module.path)))
@@ -200,7 +212,7 @@ class ModuleImports:
                 self.aliases[alias.asname or alias.name] = submodule
             else:
                 plain.append(alias.name)
-                self._private(base, alias.name, node.lineno, "from-import")
+                self._use(base, alias.name, node.lineno, "from-import")
         if plain:
             self._add(base, node.lineno, tuple(plain), local)
 
@@ -217,7 +229,12 @@ class ModuleImports:
         while len(chain) > 1 and f"{target}.{chain[0]}" in self.modules:
             target = f"{target}.{chain.pop(0)}"
         if len(chain) == 1:  # the outermost attribute only, so each use counts once
-            self._private(target, chain[0], node.lineno, "attribute")
+            self._use(target, chain[0], node.lineno, "attribute")
+
+    def _use(self, target: str, name: str, line: int, how: str) -> None:
+        if name != "*" and target != self.module.name and f"{target}.{name}" not in self.modules:
+            self.uses.append(NameUse(self.module.name, target, name, line, how))
+        self._private(target, name, line, how)
 
     def _private(self, target: str, name: str, line: int, how: str) -> None:
         if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
@@ -347,6 +364,13 @@ class ImportGraph:
             lines.append(f"  -> {target}  ({where}){note}")
         return "\n".join(lines)
 
+    def name_uses(self) -> list[NameUse]:
+        """Every name taken from another first-party module (not a submodule)."""
+        return sorted(
+            (u for s in self.scans.values() for u in s.uses if u.target in self.modules),
+            key=lambda u: (u.source, u.line, u.name),
+        )
+
     def private_imports(self) -> list[PrivateUse]:
         """Every use of another first-party module's private name."""
         return sorted(
@@ -361,6 +385,30 @@ class ImportGraph:
             {e for e in self.edges if e.local and not e.implicit and e.source in wanted},
             key=lambda e: (e.source, e.line, e.target),
         )
+
+
+def public_names(module: Module) -> frozenset[str] | None:
+    """The names of a module's literal ``__all__`` (``None`` when it has none).
+
+    ``__all__ = [...]``, ``__all__: list[str] = [...]`` and ``__all__ += [...]`` at
+    module level count; anything computed is not read.
+    """
+    if module.path.suffix != ".py":
+        return None
+    found: set[str] | None = None
+    for node in ast.parse(module.path.read_text(), str(module.path)).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            continue
+        if isinstance(value, ast.List | ast.Tuple):
+            names = {e.value for e in value.elts if isinstance(e, ast.Constant)}
+            found = (found or set()) | names if isinstance(node, ast.AugAssign) else names
+    return None if found is None else frozenset(found)
 
 
 def core_modules(graph: ImportGraph) -> list[str]:

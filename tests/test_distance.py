@@ -15,6 +15,7 @@ from ul4m4.distance import (
     exact_partial_sq_dists,
     exact_partial_sq_pairs,
     exact_sq_to_assigned,
+    nearest_donors,
     partial_nearest,
     partial_sq_dists,
     squared_norms,
@@ -154,3 +155,31 @@ def test_assigned_sq_dists_is_the_definition_in_any_layout(n, k, seed, dtype):
     np.testing.assert_array_equal(np.isinf(packed), np.isinf(want))
     finite = np.isfinite(want)
     np.testing.assert_allclose(packed[finite], want[finite], rtol=1e-13, atol=0)
+
+
+def test_nearest_donors_is_the_exact_nearest_reference_observing_each_lacking_modality():
+    rng = np.random.default_rng(3)
+    dims = (3, 4)
+    ref_mask = np.array([[True, True], [True, False], [False, True], [True, True]])
+    ref = [rng.normal(size=(4, d)).round(1) * ref_mask[:, [m]] for m, d in enumerate(dims)]
+    mask = np.array([[True, False], [False, True], [True, True], [True, False], [False, True]])
+    rows = [rng.normal(size=(5, d)).round(1) * mask[:, [m]] for m, d in enumerate(dims)]
+    # Row 3 lacks modality 1 and equals references 0 and 3 on modality 0: a tie at distance
+    # 0, which goes to the lowest index.
+    ref[0][3] = ref[0][0]
+    rows[0][3] = ref[0][0]
+    donors = nearest_donors(rows, mask, ref, ref_mask, chunk_rows=2)
+    exact = exact_partial_sq_dists(rows, mask, ref, ref_mask)
+    expected = np.full(mask.shape, -1)
+    for i in range(5):
+        for m in range(2):
+            if not mask[i, m]:
+                d = np.where(ref_mask[:, m], exact[i], np.inf)
+                expected[i, m] = int(np.argmin(d)) if np.isfinite(d.min()) else -1
+    assert donors.tolist() == expected.tolist()
+    assert donors[3, 1] == 0
+    assert donors[2].tolist() == [-1, -1]  # a complete row needs no donor
+    # a row sharing no modality with any reference that has the lacking one: no donor
+    lone = nearest_donors([np.zeros((1, 3)), np.ones((1, 4))], np.array([[False, True]]),
+                          [ref[0], np.zeros((4, 4))], np.array([[True, False]] * 4), chunk_rows=8)
+    assert lone.tolist() == [[-1, -1]]

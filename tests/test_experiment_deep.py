@@ -320,6 +320,59 @@ def test_config_validation_messages(tmp_path):
     assert DeepConfig(dataset="sleep-edf", protocol="paper").k_values() == [1]
 
 
+def test_each_data_set_is_one_registered_source(tmp_path):
+    from ul4m4.experiments.benchmark import Setting
+    from ul4m4.experiments.deep import DEEP_DATASETS, draw_availability
+    from ul4m4.experiments.sources import SOURCES, RawSource, load_raw
+
+    assert DEEP_DATASETS == ("mmimdb", "mosi", "sleep-edf", "movielens")
+    assert all(cls.preset.name == name for name, cls in SOURCES.items())
+    assert DeepConfig(dataset="mosi", protocol="paper").preset is SOURCES["mosi"].preset
+    # The folder rule is the source's: MovieLens's is an optional cache, the others need one.
+    with pytest.raises(ExperimentError, match="'mosi' needs a data folder"):
+        DeepConfig(dataset="mosi").validate()
+    with pytest.raises(ExperimentError, match="MovieLens cache folder .* does not exist"):
+        DeepConfig(dataset="movielens", data_dir=tmp_path / "absent").validate()
+    DeepConfig(dataset="movielens").validate()
+    with pytest.raises(ExperimentError, match="no raw data set 'movielens'"):
+        load_raw("movielens", tmp_path)
+    assert not issubclass(SOURCES["movielens"], RawSource)
+    # Only MOSI's paper protocol keeps the training rows complete.
+    natural = np.ones((40, 3), dtype=bool)
+    splits = {"train": np.arange(30), "val": np.arange(30, 35), "test": np.arange(35, 40)}
+    setting = Setting("0.6", "independent", share=0.6)
+    for dataset in ("mosi", "mmimdb"):
+        for protocol in ("paper", "clean"):
+            mask, _ = draw_availability(
+                setting, ["a", "b", "c"], natural, splits, protocol, dataset, 0
+            )
+            complete_train = bool(mask[splits["train"]].all())
+            assert complete_train == (dataset == "mosi" and protocol == "paper")
+
+
+def test_encoder_kinds_come_from_the_preset_and_the_overrides(fixtures, tmp_path, monkeypatch):
+    from ul4m4.experiments.sources import SOURCES
+
+    built = {}
+
+    def build(kind, modality, *, progress=True):
+        built[modality] = kind
+        return CountingEncoder(name=f"{modality}-{kind}")
+
+    monkeypatch.setattr(deep_encoders, "build_encoder", build)
+    cfg = DeepConfig(dataset="mosi", data_dir=fixtures["mosi"], cache_dir=tmp_path, progress=False)
+    SOURCES["mosi"](cfg)
+    assert built == {"text": "minilm", "audio": "spectrum", "video": "efficientnet"}
+    assert built == dict(SOURCES["mosi"].preset.encoders)
+    built.clear()
+    cfg.encoders = {"audio": "hf:some/model"}
+    SOURCES["mosi"](cfg)
+    assert built == {"text": "minilm", "audio": "hf:some/model", "video": "efficientnet"}
+    cfg.encoders = {"smell": "minilm"}
+    with pytest.raises(ExperimentError, match="--encoder names unknown modality 'smell'"):
+        SOURCES["mosi"](cfg)
+
+
 # ----------------------------------------------------------------- MovieLens, offline
 def _movielens_frame(n_movies: int = 60, n_users: int = 25, seed: int = 0) -> pd.DataFrame:
     from ul4m4.datasets.movielens import MOVIELENS_GENRES

@@ -5,7 +5,10 @@
    except from ``ul4m4._kernels`` and the modules of ``ul4m4._utils``;
 3. no function-local first-party import in the core (``ul4m4/*.py`` and
    ``ul4m4/backends/``): lazy loading of optional third-party dependencies is fine,
-   and the engine registry loads engines with :func:`importlib.import_module`.
+   and the engine registry loads engines with :func:`importlib.import_module`;
+4. imports point down the tiers of ``tests/_tiers.py`` (bottom <- engines <- drivers <-
+   estimator <- side), every module is listed there, and a side module takes from the
+   core only names of the imported module's ``__all__``.
 
 ``python scripts/import_report.py`` prints the same findings for the current tree.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from _imports import INIT_NOTE, ImportGraph, core_modules
+from _tiers import TIERS, non_public_uses, stale_entries, tier_of, unlisted, upward_imports
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,30 @@ def test_no_function_local_first_party_imports_in_core(graph):
     assert not found, (
         "function-local first-party imports in the core (import at module level; "
         "a lazy engine is loaded by the registry in ul4m4/backends/__init__.py):\n"
+        + "\n".join(found)
+    )
+
+
+def test_every_module_is_in_a_tier(graph):
+    missing = unlisted(graph)
+    assert not missing, "modules missing from the tier table:\n" + "\n".join(missing)
+    stale = stale_entries(graph)
+    assert not stale, "entries that name no module:\n" + "\n".join(stale)
+
+
+def test_imports_point_down_the_tiers(graph):
+    found = upward_imports(graph)
+    assert not found, (
+        f"imports of a higher tier ({' <- '.join(TIERS)}; tests/_tiers.py): move the code "
+        "to the tier it belongs to, or pass the object in from above:\n" + "\n".join(found)
+    )
+
+
+def test_side_modules_use_public_names_of_the_core(graph):
+    found = non_public_uses(graph)
+    assert not found, (
+        "side modules use names that the core module does not export; add the name to "
+        "that module's __all__ if it belongs to the API, else use a public function:\n"
         + "\n".join(found)
     )
 
@@ -136,4 +164,59 @@ def test_analysis_finds_private_names(tmp_path):
         ("pkg._raw", "_hidden", 4, "from-import"),
         ("pkg.n", "_private", 9, "attribute"),
         ("pkg._raw", "_hidden", 11, "attribute"),
+    ]
+
+
+_TOY_TIERS = {"low": ("", "base", "kern", "util.*"), "mid": ("engine",), "side": ("app",)}
+_TOY_API = {"base": ("Base", "Other"), "engine": None}
+
+
+def test_tier_checks_find_upward_imports_unlisted_modules_and_private_api(tmp_path):
+    graph = _package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/base.py": """
+            from typing import TYPE_CHECKING
+            __all__ = ["Base", "helper"]
+            Base = helper = Other = 1
+            if TYPE_CHECKING:
+                from .app import App
+            def f():
+                from .engine import run
+        """,
+        "pkg/kern.py": "__all__ = ['k']\nk = 1\n",
+        "pkg/util/__init__.py": "",
+        "pkg/util/text.py": "from ..engine import run\n",
+        "pkg/engine.py": "from .base import Base\nrun = 1\n",
+        "pkg/app.py": """
+            from . import base
+            from .base import Base, helper, Other
+            from .engine import run
+            from .kern import k
+            base.helper
+            base.Base
+        """,
+        "pkg/extra.py": "",
+    })
+    assert tier_of("pkg", "pkg", _TOY_TIERS) == "low"
+    assert tier_of("pkg.util.text", "pkg", _TOY_TIERS) == "low"
+    assert tier_of("pkg.extra", "pkg", _TOY_TIERS) is None
+    assert stale_entries(graph, _TOY_TIERS, {**_TOY_API, "gone.*": None}) == [
+        "tests/_tiers.py (CORE_API): 'gone.*' names no module of pkg; remove or rename it"
+    ]
+    (missing,) = unlisted(graph, _TOY_TIERS)
+    assert missing.startswith("pkg/extra.py:1: pkg.extra is in no tier; add it to tests/_tiers.py")
+    assert upward_imports(graph, _TOY_TIERS) == [
+        "pkg/base.py:8: pkg.base (low) imports pkg.engine (mid)",  # function-local counts
+        "pkg/util/text.py:1: pkg.util.text (low) imports pkg.engine (mid)",
+    ]  # the TYPE_CHECKING import of pkg.app does not count
+    api = "tests/_tiers.py (CORE_API)"
+    assert non_public_uses(graph, _TOY_TIERS, _TOY_API) == [
+        "pkg/app.py:3: pkg.app uses pkg.base.Other (from-import), not in its __all__",
+        f"pkg/app.py:3: pkg.app uses pkg.base.helper (from-import), not among the names of "
+        f"'base' in {api}",
+        "pkg/app.py:4: pkg.app uses pkg.engine.run (from-import), which has no __all__",
+        f"pkg/app.py:5: pkg.app uses pkg.kern.k (from-import), pkg.kern is not in the core's "
+        f"API for side modules ({api})",
+        f"pkg/app.py:6: pkg.app uses pkg.base.helper (attribute), not among the names of "
+        f"'base' in {api}",
     ]

@@ -44,6 +44,7 @@ __all__ = [
     "exact_partial_sq_pairs",
     "fixed_order_partial_sq_dists",
     "modality_sq_dists",
+    "nearest_donors",
     "pairwise_exact_sq",
     "partial_nearest",
     "partial_sq_dists",
@@ -491,3 +492,76 @@ def exact_sq_to_assigned(
     with np.errstate(divide="ignore", invalid="ignore"):
         return (np.where(count > 0, num / count, np.inf),
                 np.where(count > 0, size / count, 0.0))
+
+
+def nearest_donors(
+    blocks: Sequence[np.ndarray],
+    mask: np.ndarray,
+    ref_blocks: Sequence[np.ndarray],
+    ref_mask: np.ndarray,
+    chunk_rows: int,
+) -> np.ndarray:
+    """For each row and each modality it lacks, the nearest reference row that observes it.
+
+    The distance is the partial-modality distance over the modalities both rows
+    observe. Each chunk of ``chunk_rows`` rows costs one GEMM per modality against all
+    references (:func:`partial_sq_dists`); near-ties that float64 rounding could swap
+    are recomputed exactly (:func:`exact_argmin`), so a donor is the exact argmin, ties
+    to the lowest reference index.
+
+    Parameters
+    ----------
+    blocks : sequence of ndarray of shape (n, d_m), float64
+        z-scored rows, zeros where a row lacks the modality.
+    mask : ndarray of bool, shape (n, M)
+    ref_blocks : sequence of ndarray of shape (n_ref, d_m), float64
+        z-scored reference rows, zeros where a reference lacks the modality.
+    ref_mask : ndarray of bool, shape (n_ref, M)
+    chunk_rows : int
+        Rows compared with all references at once (three (rows, n_ref) float64
+        matrices live at a time).
+
+    Returns
+    -------
+    donors : ndarray of int64, shape (n, M)
+        Reference index per row and lacking modality; -1 where the row observes the
+        modality or where no reference observing it shares a modality with the row.
+    """
+    gamma = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
+    ref_norms = squared_norms(ref_blocks)
+    n = mask.shape[0]
+    donors = np.full(mask.shape, -1, dtype=np.int64)
+    for start in range(0, n, max(1, int(chunk_rows))):
+        rows = slice(start, min(start + max(1, int(chunk_rows)), n))
+        sub_mask = mask[rows]
+        if sub_mask.all():
+            continue
+        sub_blocks = [b[rows] for b in blocks]
+        sq, err = partial_sq_dists(
+            PackedBlocks.of_full(sub_blocks, sub_mask), ref_blocks, ref_mask, ref_norms, gamma
+        )
+        for m in range(mask.shape[1]):
+            need = np.flatnonzero(~sub_mask[:, m])
+            if need.size:
+                donors[start + need, m] = _donors_of(
+                    [b[need] for b in sub_blocks], sub_mask[need], sq[need], err[need],
+                    ref_blocks, ref_mask, m,
+                )
+    return donors
+
+
+def _donors_of(blocks: list[np.ndarray], mask: np.ndarray, sq: np.ndarray, err: np.ndarray,
+               ref_blocks: Sequence[np.ndarray], ref_mask: np.ndarray, m: int) -> np.ndarray:
+    """Nearest reference having modality ``m`` for each row; -1 where none shares any."""
+    lacks = ~ref_mask[:, m]
+    sq[:, lacks] = np.inf
+    err[:, lacks] = 0.0
+
+    def exact(rows: np.ndarray) -> np.ndarray:
+        out = exact_partial_sq_dists([b[rows] for b in blocks], mask[rows], ref_blocks, ref_mask)
+        out[:, lacks] = np.inf
+        return out
+
+    labels, best = exact_argmin(sq, err, exact)
+    labels[~np.isfinite(best)] = -1
+    return labels

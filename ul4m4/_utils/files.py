@@ -46,6 +46,7 @@ __all__ = [
     "AtomicWriter",
     "OutputFolder",
     "atomic_write",
+    "check_replaceable_output",
     "output_folder",
     "remove_stale",
     "scratch_folder",

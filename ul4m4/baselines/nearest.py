@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import PackedBlocks
-from ..distance import (
-    error_factor,
-    exact_argmin,
-    exact_partial_sq_dists,
-    partial_sq_dists,
-    squared_norms,
-)
+from ..distance import nearest_donors
 from ..validation import Multimodal
 from .base import BaseImputer
 
@@ -45,10 +38,10 @@ class NearestSampleImputer(BaseImputer):
 
     Notes
     -----
-    Each chunk of rows costs one GEMM per modality against all training samples
-    (:func:`ul4m4.distance.partial_sq_dists`); near-ties that float64 rounding
-    could swap are recomputed exactly (:func:`ul4m4.distance.exact_argmin`), so the
-    donor is the exact argmin with ties to the lowest training index. Time is
+    The donors come from :func:`ul4m4.distance.nearest_donors`: each chunk of rows
+    costs one GEMM per modality against all training samples; near-ties that float64
+    rounding could swap are recomputed exactly, so the donor is the exact argmin with
+    ties to the lowest training index. Time is
     O(n_rows * n_train * sum d_m), memory O(n_train * sum d_m) for the stored
     training set. A training sample is never its own donor for a modality it
     lacks, so filling the training set itself does not leak.
@@ -63,7 +56,6 @@ class NearestSampleImputer(BaseImputer):
         blocks, mask = self._zscored(data)
         self.train_blocks_ = blocks
         self.train_mask_ = mask.copy()
-        self._train_norms = squared_norms(blocks)
         self._train_raw = [np.asarray(a, dtype=np.float64) for a in data.arrays]
 
     def _chunk_rows(self, n_train: int) -> int:
@@ -72,50 +64,12 @@ class NearestSampleImputer(BaseImputer):
         # Three (rows, n_train) float64 matrices live at once (distances, bound, work).
         return int(np.clip(_WORKING_MEMORY // (24 * max(n_train, 1)), 16, 1 << 14))
 
-    def _donors(
-        self, blocks: list[np.ndarray], mask: np.ndarray, sq: np.ndarray, err: np.ndarray, m: int
-    ) -> np.ndarray:
-        """Nearest training sample having modality ``m`` for each row; -1 where none shares any."""
-        lacks = ~self.train_mask_[:, m]
-        sq[:, lacks] = np.inf
-        err[:, lacks] = 0.0
-
-        def exact(rows: np.ndarray) -> np.ndarray:
-            out = exact_partial_sq_dists(
-                [b[rows] for b in blocks], mask[rows], self.train_blocks_, self.train_mask_
-            )
-            out[:, lacks] = np.inf
-            return out
-
-        labels, best = exact_argmin(sq, err, exact)
-        labels[~np.isfinite(best)] = -1
-        return labels
-
     def _fill(self, data: Multimodal) -> dict[str, np.ndarray]:
         blocks, mask = self._zscored(data)
-        gamma = error_factor(data.dims, np.dtype(np.float64))
         n_train = self.train_mask_.shape[0]
-        donors = np.full(mask.shape, -1, dtype=np.int64)
-        step = self._chunk_rows(n_train)
-        for start in range(0, data.n_samples, step):
-            rows = slice(start, min(start + step, data.n_samples))
-            sub_mask = mask[rows]
-            if sub_mask.all():
-                continue
-            sub_blocks = [b[rows] for b in blocks]
-            sq, err = partial_sq_dists(
-                PackedBlocks.of_full(sub_blocks, sub_mask),
-                self.train_blocks_,
-                self.train_mask_,
-                self._train_norms,
-                gamma,
-            )
-            for m in range(len(data.names)):
-                need = np.flatnonzero(~sub_mask[:, m])
-                if need.size:
-                    donors[start + need, m] = self._donors(
-                        [b[need] for b in sub_blocks], sub_mask[need], sq[need], err[need], m
-                    )
+        donors = nearest_donors(
+            blocks, mask, self.train_blocks_, self.train_mask_, self._chunk_rows(n_train)
+        )
         fills = {}
         n_from_mean = 0
         for m, name in enumerate(data.names):

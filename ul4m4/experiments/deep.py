@@ -36,7 +36,7 @@ Protocols
     64, MOSI 10, Sleep-EDF 1, MovieLens 16).
 ``clean``
     Train is masked like val and test, UL4M4 runs Lloyd to a fixed point, and the
-    default k is a sweep (see :data:`PRESETS`).
+    default k is a sweep (see :data:`ul4m4.experiments.sources.SOURCES`).
 
 What is deliberately *not* reproduced in either protocol (SPEC §3): the Sleep-EDF
 encoder pretrained on unmasked channels (a leak) and its different val/test mask seeds,
@@ -60,8 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -74,14 +72,31 @@ from threadpoolctl import threadpool_limits
 from .._utils.text import first_line
 from ..baselines import make_method, method_parameters
 from ..metrics import block_mse, hidden_mask, training_statistics
-from ..missingness import apply_mask, mask_from_data, missing_report, parse_config
+from ..missingness import apply_mask, missing_report
 from ._common import progress, python_scalar, take_rows
 from .benchmark import K_METHODS, Setting, draw_mask, method_label, seed_for
+from .sources import (
+    DEEP_DATASETS,
+    SOURCES,
+    DatasetPreset,
+    EmbeddedData,
+    ExperimentError,
+    Source,
+    check_setting,
+    complete_splits,
+    default_embedding_cache,
+    embed_dataset,
+    embed_signals,
+    load_movielens_data,
+    load_raw,
+    natural_availability,
+    random_splits,
+)
 
 __all__ = [
     "DEEP_DATASETS",
     "DEEP_METHODS",
-    "PRESETS",
+    "SOURCES",
     "DatasetPreset",
     "DeepConfig",
     "DeepResult",
@@ -108,89 +123,6 @@ MASK_METHODS = ("mask-aware", "modality-dropout")
 #: Every method name :class:`DeepConfig` accepts (``ul4m4-onestep`` explicitly, too).
 DEEP_METHODS = (*IMPUTATION_METHODS, "ul4m4-onestep", *MASK_METHODS)
 PROTOCOLS = ("paper", "clean")
-#: Split names of every data set, in this order.
-SPLITS = ("train", "val", "test")
-
-
-class ExperimentError(ValueError):
-    """An invalid experiment configuration or data set; the message is one line for the CLI."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetPreset:
-    """The per-data-set settings of SPEC §5 (and MovieLens, which the paper does not use).
-
-    Attributes
-    ----------
-    name : str
-        Data set name on the command line.
-    task : {"multilabel", "regression", "multiclass"}
-        Prediction task.
-    paper_k : int
-        k of the reference scripts (``protocol="paper"``).
-    clean_ks : tuple of int
-        k swept by default under ``protocol="clean"``.
-    configs : tuple of str
-        Default missingness configurations (empty: use ``missing``).
-    missing : tuple of float
-        Default shares of missing slots when ``configs`` is empty.
-    fusion_preset : str or None
-        Name of :meth:`ul4m4.fusion.FusionConfig.preset` (model and optimiser of SPEC §5).
-    fusion : dict
-        :class:`ul4m4.fusion.FusionConfig` parameters applied on top of the preset.
-    """
-
-    name: str
-    task: str
-    paper_k: int
-    clean_ks: tuple[int, ...]
-    configs: tuple[str, ...] = ()
-    missing: tuple[float, ...] = ()
-    fusion_preset: str | None = None
-    fusion: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-PRESETS: dict[str, DatasetPreset] = {
-    "mmimdb": DatasetPreset(
-        "mmimdb",
-        "multilabel",
-        64,
-        (16, 32, 64, 128),
-        configs=("complex_60_20_20",),
-        fusion_preset="mmimdb",
-    ),
-    "mosi": DatasetPreset(
-        "mosi", "regression", 10, (10, 20, 50, 100), configs=("100_20_20",), fusion_preset="mosi"
-    ),
-    "sleep-edf": DatasetPreset(
-        "sleep-edf",
-        "multiclass",
-        1,
-        (1, 4, 16, 64),
-        configs=("pm0.4_ps0.5",),
-        fusion_preset="sleep_edf",
-    ),
-    # Not a paper data set: a mid-sized model (d=128, 4 heads, 1 layer, head 64), Adam 1e-3,
-    # batch 128, up to 20 epochs, stopping after 4 without a validation micro-F1 gain.
-    "movielens": DatasetPreset(
-        "movielens",
-        "multilabel",
-        16,
-        (4, 16, 64),
-        missing=(0.3, 0.5, 0.7),
-        fusion=dict(
-            d=128,
-            heads=4,
-            layers=1,
-            head_hidden=(64,),
-            lr=1e-3,
-            batch_size=128,
-            max_epochs=20,
-            patience=4,
-        ),
-    ),
-}
-DEEP_DATASETS = tuple(PRESETS)
 
 
 # ------------------------------------------------------------------------ configuration
@@ -201,7 +133,7 @@ class DeepConfig:
     Parameters
     ----------
     dataset : {"mmimdb", "mosi", "sleep-edf", "movielens"}
-        Data set; see :data:`PRESETS`.
+        Data set; see :data:`ul4m4.experiments.sources.SOURCES`.
     data_dir : str or Path, optional
         Folder of the raw data set (required except for MovieLens, where it is the
         embedding cache folder and defaults to :func:`ul4m4.datasets.movielens.default_cache_dir`).
@@ -223,8 +155,8 @@ class DeepConfig:
         Overrides of the preset's :class:`ul4m4.fusion.FusionConfig` fields (e.g.
         ``{"max_epochs": 2}``).
     encoders : dict of str to str
-        Encoder kind per modality, overriding the defaults
-        (:func:`ul4m4.experiments.deep_encoders.default_encoders`).
+        Encoder kind per modality, overriding the data set's defaults
+        (:attr:`ul4m4.experiments.sources.DatasetPreset.encoders`).
     modality_dropout : float
         Drop probability of the ``modality-dropout`` method.
     signal_epochs : int
@@ -266,23 +198,17 @@ class DeepConfig:
 
     @property
     def preset(self) -> DatasetPreset:
-        return PRESETS[self.dataset]
+        return SOURCES[self.dataset].preset
 
     def validate(self) -> None:
         """Check what does not need the data; raise :class:`ExperimentError`."""
-        if self.dataset not in PRESETS:
+        if self.dataset not in SOURCES:
             raise ExperimentError(
                 f"unknown dataset {self.dataset!r}; choose from {', '.join(DEEP_DATASETS)}"
             )
         if self.protocol not in PROTOCOLS:
             raise ExperimentError(f"unknown protocol {self.protocol!r}; choose paper or clean")
-        if self.dataset != "movielens":
-            if self.data_dir is None:
-                raise ExperimentError(f"dataset {self.dataset!r} needs a data folder (--data-dir)")
-            if not Path(self.data_dir).is_dir():
-                raise ExperimentError(f"data folder {str(self.data_dir)!r} does not exist")
-        elif self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise ExperimentError(f"MovieLens cache folder {str(self.data_dir)!r} does not exist")
+        SOURCES[self.dataset].check_data_dir(self.data_dir)
         if self.configs and self.missing:
             raise ExperimentError("give either configurations or missing shares, not both")
         for share in self.missing:
@@ -375,366 +301,6 @@ def _check_config_name(name: str) -> None:
         raise ExperimentError(f"invalid missingness config {name!r}")
 
 
-# ------------------------------------------------------------------------ data
-@dataclasses.dataclass
-class EmbeddedData:
-    """A data set as embeddings: what the imputers and the fusion model see.
-
-    Attributes
-    ----------
-    X : dict of str to ndarray of shape (n, d_m)
-        Embeddings; an all-NaN row is a modality the data set itself lacks.
-    y : ndarray
-        Targets: (n, C) 0/1 for multi-label, (n,) for regression or classes.
-    task : str
-        ``"multilabel"``, ``"regression"`` or ``"multiclass"``.
-    splits : dict of str to ndarray
-        Row indices of ``"train"``, ``"val"`` and ``"test"``.
-    label_names : list of str or None
-    output_range : (float, float) or None
-        Range of a regression target (MOSI: (-3, 3)).
-    encode_s : float
-        Seconds spent producing the embeddings (cache reads included).
-    """
-
-    X: dict[str, np.ndarray]
-    y: np.ndarray
-    task: str
-    splits: dict[str, np.ndarray]
-    label_names: list[str] | None = None
-    output_range: tuple[float, float] | None = None
-    encode_s: float = 0.0
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.y.shape[0])
-
-    def natural_mask(self) -> np.ndarray:
-        """(n, M) availability of the data before any simulated missingness."""
-        return mask_from_data(self.X)
-
-
-def _check_splits(splits: Mapping[str, Any], n: int, source: str) -> dict[str, np.ndarray]:
-    out = {}
-    for name in SPLITS:
-        if name not in splits:
-            raise ExperimentError(f"dataset {source!r} has no {name!r} split")
-        rows = np.asarray(splits[name], dtype=np.int64)
-        if rows.size == 0:
-            raise ExperimentError(f"dataset {source!r}: the {name!r} split is empty")
-        if rows.min() < 0 or rows.max() >= n:
-            raise ExperimentError(
-                f"dataset {source!r}: the {name!r} split has rows outside 0..{n - 1}"
-            )
-        out[name] = np.sort(rows)
-    together = np.concatenate(list(out.values()))
-    if np.unique(together).size != together.size:
-        raise ExperimentError(f"dataset {source!r}: the train/val/test splits overlap")
-    return out
-
-
-def complete_splits(
-    splits: Mapping[str, Any],
-    n: int,
-    *,
-    groups: Sequence[Any] | None = None,
-    val_size: float = 0.1,
-    source: str = "dataset",
-) -> dict[str, np.ndarray]:
-    """Train/val/test row indices; a missing val split is carved out of train.
-
-    The carved validation rows are whole groups (e.g. all segments of a video) when
-    ``groups`` is given, chosen with a fixed seed (0) so that every seed of an
-    experiment shares them.
-
-    Examples
-    --------
-    >>> s = complete_splits({"train": np.arange(8), "test": np.array([8, 9])}, 10,
-    ...                     groups=[0, 0, 1, 1, 2, 2, 3, 3, 4, 4], val_size=0.25)
-    >>> s["val"].tolist(), s["test"].tolist()
-    ([4, 5], [8, 9])
-    """
-    splits = {name: np.asarray(rows, dtype=np.int64) for name, rows in splits.items()}
-    if "val" not in splits and "train" in splits:
-        train = np.sort(splits["train"])
-        keys = np.asarray(groups, dtype=object)[train] if groups is not None else train
-        unique = np.array(sorted(set(keys.tolist()), key=str), dtype=object)
-        if unique.size < 2:
-            raise ExperimentError(f"dataset {source!r}: too few training rows to carve a val split")
-        n_val = min(unique.size - 1, max(1, math.ceil(val_size * unique.size)))
-        chosen = set(np.random.RandomState(0).permutation(unique)[:n_val].tolist())
-        is_val = np.array([key in chosen for key in keys.tolist()], dtype=bool)
-        splits["train"], splits["val"] = train[~is_val], train[is_val]
-    return _check_splits(splits, n, source)
-
-
-def random_splits(n: int, val_size: float, test_size: float, seed: int) -> dict[str, np.ndarray]:
-    """Seeded train/val/test row indices (sorted) for a data set without official splits.
-
-    Examples
-    --------
-    >>> s = random_splits(10, 0.2, 0.3, seed=0)
-    >>> [len(s[k]) for k in ("train", "val", "test")]
-    [5, 2, 3]
-    """
-    order = np.random.RandomState(seed).permutation(n)
-    n_test = math.ceil(test_size * n)
-    n_val = math.ceil(val_size * n)
-    return {
-        "train": np.sort(order[n_test + n_val :]),
-        "val": np.sort(order[n_test : n_test + n_val]),
-        "test": np.sort(order[:n_test]),
-    }
-
-
-def load_movielens_data(
-    seed: int,
-    *,
-    cache_dir: str | Path | None = None,
-    val_size: float = 0.1,
-    test_size: float = 0.2,
-    progress: bool = True,
-    **loader_kwargs: Any,
-) -> EmbeddedData:
-    """MovieLens embeddings with a seeded train/val/test split; the rating SVD sees train only.
-
-    Task: the 19 genres as multi-label targets (genres are not an input modality: the
-    modalities are ``title`` (MiniLM), ``ratings`` (rating SVD) and ``meta``).
-    ``loader_kwargs`` go to :func:`ul4m4.datasets.load_movielens` (``frame``,
-    ``encoder`` for offline tests).
-    """
-    from ..datasets.movielens import MOVIELENS_GENRES, load_movielens
-
-    start = time.perf_counter()
-    n = _movielens_size(cache_dir, progress, loader_kwargs)
-    splits = random_splits(n, val_size, test_size, seed)
-    try:
-        X, y = load_movielens(
-            cache_dir=cache_dir,
-            progress=progress,
-            train_idx=splits["train"],
-            random_state=seed,
-            **loader_kwargs,
-        )
-    except ImportError as exc:
-        raise ExperimentError(f"MovieLens cannot be built here: {first_line(exc)}") from None
-    return EmbeddedData(
-        X=X,
-        y=y,
-        task="multilabel",
-        splits=splits,
-        label_names=list(MOVIELENS_GENRES),
-        encode_s=time.perf_counter() - start,
-    )
-
-
-def _movielens_size(
-    cache_dir: str | Path | None, progress: bool, loader_kwargs: Mapping[str, Any]
-) -> int:
-    """Number of movies (rows), read from the cache before the split is drawn."""
-    from ..datasets.movielens import load_movielens_ratings
-
-    accepted = inspect.signature(load_movielens_ratings).parameters
-    kwargs = {k: v for k, v in loader_kwargs.items() if k in accepted}
-    try:
-        ratings, _ = load_movielens_ratings(cache_dir=cache_dir, progress=progress, **kwargs)
-    except ImportError as exc:
-        raise ExperimentError(f"MovieLens cannot be built here: {first_line(exc)}") from None
-    return int(ratings.shape[0])
-
-
-def default_embedding_cache() -> Path:
-    """``$UL4M4_CACHE/embeddings``, else ``$XDG_CACHE_HOME/ul4m4/embeddings`` or ``~/.cache/...``.
-
-    Entries are keyed by the encoder's ``cache_id`` and the item's content, so data sets
-    can share the folder.
-    """
-    from ..datasets.movielens import default_cache_dir
-
-    return default_cache_dir().parent / "embeddings"
-
-
-#: Loader of each paper data set: (module, function).
-_RAW_LOADERS = {
-    "mmimdb": ("..datasets.mmimdb", "load_mmimdb"),
-    "mosi": ("..datasets.mosi", "load_mosi"),
-    "sleep-edf": ("..datasets.sleep_edf", "load_sleep_edf"),
-}
-
-
-def load_raw(dataset: str, data_dir: str | Path, *, progress: bool = False) -> Any:
-    """The raw data set (:class:`ul4m4.datasets.RawMultimodalDataset`) of a paper data set."""
-    import importlib
-
-    module, function = _RAW_LOADERS[dataset]
-    try:
-        loader = getattr(importlib.import_module(module, __package__), function)
-    except (ImportError, AttributeError) as exc:
-        raise ExperimentError(
-            f"the {dataset} loader is not available ({first_line(exc)})"
-        ) from None
-    accepts_progress = "progress" in inspect.signature(loader).parameters
-    try:
-        return loader(data_dir, **({"progress": progress} if accepts_progress else {}))
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise ExperimentError(
-            f"cannot read {dataset} from {str(data_dir)!r}: {first_line(exc)}"
-        ) from None
-
-
-def _stack_vectors(items: Sequence[Any], modality: str) -> np.ndarray | None:
-    """Items that are already numeric vectors, stacked (None rows -> NaN); else None."""
-    present = [it for it in items if it is not None]
-    if not present:
-        raise ExperimentError(f"modality {modality!r} has no observed item")
-    first = present[0]
-    if not (isinstance(first, np.ndarray) and first.ndim == 1 and first.dtype.kind in "fiu"):
-        return None
-    dim = first.shape[0]
-    out = np.full((len(items), dim), np.nan)
-    for i, item in enumerate(items):
-        if item is None:
-            continue
-        vec = np.asarray(item, dtype=np.float64)
-        if vec.shape != (dim,):
-            raise ExperimentError(
-                f"modality {modality!r}: row {i} has shape {vec.shape}, expected ({dim},)"
-            )
-        out[i] = vec
-    return out
-
-
-def embed_dataset(
-    raw: Any,
-    *,
-    encoders: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    batch_size: int = 32,
-    source: str = "dataset",
-    splits: Mapping[str, np.ndarray] | None = None,
-) -> EmbeddedData:
-    """Encode every observed raw item of a data set once (cached); missing items stay NaN.
-
-    Parameters
-    ----------
-    raw : RawMultimodalDataset
-        ``modalities`` (name -> list of raw items, ``None`` where missing), ``y``,
-        ``task``, ``splits``, ``label_names``, ``output_range``.
-    encoders : dict of str to encoder, optional
-        Encoder per modality (callable on a list, with ``cache_id`` and ``dim``).
-        Modalities whose items are numeric vectors need none.
-    cache_dir : str or Path, optional
-        Embedding cache of :func:`ul4m4.encoders.encode_modality`.
-    splits : dict, optional
-        Train/val/test rows (default: ``raw.splits``, see :func:`complete_splits`).
-
-    Returns
-    -------
-    EmbeddedData
-    """
-    from ..encoders.cache import encode_modality
-
-    start = time.perf_counter()
-    encoders = dict(encoders or {})
-    X: dict[str, np.ndarray] = {}
-    for name, items in raw.modalities.items():
-        items = list(items)
-        stacked = _stack_vectors(items, name)
-        if stacked is not None:
-            X[name] = stacked
-            continue
-        if name not in encoders:
-            raise ExperimentError(f"{source}: no encoder for modality {name!r}")
-        X[name] = np.asarray(
-            encode_modality(
-                encoders[name],
-                items,
-                cache_dir=cache_dir,
-                batch_size=batch_size,
-                progress=progress,
-            ),
-            dtype=np.float64,
-        )
-    y = np.asarray(raw.y)
-    return EmbeddedData(
-        X=X,
-        y=y,
-        task=str(raw.task),
-        splits=_check_splits(raw.splits if splits is None else splits, y.shape[0], source),
-        label_names=list(raw.label_names) if raw.label_names is not None else None,
-        output_range=tuple(raw.output_range) if raw.output_range is not None else None,
-        encode_s=time.perf_counter() - start,
-    )
-
-
-def embed_signals(
-    raw: Any,
-    observed: np.ndarray,
-    splits: Mapping[str, np.ndarray],
-    *,
-    epochs: int = 20,
-    random_state: int = 0,
-    progress: bool = True,
-) -> EmbeddedData:
-    """Sleep-EDF: train the signal autoencoder on the observed training channels, encode all.
-
-    ``observed`` is the (n, channels) availability after masking, so the encoder never
-    learns from a channel that the imputers and the fusion model are told is missing.
-    """
-    from ..encoders.signal import encode_signals
-
-    start = time.perf_counter()
-    names = list(raw.modalities)
-    n = len(raw.y)
-    length = _signal_length(raw, names)
-    signals = {name: np.zeros((n, length), dtype=np.float32) for name in names}
-    for c, name in enumerate(names):
-        for i, item in enumerate(raw.modalities[name]):
-            # Hidden channels are never copied, so the encoder cannot read them.
-            if item is not None and observed[i, c]:
-                signals[name][i] = np.asarray(item, dtype=np.float32)
-    splits = _check_splits(splits, n, "sleep-edf")
-    try:
-        codes = encode_signals(
-            signals,
-            {name: observed[:, c] for c, name in enumerate(names)},
-            splits["train"],
-            epochs=epochs,
-            random_state=random_state,
-            progress=progress,
-        )
-    except ValueError as exc:
-        raise ExperimentError(f"sleep-edf encoder: {first_line(exc)}") from None
-    X = {name: np.asarray(codes[name], dtype=np.float64) for name in names}
-    for c, name in enumerate(names):
-        X[name][~observed[:, c]] = np.nan
-    return EmbeddedData(
-        X=X,
-        y=np.asarray(raw.y),
-        task=str(raw.task),
-        splits=splits,
-        label_names=list(raw.label_names) if raw.label_names is not None else None,
-        output_range=None,
-        encode_s=time.perf_counter() - start,
-    )
-
-
-def _signal_length(raw: Any, names: Sequence[str]) -> int:
-    for name in names:
-        for item in raw.modalities[name]:
-            if item is not None:
-                return int(np.asarray(item).shape[-1])
-    raise ExperimentError("sleep-edf: no channel has any signal")
-
-
-def natural_availability(raw: Any) -> np.ndarray:
-    """(n, M) availability of a raw data set: False where an item is ``None``."""
-    return np.column_stack(
-        [[item is not None for item in items] for items in raw.modalities.values()]
-    )
-
-
 # ------------------------------------------------------------------------ masks
 def combine_masks(natural: np.ndarray, simulated: np.ndarray) -> tuple[np.ndarray, int]:
     """Availability after simulated missingness, never leaving a sample empty.
@@ -777,8 +343,7 @@ def draw_availability(
         simulated = draw_mask(setting, shapes, random_state)
     except ValueError as exc:
         raise ExperimentError(first_line(exc)) from None
-    if protocol == "paper" and dataset == "mosi":
-        # The reference MOSI script trains on the complete training split.
+    if protocol == "paper" and SOURCES[dataset].paper_complete_train:
         simulated[splits["train"]] = True
     return combine_masks(natural, simulated)
 
@@ -937,111 +502,26 @@ def _describe(data: EmbeddedData) -> dict[str, Any]:
     }
 
 
-class _Source:
-    """Produces the embedded data and masks of each seed and setting for one data set."""
-
-    def __init__(
-        self,
-        config: DeepConfig,
-        encoders: Mapping[str, Any] | None,
-        loader_kwargs: Mapping[str, Any],
-    ) -> None:
-        self.config = config
-        self.loader_kwargs = dict(loader_kwargs)
-        self.raw = None
-        self.embedded: EmbeddedData | None = None
-        if config.dataset != "movielens":
-            self.raw = load_raw(config.dataset, config.data_dir, progress=config.progress)
-            self.names = list(self.raw.modalities)
-            for setting in config.settings():  # before any encoding
-                _check_setting(setting, self.names)
-            self.natural = natural_availability(self.raw)
-            self.splits = complete_splits(
-                self.raw.splits,
-                len(self.raw.y),
-                groups=self.raw.groups,
-                val_size=config.val_size,
-                source=config.dataset,
-            )
-            if config.dataset != "sleep-edf":
-                cache = config.cache_dir or default_embedding_cache()
-                self.embedded = embed_dataset(
-                    self.raw,
-                    encoders=self._encoders(encoders),
-                    cache_dir=cache,
-                    progress=config.progress,
-                    source=config.dataset,
-                    splits=self.splits,
-                )
-
-    def _encoders(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Encoders of the modalities whose items are not vectors already."""
-        if given is not None:
-            return dict(given)
-        from . import deep_encoders
-
-        needed = [
-            name
-            for name, items in self.raw.modalities.items()
-            if _stack_vectors(list(items), name) is None
-        ]
-        try:
-            return deep_encoders.default_encoders(
-                self.config.dataset, needed, self.config.encoders, progress=self.config.progress
-            )
-        except (ValueError, ImportError, OSError) as exc:
-            raise ExperimentError(first_line(exc)) from None
-
-    def seed_data(self, seed: int) -> EmbeddedData | None:
-        """Embeddings valid for every setting of a seed (None: they depend on the mask)."""
-        cfg = self.config
-        if cfg.dataset == "movielens":
-            data = load_movielens_data(
-                seed,
-                cache_dir=cfg.data_dir,
-                val_size=cfg.val_size,
-                test_size=cfg.test_size,
-                progress=cfg.progress,
-                **self.loader_kwargs,
-            )
-            self.names = list(data.X)
-            self.natural = data.natural_mask()
-            self.splits = data.splits
-            return data
-        return self.embedded
-
-    def prepare(self, seed: int, setting: Setting, data: EmbeddedData | None) -> _Prepared:
-        cfg = self.config
-        t0 = time.perf_counter()
-        mask, n_restored = draw_availability(
-            setting,
-            self.names,
-            self.natural,
-            self.splits,
-            cfg.protocol,
-            cfg.dataset,
-            seed_for(seed, setting.label),
-        )
-        mask_s = time.perf_counter() - t0
-        # Rows carry the encode time of the embeddings they use; fixed embeddings are
-        # encoded once (counted in the first seed), MovieLens once per seed (its SVD).
-        encode_s = 0.0
-        if data is None:  # Sleep-EDF: the encoder learns from observed training channels only
-            data = embed_signals(
-                self.raw,
-                mask,
-                self.splits,
-                epochs=cfg.signal_epochs,
-                random_state=seed,
-                progress=cfg.progress,
-            )
-            encode_s = data.encode_s
-        elif cfg.dataset == "movielens" or seed == cfg.first_seed:
-            encode_s = data.encode_s
-        t0 = time.perf_counter()
-        Xm = apply_mask(data.X, mask)
-        mask_s += time.perf_counter() - t0
-        return _Prepared(data, mask, Xm, n_restored, mask_s, encode_s)
+def _prepare(source: Source, seed: int, setting: Setting, data: EmbeddedData | None) -> _Prepared:
+    """Draw the availability of one seed and setting and mask the source's embeddings."""
+    cfg = source.config
+    t0 = time.perf_counter()
+    mask, n_restored = draw_availability(
+        setting,
+        source.names,
+        source.natural,
+        source.splits,
+        cfg.protocol,
+        cfg.dataset,
+        seed_for(seed, setting.label),
+    )
+    mask_s = time.perf_counter() - t0
+    # Rows carry the encode time of the embeddings they use (see Source.embed).
+    data, encode_s = source.embed(seed, mask, data)
+    t0 = time.perf_counter()
+    Xm = apply_mask(data.X, mask)
+    mask_s += time.perf_counter() - t0
+    return _Prepared(data, mask, Xm, n_restored, mask_s, encode_s)
 
 
 def run_deep_experiment(
@@ -1089,7 +569,7 @@ def run_deep_experiment(
     config.validate()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
-    source = _Source(config, encoders, loader_kwargs or {})
+    source = SOURCES[config.dataset](config, encoders, loader_kwargs or {})
     settings = config.settings()
     runs = config.runs()
     rows: list[dict[str, Any]] = []
@@ -1103,8 +583,8 @@ def run_deep_experiment(
             for seed in config.seed_list():
                 data = source.seed_data(seed)
                 for setting in settings:
-                    _check_setting(setting, source.names)
-                    prep = source.prepare(seed, setting, data)
+                    check_setting(setting, source.names)
+                    prep = _prepare(source, seed, setting, data)
                     info = info or _describe(prep.data)
                     _check_ks(runs, prep.data.splits["train"].size)
                     for method, k in runs:
@@ -1144,15 +624,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved)
-
-
-def _check_setting(setting: Setting, names: Sequence[str]) -> None:
-    if setting.config is None:
-        return
-    try:
-        parse_config(setting.config, names)
-    except ValueError as exc:
-        raise ExperimentError(first_line(exc)) from None
 
 
 def _check_ks(runs: Sequence[tuple[str, int | None]], n_train: int) -> None:

@@ -33,13 +33,6 @@ __all__ = [
 
 ENCODER_KINDS = ("minilm", "efficientnet", "spectrum", "hf:PATH")
 
-#: Default encoder kind of each modality of the paper data sets.
-_DEFAULTS: dict[str, dict[str, str]] = {
-    "mmimdb": {"text": "minilm", "image": "efficientnet"},
-    "mosi": {"text": "minilm", "audio": "spectrum", "video": "efficientnet"},
-}
-
-
 class LogSpectrumEncoder:
     """Audio embedding without learned weights: log band energies over time, mean and std.
 
@@ -206,12 +199,16 @@ def default_encoders(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The encoder of each modality: the data set's default kind or the override.
+    """The encoder of each modality, built from its kind in ``overrides``.
+
+    The deep experiment passes the data set's default kinds
+    (:attr:`ul4m4.experiments.sources.DatasetPreset.encoders`) with the ``--encoder``
+    overrides applied; ``dataset`` names the data set in the messages.
 
     Raises
     ------
     ValueError
-        For an override naming an unknown modality or kind, or a modality with neither.
+        For a kind naming an unknown modality or kind, or a modality without a kind.
     """
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(modalities))
@@ -219,7 +216,7 @@ def default_encoders(
         raise ValueError(
             f"--encoder names unknown modality {unknown[0]!r}; {dataset} has {list(modalities)}"
         )
-    kinds = {**_DEFAULTS.get(dataset, {}), **overrides}
+    kinds = overrides
     out = {}
     for name in modalities:
         if name not in kinds:
