@@ -52,6 +52,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         "plan",
         "stream",
         "settings",
+        "parameters",
     ),
     "engines": ("engine", "backends.*"),
     "drivers": (
