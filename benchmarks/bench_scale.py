@@ -320,7 +320,8 @@ def section_transform(cfg: Config) -> None:
                 seconds = time.perf_counter() - start
             per = seconds / max(1, n_missing)
             base = per if backend == "numpy" else base
-            path = "nearest-centre" if model._plan.all_complete else "general (B,k,k)"
+            plan = model.model_.members[0].plan
+            path = "nearest-centre" if plan.all_complete else "general (B,k,k)"
             rows.append([f"{n:,}", f"ul4m4-{backend}", path, f"{n_missing:,}", fmt_time(per),
                          f"{per / base:.2f}" if base else "-", fmt_mb(memory.peak)])
     print_table(f"transform: time per incomplete sample, k={cfg.k}",
