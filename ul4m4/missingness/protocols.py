@@ -1,4 +1,4 @@
-"""Missingness simulation: seeded protocols that decide which modality of which sample is present.
+"""Missingness protocols: seeded draws of which modality of which sample is present.
 
 Every protocol returns an explicit boolean availability mask of shape ``(n, M)``:
 ``mask[i, m]`` is True when modality ``m`` of sample ``i`` is present.  A mask is turned into
@@ -10,10 +10,6 @@ Protocols
 - :func:`pattern_mask`: one probability per subset of present modalities.
 - :func:`leads_mask`: the PEPSY "leads" protocol (a few modalities miss in a share of samples).
 - :func:`mnar_mask`: missing-not-at-random, driven by a random projection of the embedding.
-- :func:`parse_config`: reference configuration names such as ``"100_image_20_text"``,
-  ``"complex_60_20_20"``, ``"100_20_20"`` or ``"pm0.4_ps0.5"``; it returns a frozen
-  :class:`MissingnessConfig` whose ``make_mask(n, random_state)`` draws the mask.
-- :func:`apply_mask`, :func:`mask_from_data` and :func:`missing_report` convert and summarise.
 
 Seeding
 -------
@@ -30,36 +26,30 @@ Unless ``allow_empty=True`` is passed, no protocol produces a sample with zero m
 
 from __future__ import annotations
 
-import itertools
 import math
-import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, logit
 from sklearn.utils import check_random_state
 
+from .masks import check_data
+
 __all__ = [
-    "MissingReport",
-    "MissingnessConfig",
+    "PROB_TOL",
     "RandomStateLike",
-    "apply_mask",
-    "complex_subset_order",
+    "check_n_modalities",
     "independent_mask",
     "leads_mask",
-    "mask_from_data",
-    "missing_report",
     "mnar_mask",
-    "parse_config",
     "pattern_mask",
 ]
 
 RandomStateLike = int | np.integer | np.random.RandomState | np.random.Generator | None
 
-# Absolute tolerance on the total probability of a pattern specification.
-_PROB_TOL = 1e-6
+#: Absolute tolerance on the total probability of a pattern specification.
+PROB_TOL = 1e-6
 
 
 # ---------------------------------------------------------------------------
@@ -84,7 +74,7 @@ def _check_n(n: Any) -> int:
     return int(n)
 
 
-def _check_n_modalities(n_modalities: Any) -> int:
+def check_n_modalities(n_modalities: Any) -> int:
     if isinstance(n_modalities, (bool, np.bool_)) or not isinstance(
         n_modalities, (int, np.integer)
     ):
@@ -120,41 +110,6 @@ def _check_rates(rates: Any, name: str = "rates") -> np.ndarray:
         raise ValueError(f"{name}[{idx}] = {arr[idx]} is not a probability in [0, 1]")
     return arr
 
-
-def _check_data(X: Any) -> tuple[list[str], list[np.ndarray]]:
-    if not isinstance(X, Mapping):
-        raise TypeError(f"X must be a dict {{modality name: (n, d) array}}, got {type(X).__name__}")
-    if len(X) == 0:
-        raise ValueError("X must contain at least one modality")
-    names = list(X.keys())
-    arrays: list[np.ndarray] = []
-    n_ref: int | None = None
-    for name in names:
-        arr = np.asarray(X[name])
-        if arr.ndim != 2:
-            raise ValueError(f"modality {name!r} must be a 2-D (n, d) array, got shape {arr.shape}")
-        if n_ref is None:
-            n_ref = arr.shape[0]
-        elif arr.shape[0] != n_ref:
-            raise ValueError(
-                f"modality {name!r} has {arr.shape[0]} rows but modality {names[0]!r} "
-                f"has {n_ref}; all modalities must have the same number of samples"
-            )
-        arrays.append(arr)
-    return names, arrays
-
-
-def _as_mask(mask: Any) -> np.ndarray:
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"mask must be a 2-D (n, M) array, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr
-    if arr.dtype.kind in "iuf" and np.isin(arr, (0, 1)).all():
-        return arr.astype(bool)
-    raise ValueError(
-        f"mask must be boolean (or contain only 0/1), got dtype {arr.dtype} with other values"
-    )
 
 
 def _sample_nonempty(
@@ -309,7 +264,7 @@ def _normalise_patterns(
     if not isinstance(patterns, Mapping) or len(patterns) == 0:
         raise ValueError("patterns must be a non-empty mapping {subset: probability}")
     if n_modalities is not None:
-        n_modalities = _check_n_modalities(n_modalities)
+        n_modalities = check_n_modalities(n_modalities)
     parsed = []
     for key, prob in patterns.items():
         subset, implied = _pattern_key_to_subset(key, n_modalities)
@@ -355,9 +310,9 @@ def _normalise_patterns(
 
     p = np.asarray(probs, dtype=np.float64)
     total = float(p.sum())
-    if abs(total - 1.0) > _PROB_TOL:
+    if abs(total - 1.0) > PROB_TOL:
         raise ValueError(
-            f"pattern probabilities must sum to 1 (tolerance {_PROB_TOL:g}), got {total:.8g}"
+            f"pattern probabilities must sum to 1 (tolerance {PROB_TOL:g}), got {total:.8g}"
         )
     return n_modalities, subsets, p
 
@@ -465,7 +420,7 @@ def leads_mask(
     (True, 10)
     """
     n = _check_n(n)
-    n_mod = _check_n_modalities(n_modalities)
+    n_mod = check_n_modalities(n_modalities)
     pm = _check_unit_interval(pm, "pm")
     ps = _check_unit_interval(ps, "ps")
     n_leads = max(1, math.floor(n_mod * pm + 1e-9))
@@ -585,7 +540,7 @@ def mnar_mask(
     >>> mask.shape, bool(mask.any(axis=1).all())
     ((200, 2), True)
     """
-    names, arrays = _check_data(X)
+    names, arrays = check_data(X)
     if isinstance(rates, Mapping):
         unknown = [k for k in rates if k not in X]
         missing = [k for k in names if k not in rates]
@@ -633,422 +588,3 @@ def mnar_mask(
     if not allow_empty:
         mask = _repair_empty(mask, p, rs, fallback_scores=present_logit)
     return (mask, scores) if return_scores else mask
-
-
-# ---------------------------------------------------------------------------
-# configuration names
-# ---------------------------------------------------------------------------
-
-
-def complex_subset_order(n_modalities: int) -> list[tuple[int, ...]]:
-    """Order of the non-empty subsets in a ``complex_...`` configuration name.
-
-    Subsets are listed by decreasing size, and lexicographically within a size.  For two
-    modalities: ``(0, 1), (0,), (1,)``; for three: ``(0, 1, 2), (0, 1), (0, 2), (1, 2), (0,),
-    (1,), (2,)``.
-
-    Examples
-    --------
-    >>> complex_subset_order(2)
-    [(0, 1), (0,), (1,)]
-    """
-    n_mod = _check_n_modalities(n_modalities)
-    return [c for size in range(n_mod, 0, -1) for c in itertools.combinations(range(n_mod), size)]
-
-
-@dataclass(frozen=True)
-class MissingnessConfig:
-    """A parsed missingness configuration; call :meth:`make_mask` to draw a mask.
-
-    Attributes
-    ----------
-    name : str
-        The configuration name it was parsed from.
-    modalities : tuple of str
-        Modality names, in mask column order.
-    protocol : {"independent", "pattern", "leads"}
-        Which protocol :meth:`make_mask` runs.
-    rates : tuple of float or None
-        Presence probability per modality (``"independent"``).
-    patterns : tuple of (tuple of int, float) or None
-        ``(subset, probability)`` pairs (``"pattern"``).
-    pm, ps : float or None
-        Leads parameters (``"leads"``).
-    """
-
-    name: str
-    modalities: tuple[str, ...]
-    protocol: Literal["independent", "pattern", "leads"]
-    rates: tuple[float, ...] | None = None
-    patterns: tuple[tuple[tuple[int, ...], float], ...] | None = None
-    pm: float | None = None
-    ps: float | None = None
-
-    @property
-    def n_modalities(self) -> int:
-        return len(self.modalities)
-
-    def make_mask(self, n: int, random_state: RandomStateLike = None) -> np.ndarray:
-        """Draw an ``(n, M)`` availability mask with no empty sample.
-
-        Examples
-        --------
-        >>> cfg = parse_config("100_20_20", ["text", "audio", "video"])
-        >>> cfg.make_mask(3, random_state=0).shape
-        (3, 3)
-        """
-        if self.protocol == "independent":
-            assert self.rates is not None
-            return independent_mask(n, self.rates, random_state)
-        if self.protocol == "pattern":
-            assert self.patterns is not None
-            return pattern_mask(
-                n, dict(self.patterns), random_state, n_modalities=self.n_modalities
-            )
-        if self.protocol == "leads":
-            assert self.pm is not None and self.ps is not None
-            return leads_mask(n, self.n_modalities, self.pm, self.ps, random_state)
-        raise ValueError(f"unknown protocol {self.protocol!r}")
-
-
-_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_NUM_RE = re.compile(rf"^{_NUM}$")
-_LEADS_RE = re.compile(
-    rf"^(?:pm(?P<pm>{_NUM})_ps(?P<ps>{_NUM})|leads_(?P<pm2>{_NUM})_(?P<ps2>{_NUM}))$",
-    re.IGNORECASE,
-)
-
-
-def _percent(token: str, config: str, what: str) -> float:
-    value = float(token)
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(
-            f"invalid missingness config {config!r}: {what} {token}% is outside [0, 100]"
-        )
-    return value
-
-
-def parse_config(name: str, modalities: Iterable[str]) -> MissingnessConfig:
-    """Parse a reference missingness configuration name.
-
-    Recognised forms (``M = len(modalities)``):
-
-    - ``"<pct>_<modality>_<pct>_<modality>..."`` such as ``"100_image_20_text"``: presence
-      percentage of each named modality, drawn independently; modalities not named are always
-      present.  Modality names may contain underscores (the longest known name wins).
-    - ``"<pct>_<pct>_..."`` with exactly ``M`` numbers such as ``"100_20_20"``: presence
-      percentage of each modality in order, drawn independently.
-    - ``"complex_<pct>_..."`` with ``2**M - 1`` numbers summing to 100: probability of each
-      non-empty subset of present modalities, in the order of :func:`complex_subset_order`
-      (decreasing size, then lexicographic).  For two modalities ``complex_60_20_20`` means
-      both 60%, first only 20%, second only 20%; for three, the seven numbers are
-      ``{0,1,2}, {0,1}, {0,2}, {1,2}, {0}, {1}, {2}``.
-    - ``"pm<pm>_ps<ps>"`` or ``"leads_<pm>_<ps>"`` such as ``"pm0.4_ps0.5"``: the leads protocol
-      of :func:`leads_mask` with fractions ``pm`` and ``ps`` in ``[0, 1]``.
-
-    Keywords (``complex``, ``pm``, ``ps``, ``leads``) are case-insensitive; modality names are
-    matched exactly.
-
-    Parameters
-    ----------
-    name : str
-        The configuration name.
-    modalities : iterable of str
-        Modality names in mask column order (a data dict works: its keys are used).
-
-    Returns
-    -------
-    MissingnessConfig
-        A frozen description whose ``make_mask(n, random_state)`` draws the mask.
-
-    Raises
-    ------
-    ValueError
-        For an unknown form, a percentage outside ``[0, 100]``, ``complex`` percentages not
-        summing to 100 or of the wrong count, an unknown or repeated modality name, the wrong
-        number of per-modality percentages, or a configuration in which every modality is
-        always absent.  The message names the configuration and the problem.
-
-    Examples
-    --------
-    >>> cfg = parse_config("100_image_20_text", ["text", "image"])
-    >>> cfg.protocol, cfg.rates
-    ('independent', (0.2, 1.0))
-    >>> parse_config("complex_60_20_20", ["text", "image"]).patterns
-    (((0, 1), 0.6), ((0,), 0.2), ((1,), 0.2))
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"config name must be a string, got {type(name).__name__}")
-    mods = tuple(modalities)
-    if not mods:
-        raise ValueError(f"invalid missingness config {name!r}: no modalities given")
-    if not all(isinstance(m, str) for m in mods) or len(set(mods)) != len(mods):
-        raise ValueError(
-            f"invalid missingness config {name!r}: modalities must be distinct strings, got {mods}"
-        )
-    n_mod = len(mods)
-    text = name.strip()
-    if not text:
-        raise ValueError("invalid missingness config '': the name is empty")
-
-    def fail(problem: str) -> ValueError:
-        return ValueError(f"invalid missingness config {name!r}: {problem}")
-
-    match = _LEADS_RE.match(text)
-    if match:
-        pm_tok = match.group("pm") or match.group("pm2")
-        ps_tok = match.group("ps") or match.group("ps2")
-        pm, ps = float(pm_tok), float(ps_tok)
-        for label, value in (("pm", pm), ("ps", ps)):
-            if not 0.0 <= value <= 1.0:
-                raise fail(f"{label}={value} is outside [0, 1]")
-        return MissingnessConfig(name, mods, "leads", pm=pm, ps=ps)
-
-    tokens = text.split("_")
-    if "" in tokens:
-        raise fail("empty field (leading, trailing or doubled '_')")
-    if tokens[0].lower() == "complex":
-        numbers = tokens[1:]
-        bad = [t for t in numbers if not _NUM_RE.match(t)]
-        if not numbers or bad:
-            raise fail(f"'complex' must be followed by percentages only, got {numbers}")
-        order = complex_subset_order(n_mod)
-        if len(numbers) != len(order):
-            raise fail(
-                f"'complex' needs 2**{n_mod} - 1 = {len(order)} percentages for {n_mod} "
-                f"modalities {list(mods)}, got {len(numbers)}"
-            )
-        pcts = [_percent(t, name, f"subset {s}") for t, s in zip(numbers, order, strict=True)]
-        total = sum(pcts)
-        if abs(total - 100.0) > 100.0 * _PROB_TOL:
-            raise fail(f"subset percentages must sum to 100, got {total:g}")
-        patterns = tuple((subset, pct / 100.0) for subset, pct in zip(order, pcts, strict=True))
-        return MissingnessConfig(name, mods, "pattern", patterns=patterns)
-
-    if all(_NUM_RE.match(t) for t in tokens):
-        if len(tokens) != n_mod:
-            raise fail(
-                f"expected {n_mod} percentages (one per modality {list(mods)}), got {len(tokens)}"
-            )
-        rates = tuple(
-            _percent(t, name, f"presence of {m!r}") / 100.0
-            for t, m in zip(tokens, mods, strict=True)
-        )
-        if not any(r > 0 for r in rates):
-            raise fail("every modality has presence 0%, so every sample would be empty")
-        return MissingnessConfig(name, mods, "independent", rates=rates)
-
-    # "<pct>_<modality>_<pct>_<modality>..."
-    presence = dict.fromkeys(mods, 1.0)
-    named: set[str] = set()
-    i = 0
-    while i < len(tokens):
-        if not _NUM_RE.match(tokens[i]):
-            raise fail(
-                f"expected a percentage before {tokens[i]!r}; known forms are "
-                "'<pct>_<modality>_...', '<pct>_<pct>_...', 'complex_<pct>_...', "
-                "'pm<pm>_ps<ps>' and 'leads_<pm>_<ps>'"
-            )
-        pct_tok = tokens[i]
-        j = i + 1
-        while j < len(tokens) and not _NUM_RE.match(tokens[j]):
-            j += 1
-        if j == i + 1:
-            raise fail(f"percentage {pct_tok} is not followed by a modality name")
-        # Longest known name first, so names that contain underscores still parse.
-        for k in range(j, i + 1, -1):
-            candidate = "_".join(tokens[i + 1 : k])
-            if candidate in presence:
-                break
-        else:
-            raise fail(f"unknown modality {'_'.join(tokens[i + 1 : j])!r}; known: {list(mods)}")
-        if candidate in named:
-            raise fail(f"modality {candidate!r} is given more than once")
-        named.add(candidate)
-        presence[candidate] = _percent(pct_tok, name, f"presence of {candidate!r}") / 100.0
-        i = k
-    rates = tuple(presence[m] for m in mods)
-    if not any(r > 0 for r in rates):
-        raise fail("every modality has presence 0%, so every sample would be empty")
-    return MissingnessConfig(name, mods, "independent", rates=rates)
-
-
-# ---------------------------------------------------------------------------
-# masks <-> data, reporting
-# ---------------------------------------------------------------------------
-
-
-def apply_mask(X: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Return a new data dict in which the rows marked absent are all-NaN.
-
-    Parameters
-    ----------
-    X : dict {name: ndarray (n, d_m)}
-        Data; never modified.
-    mask : ndarray of bool, shape (n, M)
-        Availability mask with ``M = len(X)`` columns in the order of ``X``; 0/1 integers are
-        accepted.
-
-    Returns
-    -------
-    dict {name: ndarray (n, d_m)}
-        Copies with the same keys and order.  Floating arrays keep their dtype; any other
-        dtype is converted to float64 so that NaN can be stored.  Rows that were already NaN
-        in ``X`` stay NaN.
-
-    Examples
-    --------
-    >>> X = {"text": np.ones((2, 2)), "image": np.zeros((2, 1), dtype=int)}
-    >>> out = apply_mask(X, np.array([[True, False], [False, True]]))
-    >>> out["image"].tolist()
-    [[nan], [0.0]]
-    """
-    names, arrays = _check_data(X)
-    m = _as_mask(mask)
-    n = arrays[0].shape[0]
-    if m.shape[1] != len(names):
-        raise ValueError(f"mask has {m.shape[1]} columns but X has {len(names)} modalities {names}")
-    if m.shape[0] != n:
-        raise ValueError(f"mask has {m.shape[0]} rows but modality {names[0]!r} has {n} samples")
-    out: dict[str, np.ndarray] = {}
-    for j, (name, arr) in enumerate(zip(names, arrays, strict=True)):
-        if arr.dtype.kind == "c":
-            raise TypeError(f"modality {name!r} is complex; only real data can be masked")
-        dtype = arr.dtype if arr.dtype.kind == "f" else np.float64
-        res = np.array(arr, dtype=dtype, copy=True)
-        res[~m[:, j]] = np.nan
-        out[name] = res
-    return out
-
-
-def mask_from_data(X: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Availability mask of a NaN-bearing data dict.
-
-    A modality of a sample is missing exactly when its whole row is NaN; a row with only some
-    NaN entries counts as present.  Non-floating arrays cannot hold NaN and are fully present.
-
-    Examples
-    --------
-    >>> X = {"text": np.array([[1.0, np.nan], [np.nan, np.nan]]), "image": np.ones((2, 1))}
-    >>> mask_from_data(X).tolist()
-    [[True, True], [False, True]]
-    """
-    names, arrays = _check_data(X)
-    n = arrays[0].shape[0]
-    mask = np.ones((n, len(names)), dtype=bool)
-    for j, (name, arr) in enumerate(zip(names, arrays, strict=True)):
-        if arr.shape[1] == 0:
-            raise ValueError(f"modality {name!r} has no columns, so missing rows are undefined")
-        if arr.dtype.kind in "fc":
-            mask[:, j] = ~np.isnan(arr).all(axis=1)
-    return mask
-
-
-@dataclass(frozen=True)
-class MissingReport:
-    """Summary of an availability mask (see :func:`missing_report`).
-
-    Attributes
-    ----------
-    n_samples : int
-    modalities : tuple of str
-    missing_share : float
-        Share of missing (sample, modality) slots; NaN when the mask has no sample.
-    missing_rates : dict {name: float}
-        Share of samples missing each modality.
-    pattern_counts : dict {str: int}
-        Samples per pattern of present modalities, such as ``"text+image"`` (``"(none)"`` for
-        no modality), by decreasing count; ties put more complete patterns first.
-    n_empty : int
-        Samples with no modality.
-    """
-
-    n_samples: int
-    modalities: tuple[str, ...]
-    missing_share: float
-    missing_rates: dict[str, float]
-    pattern_counts: dict[str, int]
-    n_empty: int
-
-    def to_markdown(self) -> str:
-        """Render the report as Markdown tables."""
-
-        def pct(x: float) -> str:
-            return "n/a" if math.isnan(x) else f"{100.0 * x:.2f}%"
-
-        lines = [
-            f"samples: {self.n_samples} | missing slots: {pct(self.missing_share)} | "
-            f"samples with no modality: {self.n_empty}",
-            "",
-            "| modality | missing rate |",
-            "|---|---:|",
-        ]
-        lines += [f"| {m} | {pct(r)} |" for m, r in self.missing_rates.items()]
-        lines += ["", "| pattern | count | share |", "|---|---:|---:|"]
-        for pattern, count in self.pattern_counts.items():
-            share = count / self.n_samples if self.n_samples else float("nan")
-            lines.append(f"| {pattern} | {count} | {pct(share)} |")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-
-def missing_report(mask: np.ndarray, modalities: Iterable[Hashable] | None = None) -> MissingReport:
-    """Summarise an availability mask.
-
-    Parameters
-    ----------
-    mask : ndarray of bool, shape (n, M)
-    modalities : iterable of names, optional
-        One name per column (a data dict works: its keys are used); default ``m0, m1, ...``.
-
-    Returns
-    -------
-    MissingReport
-        Printing it (or calling ``to_markdown()``) shows a table.
-
-    Examples
-    --------
-    >>> rep = missing_report(np.array([[True, True], [True, False]]), ["text", "image"])
-    >>> rep.missing_share, rep.missing_rates, rep.pattern_counts
-    (0.25, {'text': 0.0, 'image': 0.5}, {'text+image': 1, 'text': 1})
-    """
-    m = _as_mask(mask)
-    n, n_mod = m.shape
-    names = (
-        tuple(f"m{j}" for j in range(n_mod))
-        if modalities is None
-        else tuple(str(x) for x in modalities)
-    )
-    if len(names) != n_mod:
-        raise ValueError(f"mask has {n_mod} columns but {len(names)} modality names were given")
-    if len(set(names)) != len(names):
-        raise ValueError(f"modality names must be distinct, got {names}")
-
-    missing_share = float((~m).sum() / m.size) if m.size else float("nan")
-    col_missing = (~m).sum(axis=0)
-    missing_rates = {
-        name: (float(col_missing[j] / n) if n else float("nan")) for j, name in enumerate(names)
-    }
-    if n:
-        rows, counts = np.unique(m, axis=0, return_counts=True)
-    else:
-        rows, counts = np.zeros((0, n_mod), dtype=bool), np.zeros(0, dtype=int)
-    order = sorted(
-        range(len(counts)), key=lambda r: (-counts[r], -int(rows[r].sum()), tuple(~rows[r]))
-    )
-    pattern_counts = {
-        ("+".join(nm for nm, on in zip(names, rows[r], strict=True) if on) or "(none)"): int(
-            counts[r]
-        )
-        for r in order
-    }
-    return MissingReport(
-        n_samples=n,
-        modalities=names,
-        missing_share=missing_share,
-        missing_rates=missing_rates,
-        pattern_counts=pattern_counts,
-        n_empty=int((~m.any(axis=1)).sum()),
-    )
