@@ -76,6 +76,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         "",
         "__main__",
         "cli",
+        "cli_parser",
         "files_cli",
         "demo",
         "metrics",
