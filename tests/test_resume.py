@@ -21,6 +21,7 @@ import pandas as pd
 
 from ul4m4.cli import main
 from ul4m4.experiments import BenchmarkConfig, run_benchmark
+from ul4m4.experiments.resume import RunStore, cached, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Columns that measure the machine rather than the method.
@@ -154,3 +155,60 @@ def test_fresh_flag_recomputes_everything(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--fresh"]) == 0
     assert "2 rows (0 reused" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the store itself
+
+SETTING = {"label": "0.3", "protocol": "independent", "share": 0.3, "config": None}
+
+
+def test_file_names_are_pinned(tmp_path):
+    # Runs stored by earlier releases are found again only if the naming never drifts.
+    store = RunStore(tmp_path, {"library_version": "0.0", "data": "d"})
+    complete = store.key(0, None, "complete", None, {})
+    knn = store.key(2, SETTING, "knn", None, {"n_neighbors": 10})
+    assert store.path(complete).name == "seed0-complete-ef4574095a334682ad80fa01.json"
+    assert store.path(knn).name == "seed2-knn-93b6c7bfe94e829302d38fe8.json"
+    assert knn["params"] == {"n_neighbors": "10"} and knn["setting"] == SETTING
+
+
+def test_rows_round_trip_and_only_for_their_key(tmp_path):
+    store = RunStore(tmp_path / "runs", {"data": "d"})
+    key = store.key(1, SETTING, "ul4m4", 16, {"max_iter": 5})
+    store.put(key, {"mse": np.float64(0.25), "n_train": np.int64(7), "label": "x"})
+    again = RunStore(tmp_path / "runs", {"data": "d"})
+    assert again.get(key) == {"mse": 0.25, "n_train": 7, "label": "x"} and again.reused == 1
+    assert again.get(again.key(1, SETTING, "ul4m4", 32, {"max_iter": 5})) is None
+    other = RunStore(tmp_path / "runs", {"data": "other data"})
+    assert other.get(other.key(1, SETTING, "ul4m4", 16, {"max_iter": 5})) is None
+    assert other.reused == 0 and again.reused == 1
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [store.path(key).name]
+
+
+def test_cached_computes_once(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    store = RunStore(tmp_path, {})
+    key = store.key(0, None, "complete", None, {})
+    assert cached(store, key, compute) == {"value": 1}
+    assert cached(store, key, compute) == {"value": 1} and len(calls) == 1
+    assert cached(None, None, compute) == {"value": 2}  # no store: always computed
+
+
+def test_fingerprint_sees_names_shapes_dtypes_and_bytes():
+    X = {"a": np.arange(6.0).reshape(3, 2), "b": np.ones((3, 1))}
+    y = np.array([0, 1, 1])
+    base = fingerprint(X, y)
+    assert fingerprint({"a": np.asfortranarray(X["a"]), "b": X["b"]}, y.copy()) == base
+    changed = [
+        ({"c": X["a"], "b": X["b"]}, y),
+        ({"a": X["a"].reshape(2, 3), "b": X["b"]}, y),
+        ({"a": X["a"].astype(np.float32), "b": X["b"]}, y),
+        ({"a": X["a"] + 1e-12, "b": X["b"]}, y),
+        (X, y[::-1].copy()),
+    ]
+    assert len({base, *(fingerprint(*c) for c in changed)}) == 1 + len(changed)

@@ -43,15 +43,14 @@ is stored as soon as it is computed, atomically, in one JSON file named by a has
 of everything that determines it (data fingerprint, seed, setting, method, k,
 method parameters, split, head, measurement mode, library version). A rerun reuses
 the stored rows and computes only the missing ones, so a killed benchmark resumes
-where it stopped and a changed setting never reuses a stale row.
+where it stopped and a changed setting never reuses a stale row (the store is
+:class:`ul4m4.experiments.resume.RunStore`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import os
 import platform
@@ -60,7 +59,6 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +66,6 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from .. import __version__
-from .._utils.files import write_text_atomic
 from ..baselines import available_methods, make_method, method_parameters
 from ..baselines.mofa import import_mofa
 from ..metrics import (
@@ -88,8 +85,9 @@ from ..missingness import (
     mnar_mask,
     parse_config,
 )
-from ._common import json_scalar, mean_or_none, progress, take_rows
+from ._common import mean_or_none, progress, take_rows
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
+from .resume import RunStore, cached, fingerprint
 
 __all__ = [
     "K_METHODS",
@@ -405,7 +403,7 @@ def run_benchmark(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    store = _RunStore(resume_dir, config, X, y) if resume_dir is not None else None
+    store = _run_store(resume_dir, config, X, y) if resume_dir is not None else None
 
     def emit(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -441,85 +439,20 @@ def _check_classes(y: np.ndarray) -> None:
             )
 
 
-class _RunStore:
-    """Finished runs of a benchmark, one JSON file per row, keyed by what determines it.
-
-    A row file is written with :func:`~ul4m4._utils.files.write_text_atomic`
-    (temporary file + ``os.replace``), so a killed run leaves each row either
-    complete or absent. Files that cannot be read back as a row of the expected
-    key (foreign, damaged by hand) are ignored and recomputed.
-    """
-
-    def __init__(self, folder: str | os.PathLike[str], config: BenchmarkConfig,
-                 X: dict[str, np.ndarray], y: np.ndarray) -> None:
-        self.folder = Path(folder)
-        self.reused = 0
-        self.base = {
-            "library_version": __version__,
-            "data": _fingerprint(X, y),
-            "dataset": config.dataset,
-            "test_size": float(config.test_size),
-            "mnar_strength": float(config.mnar_strength),
-            "head_max_iter": int(config.head_max_iter),
-            "memory": config.memory,
-            "blas_threads": config.blas_threads,
-        }
-
-    def key(self, seed: int, setting: Setting | None, method: str, k: int | None,
-            params: dict[str, Any]) -> dict[str, Any]:
-        return self.base | {
-            "seed": int(seed),
-            "setting": dataclasses.asdict(setting) if setting is not None else None,
-            "method": method,
-            "k": k,
-            "params": {name: repr(params[name]) for name in sorted(params)},
-        }
-
-    def _path(self, key: dict[str, Any]) -> Path:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
-        label = "complete" if key["setting"] is None else key["method"]
-        return self.folder / f"seed{key['seed']}-{label}-{digest[:24]}.json"
-
-    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        path = self._path(key)
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("key") != json.loads(json.dumps(key)):
-            return None
-        row = record.get("row")
-        if not isinstance(row, dict):
-            return None
-        self.reused += 1
-        return row
-
-    def put(self, key: dict[str, Any], row: dict[str, Any]) -> None:
-        record = {"key": key, "row": row}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self._path(key), json.dumps(record, default=json_scalar, indent=1))
-
-
-def _fingerprint(X: dict[str, np.ndarray], y: np.ndarray) -> str:
-    """SHA-256 of the data's names, shapes, dtypes and bytes (rows reused only for the same data)."""
-    digest = hashlib.sha256()
-    for name, array in [*X.items(), ("__labels__", y)]:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
-def _cached(store: _RunStore | None, key: dict[str, Any] | None,
-            compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The stored row for ``key``, or ``compute()`` stored under it."""
-    if store is None or key is None:
-        return compute()
-    row = store.get(key)
-    if row is None:
-        row = compute()
-        store.put(key, row)
-    return row
+def _run_store(folder: str | os.PathLike[str], config: BenchmarkConfig,
+               X: dict[str, np.ndarray], y: np.ndarray) -> RunStore:
+    """The store of finished runs: its keys hold everything of ``config`` and the data that
+    determines a row, besides the seed, setting, method, k and method parameters."""
+    return RunStore(folder, {
+        "library_version": __version__,
+        "data": fingerprint(X, y),
+        "dataset": config.dataset,
+        "test_size": float(config.test_size),
+        "mnar_strength": float(config.mnar_strength),
+        "head_max_iter": int(config.head_max_iter),
+        "memory": config.memory,
+        "blas_threads": config.blas_threads,
+    })
 
 
 def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
@@ -531,7 +464,7 @@ def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
             raise BenchmarkError(f"dataset {config.dataset!r}: labels changed with the split")
     X_train, X_test = take_rows(X, train), take_rows(X, test)
     complete_key = store.key(seed, None, "complete", None, {}) if store else None
-    emit(_cached(store, complete_key,
+    emit(cached(store, complete_key,
                  lambda: _complete_row(config, seed, X_train, y[train], X_test, y[test])))
     for setting in settings:
         mask = draw_mask(setting, X, seed_for(seed, setting.label), config.mnar_strength)
@@ -542,10 +475,11 @@ def _run_seed(config, seed, X, y, settings, runs, emit, bar, split_loader=None,
         )
         for method, k in runs:
             bar.set_postfix_str(f"seed {seed} | {setting.label} | {method_label(method, k)}")
-            key = (store.key(seed, setting, method, k, config.method_params.get(method, {}))
+            key = (store.key(seed, dataclasses.asdict(setting), method, k,
+                             config.method_params.get(method, {}))
                    if store else None)
             run = functools.partial(_run_one, config, seed, setting, method, k, data)
-            emit(_cached(store, key, run))
+            emit(cached(store, key, run))
             bar.update(1)
 
 
