@@ -5,7 +5,8 @@ recheck), member sums are added one row at a time in row order, and the whole da
 set is one chunk. It uses only the bottom layer (validation, statistics, the
 float64 distance definition); it shares no code with the NumPy engine's kernels.
 That the drivers give the NumPy engine's results on it is the proof that a new
-backend needs the protocol and nothing else.
+backend needs the protocol and nothing else. Its view is a host view
+(:class:`ul4m4.engine.HostView`), which the completion rules read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ul4m4.distance import error_factor, exact_partial_sq_dists, exact_sq_to_assigned
+from ul4m4.blocks import PackedBlocks
+from ul4m4.distance import exact_partial_sq_dists, exact_sq_to_assigned
 from ul4m4.engine import Candidates, EStep
 from ul4m4.statistics import check_magnitudes, modality_moments
 from ul4m4.validation import Multimodal, check_multimodal
@@ -36,16 +38,19 @@ class View:
     def n_samples(self) -> int:
         return self.mask.shape[0]
 
+    def rows(self, rows):
+        return [b[rows] for b in self.blocks], self.mask[rows]
+
+    def packed_rows(self, rows):
+        return PackedBlocks.of_full(*self.rows(rows))
+
+    def map_chunks(self, fn):
+        rows = slice(0, self.n_samples)
+        yield rows, fn(rows, PackedBlocks.of_full(self.blocks, self.mask), self.mask)
+
 
 class ReferenceEngine:
     name = "reference"
-
-    @property
-    def host(self):
-        return self
-
-    def error_factor(self, dims, dtype):
-        return error_factor(dims, dtype)
 
     def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1,
                     partial="raise"):
@@ -67,14 +72,7 @@ class ReferenceEngine:
         return fn(view, self)
 
     def take(self, view, rows):
-        rows = np.asarray(rows, dtype=np.int64)
-        return [b[rows] for b in view.blocks], view.mask[rows]
-
-    def fetch(self, labels):
-        return np.asarray(labels)
-
-    def seed_sample_rows(self, view, k):
-        return None
+        return view.rows(np.asarray(rows, dtype=np.int64))
 
     def _exact(self, blocks, mask, centers):
         sq = exact_partial_sq_dists(blocks, mask, centers.blocks, centers.mask)
@@ -108,17 +106,3 @@ class ReferenceEngine:
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         blocks, mask = self.take(view, rows)
         return Candidates(best[rows], blocks, mask)
-
-    def assign_rows(self, view, rows, centers, gamma):
-        blocks, mask = self.take(view, rows)
-        labels, best, _ = self._exact(blocks, mask, centers)
-        return labels, best, blocks, mask
-
-    def candidate_scores(self, view, rows, terms, gamma):
-        blocks, _ = self.take(view, rows)
-        scores = terms.exact_candidate_scores([b.astype(np.float64) for b in blocks])
-        return scores, np.zeros_like(scores)
-
-    def soft_distances(self, view, centers, gamma):
-        sq = self._exact(view.blocks, view.mask, centers)[2]
-        yield slice(0, view.n_samples), sq, np.zeros_like(sq), view.mask

@@ -25,6 +25,8 @@ import ul4m4.backends.dask.tasks as dask_tasks  # noqa: E402
 import ul4m4.backends.dask.tree as dask_tree  # noqa: E402
 import ul4m4.cluster  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
+from ul4m4.distance import error_factor  # noqa: E402
+from ul4m4.engine import host_labels  # noqa: E402
 
 
 def fit_dask(imputer, X):
@@ -145,7 +147,9 @@ def test_row_chunks_match_numpy_within_summation_rounding(client):
 
 def test_sampled_seeding_reaches_a_lloyd_fixed_point(synchronous, monkeypatch):
     X = blobs(400, 2)
-    monkeypatch.setattr(dask_backend.DaskEngine, "seed_sample_rows", lambda self, view, k: 40)
+    # A seeding sample of 10 rows per centre (40 of 400 rows).
+    monkeypatch.setattr(ul4m4.cluster, "SEED_ROWS_PER_CLUSTER", 10)
+    monkeypatch.setattr(ul4m4.cluster, "SEED_SAMPLE_BYTES", 0)
     fitted = fit_dask(UL4M4Imputer(n_clusters=K, random_state=1, dtype=np.float64),
                       chunked(X, 90))
     assert fitted.converged_
@@ -425,7 +429,7 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     engine, view = _engine_view(X, 50)  # 18 blocks: runs of 9 on the two workers
     view.prepared(dask_placement.current_client())
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
-    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    gamma = error_factor([len(m) for m in view.mean], view.dtype)
     before = _store_totals(client)
     with distributed.get_task_stream(client) as stream:
         step = engine.e_step(view, centres, gamma, update_centers=True)
@@ -439,11 +443,11 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     assert sent == 2 * (len(dask_tree.owned_nodes(range(9), 18))
                         + len(dask_tree.owned_nodes(range(9, 18), 18))) == 2 * 6
     assert again.changed == 0 and again.inertia == step.inertia
-    labels = engine.fetch(step.labels)
+    labels = host_labels(step.labels)
     with dask.config.set(scheduler="synchronous"):
         sync_engine, sync_view = _engine_view(X, 50)
         sync = sync_engine.e_step(sync_view, centres, gamma, update_centers=True)
-    assert np.array_equal(labels, sync_engine.fetch(sync.labels))
+    assert np.array_equal(labels, host_labels(sync.labels))
     assert sync.inertia == step.inertia and np.array_equal(sync.members, step.members)
     for a, b in zip(sync.sums, step.sums, strict=True):
         assert a.tobytes() == b.tobytes()
@@ -567,7 +571,7 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     engine, view = _engine_view(X, 60, chunk_rows=16)  # 9 blocks of 4 chunks
     prepared = dask.compute(*view.prepared(None))
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
-    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    gamma = error_factor([len(m) for m in view.mean], view.dtype)
     held = [2, 3, 4, 5, 7]
     single, threaded = (dask_store.BlockStore(held, 9, t, *[prepared[i] for i in held])
                         for t in (1, 3))
@@ -623,7 +627,7 @@ def test_a_pass_survives_a_lost_worker(caplog):
             distributed.Client(cluster) as c:
         engine, view = _engine_view(X, 75)
         centres = ul4m4.cluster.seed_rows(view, np.arange(0, 600, 600 // K)[:K], engine)
-        gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+        gamma = error_factor([len(m) for m in view.mean], view.dtype)
         first = engine.e_step(view, centres, gamma, update_centers=True)
         victim = sorted(c.scheduler_info()["workers"])[0]
         os.kill(c.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)  # a nanny restarts it
@@ -635,10 +639,10 @@ def test_a_pass_survives_a_lost_worker(caplog):
         assert again.inertia == first.inertia and np.array_equal(again.members, first.members)
         for a, b in zip(again.sums, first.sums, strict=True):
             assert a.tobytes() == b.tobytes()
-        labels = engine.fetch(again.labels)
+        labels = host_labels(again.labels)
         assert victim not in {w for held in c.who_has(view.prepared(c)).values() for w in held}
         third = engine.e_step(view, centres, gamma, update_centers=True, previous=again.labels)
-        assert third.changed == 0 and np.array_equal(engine.fetch(third.labels), labels)
+        assert third.changed == 0 and np.array_equal(host_labels(third.labels), labels)
 
 
 def test_threaded_workers_in_process_give_the_local_schedulers_bits(synchronous):
@@ -659,7 +663,7 @@ def test_seed_distances_and_take_on_a_client_equal_the_local_scheduler(client):
     X = blobs(700, 23)
     engine, view = _engine_view(X, 90)  # 8 blocks
     seed = ul4m4.cluster.seed_rows(view, np.array([5]), engine)
-    gamma = engine.error_factor([len(m) for m in view.mean], view.dtype)
+    gamma = error_factor([len(m) for m in view.mean], view.dtype)
     distances = engine.seed_distances(view, seed, gamma)
     rows = np.array([3, 95, 96, 400, 699])
     blocks, mask = engine.take(view, rows)

@@ -283,11 +283,11 @@ def test_engines_resolve():
 def test_tf32_widens_the_error_bound(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     engine = tb.TorchEngine("cuda")
-    base = engine.error_factor([8, 4], np.float32)
+    base = engine.rounding_factor([8, 4], np.float32)
     monkeypatch.setattr(tb, "_tf32_possible", lambda device: True)
-    widened = engine.error_factor([8, 4], np.float32)
+    widened = engine.rounding_factor([8, 4], np.float32)
     assert widened == pytest.approx(base * 2.0**-10 / np.finfo(np.float32).eps)
-    assert engine.error_factor([8, 4], np.float64) == error_factor([8, 4], np.float64)
+    assert engine.rounding_factor([8, 4], np.float64) == error_factor([8, 4], np.float64)
 
 
 def test_save_load_keeps_backend(tmp_path):

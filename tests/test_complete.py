@@ -55,8 +55,8 @@ def test_fast_path_equals_general_path(case, seed):
     view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
     gamma = 1e-12
     plan = imp.model_.members[0].plan
-    fast = complete_sources(view, plan, gamma, engine)
-    general = complete_sources(view, plan, gamma, engine, force_general=True)
+    fast = complete_sources(view, plan, gamma)
+    general = complete_sources(view, plan, gamma, force_general=True)
     np.testing.assert_array_equal(fast, general)
 
 

@@ -9,6 +9,8 @@ soft and mean completion) must give the same models and fills on both.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from _reference_engine import ReferenceEngine
@@ -16,6 +18,7 @@ from sklearn.utils import check_random_state
 
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
+from ul4m4.engine import ChunkedEngine, Engine
 from ul4m4.inference import complete, predict, transform_view
 from ul4m4.model import fit_model
 from ul4m4.settings import resolve_init, resolve_settings
@@ -99,3 +102,40 @@ def test_every_driver_gives_the_numpy_engines_results_on_the_reference_engine(pa
         np.testing.assert_allclose(filled[name], ref_filled[name], rtol=1e-9, atol=1e-12)
         observed = ~np.isnan(new[name]).any(axis=1)
         assert filled[name][observed].tobytes() == new[name][observed].tobytes()
+
+
+# ------------------------------------------------------------------ the protocol
+#: What a backend supplies: the passes over all rows, gathering rows, the map over row
+#: blocks and the view.
+KERNELS = {"view", "take", "apply", "e_step", "seed_distances", "farthest", "check_input",
+           "statistics", "check_magnitudes"}
+#: Attributes an engine may add (see ul4m4.engine.local_engine and rounding_factor).
+OPTIONAL = {"local_engine", "rounding_factor"}
+
+
+def _public_methods(cls) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+
+def _engine_classes():
+    classes = [NumpyEngine, ReferenceEngine]
+    for module, name in (("ul4m4.backends._torch", "TorchEngine"),
+                         ("ul4m4.backends.dask", "DaskEngine")):
+        try:
+            classes.append(getattr(importlib.import_module(module), name))
+        except ImportError:  # optional backends
+            pass
+    return classes
+
+
+def test_the_protocol_is_kernels_and_every_engine_implements_exactly_it():
+    protocol = {n for n in vars(Engine) if not n.startswith("_")}
+    assert protocol == KERNELS
+    assert len(protocol) <= 9
+    # ChunkedEngine's per-chunk kernels are its subclasses' business, not the protocol's.
+    hooks = _public_methods(ChunkedEngine) - protocol
+    for cls in _engine_classes():
+        extra = (_public_methods(cls) - protocol - OPTIONAL
+                 - (hooks if issubclass(cls, ChunkedEngine) else set()))
+        assert not protocol - _public_methods(cls), cls
+        assert not extra, (cls, extra)

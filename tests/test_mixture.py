@@ -14,6 +14,7 @@ import ul4m4.mixture as mixture_module
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.complete import soft_complete
+from ul4m4.distance import error_factor
 from ul4m4.inference import transform_view
 from ul4m4.mixture import Mixture, conditional_fill, fit_mixture, log_likelihood
 from ul4m4.settings import resolve_settings
@@ -189,7 +190,7 @@ def test_rank_zero_with_equal_noise_per_dimension_is_the_soft_rule(temperature):
     fills, _ = conditional_fill(mix, blocks, mask, temperature)
     out = [b.astype(np.float64) for b in blocks]
     soft_complete(view, plan, plan.exact_blocks, [temperature] * len(dims), out,
-                  engine.error_factor(dims, view.dtype), engine)
+                  error_factor(dims, view.dtype))
     for m in range(len(dims)):
         missing = ~mask[:, m]
         assert missing.sum() > 50
@@ -252,7 +253,7 @@ def test_em_raises_the_likelihood_and_beats_the_soft_fill():
     for t in (0.05, 0.2, 1.0):
         out = [b.astype(np.float64) for b in test_blocks]
         soft_complete(test_view, plan, plan.exact_blocks, [t] * 3, out,
-                      engine.error_factor(imp.model_.dims, np.float64), engine)
+                      error_factor(imp.model_.dims, np.float64))
         soft.append(error(out))
     assert error(mixture_fill) < 0.3 * min(soft), (error(mixture_fill), soft)
 

@@ -18,6 +18,7 @@ from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
 from ul4m4.centers import Centers
 from ul4m4.complete import FROM_MEAN, soft_complete, soft_variance
+from ul4m4.distance import error_factor
 from ul4m4.inference import transform_view
 from ul4m4.inputs import output_copy
 from ul4m4.rules import COMPLETION_RULES, FillTask
@@ -41,7 +42,7 @@ def _fill(imp, X, rule, spread):
     view, engine = _view(imp, X)
     model, member = imp.model_, imp.model_.members[0]
     task = FillTask(
-        view, engine, engine.error_factor(model.dims, model.dtype), member.plan, member.raw,
+        view, error_factor(model.dims, model.dtype), member.plan, member.raw,
         model.temperature, [output_copy(a) for a in view.data.arrays],
         np.full(view.mask.shape, -1, dtype=np.int64), np.full(view.mask.shape, np.nan),
         spread, [np.full(view.mask.shape[0], np.nan) for _ in model.names],
@@ -231,12 +232,12 @@ def test_soft_complete_writes_variance_only_when_asked():
     imp = UL4M4Imputer(3, random_state=0, dtype=np.float64, completion="soft").fit(X)
     view, engine = _view(imp, X)
     plan = imp.model_.members[0].plan
-    gamma = engine.error_factor(imp.model_.dims, imp.model_.dtype)
+    gamma = error_factor(imp.model_.dims, imp.model_.dtype)
     outs = [[output_copy(a) for a in view.data.arrays] for _ in range(2)]
     variance = [np.full(view.mask.shape[0], np.nan) for _ in range(3)]
     variance[1] = None
-    plain = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[0], gamma, engine)
-    asked = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[1], gamma, engine,
+    plain = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[0], gamma)
+    asked = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[1], gamma,
                           variance=variance)  # spread None counts as 1
     for a, b in zip(plain, asked, strict=True):  # the fill itself is unchanged, bit for bit
         np.testing.assert_array_equal(a, b)
@@ -331,10 +332,10 @@ def test_rules_skip_the_variance_when_it_is_not_wanted(rule):
     imp = UL4M4Imputer(3, random_state=0).fit(X)
     view, engine = _view(imp, X)
     model, member = imp.model_, imp.model_.members[0]
-    gamma = engine.error_factor(model.dims, model.dtype)
+    gamma = error_factor(model.dims, model.dtype)
     tasks = []
     for want in (True, False):
-        task = FillTask.for_member(view, engine, gamma, member, [0.1] * len(model.names),
+        task = FillTask.for_member(view, gamma, member, [0.1] * len(model.names),
                                    want_variance=want)
         COMPLETION_RULES[rule].fill(task, list(range(len(model.names))))
         tasks.append(task)

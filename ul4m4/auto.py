@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, local_engine
 from .members import Member, ModelKey
 from .rules import COMPLETION_RULES, ENSEMBLE, FillTask
 from .selection import (
@@ -136,7 +136,7 @@ def select_ensemble(
     keys = sorted({c.model for c in candidates}, key=ModelKey.order)
     means, scales, members = fit(masked, keys)
     scored = _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, gamma,
-                    engine.host)
+                    local_engine(engine))
     table = _table(scored, names)
     choice = {m: _forward_select(scored, m, range(len(candidates))) for m in range(len(names))}
     choice = _within_budget(scored, choice)
@@ -184,7 +184,7 @@ def _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows
     fills, variances = [], []
     for candidate in candidates:
         member = members[candidate.model]
-        task = FillTask.for_member(view, host, gamma, member,
+        task = FillTask.for_member(view, gamma, member,
                                    [candidate.temperature] * len(names), want_variance=True)
         COMPLETION_RULES[candidate.rule].fill(task, [m for m in range(len(names)) if at[m].size])
         fills.append([((task.filled[m][at[m]].astype(np.float64) - means[m]) / scales[m])

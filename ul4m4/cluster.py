@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .centers import Centers, center_shift
-from .engine import Candidates, Engine
+from .engine import Candidates, Engine, host_labels, local_engine
 
 __all__ = [
     "LloydResult",
@@ -25,10 +25,17 @@ __all__ = [
     "lloyd",
     "random_init",
     "seed_rows",
+    "seed_sample_size",
     "state_key",
 ]
 
 logger = logging.getLogger("ul4m4")
+
+#: Bytes (as float64) of the sample k-means++ seeds on when the data live outside this
+#: process (see :func:`seed_sample_size`).
+SEED_SAMPLE_BYTES = 256 * 2**20
+#: That sample holds at least this many rows per centre.
+SEED_ROWS_PER_CLUSTER = 64
 
 
 def seed_rows(view, rows: np.ndarray, engine: Engine) -> Centers:
@@ -40,6 +47,23 @@ def seed_rows(view, rows: np.ndarray, engine: Engine) -> Centers:
 def random_init(view, k: int, rng: np.random.RandomState, engine: Engine) -> Centers:
     """k distinct training samples drawn uniformly without replacement."""
     return seed_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)), engine)
+
+
+def seed_sample_size(view, k: int, engine: Engine) -> int | None:
+    """How many rows k-means++ seeds ``k`` centres on, gathered; None to seed on ``view``.
+
+    Data in this process are seeded on in place. Data that live elsewhere (an
+    engine with its own :func:`~ul4m4.engine.local_engine`, e.g. Dask) are seeded
+    on a uniform sample gathered into this process: k passes over a sample
+    instead of k passes over the cluster. The sample holds at least
+    :data:`SEED_ROWS_PER_CLUSTER` rows per centre, or :data:`SEED_SAMPLE_BYTES`
+    of float64 rows when that is more (all rows when they fit: the seeds are
+    then those of the in-process engines).
+    """
+    if local_engine(engine) is engine:
+        return None
+    width = sum(len(m) for m in view.mean)
+    return max(SEED_ROWS_PER_CLUSTER * k, SEED_SAMPLE_BYTES // (8 * width), k)
 
 
 def kmeans_plusplus(
@@ -106,7 +130,7 @@ def _draw_next_seed(min_sq: np.ndarray, seeds: list[int], rng: np.random.RandomS
 def assign(view, centers: Centers, gamma: float, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
     step = engine.e_step(view, centers, gamma, update_centers=False)
-    return engine.fetch(step.labels), step.best
+    return host_labels(step.labels), step.best
 
 
 @dataclass
@@ -243,30 +267,30 @@ def lloyd(
         logger.debug("iteration %d: inertia %.6g", iteration, step.inertia)
         updated = Centers.from_sums(step.sums, step.counts, centers.dtype)
         if one_step:
-            return LloydResult(updated, engine.fetch(step.labels), step.inertia, 1, False,
+            return LloydResult(updated, host_labels(step.labels), step.inertia, 1, False,
                                history, stopped_by="one_step")
         reseeded, dead = reseed_empty(view, centers, updated, step, engine)
         unchanged = step.changed == 0
         if unchanged and not reseeded:
-            return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
+            return LloydResult(_without_dead(centers, step), host_labels(step.labels),
                                step.inertia, iteration, True, history, dead, "fixed_point")
         shift = center_shift(centers, updated)
         if progress is not None:
             progress(iteration, max_iter, step.inertia, shift, time.perf_counter() - start,
                      changed=step.changed)
         if tol > 0 and not reseeded and shift <= tol:
-            return LloydResult(_without_dead(centers, step), engine.fetch(step.labels),
+            return LloydResult(_without_dead(centers, step), host_labels(step.labels),
                                step.inertia, iteration, True, history, dead, "tol")
         key = state_key(centers)
         if key in seen:
             period = iteration - seen[key]
             logger.debug("iteration %d starts from the centres of iteration %d: a cycle of "
                          "period %d", iteration, seen[key], period)
-            return LloydResult(centers, engine.fetch(step.labels), step.inertia, iteration,
+            return LloydResult(centers, host_labels(step.labels), step.inertia, iteration,
                                False, history, dead, "cycle", period)
         seen[key] = iteration
         previous = step.labels
         if iteration < max_iter:
             centers = updated
-    return LloydResult(centers, engine.fetch(step.labels), step.inertia, max_iter, False,
+    return LloydResult(centers, host_labels(step.labels), step.inertia, max_iter, False,
                        history, dead)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Engine
+from .distance import fixed_order_partial_sq_dists, nearest_rows
+from .engine import HostView
 from .plan import PAIR_BLOCK_ELEMENTS, CompletionPlan, PatternTerms
 
 __all__ = [
@@ -59,9 +60,13 @@ _SOFT_TIE = 1e-12
 
 
 def complete_sources(
-    view, plan: CompletionPlan, gamma: float, engine: Engine, *, force_general: bool = False
+    view: HostView, plan: CompletionPlan, gamma: float, *, force_general: bool = False
 ) -> np.ndarray:
     """Which centre fills each missing entry (the greedy completion).
+
+    ``view`` holds its rows in this process (:class:`~ul4m4.engine.HostView`):
+    completion runs on host blocks whatever the engine (``Engine.apply`` hands
+    each row block over as one).
 
     Returns
     -------
@@ -78,19 +83,17 @@ def complete_sources(
     patterns, inverse = np.unique(mask[missing_rows], axis=0, return_inverse=True)
     for p, pattern in enumerate(patterns):
         rows = missing_rows[inverse.ravel() == p]
-        sources[rows] = _complete_pattern(view, plan, pattern, rows, gamma, engine,
-                                          force_general)
+        sources[rows] = _complete_pattern(view, plan, pattern, rows, gamma, force_general)
     return sources
 
 
 def soft_complete(
-    view,
+    view: HostView,
     plan: CompletionPlan,
     values: list[np.ndarray],
     temperature: list[float | None],
     out: list[np.ndarray | None],
     gamma: float,
-    engine: Engine,
     *,
     variance: list[np.ndarray | None] | None = None,
     spread: np.ndarray | None = None,
@@ -106,10 +109,10 @@ def soft_complete(
     greedy completion's centre.
 
     A row's fill depends on that row alone, bit for bit, not on the other rows
-    of ``view``: the distances are fixed-order float64 sums
-    (:meth:`ul4m4.engine.Engine.soft_distances`) and the weighted means are taken
-    row by row (:func:`row_weighted_sums`). So one row completed alone equals the
-    same row completed in a batch, and the NumPy and torch engines agree. The
+    of ``view``: the distances are fixed-order float64 sums on the host
+    (:func:`ul4m4.distance.fixed_order_partial_sq_dists`, not the GEMM's) and the
+    weighted means are taken row by row (:func:`row_weighted_sums`). So one row
+    completed alone equals the same row completed in a batch, on every engine. The
     price is speed on large batches: the float64 sums cost about three times the
     working-dtype GEMM (4,096 rows of 1,792 dims, k = 64: 80-100 ms against 35
     ms on one core, ``benchmarks/bench_serving.py``).
@@ -143,11 +146,15 @@ def soft_complete(
     if variance is not None:
         spread = np.ones((centers.k, n_mod)) if spread is None else spread
         targets = VarianceTargets(plan.exact_blocks, spread, variance)
-    for rows, sq, err, mask in engine.soft_distances(view, centers, gamma):
-        soft_fill_chunk(rows, sq, err, mask, centers.mask, values, temperature, out, top,
-                        weight, fallback, variance=targets)
+
+    def distances(rows, blocks, mask):
+        return fixed_order_partial_sq_dists(blocks.full(), mask, centers.blocks, centers.mask)
+
+    for rows, (sq, err) in view.map_chunks(distances):
+        soft_fill_chunk(rows, sq, err, view.mask[rows], centers.mask, values, temperature, out,
+                        top, weight, fallback, variance=targets)
     if fallback.any():
-        fill_stuck_greedily(complete_sources(view, plan, gamma, engine), fallback, values, out,
+        fill_stuck_greedily(complete_sources(view, plan, gamma), fallback, values, out,
                             top, weight, variance=targets)
     return top, weight
 
@@ -166,8 +173,7 @@ def soft_fill_chunk(rows: slice, sq, err, mask, carries, values, temperature, ou
     """Soft-fill one row chunk's missing blocks from its (B, k) partial distances.
 
     Rows with no eligible centre are only marked in ``fallback`` (see
-    :func:`fill_stuck_greedily`). Shared by every engine, which differ only in how
-    they compute ``sq`` and ``err``. With ``variance``, the filled entries'
+    :func:`fill_stuck_greedily`). With ``variance``, the filled entries'
     predicted variances (:func:`soft_variance`) are written to ``variance.out``.
     """
     for m in range(mask.shape[1]):
@@ -291,7 +297,7 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
         return np.where(count % 2 == 1, low, (low + high) / 2)
 
 
-def _complete_pattern(view, plan, pattern, rows, gamma, engine, force_general) -> np.ndarray:
+def _complete_pattern(view: HostView, plan, pattern, rows, gamma, force_general) -> np.ndarray:
     centers = plan.centers
     out = np.full((rows.size, pattern.size), OBSERVED, dtype=np.int64)
     missing = np.flatnonzero(~pattern)
@@ -300,25 +306,26 @@ def _complete_pattern(view, plan, pattern, rows, gamma, engine, force_general) -
         return out
     if plan.all_complete and not force_general:
         for start in range(0, rows.size, view.chunk_rows):
-            labels, *_ = engine.assign_rows(view, rows[start : start + view.chunk_rows], centers,
-                                            gamma)
+            blocks = view.packed_rows(rows[start : start + view.chunk_rows])
+            labels, _ = nearest_rows(blocks, centers.blocks, centers.mask, centers.norms, gamma,
+                                     distances=False)
             out[start : start + view.chunk_rows, missing] = labels[:, None]
         return out
     step = max(1, min(view.chunk_rows, PAIR_BLOCK_ELEMENTS // max(1, centers.k**2)))
     terms = PatternTerms.build(plan, pattern)
     for start in range(0, rows.size, step):
         out[start : start + step, missing] = _greedy_sources(
-            view, rows[start : start + step], terms, gamma, engine
+            view, rows[start : start + step], terms, gamma
         )
     return out
 
 
-def _greedy_sources(view, rows: np.ndarray, terms: PatternTerms, gamma: float,
-                    engine: Engine) -> np.ndarray:
-    scores, slack = engine.candidate_scores(view, rows, terms, gamma)
+def _greedy_sources(view: HostView, rows: np.ndarray, terms: PatternTerms,
+                    gamma: float) -> np.ndarray:
+    scores, slack = terms.candidate_scores(view.packed_rows(rows), gamma)
     chosen, ambiguous = _choose(scores, terms.eligible, slack)
     if ambiguous.size:
-        blocks, _ = engine.take(view, rows[ambiguous])
+        blocks, _ = view.rows(rows[ambiguous])
         exact_scores = terms.exact_candidate_scores([b.astype(np.float64) for b in blocks])
         chosen[ambiguous], _ = _choose(exact_scores, terms.eligible, np.zeros_like(exact_scores))
     return chosen

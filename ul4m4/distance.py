@@ -45,6 +45,8 @@ __all__ = [
     "fixed_order_partial_sq_dists",
     "modality_sq_dists",
     "nearest_donors",
+    "nearest_rows",
+    "packed_exact_checks",
     "pairwise_exact_sq",
     "partial_nearest",
     "partial_sq_dists",
@@ -169,6 +171,50 @@ def partial_nearest(
                                     *kernel_centers, float(gamma), sq, err)
         _recheck(labels, best, ambiguous, sq, err, exact_rows, exact_pairs)
     return labels, best
+
+
+def packed_exact_checks(blocks: PackedBlocks, center_blocks: Sequence[np.ndarray],
+                        center_mask: np.ndarray):
+    """``(exact_rows, exact_pairs)`` of :func:`exact_argmin` for host rows in ``blocks``.
+
+    The float64 rechecks of :func:`exact_partial_sq_dists` (whole rows) and
+    :func:`exact_partial_sq_pairs` (the pairs the bounds leave in doubt).
+    """
+    mask = blocks.mask
+
+    def exact_rows(rows: np.ndarray) -> np.ndarray:
+        return exact_partial_sq_dists(blocks.take(rows), mask[rows], center_blocks, center_mask)
+
+    def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        unique, slot = np.unique(rows, return_inverse=True)
+        return exact_partial_sq_pairs(blocks.take(unique), mask[unique], center_blocks,
+                                      center_mask, slot, cols)
+
+    return exact_rows, exact_pairs
+
+
+def nearest_rows(
+    blocks: PackedBlocks,
+    center_blocks: Sequence[np.ndarray],
+    center_mask: np.ndarray,
+    center_norms: Sequence[np.ndarray],
+    gamma: float,
+    *,
+    distances: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exact nearest-centre labels of host rows, and their float64 squared distances.
+
+    The labels of :func:`partial_nearest` (rechecked in float64 where the bound
+    leaves them in doubt); the distances (None without ``distances``) are
+    :func:`assigned_sq_dists`, row by row, so they do not depend on which rows
+    come together. Drivers that work on gathered rows (mini-batch steps, the
+    completion's nearest-centre shortcut) call this, whatever the engine.
+    """
+    labels, _ = partial_nearest(blocks, center_blocks, center_mask, center_norms, gamma,
+                                *packed_exact_checks(blocks, center_blocks, center_mask))
+    if not distances:
+        return labels, None
+    return labels, assigned_sq_dists(blocks, labels, center_blocks, center_mask)
 
 
 def assigned_sq_dists(

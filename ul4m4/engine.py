@@ -1,30 +1,32 @@
-"""Tier 3: the engine protocol, and the row-chunk machinery of in-process engines.
+"""Tier 3: the engine protocol, the view the drivers read, and the row-chunk machinery.
 
 The drivers of :mod:`ul4m4.cluster`, :mod:`ul4m4.minibatch`, :mod:`ul4m4.complete`
 and :mod:`ul4m4.selection` hold every decision of the method (seeding draws,
 convergence, reseeding, completion choices, exact rechecks). They reach the data
-only through an *engine*, an object with the methods of :class:`Engine`. NumPy
-(:class:`ul4m4.backends.NumpyEngine`), PyTorch (``backends/_torch.py``) and Dask
-(``backends/dask.py``) implement it; a new backend implements it and nothing else.
+only through an *engine*, an object with the methods of :class:`Engine`: the
+passes over all rows (the E-step with its member sums, distances to a seed,
+reseeding candidates), gathering rows (``take``), a map over row blocks
+(``apply``) and the view constructor, plus, until they move to functions over
+views, validation and statistics. NumPy (:class:`ul4m4.backends.NumpyEngine`),
+PyTorch (``backends/_torch.py``) and Dask (``backends/dask.py``) implement it.
+Everything that runs on gathered rows (mini-batch steps, the completion rules,
+model selection) is host code over a :class:`HostView`, the same on every engine.
 
 Contract, common to every method
 --------------------------------
 * A *view* is what :meth:`Engine.view` returns: the validated data seen through
   fitted per-modality statistics, ``z = (fl(x) - fl(mu)) / fl(sigma)`` in the
-  working dtype, with zeros on missing rows. The drivers only pass it back to
-  the engine and read ``view.n_samples``, ``view.mask`` (the (n, M) host
-  availability mask), ``view.dtype`` and ``view.chunk_rows``.
-* Everything returned is on the host, as NumPy arrays, except the ``labels``
-  handle of :class:`EStep`, which :meth:`Engine.fetch` turns into one.
+  working dtype, with zeros on missing rows. The drivers pass it back to the
+  engine and read only the fields of :class:`View`.
+* Everything returned is on the host, as NumPy arrays, except the ``labels`` of
+  :class:`EStep`, which may be a :class:`LabelsHandle` (:func:`host_labels`
+  gives the array), and ``apply``'s result, which may be lazy (Dask).
 * Labels are the exact argmin of the partial distance (ties to the lowest
   index): entries the GEMM rounding bound cannot separate are recomputed in
   float64 by :mod:`ul4m4.distance`. Member sums are float64, added in row order
   onto the running total, so they do not depend on how rows are chunked.
 * Squared distances are those of :func:`ul4m4.distance.partial_sq_dists`;
-  ``gamma`` is :meth:`Engine.error_factor` of the data. Those of the soft
-  completion (:meth:`Engine.soft_distances`) are the fixed-order float64 ones of
-  :func:`ul4m4.distance.fixed_order_partial_sq_dists`, so that a row's soft fill
-  does not depend on the other rows of its batch.
+  ``gamma`` is :func:`rounding_factor` of the engine and the data.
 """
 
 from __future__ import annotations
@@ -36,20 +38,26 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .blocks import PackedBlocks
 from .centers import Centers
-from .distance import (
-    error_factor,
-    exact_argmin,
-    exact_partial_sq_dists,
-    exact_sq_to_assigned,
-    fixed_order_partial_sq_dists,
-)
+from .distance import error_factor, exact_argmin, exact_partial_sq_dists, exact_sq_to_assigned
 from .rowsums import RowOrderSums
 from .statistics import check_magnitudes, modality_moments
 from .validation import Multimodal, check_multimodal
 from .view import Standardized
 
-__all__ = ["Candidates", "ChunkedEngine", "EStep", "Engine"]
+__all__ = [
+    "Candidates",
+    "ChunkedEngine",
+    "EStep",
+    "Engine",
+    "HostView",
+    "LabelsHandle",
+    "View",
+    "host_labels",
+    "local_engine",
+    "rounding_factor",
+]
 
 
 @dataclass
@@ -58,9 +66,9 @@ class EStep:
 
     Attributes
     ----------
-    labels : engine handle
-        The (n,) int64 exact nearest-centre labels; :meth:`Engine.fetch` gives
-        the array (in-process engines return the array itself).
+    labels : ndarray or LabelsHandle
+        The (n,) int64 exact nearest-centre labels, or a handle to them where the
+        engine keeps them (:func:`host_labels` gives the array).
     inertia : float
         Sum of the squared distances of the rows to their centres.
     changed : int or None
@@ -78,7 +86,7 @@ class EStep:
         Members of each centre.
     """
 
-    labels: Any
+    labels: np.ndarray | LabelsHandle
     inertia: float
     changed: int | None
     best: np.ndarray | None = None
@@ -107,18 +115,82 @@ class Candidates:
                    np.concatenate([p.mask for p in parts]))
 
 
+class View(Protocol):
+    """What the drivers read of an engine's view (:meth:`Engine.view`); nothing else.
+
+    The rows themselves stay where the engine keeps them (a worker, a device):
+    the drivers read them only through :meth:`Engine.take`. The host view
+    (:class:`ul4m4.data.Standardized`, and the torch view that extends it) and
+    the Dask view (``ul4m4.backends.dask.DaskView``) implement it.
+
+    Attributes
+    ----------
+    data : Multimodal
+        The validated data set (names, dims, the caller's arrays, the mask).
+    mean, scale : sequence of ndarray
+        The per-modality float64 statistics the rows are z-scored with.
+    dtype : numpy.dtype
+        The working dtype of the z-scored rows.
+    chunk_rows : int
+        Rows per chunk of a pass (and per gathered block of the drivers).
+    n_threads : int
+        Worker threads of a pass in this process.
+    n_samples : int
+        Rows of the data set.
+    mask : ndarray of shape (n_samples, n_modalities), bool
+        The host availability mask.
+    """
+
+    data: Multimodal
+    mean: Sequence[np.ndarray]
+    scale: Sequence[np.ndarray]
+    dtype: np.dtype
+    chunk_rows: int
+    n_threads: int
+
+    @property
+    def n_samples(self) -> int: ...
+
+    @property
+    def mask(self) -> np.ndarray: ...
+
+
+class HostView(View, Protocol):
+    """A :class:`View` whose rows are in this process: what the completion rules read.
+
+    :meth:`Engine.apply` hands each row block over as one, and views of gathered
+    rows (:func:`local_engine`) are ones, so completion and selection run on host
+    blocks whatever the engine. :class:`ul4m4.data.Standardized` implements it.
+    """
+
+    def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """z-scored zero-filled host blocks and mask of the given rows."""
+
+    def packed_rows(self, rows: slice | np.ndarray) -> PackedBlocks:
+        """The same rows as :class:`~ul4m4.blocks.PackedBlocks` (observed rows only, or all)."""
+
+    def map_chunks(self, fn: Callable[[slice, PackedBlocks, np.ndarray], Any]
+                   ) -> Iterator[tuple[slice, Any]]:
+        """``(rows, fn(rows, blocks, mask))`` for every chunk, in row order."""
+
+
+class LabelsHandle(Protocol):
+    """Labels an engine keeps where it computed them (e.g. on Dask workers)."""
+
+    def fetch(self) -> np.ndarray:
+        """The (n,) int64 labels, on the host."""
+
+
 class Engine(Protocol):
-    """What a compute backend implements (see the module docstring for the contract)."""
+    """What a compute backend supplies (see the module docstring for the contract).
+
+    Besides these, an engine may name two optional attributes (see
+    :func:`local_engine` and :func:`rounding_factor`).
+    """
 
     #: Short name, e.g. ``"numpy"``.
     name: str
 
-    @property
-    def host(self) -> Engine:
-        """The engine for data gathered into this process (itself for in-process engines)."""
-
-    def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
-        """Relative rounding factor of this engine's GEMM distances (see :mod:`ul4m4.distance`)."""
 
     def check_input(self, X: Any, *, names: Sequence[str] | None = None, dims: Any = None,
                     require_observed: bool = True, n_threads: int = 1,
@@ -127,9 +199,6 @@ class Engine(Protocol):
 
         ``partial`` is the estimator's option for partly NaN rows (see
         :func:`ul4m4.validation.scan_block`)."""
-
-    def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
-        """Map over row blocks: ``fn(block_view, block_engine)`` on the whole data, joined."""
 
     def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int
                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -144,58 +213,64 @@ class Engine(Protocol):
         """Raise where z-scoring ``data`` in ``dtype`` would overflow."""
 
     def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
-             dtype: np.dtype, chunk_rows: int, n_threads: int = 1, cache_bytes: int = 0) -> Any:
+             dtype: np.dtype, chunk_rows: int, n_threads: int = 1, cache_bytes: int = 0) -> View:
         """Standardise: the row-chunked z-scored view of ``data`` the other methods read."""
 
-    def take(self, view: Any, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def take(self, view: View, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Data access: z-scored host blocks and mask of the given (sorted) rows."""
 
-    def fetch(self, labels: Any) -> np.ndarray:
-        """The host array behind a labels handle of :class:`EStep`."""
+    def apply(self, view: View, fn: Callable[[HostView, Engine], Any]) -> Any:
+        """Map over row blocks: ``fn(block_view, block_engine)`` on the whole data, joined.
 
-    def seed_sample_rows(self, view: Any, k: int) -> int | None:
-        """Rows k-means++ should be seeded on (gathered), or None to seed on ``view`` itself."""
+        ``block_view`` is a :class:`HostView`; the result may be lazy (Dask)."""
 
-    def e_step(self, view: Any, centers: Centers, gamma: float, *, update_centers: bool,
-               previous: Any = None) -> EStep:
+    def e_step(self, view: View, centers: Centers, gamma: float, *, update_centers: bool,
+               previous: np.ndarray | LabelsHandle | None = None) -> EStep:
         """One pass: exact labels, inertia, and with ``update_centers`` the member sums."""
 
-    def seed_distances(self, view: Any, seed: Centers, gamma: float) -> np.ndarray:
+    def seed_distances(self, view: View, seed: Centers, gamma: float) -> np.ndarray:
         """Partial distances: (n,) squared distances to one centre, exactly 0 for its copies."""
 
-    def farthest(self, view: Any, centers: Centers, labels: Any, n: int) -> Candidates:
+    def farthest(self, view: View, centers: Centers, labels: np.ndarray | LabelsHandle,
+                 n: int) -> Candidates:
         """Reduction: up to ``n`` rows per row block farthest from their own centres."""
 
-    def assign_rows(self, view: Any, rows: np.ndarray, centers: Centers, gamma: float
-                    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
-        """Labels and squared distances of some rows, with their z-scored host blocks and mask."""
 
-    def candidate_scores(self, view: Any, rows: np.ndarray, terms: Any, gamma: float
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate scores of the greedy completion for rows of one pattern, and their bounds."""
+def host_labels(labels: np.ndarray | LabelsHandle) -> np.ndarray:
+    """The host array of ``EStep.labels`` (in-process engines return the array itself)."""
+    return labels if isinstance(labels, np.ndarray) else labels.fetch()
 
-    def soft_distances(self, view: Any, centers: Centers, gamma: float
-                       ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(rows, sq, err, mask)`` per chunk in row order, for the soft weights."""
+
+def local_engine(engine: Engine) -> Engine:
+    """The engine of rows gathered into this process (with :meth:`Engine.take`).
+
+    An engine whose data live elsewhere names it as its ``local_engine``
+    attribute (Dask: the NumPy engine); for the others it is the engine itself.
+    Drivers make views of gathered rows with it (k-means++ samples, selection).
+    """
+    return getattr(engine, "local_engine", engine)
+
+
+def rounding_factor(engine: Engine, dims: Sequence[int], dtype: np.dtype) -> float:
+    """The relative rounding factor of ``engine``'s GEMM distances (the ``gamma`` of passes).
+
+    :func:`ul4m4.distance.error_factor`, unless the engine's own
+    ``rounding_factor(dims, dtype)`` widens it (torch under TF32).
+    """
+    own = getattr(engine, "rounding_factor", None)
+    return error_factor(dims, dtype) if own is None else own(dims, dtype)
 
 
 class ChunkedEngine:
     """The passes of :class:`Engine`, written once over per-chunk kernels.
 
     In-process engines subclass this and supply the kernels: the native form of
-    centres and row blocks, the GEMM distances of a chunk, the member sums and
-    the candidate-score tensor. Every loop over chunks, every exact recheck and
-    every reduction is here, so NumPy and torch share them.
+    centres, the GEMM distances of a chunk, the chunk map and the member sums.
+    Every loop over chunks, every exact recheck and every reduction is here, so
+    NumPy and torch share them.
     """
 
     name = "chunked"
-
-    @property
-    def host(self) -> ChunkedEngine:
-        return self
-
-    def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
-        return error_factor(dims, dtype)
 
     def check_input(self, X: Any, *, names: Sequence[str] | None = None,
                     dims: Any = None, require_observed: bool = True,
@@ -212,12 +287,6 @@ class ChunkedEngine:
     def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
                          chunk_rows: int, n_threads: int) -> None:
         check_magnitudes(data, means, scales, dtype, chunk_rows, n_threads)
-
-    def fetch(self, labels: Any) -> np.ndarray:
-        return np.asarray(labels)
-
-    def seed_sample_rows(self, view: Any, k: int) -> int | None:
-        return None
 
     def take(self, view: Standardized, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         return view.rows(rows)
@@ -236,14 +305,6 @@ class ChunkedEngine:
         """Host copies of some rows of native blocks, for the float64 recheck."""
         raise NotImplementedError
 
-    def host_blocks(self, blocks: Any) -> list[np.ndarray]:
-        """Host arrays of whole native blocks."""
-        raise NotImplementedError
-
-    def native_rows(self, view: Any, rows: np.ndarray) -> Any:
-        """Native z-scored blocks of some rows."""
-        raise NotImplementedError
-
     def map_chunks(self, view: Any, fn: Callable) -> Iterator[tuple[slice, Any]]:
         """``(rows, fn(rows, native_blocks, mask))`` for every chunk, in row order."""
         raise NotImplementedError
@@ -254,15 +315,6 @@ class ChunkedEngine:
         Its ``best_of(prepared)`` gives the rows' distances to their centres once a
         chunk is added, or None to keep :meth:`nearest`'s.
         """
-        raise NotImplementedError
-
-    def observed_terms(self, blocks: Any, native: Any, pattern: np.ndarray) -> tuple[Any, Any]:
-        """The observed-part numerator P (B, k) of the greedy scores and its bound base."""
-        raise NotImplementedError
-
-    def scores_from_terms(self, p: Any, p_err: Any, terms: Any, view: Any
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """Host candidate scores and bounds from P (see :class:`ul4m4.complete.PatternTerms`)."""
         raise NotImplementedError
 
     def row_distances(self, blocks: Any, labels: np.ndarray, centers: Centers,
@@ -346,7 +398,7 @@ class ChunkedEngine:
         return out
 
     def farthest(self, view: Standardized, centers: Centers, labels: Any, n: int) -> Candidates:
-        labels = self.fetch(labels)
+        labels = host_labels(labels)
         best = np.empty(view.n_samples)
         scale = np.empty(view.n_samples)
         for rows, blocks, mask in view.chunks():
@@ -360,31 +412,3 @@ class ChunkedEngine:
         chosen = np.sort(order[best[order] > noise[order]][:n])
         blocks, mask = view.rows(chosen)
         return Candidates(best[chosen], blocks, mask)
-
-    def assign_rows(self, view: Any, rows: np.ndarray, centers: Centers, gamma: float):
-        blocks = self.native_rows(view, rows)
-        mask = view.mask[rows]
-        labels, best = self.nearest(view, None, blocks, mask,
-                                    self.native_centers(centers, view), centers, gamma)
-        return (labels, self.row_distances(blocks, labels, centers, best),
-                self.host_blocks(blocks), mask)
-
-    def candidate_scores(self, view: Any, rows: np.ndarray, terms: Any, gamma: float):
-        blocks = self.native_rows(view, rows)
-        p, bound = self.observed_terms(blocks, self.native_centers(terms.plan.centers, view),
-                                       terms.pattern)
-        return self.scores_from_terms(p, gamma * bound, terms, view)
-
-    def soft_distances(self, view: Any, centers: Centers, gamma: float):
-        """Fixed-order float64 distances (:func:`ul4m4.distance.fixed_order_partial_sq_dists`)
-        on the host, not the GEMM's: a row's soft fill then never depends on the rows
-        beside it, i.e. on the batch it came in, nor on the engine."""
-
-        def distances(rows, blocks, mask):
-            host = self.host_blocks(blocks)
-            return (*fixed_order_partial_sq_dists(host, mask, centers.blocks, centers.mask),
-                    mask)
-
-        with self.kernel_threads(view):
-            for rows, (sq, err, mask) in self.map_chunks(view, distances):
-                yield rows, sq, err, mask

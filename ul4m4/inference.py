@@ -22,7 +22,7 @@ from ._utils.chunks import iter_row_chunks
 from ._utils.files import NpyWriter, output_folder
 from .cluster import assign
 from .complete import FROM_MEAN, OBSERVED
-from .engine import Engine
+from .engine import Engine, HostView, local_engine, rounding_factor
 from .inputs import output_dtype
 from .members import Member
 from .model import FittedModel
@@ -57,7 +57,7 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
 
 def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
     """Nearest-centre labels of the first member; -1 for samples with no observed modality."""
-    gamma = engine.error_factor(model.dims, model.dtype)
+    gamma = rounding_factor(engine, model.dims, model.dtype)
     labels, _ = assign(view, model.members[0].centers, gamma, engine)
     labels[~view.mask.any(axis=1)] = OBSERVED
     return labels
@@ -82,9 +82,9 @@ def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
             f"averages the fills of {len(members)} ensemble members (n_ensemble="
             f"{len(members)}); refit with n_ensemble=1 to audit which centre filled a block"
         )
-    gamma = engine.error_factor(model.dims, model.dtype)
+    gamma = rounding_factor(engine, model.dims, model.dtype)
     weights = _member_weights(model)
-    tasks = [_fill_member(view, model, engine, gamma, member, np.flatnonzero(weights[j] > 0),
+    tasks = [_fill_member(view, model, gamma, member, np.flatnonzero(weights[j] > 0),
                           return_std) for j, member in enumerate(members)]
     # Before the blend, which writes into the first member's arrays.
     std = _predicted_std(view, model, tasks, weights) if return_std else None
@@ -114,20 +114,20 @@ def _member_weights(model: FittedModel) -> np.ndarray:
     return np.full((n, len(model.names)), 1.0 / n)
 
 
-def _fill_member(view, model: FittedModel, engine: Engine, gamma: float, member: Member,
+def _fill_member(view: HostView, model: FittedModel, gamma: float, member: Member,
                  modalities: np.ndarray, want_variance: bool) -> FillTask:
     """One member's completion of ``modalities`` of ``view`` (its filled arrays, sources,
     weights and, with ``want_variance``, predicted variances); a set completion's
     shrinkage is applied here."""
     if member.rule is None:
-        task = FillTask.for_member(view, engine, gamma, member, model.temperature,
+        task = FillTask.for_member(view, gamma, member, model.temperature,
                                    want_variance=want_variance)
         for name, rule in COMPLETION_RULES.items():
             chosen = [m for m, method in enumerate(model.completion) if method == name]
             if chosen:
                 rule.fill(task, chosen)
     else:
-        task = FillTask.for_member(view, engine, gamma, member,
+        task = FillTask.for_member(view, gamma, member,
                                    [member.temperature] * len(model.names),
                                    want_variance=want_variance)
         if modalities.size:
@@ -281,8 +281,9 @@ def _write_files(view, model: FittedModel, engine: Engine, order: list[str], dir
             if return_std:
                 writers[f"{name}.std"] = NpyWriter(directory / f"{name}.std.npy", (n,),
                                                    np.dtype(np.float64))
+        local = local_engine(engine)  # each block is read into this process
         for rows in iter_row_chunks(n, _block_rows(view)):
-            block = complete(_block_view(view, rows, engine.host), model, engine.host, order,
+            block = complete(_block_view(view, rows, local), model, local, order,
                              return_sources=return_sources, return_weights=return_weights,
                              return_std=return_std)
             filled, *extras = block if isinstance(block, tuple) else (block,)

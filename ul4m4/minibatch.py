@@ -28,9 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .blocks import PackedBlocks
 from .centers import Centers, center_shift
 from .cluster import LloydResult, assign
-from .engine import Engine
+from .distance import nearest_rows
+from .engine import Engine, local_engine
 from .rowsums import sequential_sums
 from .view import gather_view
 
@@ -72,10 +74,10 @@ def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine):
     k-means++ needs a pass over its data per centre; on a random sample of a few
     batches (scikit-learn's ``init_size`` is 3 batches) seeding costs O(size * k)
     instead of k passes over all the data. The rows are gathered and z-scored
-    once (O(size * d) memory), as a view of ``engine.host``.
+    once (O(size * d) memory), as a view of the :func:`~ul4m4.engine.local_engine`.
     """
     rows = np.sort(rng.choice(view.n_samples, size=size, replace=False))
-    return gather_view(view, rows, engine)
+    return gather_view(view, rows, engine, local_engine(engine))
 
 
 def _apply_batch(
@@ -125,7 +127,8 @@ def minibatch_kmeans(
     centers : Centers
         Initial centres (e.g. k-means++ on :func:`seeding_sample`).
     engine : Engine
-        Reads the batches and assigns them (see :mod:`ul4m4.engine`).
+        Reads the batches (``take``; they are assigned on the host) and makes the
+        final assignment pass (see :mod:`ul4m4.engine`).
     batch_size : int
         Rows per mini-batch (clipped to n_samples).
     max_iter : int
@@ -198,7 +201,10 @@ def minibatch_kmeans(
     with threadpool_limits(limits=1, user_api="blas"):
         for step in range(1, n_steps + 1):
             rows = np.sort(rng.randint(n, size=batch))
-            labels, best, blocks, mask = engine.assign_rows(view, rows, centers, gamma)
+            # The batch is gathered (any engine) and assigned here, on the host.
+            blocks, mask = engine.take(view, rows)
+            labels, best = nearest_rows(PackedBlocks.pack(blocks, mask), centers.blocks,
+                                        centers.mask, centers.norms, gamma)
             reachable = np.isfinite(best)
             batch_mean = float(best[reachable].mean()) if reachable.any() else np.inf
             _apply_batch(estimates, carried, counts, blocks, mask, labels)

@@ -29,9 +29,15 @@ from .auto import (
     select_ensemble,
 )
 from .centers import Centers, shift_tolerance
-from .cluster import LloydResult, kmeans_plusplus, lloyd, random_init
+from .cluster import (
+    LloydResult,
+    kmeans_plusplus,
+    lloyd,
+    random_init,
+    seed_sample_size,
+)
 from .complete import OBSERVED
-from .engine import Engine
+from .engine import Engine, local_engine, rounding_factor
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
 from .mixture import MAX_ROWS
@@ -207,7 +213,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     data, kept = without_empty_samples(data)
     check_training_data(data, settings)
     chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
-    gamma = engine.error_factor(data.dims, settings.dtype)
+    gamma = rounding_factor(engine, data.dims, settings.dtype)
     progress = FitProgress(settings.verbose)
     if settings.completion == "auto":
         return _fit_auto(data, kept, settings, engine, chunk_rows, gamma, rng, progress)
@@ -220,7 +226,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
                          rng, progress=progress, warn_constant=4, reseed=reseed)
     completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
     spreads = sample_spread(fitted.view, engine,
-                            [(run.centers, engine.fetch(run.labels)) for run in fitted.results],
+                            [(run.centers, run.labels) for run in fitted.results],
                             rng)
     members = [Member.of(run.centers, fitted.means, fitted.scales, settings.dtype, spread=spread)
                for run, spread in zip(fitted.results, spreads, strict=True)]
@@ -255,7 +261,7 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
                                        min(data.n_samples, MAX_SELECTION_ROWS))
     if not isinstance(settings.init, str):  # explicit centres: only models of their k
         candidates = [c for c in candidates if c.k == ks[0]]
-    host = engine.host
+    host = local_engine(engine)
     # The candidates are compared, not kept: their k-means stop once the centres barely move.
     loose = replace(settings, tol=max(settings.tol, SELECTION_TOL))
 
@@ -338,7 +344,7 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
     fitted = fit_members(data, ks * seedings, settings, engine, chunk_rows, gamma, rng,
                          progress=progress, label=label, warn_constant=warn_constant,
                          reseed=True, loose=starts_only * seedings)
-    labels = [engine.fetch(run.labels) for run in fitted.results]
+    labels = [run.labels for run in fitted.results]
     # The centre rules read their model's spread; a model that only starts mixtures has none.
     spread_at = [i for i in range(len(labels)) if not starts_only[i % len(ks)]]
     spreads = dict(zip(spread_at, sample_spread(
@@ -484,7 +490,7 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
     if settings.init == "k-means++":
         size = min(view.n_samples, max(3 * batch, 3 * k))
         seeding = seeding_sample(view, size, rng, engine)
-        seeding_engine = engine.host
+        seeding_engine = local_engine(engine)
     centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine,
                               None if callback is None else callback.seeded)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
@@ -499,15 +505,15 @@ def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings:
     if settings.init == "random":
         return random_init(view, k, rng, engine)
     if settings.init == "k-means++":
-        limit = engine.seed_sample_rows(view, k)
+        limit = seed_sample_size(view, k, engine)
         if limit is None:
             return kmeans_plusplus(view, k, rng, gamma, engine, progress)[0]
         n = view.n_samples
         rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
         if n > limit:
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
-        sample = gather_view(view, rows, engine)
-        return kmeans_plusplus(sample, k, rng, gamma, engine.host, progress)[0]
+        sample = gather_view(view, rows, engine, local_engine(engine))
+        return kmeans_plusplus(sample, k, rng, gamma, local_engine(engine), progress)[0]
     return _explicit_centers(view, data, k, settings, engine)
 
 
@@ -516,7 +522,7 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
     init = settings.init  # checked against the data by settings.resolve_init, once per fit
     if init.n_samples != k:
         raise ValueError(f"init has {init.n_samples} centres, expected n_clusters={k}")
-    host = engine.host
+    host = local_engine(engine)
     init_view = host.view(init, view.mean, view.scale, view.dtype, k)
     blocks, mask = host.take(init_view, np.arange(k))
     return Centers(blocks, mask.copy())

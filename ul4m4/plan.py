@@ -4,8 +4,8 @@ For sample i with observed set O and candidate f (sample i completed from
 centre f), ``d(candidate_f, c_j)^2 = (P[i, j] + Q[f, j]) / (cO[j] + cM[f, j])``
 where ``P`` is the observed-part numerator (a sample-centre GEMM) and ``Q``,
 ``cO`` and ``cM`` depend only on the sample's pattern. :class:`CompletionPlan`
-holds the per-model pieces, :class:`PatternTerms` the per-pattern ones; engines
-read them to form the (B, k, k) candidate-score tensor.
+holds the per-model pieces, :class:`PatternTerms` the per-pattern ones and the
+candidate scores of host rows (:meth:`PatternTerms.candidate_scores`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._kernels import candidate_minimum
+from .blocks import PackedBlocks
 from .centers import Centers
-from .distance import pairwise_exact_sq, squared_norms
+from .distance import modality_sq_dists, pairwise_exact_sq, squared_norms
 
 __all__ = ["F32_REL", "PAIR_BLOCK_ELEMENTS", "CompletionPlan", "PatternTerms"]
 
@@ -117,6 +119,32 @@ class PatternTerms:
         slack = p_err_max[:, None] + F32_REL * scores
         slack[(scores == 0) & self.exact_self[None, :]] = 0.0
         return slack
+
+    def candidate_scores(self, blocks: PackedBlocks, gamma: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate scores ``r[i, f] = min_j d(candidate_f, c_j)^2`` of host rows, and bounds.
+
+        ``blocks`` are rows of this pattern. The observed-part numerator ``P`` (B, k)
+        comes from one GEMM per observed modality in float64 (with its rounding
+        bound, ``gamma`` times the norms); the minimum over ``j`` is taken in
+        float32 by the compiled kernel, without the (B, k, k) tensor.
+        """
+        centers = self.plan.centers
+        has = centers.mask
+        p = np.zeros((blocks.n_rows, centers.k))
+        bound = np.zeros((blocks.n_rows, centers.k))
+        # Every row observes the modalities of ``pattern``: their values hold every row.
+        for m in np.flatnonzero(self.pattern):
+            sq, norms = modality_sq_dists(blocks.values[m], centers.blocks[m], centers.norms[m])
+            p += np.where(has[:, m][None, :], sq, 0.0)
+            bound += np.where(has[:, m][None, :], norms, 0.0)
+        # Float32; slack() covers its rounding. Pairs that share nothing get q = inf
+        # and a factor 1, hence +inf.
+        scores = np.empty(p.shape)
+        candidate_minimum(np.ascontiguousarray(p, dtype=np.float32),
+                          np.ascontiguousarray(self.q_open.T),
+                          np.ascontiguousarray(self.inverse.T), scores)
+        return scores, self.slack(scores, (gamma * bound).max(axis=1))
 
     def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The scores with every term exact and modalities summed in order (float64 blocks)."""

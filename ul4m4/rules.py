@@ -23,7 +23,7 @@ import numpy as np
 
 from .centers import Centers
 from .complete import FROM_MEAN, FROM_MODEL, OBSERVED, complete_sources, soft_complete
-from .engine import Engine
+from .engine import Engine, HostView
 from .inputs import output_copy
 from .members import Member, ModelKey
 from .mixture import Mixture, conditional_fill, fit_mixtures
@@ -38,8 +38,7 @@ __all__ = ["COMPLETION_RULES", "ENSEMBLE", "CompletionRule", "ConditionalMixture
 class FillTask:
     """One model's completion of one view: inputs, and the arrays the rules write."""
 
-    view: Any
-    engine: Engine
+    view: HostView  # rows in this process: every rule runs on host blocks
     gamma: float
     plan: CompletionPlan
     raw_centers: list[np.ndarray]  # per modality (k, d_m), NaN where a centre lacks it
@@ -54,13 +53,13 @@ class FillTask:
     state: Any = None  # the member's fitted rule state (the conditional mixture)
 
     @classmethod
-    def for_member(cls, view: Any, engine: Engine, gamma: float, member: Member,
+    def for_member(cls, view: HostView, gamma: float, member: Member,
                    temperature: list[float | None], *, want_variance: bool) -> FillTask:
         """The task of filling ``view`` from ``member``; observed rows copied in place."""
         shape = view.mask.shape
         variance = ([np.full(shape[0], np.nan) for _ in range(shape[1])] if want_variance
                     else None)
-        return cls(view, engine, gamma, member.plan, member.raw, temperature,
+        return cls(view, gamma, member.plan, member.raw, temperature,
                    [output_copy(a) for a in view.data.arrays],
                    np.full(shape, OBSERVED, dtype=np.int64), np.full(shape, np.nan),
                    member.spread, variance, member.state)
@@ -85,7 +84,7 @@ class Greedy:
     """The method's completion: copy each missing block from one centre (the greedy search)."""
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
-        sources = complete_sources(task.view, task.plan, task.gamma, task.engine)
+        sources = complete_sources(task.view, task.plan, task.gamma)
         for m in modalities:
             task.sources[:, m] = sources[:, m]
             from_centre = sources[:, m] >= 0
@@ -112,7 +111,7 @@ class Soft:
         variance = None if task.variance is None else [
             task.variance[m] if m in modalities else None for m in range(len(task.filled))]
         top, top_weight = soft_complete(task.view, task.plan, values, task.temperature, out,
-                                        task.gamma, task.engine, variance=variance,
+                                        task.gamma, variance=variance,
                                         spread=task.spread_or_unit())
         task.sources[:, modalities] = top[:, modalities]
         task.weights[:, modalities] = top_weight[:, modalities]
@@ -152,7 +151,7 @@ class ConditionalMixture:
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
         view = task.view
-        blocks, mask = task.engine.take(view, np.arange(view.n_samples))
+        blocks, mask = view.rows(np.arange(view.n_samples))
         fills, variance = conditional_fill(task.state, [b.astype(np.float64) for b in blocks],
                                            mask, task.temperature[modalities[0]], modalities,
                                            with_variance=task.variance is not None)

@@ -32,7 +32,7 @@ import numpy as np
 
 from .centers import Centers
 from .complete import complete_sources, soft_complete
-from .engine import Engine
+from .engine import Engine, local_engine
 from .plan import CompletionPlan
 from .validation import Multimodal
 
@@ -441,14 +441,14 @@ def select_model(
 
     ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
     ``methods`` is a subset of ``("greedy", "soft", "mean")``. The hidden
-    samples are gathered into this process and completed by ``engine.host``.
+    samples are gathered into this process and completed on the host (:func:`~ul4m4.engine.local_engine`).
 
     With ``max_k`` (an int), the grid grows past its upper edge: while the best
     k is the largest one scored and below ``max_k``, ``min(2k, max_k)`` is scored
     too, at most :data:`MAX_GRID_EXTENSIONS` times. With ``None`` only
     ``k_grid`` is scored.
     """
-    local = engine.host
+    local = local_engine(engine)
     names = data.names
     hidden = hide_blocks(data.mask, fraction, rng)
     if not hidden.any():
@@ -475,12 +475,12 @@ def select_model(
         if "mean" in methods:
             candidates.append(("mean", None, [np.zeros_like(t) for t in true]))
         if "greedy" in methods:
-            src = complete_sources(view, plan, gamma, local)
+            src = complete_sources(view, plan, gamma)
             hat = [plan.exact_blocks[m][src[hidden_rows[m], m]] for m in range(len(names))]
             candidates.append(("greedy", None, hat))
         for t in temperatures if "soft" in methods else ():
             out = [np.zeros((len(rows), d)) for d in data.dims]
-            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma, local)
+            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
             candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
         best: dict[int, tuple] = {}
         errors = {}

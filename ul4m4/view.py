@@ -249,14 +249,15 @@ def _z_scored(block: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.
     return z
 
 
-def gather_view(view: Any, rows: np.ndarray, engine: Engine) -> Standardized:
-    """The z-scored ``rows`` of ``view`` gathered into this process, as a view of ``engine.host``.
+def gather_view(view: Any, rows: np.ndarray, engine: Engine, local: Engine) -> Any:
+    """The z-scored ``rows`` of ``view`` (read by ``engine.take``) gathered into this
+    process, as a view of ``local``, the engine of gathered rows
+    (:func:`ul4m4.engine.local_engine`).
 
     Identity statistics (mean 0, scale 1) leave every value unchanged, so the
     gathered view holds exactly the values the engine computes for these rows.
     """
     blocks, mask = engine.take(view, rows)
     identity = [np.zeros(b.shape[1]) for b in blocks], [np.ones(b.shape[1]) for b in blocks]
-    return engine.host.view(Multimodal(list(view.data.names), blocks, mask), *identity,
-                            view.dtype, view.chunk_rows, view.n_threads,
-                            cache_bytes=np.iinfo(np.int64).max)
+    return local.view(Multimodal(list(view.data.names), blocks, mask), *identity, view.dtype,
+                      view.chunk_rows, view.n_threads, cache_bytes=np.iinfo(np.int64).max)

@@ -2,23 +2,21 @@
 
 Design
 ------
-The NumPy engine (:mod:`ul4m4.cluster`, :mod:`ul4m4.complete`,
-:mod:`ul4m4.distance`) stays the one implementation of the algorithm's
-*decisions*. This module reuses its control logic unchanged and swaps only the
-kernels whose cost grows with ``n * d``:
+The drivers (:mod:`ul4m4.cluster`, :mod:`ul4m4.complete`, :mod:`ul4m4.distance`)
+stay the one implementation of the algorithm's *decisions*. This module reuses
+them unchanged and swaps only the kernels of the passes over all rows, whose
+cost grows with ``n * d``:
 
 =====================================  =========================================
 shared with the NumPy engine           on tensors here
 =====================================  =========================================
 every driver (seeding, Lloyd, mini-     masked-GEMM partial distances per chunk
-batch, selection, completion rules),   (``||x||^2 + ||c||^2 - 2 x.c`` and the
-every pass of ``ChunkedEngine``,       rigorous rounding bound, in float64)
-exact argmin and its float64 recheck   per-cluster float64 member sums
-(``exact_argmin``, exact kernels)      (CPU: the shared row-order compiled
-empty-cluster reseeding, completion    kernel on the tensors' memory; other
-choices and rechecks, soft weights     devices: ``index_put_`` with accumulate)
-                                       the greedy completion's (B, k, k)
-                                       float32 candidate-score tensor
+batch, selection, completion rules     (``||x||^2 + ||c||^2 - 2 x.c`` and the
+on host blocks), every pass of         rigorous rounding bound, in float64)
+``ChunkedEngine``, exact argmin and    per-cluster float64 member sums
+its float64 recheck, empty-cluster     (CPU: the shared row-order compiled
+reseeding                              kernel on the tensors' memory; other
+                                       devices: ``index_put_`` with accumulate)
 =====================================  =========================================
 
 :class:`TorchEngine` is kernels only: it subclasses
@@ -46,9 +44,9 @@ Parity with ``backend="numpy"`` (same seed, same dtype)
   ``n_init`` choice (lowest inertia) could differ only if the draw fell within
   rounding of a boundary (probability of order 1e-16 per draw in float64,
   1e-7 in float32) or two runs' inertias tied to rounding.
-* Soft completion is bit-identical: its distances are the shared fixed-order
-  float64 sums of :func:`ul4m4.distance.fixed_order_partial_sq_dists`, computed on
-  the host (not by the GEMM), so that a row's fill does not depend on its batch.
+* Completion is bit-identical: it runs on the view's host blocks, with the
+  NumPy kernels (the greedy candidate scores, the fixed-order float64 distances
+  of the soft rule), whatever the device.
 
 Threads: on the CPU, chunks are processed on ``n_jobs`` worker threads with one
 PyTorch intra-op thread each (the NumPy engine's ``map_chunks``), so the two
@@ -90,7 +88,6 @@ from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..distance import error_factor
 from ..engine import ChunkedEngine
-from ..plan import PatternTerms
 from ..rowsums import RowOrderSums
 from ..validation import Multimodal
 from ..view import Standardized
@@ -454,7 +451,7 @@ class TorchEngine(ChunkedEngine):
             )
 
     # input, output, views
-    def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
+    def rounding_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
         """The GEMM error factor; TF32's unit roundoff when CUDA float32 matmuls may use it."""
         factor = error_factor(dims, dtype)
         if np.dtype(dtype) == np.float32 and _tf32_possible(self.device):
@@ -481,12 +478,6 @@ class TorchEngine(ChunkedEngine):
         index = torch.from_numpy(rows).to(blocks[0].device)
         return [_host(b[index]) for b in blocks]
 
-    def host_blocks(self, blocks: list[torch.Tensor]) -> list[np.ndarray]:
-        return [_host(b) for b in blocks]
-
-    def native_rows(self, view: TorchView, rows: np.ndarray) -> list[torch.Tensor]:
-        return view.device_rows(rows)
-
     def map_chunks(self, view: TorchView, fn: Callable):
         return view.map_device_chunks(fn)
 
@@ -495,25 +486,6 @@ class TorchEngine(ChunkedEngine):
         if view.on_cpu:
             return _TensorRowSums(centers.k, dims)
         return DeviceSums(centers.k, dims, view.device)
-
-    def observed_terms(self, blocks, native: DeviceCenters, pattern: np.ndarray):
-        has = native.has
-        p = torch.zeros((blocks[0].shape[0], native.centers.k), dtype=_F64, device=has.device)
-        bound = torch.zeros_like(p)
-        for m in np.flatnonzero(pattern):
-            sq, norms = _modality_sq_dists(blocks[m], native.blocks[m], native.norms[m])
-            p += sq * has[:, m][None, :]
-            bound += norms * has[:, m][None, :]
-        return p, bound
-
-    def scores_from_terms(self, p: torch.Tensor, p_err: torch.Tensor, terms: PatternTerms,
-                          view: TorchView):
-        """The float32 candidate tensor of the NumPy engine, on the device (same steps)."""
-        device = p.device
-        buffer = p.to(torch.float32)[:, None, :] + torch.from_numpy(terms.q_open).to(device)[None]
-        buffer *= torch.from_numpy(terms.inverse).to(device)[None]
-        scores = _host(buffer.amin(dim=2).to(_F64))
-        return scores, terms.slack(scores, _host(p_err.amax(dim=1)))
 
     def kernel_threads(self, view: TorchView):
         """One PyTorch intra-op thread per chunk worker on the CPU (no nested pools).

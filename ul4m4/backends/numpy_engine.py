@@ -15,19 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import candidate_minimum
 from ..blocks import PackedBlocks
 from ..centers import Centers
 from ..distance import (
     assigned_sq_dists,
-    exact_partial_sq_dists,
-    exact_partial_sq_pairs,
-    modality_sq_dists,
+    packed_exact_checks,
     partial_nearest,
     partial_sq_dists,
 )
 from ..engine import ChunkedEngine
-from ..plan import PatternTerms
 from ..rowsums import RowOrderSums
 from ..validation import Multimodal
 from ..view import Standardized
@@ -79,25 +75,10 @@ class NumpyEngine(ChunkedEngine):
         return assigned_sq_dists(blocks, labels, centers.blocks, centers.mask)
 
     def exact_checks(self, blocks: PackedBlocks, mask, centers: Centers):
-        def exact_rows(rows: np.ndarray) -> np.ndarray:
-            return exact_partial_sq_dists(blocks.take(rows), mask[rows], centers.blocks,
-                                          centers.mask)
-
-        def exact_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            unique, slot = np.unique(rows, return_inverse=True)
-            return exact_partial_sq_pairs(blocks.take(unique), mask[unique], centers.blocks,
-                                          centers.mask, slot, cols)
-
-        return exact_rows, exact_pairs
+        return packed_exact_checks(blocks, centers.blocks, centers.mask)
 
     def host_rows(self, blocks: PackedBlocks, rows: np.ndarray) -> list[np.ndarray]:
         return blocks.take(rows)
-
-    def host_blocks(self, blocks: PackedBlocks) -> list[np.ndarray]:
-        return blocks.full()
-
-    def native_rows(self, view: Standardized, rows: np.ndarray) -> PackedBlocks:
-        return view.packed_rows(rows)
 
     def map_chunks(self, view: Standardized, fn: Callable):
         return view.map_chunks(fn)
@@ -105,26 +86,3 @@ class NumpyEngine(ChunkedEngine):
     def member_sums(self, view: Standardized, centers: Centers) -> RowOrderSums:
         return RowOrderSums(centers.k, [b.shape[1] for b in centers.blocks], centers.blocks,
                             centers.mask)
-
-    def observed_terms(self, blocks: PackedBlocks, native: Centers, pattern: np.ndarray):
-        # Every row observes the modalities of ``pattern``: their values hold every row.
-        has = native.mask
-        n_rows, k = blocks.n_rows, native.k
-        p = np.zeros((n_rows, k))
-        bound = np.zeros((n_rows, k))
-        for m in np.flatnonzero(pattern):
-            sq, norms = modality_sq_dists(blocks.values[m], native.blocks[m], native.norms[m])
-            p += np.where(has[:, m][None, :], sq, 0.0)
-            bound += np.where(has[:, m][None, :], norms, 0.0)
-        return p, bound
-
-    def scores_from_terms(self, p: np.ndarray, p_err: np.ndarray, terms: PatternTerms,
-                          view: Any):
-        """r[i, f] = min_j d(candidate_f, c_j)^2 in float32, without the (B, k, k) tensor."""
-        # Float32 as torch's tensor; PatternTerms.slack covers its rounding.
-        scores = np.empty(p.shape)
-        # Pairs that share nothing get q = inf and a factor 1, hence +inf.
-        candidate_minimum(np.ascontiguousarray(p, dtype=np.float32),
-                          np.ascontiguousarray(terms.q_open.T),
-                          np.ascontiguousarray(terms.inverse.T), scores)
-        return scores, terms.slack(scores, p_err.max(axis=1))

@@ -3,7 +3,7 @@ and lazy outputs stitched from per-block results."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,14 +12,10 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from ...blocks import PackedBlocks
 from ...centers import Centers
 from ...engine import Candidates, EStep
-from ...plan import PatternTerms
 from ...statistics import check_finite_statistics, check_float32_range, largest_centred
 from ...validation import Multimodal, check_no_empty_samples, raise_bad_rows
-from ...view import gather_view
-from ..numpy_engine import NumpyEngine
 from .input import as_row_chunks
 from .placement import (
     block_offsets,
@@ -29,7 +25,7 @@ from .placement import (
     prepare_on,
     row_blocks,
 )
-from .store import StoredLabels, in_block_order, store_pass
+from .store import BlockLabels, StoredLabels, in_block_order, store_pass
 from .tasks import (
     NUMPY,
     apply_task,
@@ -45,12 +41,8 @@ from .tasks import (
 )
 from .tree import add, delayed_sum, fold, root_size
 
-__all__ = ["SEED_ROWS_PER_CLUSTER", "SEED_SAMPLE_BYTES", "DaskEngine", "DaskView"]
+__all__ = ["DaskEngine", "DaskView"]
 
-#: Bytes (as float64) of the sample that k-means++ gathers to the client.
-SEED_SAMPLE_BYTES = 256 * 2**20
-#: The seeding sample holds at least this many rows per centre.
-SEED_ROWS_PER_CLUSTER = 64
 
 
 @dataclass
@@ -145,19 +137,9 @@ class DaskEngine:
         # any other device for this backend.
         self.device = device
 
-    @property
-    def host(self) -> NumpyEngine:
-        return NUMPY
+    #: The engine of rows gathered to the client (see :func:`ul4m4.engine.local_engine`).
+    local_engine = NUMPY
 
-    def error_factor(self, dims: Sequence[int], dtype: np.dtype) -> float:
-        return NUMPY.error_factor(dims, dtype)
-
-    def fetch(self, labels: Any) -> np.ndarray:
-        if isinstance(labels, np.ndarray):
-            return labels
-        if isinstance(labels, StoredLabels):
-            labels = in_block_order([a.labels(labels.pass_id) for _, a, _ in labels.stores])
-        return np.concatenate(labels).astype(np.int64)
 
     # data access
     def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
@@ -193,10 +175,6 @@ class DaskEngine:
                     np.zeros((0, len(widths)), dtype=bool))
         blocks = [np.concatenate([f[0][m] for f in fetched]) for m in range(len(widths))]
         return blocks, np.concatenate([f[1] for f in fetched])
-
-    def seed_sample_rows(self, view: DaskView, k: int) -> int:
-        width = sum(len(m) for m in view.mean)
-        return max(SEED_ROWS_PER_CLUSTER * k, SEED_SAMPLE_BYTES // (8 * width), k)
 
     def apply(self, view: DaskView, fn: Callable[[Any, Any], Any]) -> Any:
         data = view.data
@@ -274,7 +252,7 @@ class DaskEngine:
             tree = delayed_sum([p.summary for p in parts]) if update_centers else None
             found, total = dask.compute(parts, tree, optimize_graph=False)
             scalars = [f.scalars for f in found]
-            labels = [f.labels for f in found]
+            labels = BlockLabels(f.labels for f in found)
             rows = [(f.labels, f.best) for f in found]
         scalars = np.asarray(scalars).reshape(-1, 2)
         # -1 marks a block not compared (no previous labels, or they were lost).
@@ -301,21 +279,6 @@ class DaskEngine:
             parts = _per_block(view, farthest_task, {i: (b,) for i, b in enumerate(labels)},
                                centers, n)
         return Candidates.concatenate(parts)
-
-    def assign_rows(self, view: DaskView, rows: np.ndarray, centers: Centers, gamma: float):
-        blocks, mask = self.take(view, rows)
-        labels, best = NUMPY.nearest(None, None, PackedBlocks.of_full(blocks, mask), mask,
-                                      centers, centers, gamma)
-        return labels, best, blocks, mask
-
-    def candidate_scores(self, view: DaskView, rows: np.ndarray, terms: PatternTerms,
-                         gamma: float):
-        local = gather_view(view, rows, self)
-        return NUMPY.candidate_scores(local, np.arange(rows.size), terms, gamma)
-
-    def soft_distances(self, view: DaskView, centers: Centers, gamma: float):
-        yield from NUMPY.soft_distances(gather_view(view, np.arange(view.n_samples), self),
-                                        centers, gamma)
 
 
 def _stitch(first: Any, tasks: list[Delayed], rows: tuple[int, ...]) -> Any:

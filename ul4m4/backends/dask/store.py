@@ -22,7 +22,7 @@ from .tree import add_into, node_sum, owned_nodes
 if TYPE_CHECKING:
     from .engine import DaskView
 
-__all__ = ["LOSS_WAIT_SECONDS", "BlockStore", "StoredLabels", "in_block_order", "store_pass",
+__all__ = ["LOSS_WAIT_SECONDS", "BlockLabels", "BlockStore", "StoredLabels", "in_block_order", "store_pass",
            "worker_lost"]
 
 #: Seconds to wait for the scheduler to report a store's worker lost, after a failed call.
@@ -108,6 +108,17 @@ class StoredLabels:
 
     stores: tuple
     pass_id: int
+
+    def fetch(self) -> np.ndarray:
+        blocks = in_block_order([a.labels(self.pass_id) for _, a, _ in self.stores])
+        return np.concatenate(blocks).astype(np.int64)
+
+
+class BlockLabels(list):
+    """The labels handle of a pass on the local scheduler: per block, its labels."""
+
+    def fetch(self) -> np.ndarray:
+        return np.concatenate(self).astype(np.int64)
 
 
 def store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
