@@ -18,7 +18,6 @@ import numpy as np
 from ul4m4.blocks import PackedBlocks
 from ul4m4.distance import exact_partial_sq_dists, exact_sq_to_assigned
 from ul4m4.engine import Candidates, EStep
-from ul4m4.statistics import check_magnitudes, modality_moments
 from ul4m4.validation import Multimodal, check_multimodal
 from ul4m4.view import standardize_rows
 
@@ -57,11 +56,8 @@ class ReferenceEngine:
         return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
                                 partial=partial)
 
-    def statistics(self, data, chunk_rows, n_threads):
-        return modality_moments(data, chunk_rows)
-
-    def check_magnitudes(self, data, means, scales, dtype, chunk_rows, n_threads):
-        check_magnitudes(data, means, scales, dtype, chunk_rows)
+    def reduce_blocks(self, arrays, fn, combine, *aligned, n_threads=1):
+        return fn(list(arrays), *aligned, n_threads=n_threads)  # one block
 
     def view(self, data, mean, scale, dtype, chunk_rows, n_threads=1, cache_bytes=0):
         blocks, mask = standardize_rows(data, slice(0, data.n_samples), mean, scale, dtype)

@@ -27,6 +27,7 @@ import ul4m4.cluster  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
 from ul4m4.distance import error_factor  # noqa: E402
 from ul4m4.engine import host_labels  # noqa: E402
+from ul4m4.statistics import modality_moments  # noqa: E402
 
 
 def fit_dask(imputer, X):
@@ -389,7 +390,7 @@ def _engine_view(X, rows, persist=False, chunk_rows=64):
         lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
         distributed.wait(list(lazy.values()))
     data = engine.check_input(lazy)
-    means, scales = engine.statistics(data, 64, 1)
+    means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), chunk_rows)
     return engine, view
 
@@ -477,7 +478,7 @@ def test_blocks_held_by_one_worker_are_prepared_in_two_runs(client):
     assert {w for held in client.who_has(list(lazy.values())).values() for w in held} == {first}
     engine = dask_backend.DaskEngine()
     data = engine.check_input(lazy)
-    means, scales = engine.statistics(data, 64, 1)
+    means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     # 8 blocks of 100 rows over 2 single-threaded workers: a run of 4 each, the
     # first run where the blocks are.
@@ -502,7 +503,7 @@ def test_blocks_persisted_in_runs_are_prepared_where_they_are(client):
         assert [sorted(held[b.key]) for b in array.to_delayed().ravel()] == [[w] for w in places]
     engine = dask_backend.DaskEngine()
     data = engine.check_input(persisted)
-    means, scales = engine.statistics(data, 64, 1)
+    means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     assert _placement(client, view) == places
 

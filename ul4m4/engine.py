@@ -5,9 +5,9 @@ and :mod:`ul4m4.selection` hold every decision of the method (seeding draws,
 convergence, reseeding, completion choices, exact rechecks). They reach the data
 only through an *engine*, an object with the methods of :class:`Engine`: the
 passes over all rows (the E-step with its member sums, distances to a seed,
-reseeding candidates), gathering rows (``take``), a map over row blocks
-(``apply``) and the view constructor, plus, until they move to functions over
-views, validation and statistics. NumPy (:class:`ul4m4.backends.NumpyEngine`),
+reseeding candidates), gathering rows (``take``), maps over row blocks (``apply``
+over the view, ``reduce_blocks`` over the raw data, which the statistics and the
+overflow check are written over), the view constructor and the input check. NumPy (:class:`ul4m4.backends.NumpyEngine`),
 PyTorch (``backends/_torch.py``) and Dask (``backends/dask.py``) implement it.
 Everything that runs on gathered rows (mini-batch steps, the completion rules,
 model selection) is host code over a :class:`HostView`, the same on every engine.
@@ -42,7 +42,7 @@ from .blocks import PackedBlocks
 from .centers import Centers
 from .distance import error_factor, exact_argmin, exact_partial_sq_dists, exact_sq_to_assigned
 from .rowsums import RowOrderSums
-from .statistics import check_magnitudes, modality_moments
+from .statistics import in_one_block
 from .validation import Multimodal, check_multimodal
 from .view import Standardized
 
@@ -200,17 +200,18 @@ class Engine(Protocol):
         ``partial`` is the estimator's option for partly NaN rows (see
         :func:`ul4m4.validation.scan_block`)."""
 
-    def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int
-                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Reduction: per-modality float64 mean and unbiased std over observed rows.
+    def reduce_blocks(self, arrays: Sequence[Any], fn: Callable[..., Any],
+                      combine: Callable[[Any, Any], Any], *aligned: np.ndarray,
+                      n_threads: int = 1) -> Any:
+        """Reduction over the raw data: ``fn(block_arrays, *aligned_rows, n_threads=...)``
+        per row block of ``arrays``, the results combined by ``combine(left, right)``
+        along the engine's tree of blocks.
 
-        The raw std: the estimator turns it into scales by the one rule of
-        :func:`ul4m4.statistics.unit_scales`, whatever the engine."""
-
-    def check_magnitudes(self, data: Multimodal, means: Sequence[np.ndarray],
-                         scales: Sequence[np.ndarray], dtype: np.dtype, chunk_rows: int,
-                         n_threads: int) -> None:
-        """Raise where z-scoring ``data`` in ``dtype`` would overflow."""
+        ``aligned`` are host arrays with one row per data row (the mask), cut to each
+        block's rows. Data in this process are one block
+        (:func:`ul4m4.statistics.in_one_block`). The statistics and the overflow
+        check are written once over it (:func:`ul4m4.statistics.modality_moments`,
+        :func:`ul4m4.statistics.check_magnitudes`)."""
 
     def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
              dtype: np.dtype, chunk_rows: int, n_threads: int = 1, cache_bytes: int = 0) -> View:
@@ -281,12 +282,9 @@ class ChunkedEngine:
     def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
         return fn(view, self)
 
-    def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int):
-        return modality_moments(data, chunk_rows, n_threads)
-
-    def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
-                         chunk_rows: int, n_threads: int) -> None:
-        check_magnitudes(data, means, scales, dtype, chunk_rows, n_threads)
+    def reduce_blocks(self, arrays: Sequence[Any], fn: Callable[..., Any], combine: Callable,
+                      *aligned: np.ndarray, n_threads: int = 1) -> Any:
+        return in_one_block(arrays, fn, combine, *aligned, n_threads=n_threads)
 
     def take(self, view: Standardized, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         return view.rows(rows)

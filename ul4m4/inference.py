@@ -28,6 +28,7 @@ from .members import Member
 from .model import FittedModel
 from .rules import COMPLETION_RULES, FillTask
 from .settings import Settings
+from .statistics import check_magnitudes
 from .stream import RowSubset
 from .uncertainty import ensemble_variance
 from .validation import Multimodal
@@ -49,8 +50,8 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
         partial=settings.partial,
     )
     chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
-    engine.check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,
-                            settings.n_threads)
+    check_magnitudes(data, model.means, model.scales, model.dtype, chunk_rows,
+                     settings.n_threads, engine.reduce_blocks)
     return engine.view(data, model.means, model.scales, model.dtype, chunk_rows,
                        settings.n_threads)
 

@@ -44,7 +44,12 @@ from .mixture import MAX_ROWS
 from .rules import fit_rule_states
 from .selection import Selection, select_model
 from .settings import Settings
-from .statistics import unit_scales, warn_constant_dimensions
+from .statistics import (
+    check_magnitudes,
+    modality_moments,
+    unit_scales,
+    warn_constant_dimensions,
+)
 from .stream import is_streamed
 from .uncertainty import sample_spread
 from .validation import Multimodal, check_observed_twice, without_empty_samples
@@ -400,11 +405,12 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
     starts the mixtures' EM).
     """
     progress = progress if progress is not None else FitProgress(0)
-    means, stds = engine.statistics(data, chunk_rows, settings.n_threads)
+    means, stds = modality_moments(data, chunk_rows, settings.n_threads, engine.reduce_blocks)
     scales = unit_scales(means, stds)
     if warn_constant:
         warn_constant_dimensions(data.names, means, stds, stacklevel=warn_constant)
-    engine.check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads)
+    check_magnitudes(data, means, scales, settings.dtype, chunk_rows, settings.n_threads,
+                     engine.reduce_blocks)
     # Streamed inputs (memory maps, array-likes) are never copied whole; an
     # in-memory input may be, once, when the copy is no larger than the input
     # (scikit-learn's k-means copies its input too).

@@ -12,7 +12,8 @@ overflow the working dtype.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,13 @@ from .validation import Multimodal
 __all__ = [
     "CONSTANT_STD_RATIO",
     "MIN_STD",
+    "Reduce",
+    "add_partials",
+    "deviation_sums",
+    "in_one_block",
+    "modality_extremes",
+    "observed_sums",
+    "widest_extremes",
     "check_finite_statistics",
     "check_float32_range",
     "check_magnitudes",
@@ -46,6 +54,11 @@ CONSTANT_STD_RATIO = 1e-8
 #: normal number, so that every scale stays a normal number in either working dtype.
 MIN_STD = float(np.finfo(np.float32).tiny)
 
+#: An engine's ``reduce_blocks(arrays, fn, combine, *aligned, n_threads=...)``: ``fn``
+#: per row block of the raw arrays (with those rows of each ``aligned`` array), the
+#: results combined along the engine's tree of blocks (see :func:`in_one_block`).
+Reduce = Callable[..., Any]
+
 
 def modality_statistics(
     data: Multimodal, chunk_rows: int, n_threads: int = 1
@@ -60,8 +73,24 @@ def modality_statistics(
     return means, unit_scales(means, stds)
 
 
+def in_one_block(arrays: Sequence[Any], fn: Callable[..., Any], combine: Callable,
+                 *aligned: np.ndarray, n_threads: int = 1) -> Any:
+    """:meth:`ul4m4.engine.Engine.reduce_blocks` of data held in this process: one block.
+
+    ``fn`` reads the whole arrays (in chunks of its own); ``combine`` is not needed.
+    """
+    return fn(list(arrays), *aligned, n_threads=n_threads)
+
+
+def add_partials(left: Any, right: Any) -> Any:
+    """``left + right`` for equally nested lists/tuples of arrays (the sums' ``combine``)."""
+    if isinstance(left, tuple | list):
+        return type(left)(add_partials(a, b) for a, b in zip(left, right, strict=True))
+    return left + right
+
+
 def modality_moments(
-    data: Multimodal, chunk_rows: int, n_threads: int = 1
+    data: Multimodal, chunk_rows: int, n_threads: int = 1, reduce_blocks: Reduce = in_one_block
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-modality float64 mean and unbiased std over the rows that observe the modality.
 
@@ -69,28 +98,55 @@ def modality_moments(
     one chunk and avoid the cancellation of the one-pass formula; sums run in row
     order whatever the chunking. Modalities are independent: with
     ``n_threads > 1`` they are treated side by side, with the same results.
+
+    ``reduce_blocks`` is the engine's (:meth:`ul4m4.engine.Engine.reduce_blocks`):
+    each pass sums per row block (:func:`observed_sums`, :func:`deviation_sums`)
+    and adds the blocks' sums along its tree. Data in this process are one block,
+    so their sums run in row order over all rows.
     """
-    stats = map_modalities(lambda m: _one_modality_moments(data, m, chunk_rows),
-                           data.arrays, n_threads)
-    return [mean for mean, _ in stats], [std for _, std in stats]
+    sums, counts = reduce_blocks(data.arrays, partial(observed_sums, chunk_rows=chunk_rows),
+                                 add_partials, data.mask, n_threads=n_threads)
+    # Overflowing means give non-finite scales, which check_magnitudes reports.
+    means = [s / c for s, c in zip(sums, counts, strict=True)]
+    squares = reduce_blocks(data.arrays, partial(deviation_sums, means=means,
+                                                 chunk_rows=chunk_rows),
+                            add_partials, data.mask, n_threads=n_threads)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stds = [np.sqrt(sq / (c - 1)) for sq, c in zip(squares, counts, strict=True)]
+    return means, stds
 
 
-def _one_modality_moments(data: Multimodal, m: int, chunk_rows: int):
-    array, observed = data.arrays[m], data.mask[:, m]
-    count = int(observed.sum())
-    sums = np.zeros((1, data.dims[m]))
-    squares = np.zeros(data.dims[m])
-    # Rows where the modality is missing are skipped by the kernels, so the NaN
-    # there are never read.
-    for rows in iter_row_chunks(data.n_samples, chunk_rows):
-        block = kernel_rows(array[rows])
-        labels = np.zeros(block.shape[0], dtype=np.int64)
-        add_rows(sums, labels, block, kernel_keep(observed[rows]))
-    mean = sums[0] / count
-    for rows in iter_row_chunks(data.n_samples, chunk_rows):
-        add_squared_deviations(squares, kernel_rows(array[rows]), mean,
-                               kernel_keep(observed[rows]))
-    return mean, np.sqrt(squares / (count - 1))
+def observed_sums(arrays: Sequence[Any], mask: np.ndarray, *, chunk_rows: int,
+                  n_threads: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per modality the float64 column sums of the observed rows, in row order, and the
+    (M,) float64 counts of those rows: one row block's part of :func:`modality_moments`."""
+
+    def one(m: int) -> np.ndarray:
+        sums = np.zeros((1, arrays[m].shape[1]))
+        # Rows where the modality is missing are skipped by the kernels, so the NaN
+        # there are never read.
+        for rows in iter_row_chunks(mask.shape[0], chunk_rows):
+            block = kernel_rows(arrays[m][rows])
+            add_rows(sums, np.zeros(block.shape[0], dtype=np.int64), block,
+                     kernel_keep(mask[rows, m]))
+        return sums[0]
+
+    return map_modalities(one, arrays, n_threads), mask.sum(axis=0).astype(np.float64)
+
+
+def deviation_sums(arrays: Sequence[Any], mask: np.ndarray, *, means: Sequence[np.ndarray],
+                   chunk_rows: int, n_threads: int = 1) -> list[np.ndarray]:
+    """Per modality the float64 sums of the squared deviations from ``means`` of the
+    observed rows, in row order: one row block's part of :func:`modality_moments`."""
+
+    def one(m: int) -> np.ndarray:
+        squares = np.zeros(arrays[m].shape[1])
+        for rows in iter_row_chunks(mask.shape[0], chunk_rows):
+            add_squared_deviations(squares, kernel_rows(arrays[m][rows]), means[m],
+                                   kernel_keep(mask[rows, m]))
+        return squares
+
+    return map_modalities(one, arrays, n_threads)
 
 
 def constant_dimensions(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -151,26 +207,45 @@ def warn_constant_dimensions(names: Sequence[str], means: Sequence[np.ndarray],
 
 
 def check_magnitudes(data: Multimodal, means, scales, dtype: np.dtype, chunk_rows: int,
-                     n_threads: int = 1) -> None:
+                     n_threads: int = 1, reduce_blocks: Reduce = in_one_block) -> None:
     """Raise where z-scoring in ``dtype`` would overflow, instead of yielding NaN centres.
 
     The statistics are float64: a spread beyond ~1e154 overflows the squared deviations.
     A float32 working dtype cannot hold a centred value beyond ~3.4e38, and squared
     distances overflow once a sample lies ~1e19 standard deviations from the training
-    mean (new data far outside the training range).
+    mean (new data far outside the training range). The column extremes are taken
+    per row block (:func:`modality_extremes`) by the engine's ``reduce_blocks``.
     """
     check_finite_statistics(data.names, means, scales)
     if np.dtype(dtype) != np.float32:
         return
-
-    def extremes(m: int) -> tuple[float, float] | None:
-        array = data.arrays[m]
-        if np.dtype(array.dtype).kind != "f" or np.dtype(array.dtype).itemsize < 4:
-            return None
-        return largest_centred(array, data.mask[:, m], means[m], scales[m], chunk_rows)
-
-    found = map_modalities(extremes, data.arrays, n_threads)
+    extremes = reduce_blocks(data.arrays, partial(modality_extremes, chunk_rows=chunk_rows),
+                             widest_extremes, n_threads=n_threads)
+    found = [None if e is None else largest_centred(a, data.mask[:, m], means[m], scales[m],
+                                                    chunk_rows, extremes=e)
+             for m, (a, e) in enumerate(zip(data.arrays, extremes, strict=True))]
     check_float32_range(data.names, found, sum(data.dims))
+
+
+def modality_extremes(arrays: Sequence[Any], *, chunk_rows: int, n_threads: int = 1
+                      ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per modality its :func:`column_extremes`, or None where it cannot overflow float32
+    (integers, and floats narrower than float32): one row block's part of
+    :func:`check_magnitudes`."""
+
+    def one(m: int) -> tuple[np.ndarray, np.ndarray] | None:
+        dtype = np.dtype(arrays[m].dtype)
+        if dtype.kind != "f" or dtype.itemsize < 4:
+            return None
+        return column_extremes(arrays[m], chunk_rows)
+
+    return map_modalities(one, arrays, n_threads)
+
+
+def widest_extremes(left: list, right: list) -> list:
+    """Two row blocks' :func:`modality_extremes` combined: the larger maxima, smaller minima."""
+    return [None if a is None else (np.fmax(a[0], b[0]), np.fmin(a[1], b[1]))
+            for a, b in zip(left, right, strict=True)]
 
 
 def check_finite_statistics(names: Sequence[str], means, scales) -> None:

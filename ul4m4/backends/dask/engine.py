@@ -3,7 +3,7 @@ and lazy outputs stitched from per-block results."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,6 @@ from dask.delayed import Delayed, delayed
 
 from ...centers import Centers
 from ...engine import Candidates, EStep
-from ...statistics import check_finite_statistics, check_float32_range, largest_centred
 from ...validation import Multimodal, check_no_empty_samples, raise_bad_rows
 from .input import as_row_chunks
 from .placement import (
@@ -30,16 +29,13 @@ from .tasks import (
     NUMPY,
     apply_task,
     e_step_task,
-    extremes_task,
     farthest_task,
     prepare_task,
     scan_task,
     seed_task,
-    squares_task,
-    sums_task,
     take_task,
 )
-from .tree import add, delayed_sum, fold, root_size
+from .tree import add, delayed_sum, fold, pairwise_sum, root_size
 
 __all__ = ["DaskEngine", "DaskView"]
 
@@ -190,40 +186,16 @@ class DaskEngine:
         return _stitch(first, tasks, rows)
 
     # reductions
-    def statistics(self, data: Multimodal, chunk_rows: int, n_threads: int):
-        masks = mask_blocks(data)
-        blocks = row_blocks(data.arrays)
-        sums = [delayed(sums_task)(b, m) for b, m in zip(blocks, masks, strict=True)]
-        totals, counts = dask.compute(delayed_sum(sums))[0]
-        # Overflowing means give non-finite scales, which check_magnitudes reports.
-        means = [s[0] / c for s, c in zip(totals, counts, strict=True)]
-        shared = broadcast(means, "means")
-        squares = [delayed(squares_task)(b, m, shared) for b, m in zip(blocks, masks,
-                                                                       strict=True)]
-        total = dask.compute(delayed_sum(squares))[0]
-        stds = []
-        for sq, c in zip(total, counts, strict=True):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stds.append(np.sqrt(sq[0] / (c - 1)))
-        return means, stds
-
-    def check_magnitudes(self, data: Multimodal, means, scales, dtype: np.dtype,
-                         chunk_rows: int, n_threads: int) -> None:
-        check_finite_statistics(data.names, means, scales)
-        if np.dtype(dtype) != np.float32:
-            return
-        parts = dask.compute(*[delayed(extremes_task)(b) for b in row_blocks(data.arrays)])
-        found = []
-        for m, array in enumerate(data.arrays):
-            kind, size = np.dtype(array.dtype).kind, np.dtype(array.dtype).itemsize
-            if kind != "f" or size < 4:
-                found.append(None)
-                continue
-            high = np.max([p[m][0] for p in parts], axis=0)
-            low = np.min([p[m][1] for p in parts], axis=0)
-            found.append(largest_centred(array, data.mask[:, m], means[m], scales[m],
-                                         chunk_rows, extremes=(high, low)))
-        check_float32_range(data.names, found, sum(data.dims))
+    def reduce_blocks(self, arrays: Sequence[Any], fn: Callable[..., Any], combine: Callable,
+                      *aligned: np.ndarray, n_threads: int = 1) -> Any:
+        """``fn`` on every row block (one task each, on one thread: the workers run the
+        tasks side by side), combined along the pairwise tree, one task per node."""
+        offsets = block_offsets(arrays[0])
+        cuts = [[a[offsets[i]:offsets[i + 1]] for a in aligned]
+                for i in range(offsets.size - 1)]
+        parts = [delayed(fn)(blocks, *cut, n_threads=1)
+                 for blocks, cut in zip(row_blocks(arrays), cuts, strict=True)]
+        return dask.compute(pairwise_sum(parts, lambda a, b: delayed(combine)(a, b)))[0]
 
     # passes
     def e_step(self, view: DaskView, centers: Centers, gamma: float, *, update_centers: bool,

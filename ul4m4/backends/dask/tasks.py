@@ -9,15 +9,12 @@ import numpy as np
 
 from ...centers import Centers
 from ...engine import Candidates
-from ...rowsums import sequential_sums
-from ...statistics import column_extremes
 from ...validation import Multimodal, scan_block
 from ...view import Standardized
 from ..numpy_engine import NumpyEngine
 
-__all__ = ["NUMPY", "Assigned", "Prepared", "apply_task", "e_step_task", "extremes_task",
-           "farthest_task", "prepare_task", "scan_task", "seed_task", "squares_task",
-           "sums_task", "take_task"]
+__all__ = ["NUMPY", "Assigned", "Prepared", "apply_task", "e_step_task", "farthest_task",
+           "prepare_task", "scan_task", "seed_task", "take_task"]
 
 NUMPY = NumpyEngine()
 
@@ -25,26 +22,6 @@ NUMPY = NumpyEngine()
 def scan_task(blocks: list[np.ndarray], partial: str = "raise"):
     found = [scan_block(np.asarray(b), partial) for b in blocks]
     return np.column_stack([f[0] for f in found]), [f[1] for f in found], [f[2] for f in found]
-
-
-def sums_task(blocks: list[np.ndarray], mask: np.ndarray):
-    sums = [sequential_sums(np.zeros((1, b.shape[1])), np.zeros(b.shape[0], dtype=np.int64),
-                            b, rows=mask[:, m]) for m, b in enumerate(blocks)]
-    return sums, mask.sum(axis=0).astype(np.float64)
-
-
-def squares_task(blocks: list[np.ndarray], mask: np.ndarray, means: list[np.ndarray]):
-    squares = []
-    for m, (block, mean) in enumerate(zip(blocks, means, strict=True)):
-        deviation = block[mask[:, m]].astype(np.float64) - mean
-        squares.append(sequential_sums(np.zeros((1, block.shape[1])),
-                                       np.zeros(deviation.shape[0], dtype=np.int64),
-                                       deviation * deviation))
-    return squares
-
-
-def extremes_task(blocks: list[np.ndarray]):
-    return [column_extremes(b, max(1, b.shape[0])) for b in blocks]
 
 
 def prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> Prepared:
