@@ -1,4 +1,4 @@
-"""Stage 1: k-means under the partial-modality distance (seeding and Lloyd iterations).
+"""k-means under the partial-modality distance: seeding and Lloyd iterations.
 
 Drivers here assume validated inputs: a view of the training data made by
 ``engine`` (see :mod:`ul4m4.engine`), a RandomState, and resolved parameters.

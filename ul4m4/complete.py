@@ -1,4 +1,4 @@
-"""Stage 2: greedy completion of missing modalities from the training centres.
+"""The centre rules of completion: greedy (the method's) and soft, from the training centres.
 
 For sample i with observed set O and missing set Mis, candidate f is sample i
 with ``c_f^m`` filled in for every ``m in Mis`` that centre f has. The greedy
@@ -12,12 +12,17 @@ and fill each missing m from the first ranked f that has m, which is
 With ``P[i, j] = sum_{m in O, S_j} ||z_i^m - c_j^m||^2 / d_m`` (a sample-centre
 GEMM) and the exact centre-centre terms ``CC_m[f, j]``, every pair of a pattern
 group costs ``(P[i, j] + Q[f, j]) / (cO[j] + cM[f, j])`` where ``Q``, ``cO`` and
-``cM`` depend only on the pattern: one (B, k, k) tensor per row chunk, no
-per-sample loop.
+``cM`` depend only on the pattern (:class:`~ul4m4.plan.PatternTerms`): the scores
+of a row chunk are one GEMM and a compiled float32 minimum over the (k, k) pairs
+(:meth:`~ul4m4.plan.PatternTerms.candidate_scores`), no per-sample loop; rows
+whose choice rounding could change are scored again exactly.
 
 When every centre has every modality and no two centres coincide on a modality,
 ``r`` is minimised exactly by the nearest centre on the observed modalities, so
 every missing modality comes from the sample's nearest centre (one GEMM).
+
+Every rule here runs on host blocks (a :class:`~ul4m4.engine.HostView`), the same
+code on every engine.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 
 from .distance import fixed_order_partial_sq_dists, nearest_rows
 from .engine import HostView
-from .plan import PAIR_BLOCK_ELEMENTS, CompletionPlan, PatternTerms
+from .plan import CANDIDATE_TRIPLES_PER_STEP, CompletionPlan, PatternTerms
 
 __all__ = [
     "FROM_MEAN",
@@ -311,7 +316,7 @@ def _complete_pattern(view: HostView, plan, pattern, rows, gamma, force_general)
                                      distances=False)
             out[start : start + view.chunk_rows, missing] = labels[:, None]
         return out
-    step = max(1, min(view.chunk_rows, PAIR_BLOCK_ELEMENTS // max(1, centers.k**2)))
+    step = max(1, min(view.chunk_rows, CANDIDATE_TRIPLES_PER_STEP // max(1, centers.k**2)))
     terms = PatternTerms.build(plan, pattern)
     for start in range(0, rows.size, step):
         out[start : start + step, missing] = _greedy_sources(

@@ -55,8 +55,8 @@ __all__ = [
 
 #: Elements of a direct-difference temporary (r x k x d) allowed at once.
 _EXACT_BLOCK_ELEMENTS = 1 << 22
-#: Elements per (rows, d) buffer of the pairwise rechecks (2 MiB in float64).
-_PAIR_BLOCK_ELEMENTS = 1 << 18
+#: Elements of the (pairs, d) difference buffer of the pairwise rechecks (2 MiB in float64).
+_RECHECK_PAIR_ELEMENTS = 1 << 18
 #: Per thread, the buffer the GEMM products of a chunk are written to (see _scratch).
 _WORKSPACE = threading.local()
 
@@ -444,7 +444,7 @@ def exact_partial_sq_pairs(
 def _paired_exact_sq(block: np.ndarray, center: np.ndarray, rows, cols) -> np.ndarray:
     d = block.shape[1]
     out = np.empty(rows.size)
-    step = max(1, min(rows.size, _PAIR_BLOCK_ELEMENTS // max(1, d)))
+    step = max(1, min(rows.size, _RECHECK_PAIR_ELEMENTS // max(1, d)))
     # The same float64 differences and row sums as ``(b - c).astype(...)`` temporaries
     # would give, in reused buffers: rechecks run on every pass.
     rows_of, centres_of = (_scratch((step, d), a.dtype, use) for a, use in

@@ -1,4 +1,4 @@
-"""Stage 1, mini-batch variant: Sculley's mini-batch k-means under the partial distance.
+"""Mini-batch k-means (Sculley's) under the partial distance, the alternative to Lloyd.
 
 Full Lloyd reads every sample once per iteration; on data much larger than memory
 that is the whole cost of a fit. Mini-batch k-means (Sculley, 2010, "Web-scale

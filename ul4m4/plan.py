@@ -19,12 +19,14 @@ from .blocks import PackedBlocks
 from .centers import Centers
 from .distance import modality_sq_dists, pairwise_exact_sq, squared_norms
 
-__all__ = ["F32_REL", "PAIR_BLOCK_ELEMENTS", "CompletionPlan", "PatternTerms"]
+__all__ = ["CANDIDATE_TRIPLES_PER_STEP", "F32_REL", "CompletionPlan", "PatternTerms"]
 
 #: Relative rounding bound of the float32 candidate tensor (p, q, sum, product).
 F32_REL = 8 * float(np.finfo(np.float32).eps)
-#: Elements of the (B, k, k) candidate tensor allowed at once.
-PAIR_BLOCK_ELEMENTS = 1 << 22
+#: (row, candidate, centre) triples the greedy completion scores per step: a step has at
+#: most this over k**2 rows. The float32 minimum never forms the (B, k, k) tensor, but the
+#: exact rescoring of a step's ambiguous rows does (exact_candidate_scores, float64).
+CANDIDATE_TRIPLES_PER_STEP = 1 << 22
 
 
 @dataclass
