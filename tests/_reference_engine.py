@@ -75,7 +75,7 @@ class ReferenceEngine:
         labels = np.argmin(sq, axis=1)  # ties to the lowest index
         return labels, sq[np.arange(sq.shape[0]), labels], sq
 
-    def e_step(self, view, centers, gamma, *, update_centers, previous=None):
+    def e_step(self, view, centers, rounding, *, update_centers, previous=None):
         labels, best, _ = self._exact(view.blocks, view.mask, centers)
         changed = None if previous is None else int(np.count_nonzero(labels != previous))
         step = EStep(labels, float(best.sum()), changed, best)
@@ -91,7 +91,7 @@ class ReferenceEngine:
             step.members = np.bincount(labels, minlength=k)
         return step
 
-    def seed_distances(self, view, seed, gamma):
+    def seed_distances(self, view, seed, rounding):
         return self._exact(view.blocks, view.mask, seed)[2][:, 0]
 
     def farthest(self, view, centers, labels, n):

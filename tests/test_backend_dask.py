@@ -430,11 +430,11 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     engine, view = _engine_view(X, 50)  # 18 blocks: runs of 9 on the two workers
     view.prepared(dask_placement.current_client())
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
-    gamma = error_factor([len(m) for m in view.mean], view.dtype)
+    rounding = error_factor([len(m) for m in view.mean], view.dtype)
     before = _store_totals(client)
     with distributed.get_task_stream(client) as stream:
-        step = engine.e_step(view, centres, gamma, update_centers=True)
-        again = engine.e_step(view, centres, gamma, update_centers=True, previous=step.labels)
+        step = engine.e_step(view, centres, rounding, update_centers=True)
+        again = engine.e_step(view, centres, rounding, update_centers=True, previous=step.labels)
     after = _store_totals(client)
     # No task runs: each worker's store makes the pass over its blocks in one call,
     # and sends one summary per complete node of the pairwise tree it holds.
@@ -447,13 +447,13 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     labels = host_labels(step.labels)
     with dask.config.set(scheduler="synchronous"):
         sync_engine, sync_view = _engine_view(X, 50)
-        sync = sync_engine.e_step(sync_view, centres, gamma, update_centers=True)
+        sync = sync_engine.e_step(sync_view, centres, rounding, update_centers=True)
     assert np.array_equal(labels, host_labels(sync.labels))
     assert sync.inertia == step.inertia and np.array_equal(sync.members, step.members)
     for a, b in zip(sync.sums, step.sums, strict=True):
         assert a.tobytes() == b.tobytes()
     assert step.counts.tobytes() == sync.counts.tobytes()
-    assigned, best = ul4m4.cluster.assign(view, centres, gamma, engine)  # labels come back
+    assigned, best = ul4m4.cluster.assign(view, centres, rounding, engine)  # labels come back
     assert np.array_equal(assigned, labels) and best.shape == (900,)
 
 
@@ -572,34 +572,34 @@ def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(sy
     engine, view = _engine_view(X, 60, chunk_rows=16)  # 9 blocks of 4 chunks
     prepared = dask.compute(*view.prepared(None))
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
-    gamma = error_factor([len(m) for m in view.mean], view.dtype)
+    rounding = error_factor([len(m) for m in view.mean], view.dtype)
     held = [2, 3, 4, 5, 7]
     single, threaded = (dask_store.BlockStore(held, 9, t, *[prepared[i] for i in held])
                         for t in (1, 3))
     one = dask_tasks.e_step_task
-    first = single.e_step(1, None, centres, gamma, True)
+    first = single.e_step(1, None, centres, rounding, True)
     assert sorted(first[1]) == [(2, 2), (4, 2), (7, 1)]
-    summaries = {i: one(prepared[i], None, centres, gamma, True).summary for i in held}
+    summaries = {i: one(prepared[i], None, centres, rounding, True).summary for i in held}
     for (lo, size), value in first[1].items():
         parts = [summaries[i] for i in range(lo, lo + size)]
         expected = literal_pairwise_tuple(parts)
         assert all(a.tobytes() == b.tobytes() for a, b in zip(
             _flat(value), _flat(expected), strict=True))
-    again = threaded.e_step(1, None, centres, gamma, True)
+    again = threaded.e_step(1, None, centres, rounding, True)
     assert sorted(again[0]) == held
     assert all(again[0][i].tobytes() == first[0][i].tobytes() for i in held)
     assert all(a.tobytes() == b.tobytes() for node in first[1]
                for a, b in zip(_flat(first[1][node]), _flat(again[1][node]), strict=True))
-    alone = dask_store.BlockStore([4], 9, 1, prepared[4]).e_step(1, None, centres, gamma,
+    alone = dask_store.BlockStore([4], 9, 1, prepared[4]).e_step(1, None, centres, rounding,
                                                                      True)
     shared = dask_store.BlockStore([4], 9, 4, prepared[4])
     assert prepared[4].view.n_threads == 4  # one block: its chunks use the threads
     for a, b in zip(_flat(alone[1][4, 1]),
-                    _flat(shared.e_step(1, None, centres, gamma, True)[1][4, 1]), strict=True):
+                    _flat(shared.e_step(1, None, centres, rounding, True)[1][4, 1]), strict=True):
         assert a.tobytes() == b.tobytes()
-    second = single.e_step(2, 1, centres, gamma, True)
+    second = single.e_step(2, 1, centres, rounding, True)
     assert all(second[0][i][1] == 0 for i in held)  # no label changed
-    single.e_step(3, 2, centres, gamma, True)
+    single.e_step(3, 2, centres, rounding, True)
     with pytest.raises(LookupError, match="pass 1 are no longer kept"):
         single.labels(1)
     assert sorted(single.passes) == [2, 3]
@@ -628,12 +628,12 @@ def test_a_pass_survives_a_lost_worker(caplog):
             distributed.Client(cluster) as c:
         engine, view = _engine_view(X, 75)
         centres = ul4m4.cluster.seed_rows(view, np.arange(0, 600, 600 // K)[:K], engine)
-        gamma = error_factor([len(m) for m in view.mean], view.dtype)
-        first = engine.e_step(view, centres, gamma, update_centers=True)
+        rounding = error_factor([len(m) for m in view.mean], view.dtype)
+        first = engine.e_step(view, centres, rounding, update_centers=True)
         victim = sorted(c.scheduler_info()["workers"])[0]
         os.kill(c.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)  # a nanny restarts it
         with caplog.at_level("WARNING", logger="ul4m4"):
-            again = engine.e_step(view, centres, gamma, update_centers=True,
+            again = engine.e_step(view, centres, rounding, update_centers=True,
                                   previous=first.labels)
         assert "was lost" in caplog.text
         assert again.changed is None  # the labels compared with were lost with the worker
@@ -642,7 +642,7 @@ def test_a_pass_survives_a_lost_worker(caplog):
             assert a.tobytes() == b.tobytes()
         labels = host_labels(again.labels)
         assert victim not in {w for held in c.who_has(view.prepared(c)).values() for w in held}
-        third = engine.e_step(view, centres, gamma, update_centers=True, previous=again.labels)
+        third = engine.e_step(view, centres, rounding, update_centers=True, previous=again.labels)
         assert third.changed == 0 and np.array_equal(host_labels(third.labels), labels)
 
 
@@ -664,14 +664,14 @@ def test_seed_distances_and_take_on_a_client_equal_the_local_scheduler(client):
     X = blobs(700, 23)
     engine, view = _engine_view(X, 90)  # 8 blocks
     seed = ul4m4.cluster.seed_rows(view, np.array([5]), engine)
-    gamma = error_factor([len(m) for m in view.mean], view.dtype)
-    distances = engine.seed_distances(view, seed, gamma)
+    rounding = error_factor([len(m) for m in view.mean], view.dtype)
+    distances = engine.seed_distances(view, seed, rounding)
     rows = np.array([3, 95, 96, 400, 699])
     blocks, mask = engine.take(view, rows)
     with dask.config.set(scheduler="synchronous"):
         local_engine, local_view = _engine_view(X, 90)
         assert distances.tobytes() == local_engine.seed_distances(local_view, seed,
-                                                                  gamma).tobytes()
+                                                                  rounding).tobytes()
         local_blocks, local_mask = local_engine.take(local_view, rows)
     assert np.array_equal(mask, local_mask) and np.array_equal(mask, ~np.isnan(
         np.column_stack([X[n][rows, 0] for n in DIMS])))

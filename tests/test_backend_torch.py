@@ -129,9 +129,9 @@ def test_partial_sq_dists_within_bound_of_exact(dtype):
     blocks, mask, centers = _chunk()
     blocks = [b.astype(dtype) for b in blocks]
     centers = Centers([b.astype(dtype) for b in centers.blocks], centers.mask)
-    gamma = error_factor([b.shape[1] for b in blocks], dtype)
+    rounding = error_factor([b.shape[1] for b in blocks], dtype)
     sq, err = tb.partial_sq_dists([torch.from_numpy(b) for b in blocks], mask,
-                                  tb.DeviceCenters.of(centers, torch.device("cpu")), gamma)
+                                  tb.DeviceCenters.of(centers, torch.device("cpu")), rounding)
     exact = exact_partial_sq_dists(blocks, mask, centers.blocks, centers.mask)
     sq, err = sq.numpy(), err.numpy()
     np.testing.assert_array_equal(np.isinf(sq), np.isinf(exact))

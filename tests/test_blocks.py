@@ -75,8 +75,8 @@ def test_packed_and_zero_filled_views_give_the_same_e_step(chunk_rows):
     views = [Standardized(data, *stats, np.dtype(np.float32), chunk_rows, 2, 1 << 30, packed)
              for packed in (True, False)]
     seeds = Centers(*views[1].rows(np.sort(rows)))
-    gamma = error_factor(dims, np.dtype(np.float32))
-    steps = [engine.e_step(v, seeds, gamma, update_centers=True) for v in views]
+    rounding = error_factor(dims, np.dtype(np.float32))
+    steps = [engine.e_step(v, seeds, rounding, update_centers=True) for v in views]
     np.testing.assert_array_equal(steps[0].labels, steps[1].labels)
     for a, b in zip(steps[0].sums, steps[1].sums, strict=True):
         np.testing.assert_array_equal(a, b)

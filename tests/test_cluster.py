@@ -49,14 +49,14 @@ def _view(X, dtype=np.float64):
         data.dims, np.dtype(dtype))
 
 
-def _seeds(view, engine, gamma, k=7, seed=364):
-    return kmeans_plusplus(view, k, np.random.RandomState(seed), gamma, engine)[0]
+def _seeds(view, engine, rounding, k=7, seed=364):
+    return kmeans_plusplus(view, k, np.random.RandomState(seed), rounding, engine)[0]
 
 
 def test_a_cycle_stops_the_run_and_is_reported():
-    view, engine, gamma = _view(cycling_data())
-    result = lloyd(view, _seeds(view, engine, gamma), engine, max_iter=300, tol=0.0,
-                   gamma=gamma)
+    view, engine, rounding = _view(cycling_data())
+    result = lloyd(view, _seeds(view, engine, rounding), engine, max_iter=300, tol=0.0,
+                   rounding=rounding)
     assert result.stopped_by == "cycle" and not result.converged
     assert result.cycle_period == 2 and result.n_iter < 20
     h = result.history
@@ -66,16 +66,16 @@ def test_a_cycle_stops_the_run_and_is_reported():
     assert h[-1] == h[-1 - result.cycle_period]
     # The returned labels are the exact argmin to the returned centres, and the
     # inertia their sum.
-    labels, best = assign(view, result.centers, gamma, engine)
+    labels, best = assign(view, result.centers, rounding, engine)
     np.testing.assert_array_equal(labels, result.labels)
     assert best.sum() == pytest.approx(result.inertia, rel=1e-12)
 
 
 def test_a_cycle_gives_the_same_result_whatever_max_iter():
     """Without detection the result depended on the parity of max_iter (period 2)."""
-    view, engine, gamma = _view(cycling_data())
-    results = [lloyd(view, _seeds(view, engine, gamma), engine, max_iter=m, tol=0.0,
-                     gamma=gamma) for m in (300, 301, 3000)]
+    view, engine, rounding = _view(cycling_data())
+    results = [lloyd(view, _seeds(view, engine, rounding), engine, max_iter=m, tol=0.0,
+                     rounding=rounding) for m in (300, 301, 3000)]
     for other in results[1:]:
         assert other.n_iter == results[0].n_iter
         np.testing.assert_array_equal(other.labels, results[0].labels)
@@ -84,11 +84,11 @@ def test_a_cycle_gives_the_same_result_whatever_max_iter():
 
 
 def test_a_budget_shorter_than_the_cycle_detection_is_max_iter():
-    view, engine, gamma = _view(cycling_data())
-    full = lloyd(view, _seeds(view, engine, gamma), engine, max_iter=300, tol=0.0,
-                 gamma=gamma)
-    short = lloyd(view, _seeds(view, engine, gamma), engine, max_iter=full.n_iter - 1,
-                  tol=0.0, gamma=gamma)
+    view, engine, rounding = _view(cycling_data())
+    full = lloyd(view, _seeds(view, engine, rounding), engine, max_iter=300, tol=0.0,
+                 rounding=rounding)
+    short = lloyd(view, _seeds(view, engine, rounding), engine, max_iter=full.n_iter - 1,
+                  tol=0.0, rounding=rounding)
     assert short.stopped_by == "max_iter" and short.cycle_period == 0
     assert short.history == full.history[: full.n_iter - 1]
 
@@ -98,9 +98,9 @@ def test_runs_that_do_not_cycle_are_unchanged():
     X = {"a": np.r_[rng.normal(0, 1, (100, 2)), rng.normal(8, 1, (100, 2))],
          "b": rng.normal(size=(200, 3))}
     X["b"][::3] = np.nan
-    view, engine, gamma = _view(X)
-    result = lloyd(view, _seeds(view, engine, gamma, k=3, seed=0), engine, max_iter=300,
-                   tol=0.0, gamma=gamma)
+    view, engine, rounding = _view(X)
+    result = lloyd(view, _seeds(view, engine, rounding, k=3, seed=0), engine, max_iter=300,
+                   tol=0.0, rounding=rounding)
     assert result.stopped_by == "fixed_point" and result.converged
     assert result.cycle_period == 0
 

@@ -53,10 +53,10 @@ def test_fast_path_equals_general_path(case, seed):
     imp = UL4M4Imputer(k, random_state=seed, dtype=np.float64).fit(X)
     engine = NumpyEngine()
     view = transform_view(X, imp.model_, resolve_settings(imp.get_params()), engine)
-    gamma = 1e-12
+    rounding = 1e-12
     plan = imp.model_.members[0].plan
-    fast = complete_sources(view, plan, gamma)
-    general = complete_sources(view, plan, gamma, force_general=True)
+    fast = complete_sources(view, plan, rounding)
+    general = complete_sources(view, plan, rounding, force_general=True)
     np.testing.assert_array_equal(fast, general)
 
 

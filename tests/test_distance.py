@@ -49,9 +49,9 @@ def test_exact_argmin_with_pairs_equals_full_recheck_on_ties():
     idx = rng.integers(0, 60, 8)
     centres = [b[idx].copy() for b in blocks]
     cmask = np.ones((8, 2), dtype=bool)
-    gamma = error_factor(dims, np.dtype(np.float32))
+    rounding = error_factor(dims, np.dtype(np.float32))
     sq, err = partial_sq_dists(PackedBlocks.of_full(blocks, mask), centres, cmask,
-                               squared_norms(centres), gamma)
+                               squared_norms(centres), rounding)
     full = exact_partial_sq_dists(blocks, mask, centres, cmask)
 
     def rows_fn(r):
@@ -109,7 +109,7 @@ def test_partial_nearest_equals_exact_argmin_of_the_distances(n, k, seed, packed
     rows = rng.integers(0, n, k)
     centres = [b[rows].copy() for b in blocks]
     cmask = mask[rows].copy()
-    gamma = error_factor(dims, np.dtype(np.float32))
+    rounding = error_factor(dims, np.dtype(np.float32))
     layout = PackedBlocks.pack(blocks, mask) if packed else PackedBlocks.of_full(blocks, mask)
     exact = exact_partial_sq_dists(blocks, mask, centres, cmask)
 
@@ -121,8 +121,8 @@ def test_partial_nearest_equals_exact_argmin_of_the_distances(n, k, seed, packed
 
     for pairs in (None, pairs_fn):
         want = exact_argmin(*partial_sq_dists(layout, centres, cmask, squared_norms(centres),
-                                              gamma), rows_fn, pairs)
-        got = partial_nearest(layout, centres, cmask, squared_norms(centres), gamma, rows_fn,
+                                              rounding), rows_fn, pairs)
+        got = partial_nearest(layout, centres, cmask, squared_norms(centres), rounding, rows_fn,
                               pairs)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])

@@ -120,7 +120,7 @@ def test_add_squared_deviations_equals_numpy_in_row_order(isa, n, d, seed, dtype
 
 
 # ------------------------------------------------------------------- distances
-def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv_dims, gamma):
+def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv_dims, rounding):
     n_mod, n, k = cross.shape
     sq, err = np.empty((n, k)), np.empty((n, k))
     for i in range(n):
@@ -135,7 +135,7 @@ def _literal_from_cross(cross, row_norms, center_norms, row_has, center_has, inv
                     count += 1.0
             if count:
                 sq[i, j] = num * (1.0 / count)
-                err[i, j] = bound * gamma * (1.0 / count)
+                err[i, j] = bound * rounding * (1.0 / count)
             else:
                 sq[i, j], err[i, j] = np.inf, 0.0
     return sq, err

@@ -53,10 +53,10 @@ def _first_shift(X, k, seed):
     means, scales = modality_statistics(data, 64)
     engine = NumpyEngine()
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
-    gamma = error_factor(data.dims, np.dtype(np.float64))
-    seeds = kmeans_plusplus(view, k, np.random.RandomState(seed), gamma, engine)[0]
+    rounding = error_factor(data.dims, np.dtype(np.float64))
+    seeds = kmeans_plusplus(view, k, np.random.RandomState(seed), rounding, engine)[0]
     shifts = []
-    lloyd(view, seeds, engine, max_iter=1, tol=0.0, gamma=gamma,
+    lloyd(view, seeds, engine, max_iter=1, tol=0.0, rounding=rounding,
           progress=lambda it, total, inertia, shift, elapsed, **_: shifts.append(shift))
     return shifts[0], shift_tolerance(1.0, data.mask, data.dims)
 

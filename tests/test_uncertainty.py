@@ -232,12 +232,12 @@ def test_soft_complete_writes_variance_only_when_asked():
     imp = UL4M4Imputer(3, random_state=0, dtype=np.float64, completion="soft").fit(X)
     view, engine = _view(imp, X)
     plan = imp.model_.members[0].plan
-    gamma = error_factor(imp.model_.dims, imp.model_.dtype)
+    rounding = error_factor(imp.model_.dims, imp.model_.dtype)
     outs = [[output_copy(a) for a in view.data.arrays] for _ in range(2)]
     variance = [np.full(view.mask.shape[0], np.nan) for _ in range(3)]
     variance[1] = None
-    plain = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[0], gamma)
-    asked = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[1], gamma,
+    plain = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[0], rounding)
+    asked = soft_complete(view, plan, plan.exact_blocks, [0.1] * 3, outs[1], rounding,
                           variance=variance)  # spread None counts as 1
     for a, b in zip(plain, asked, strict=True):  # the fill itself is unchanged, bit for bit
         np.testing.assert_array_equal(a, b)
@@ -332,10 +332,10 @@ def test_rules_skip_the_variance_when_it_is_not_wanted(rule):
     imp = UL4M4Imputer(3, random_state=0).fit(X)
     view, engine = _view(imp, X)
     model, member = imp.model_, imp.model_.members[0]
-    gamma = error_factor(model.dims, model.dtype)
+    rounding = error_factor(model.dims, model.dtype)
     tasks = []
     for want in (True, False):
-        task = FillTask.for_member(view, gamma, member, [0.1] * len(model.names),
+        task = FillTask.for_member(view, rounding, member, [0.1] * len(model.names),
                                    want_variance=want)
         COMPLETION_RULES[rule].fill(task, list(range(len(model.names))))
         tasks.append(task)

@@ -116,7 +116,7 @@ def select_ensemble(
     rng: np.random.RandomState,
     dtype: np.dtype,
     chunk_rows: int,
-    gamma: float,
+    rounding: float,
     engine: Engine,
 ) -> Selection:
     """Score ``candidates`` on hidden blocks of a subsample; choose each modality's ensemble.
@@ -135,7 +135,7 @@ def select_ensemble(
     masked = Multimodal(names, sample.arrays, sample.mask & ~hidden)
     keys = sorted({c.model for c in candidates}, key=ModelKey.order)
     means, scales, members = fit(masked, keys)
-    scored = _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, gamma,
+    scored = _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, rounding,
                     local_engine(engine))
     table = _table(scored, names)
     choice = {m: _forward_select(scored, m, range(len(candidates))) for m in range(len(names))}
@@ -168,7 +168,7 @@ def _subsample(data: Multimodal, rng: np.random.RandomState) -> Multimodal:
     return Multimodal(data.names, [np.asarray(a[rows]) for a in data.arrays], data.mask[rows])
 
 
-def _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, gamma,
+def _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows, rounding,
            host) -> Scored:
     """Each candidate's z-space fills and predicted variances of the hidden blocks."""
     names = sample.names
@@ -184,7 +184,7 @@ def _score(sample, hidden, candidates, members, means, scales, dtype, chunk_rows
     fills, variances = [], []
     for candidate in candidates:
         member = members[candidate.model]
-        task = FillTask.for_member(view, gamma, member,
+        task = FillTask.for_member(view, rounding, member,
                                    [candidate.temperature] * len(names), want_variance=True)
         COMPLETION_RULES[candidate.rule].fill(task, [m for m in range(len(names)) if at[m].size])
         fills.append([((task.filled[m][at[m]].astype(np.float64) - means[m]) / scales[m])

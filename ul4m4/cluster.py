@@ -67,7 +67,7 @@ def seed_sample_size(view, k: int, engine: Engine) -> int | None:
 
 
 def kmeans_plusplus(
-    view, k: int, rng: np.random.RandomState, gamma: float, engine: Engine, progress=None
+    view, k: int, rng: np.random.RandomState, rounding: float, engine: Engine, progress=None
 ) -> tuple[Centers, np.ndarray]:
     """k-means++ seeding under the partial distance.
 
@@ -85,8 +85,8 @@ def kmeans_plusplus(
         Number of seeds.
     rng : RandomState
         Draws the seeds.
-    gamma : float
-        The engine's error factor.
+    rounding : float
+        The GEMM rounding factor of the engine (:func:`ul4m4.engine.rounding_factor`).
     engine : Engine
         Computes the distances to each new seed.
     progress : callable, optional
@@ -106,7 +106,7 @@ def kmeans_plusplus(
     start = time.perf_counter()
     for _ in range(1, k):
         seed = seed_rows(view, np.array(seeds[-1:]), engine)
-        np.minimum(min_sq, engine.seed_distances(view, seed, gamma), out=min_sq)
+        np.minimum(min_sq, engine.seed_distances(view, seed, rounding), out=min_sq)
         seeds.append(_draw_next_seed(min_sq, seeds, rng))
         if progress is not None:
             progress(len(seeds), k, time.perf_counter() - start)
@@ -127,9 +127,9 @@ def _draw_next_seed(min_sq: np.ndarray, seeds: list[int], rng: np.random.RandomS
     return int(remaining[rng.randint(remaining.size)])
 
 
-def assign(view, centers: Centers, gamma: float, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+def assign(view, centers: Centers, rounding: float, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
-    step = engine.e_step(view, centers, gamma, update_centers=False)
+    step = engine.e_step(view, centers, rounding, update_centers=False)
     return host_labels(step.labels), step.best
 
 
@@ -216,7 +216,7 @@ def lloyd(
     *,
     max_iter: int,
     tol: float,
-    gamma: float,
+    rounding: float,
     one_step: bool = False,
     progress=None,
 ) -> LloydResult:
@@ -262,7 +262,7 @@ def lloyd(
     dead = 0
     start = time.perf_counter()
     for iteration in range(1, max_iter + 1):
-        step = engine.e_step(view, centers, gamma, update_centers=True, previous=previous)
+        step = engine.e_step(view, centers, rounding, update_centers=True, previous=previous)
         history.append(step.inertia)
         logger.debug("iteration %d: inertia %.6g", iteration, step.inertia)
         updated = Centers.from_sums(step.sums, step.counts, centers.dtype)

@@ -65,7 +65,7 @@ _SOFT_TIE = 1e-12
 
 
 def complete_sources(
-    view: HostView, plan: CompletionPlan, gamma: float, *, force_general: bool = False
+    view: HostView, plan: CompletionPlan, rounding: float, *, force_general: bool = False
 ) -> np.ndarray:
     """Which centre fills each missing entry (the greedy completion).
 
@@ -88,7 +88,7 @@ def complete_sources(
     patterns, inverse = np.unique(mask[missing_rows], axis=0, return_inverse=True)
     for p, pattern in enumerate(patterns):
         rows = missing_rows[inverse.ravel() == p]
-        sources[rows] = _complete_pattern(view, plan, pattern, rows, gamma, force_general)
+        sources[rows] = _complete_pattern(view, plan, pattern, rows, rounding, force_general)
     return sources
 
 
@@ -98,7 +98,7 @@ def soft_complete(
     values: list[np.ndarray],
     temperature: list[float | None],
     out: list[np.ndarray | None],
-    gamma: float,
+    rounding: float,
     *,
     variance: list[np.ndarray | None] | None = None,
     spread: np.ndarray | None = None,
@@ -159,7 +159,7 @@ def soft_complete(
         soft_fill_chunk(rows, sq, err, view.mask[rows], centers.mask, values, temperature, out,
                         top, weight, fallback, variance=targets)
     if fallback.any():
-        fill_stuck_greedily(complete_sources(view, plan, gamma), fallback, values, out,
+        fill_stuck_greedily(complete_sources(view, plan, rounding), fallback, values, out,
                             top, weight, variance=targets)
     return top, weight
 
@@ -302,7 +302,7 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
         return np.where(count % 2 == 1, low, (low + high) / 2)
 
 
-def _complete_pattern(view: HostView, plan, pattern, rows, gamma, force_general) -> np.ndarray:
+def _complete_pattern(view: HostView, plan, pattern, rows, rounding, force_general) -> np.ndarray:
     centers = plan.centers
     out = np.full((rows.size, pattern.size), OBSERVED, dtype=np.int64)
     missing = np.flatnonzero(~pattern)
@@ -312,7 +312,7 @@ def _complete_pattern(view: HostView, plan, pattern, rows, gamma, force_general)
     if plan.all_complete and not force_general:
         for start in range(0, rows.size, view.chunk_rows):
             blocks = view.packed_rows(rows[start : start + view.chunk_rows])
-            labels, _ = nearest_rows(blocks, centers.blocks, centers.mask, centers.norms, gamma,
+            labels, _ = nearest_rows(blocks, centers.blocks, centers.mask, centers.norms, rounding,
                                      distances=False)
             out[start : start + view.chunk_rows, missing] = labels[:, None]
         return out
@@ -320,14 +320,14 @@ def _complete_pattern(view: HostView, plan, pattern, rows, gamma, force_general)
     terms = PatternTerms.build(plan, pattern)
     for start in range(0, rows.size, step):
         out[start : start + step, missing] = _greedy_sources(
-            view, rows[start : start + step], terms, gamma
+            view, rows[start : start + step], terms, rounding
         )
     return out
 
 
 def _greedy_sources(view: HostView, rows: np.ndarray, terms: PatternTerms,
-                    gamma: float) -> np.ndarray:
-    scores, slack = terms.candidate_scores(view.packed_rows(rows), gamma)
+                    rounding: float) -> np.ndarray:
+    scores, slack = terms.candidate_scores(view.packed_rows(rows), rounding)
     chosen, ambiguous = _choose(scores, terms.eligible, slack)
     if ambiguous.size:
         blocks, _ = view.rows(rows[ambiguous])

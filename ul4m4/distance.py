@@ -62,7 +62,10 @@ _WORKSPACE = threading.local()
 
 
 def error_factor(dims: Sequence[int], dtype: np.dtype) -> float:
-    """Relative error factor of the expanded squared distance in ``dtype``.
+    """The GEMM rounding factor: relative error factor of the expanded squared distance.
+
+    The ``rounding`` argument of the distance kernels and engine passes: the bound
+    on an entry's rounding error is ``rounding`` times its norms (in ``dtype``).
 
     With unit roundoff u, a length-d dot product errs by at most d*u*sum|x||c|
     <= d*u*(||x||^2 + ||c||^2)/2 (any summation order), each squared norm by
@@ -113,7 +116,7 @@ def partial_sq_dists(
     centers: Sequence[np.ndarray],
     center_mask: np.ndarray,
     center_norms: Sequence[np.ndarray],
-    gamma: float,
+    rounding: float,
     row_norms: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared partial distances from rows to centres via GEMM, with an error bound.
@@ -135,7 +138,7 @@ def partial_sq_dists(
     sq, err = np.empty(shape), np.empty(shape)
     partial_sq_dists_from_cross(cross, norms, blocks.at,
                                 *_kernel_centers(blocks, center_mask, center_norms),
-                                float(gamma), sq, err)
+                                float(rounding), sq, err)
     return sq, err
 
 
@@ -144,7 +147,7 @@ def partial_nearest(
     centers: Sequence[np.ndarray],
     center_mask: np.ndarray,
     center_norms: Sequence[np.ndarray],
-    gamma: float,
+    rounding: float,
     exact_rows: Callable[[np.ndarray], np.ndarray],
     exact_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     row_norms: Sequence[np.ndarray] | None = None,
@@ -161,14 +164,14 @@ def partial_nearest(
     n_rows = blocks.n_rows
     labels, best = np.empty(n_rows, dtype=np.int64), np.empty(n_rows)
     flags = np.empty(n_rows, dtype=np.uint8)
-    nearest_from_cross(cross, norms, blocks.at, *kernel_centers, float(gamma), labels, best,
+    nearest_from_cross(cross, norms, blocks.at, *kernel_centers, float(rounding), labels, best,
                        flags)
     ambiguous = np.flatnonzero(flags)
     if ambiguous.size:
         k = center_mask.shape[0]
         sq, err = np.empty((ambiguous.size, k)), np.empty((ambiguous.size, k))
         partial_sq_dists_from_cross(cross, norms, np.ascontiguousarray(blocks.at[ambiguous]),
-                                    *kernel_centers, float(gamma), sq, err)
+                                    *kernel_centers, float(rounding), sq, err)
         _recheck(labels, best, ambiguous, sq, err, exact_rows, exact_pairs)
     return labels, best
 
@@ -198,7 +201,7 @@ def nearest_rows(
     center_blocks: Sequence[np.ndarray],
     center_mask: np.ndarray,
     center_norms: Sequence[np.ndarray],
-    gamma: float,
+    rounding: float,
     *,
     distances: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -210,7 +213,7 @@ def nearest_rows(
     come together. Drivers that work on gathered rows (mini-batch steps, the
     completion's nearest-centre shortcut) call this, whatever the engine.
     """
-    labels, _ = partial_nearest(blocks, center_blocks, center_mask, center_norms, gamma,
+    labels, _ = partial_nearest(blocks, center_blocks, center_mask, center_norms, rounding,
                                 *packed_exact_checks(blocks, center_blocks, center_mask))
     if not distances:
         return labels, None
@@ -573,7 +576,7 @@ def nearest_donors(
         Reference index per row and lacking modality; -1 where the row observes the
         modality or where no reference observing it shares a modality with the row.
     """
-    gamma = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
+    rounding = error_factor([b.shape[1] for b in blocks], np.dtype(np.float64))
     ref_norms = squared_norms(ref_blocks)
     n = mask.shape[0]
     donors = np.full(mask.shape, -1, dtype=np.int64)
@@ -584,7 +587,7 @@ def nearest_donors(
             continue
         sub_blocks = [b[rows] for b in blocks]
         sq, err = partial_sq_dists(
-            PackedBlocks.of_full(sub_blocks, sub_mask), ref_blocks, ref_mask, ref_norms, gamma
+            PackedBlocks.of_full(sub_blocks, sub_mask), ref_blocks, ref_mask, ref_norms, rounding
         )
         for m in range(mask.shape[1]):
             need = np.flatnonzero(~sub_mask[:, m])

@@ -26,7 +26,7 @@ Contract, common to every method
   float64 by :mod:`ul4m4.distance`. Member sums are float64, added in row order
   onto the running total, so they do not depend on how rows are chunked.
 * Squared distances are those of :func:`ul4m4.distance.partial_sq_dists`;
-  ``gamma`` is :func:`rounding_factor` of the engine and the data.
+  ``rounding`` is :func:`rounding_factor` of the engine and the data.
 """
 
 from __future__ import annotations
@@ -225,11 +225,11 @@ class Engine(Protocol):
 
         ``block_view`` is a :class:`HostView`; the result may be lazy (Dask)."""
 
-    def e_step(self, view: View, centers: Centers, gamma: float, *, update_centers: bool,
+    def e_step(self, view: View, centers: Centers, rounding: float, *, update_centers: bool,
                previous: np.ndarray | LabelsHandle | None = None) -> EStep:
         """One pass: exact labels, inertia, and with ``update_centers`` the member sums."""
 
-    def seed_distances(self, view: View, seed: Centers, gamma: float) -> np.ndarray:
+    def seed_distances(self, view: View, seed: Centers, rounding: float) -> np.ndarray:
         """Partial distances: (n,) squared distances to one centre, exactly 0 for its copies."""
 
     def farthest(self, view: View, centers: Centers, labels: np.ndarray | LabelsHandle,
@@ -253,7 +253,7 @@ def local_engine(engine: Engine) -> Engine:
 
 
 def rounding_factor(engine: Engine, dims: Sequence[int], dtype: np.dtype) -> float:
-    """The relative rounding factor of ``engine``'s GEMM distances (the ``gamma`` of passes).
+    """The relative rounding factor of ``engine``'s GEMM distances (the ``rounding`` of passes).
 
     :func:`ul4m4.distance.error_factor`, unless the engine's own
     ``rounding_factor(dims, dtype)`` widens it (torch under TF32).
@@ -295,7 +295,7 @@ class ChunkedEngine:
         raise NotImplementedError
 
     def sq_dists(self, view: Any, rows: slice | None, blocks: Any, mask: np.ndarray,
-                 native: Any, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+                 native: Any, rounding: float) -> tuple[np.ndarray, np.ndarray]:
         """Host float64 (B, k) squared partial distances and their rounding bounds."""
         raise NotImplementedError
 
@@ -339,12 +339,12 @@ class ChunkedEngine:
 
     # ------------------------------------------------------------- passes
     def nearest(self, view: Any, rows: slice | None, blocks: Any, mask: np.ndarray,
-                native: Any, centers: Centers, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+                native: Any, centers: Centers, rounding: float) -> tuple[np.ndarray, np.ndarray]:
         """Exact labels and squared distances of one chunk."""
-        sq, err = self.sq_dists(view, rows, blocks, mask, native, gamma)
+        sq, err = self.sq_dists(view, rows, blocks, mask, native, rounding)
         return exact_argmin(sq, err, *self.exact_checks(blocks, mask, centers))
 
-    def e_step(self, view: Any, centers: Centers, gamma: float, *, update_centers: bool,
+    def e_step(self, view: Any, centers: Centers, rounding: float, *, update_centers: bool,
                previous: Any = None) -> EStep:
         labels = np.empty(view.n_samples, dtype=np.int64)
         best = np.empty(view.n_samples)
@@ -353,11 +353,11 @@ class ChunkedEngine:
 
         def chunk(rows, blocks, mask):
             if sums is None:
-                labels, best = self.nearest(view, rows, blocks, mask, native, centers, gamma)
+                labels, best = self.nearest(view, rows, blocks, mask, native, centers, rounding)
                 return labels, self.row_distances(blocks, labels, centers, best)
 
             def compute():
-                found = self.nearest(view, rows, blocks, mask, native, centers, gamma)
+                found = self.nearest(view, rows, blocks, mask, native, centers, rounding)
                 prepared = sums.prepare(found[0], blocks, mask)
                 return (found, prepared), prepared
 
@@ -376,12 +376,12 @@ class ChunkedEngine:
             step.members = np.bincount(labels, minlength=centers.k)
         return step
 
-    def seed_distances(self, view: Any, seed: Centers, gamma: float) -> np.ndarray:
+    def seed_distances(self, view: Any, seed: Centers, rounding: float) -> np.ndarray:
         out = np.empty(view.n_samples)
         native = self.native_centers(seed, view)
 
         def to_seed(rows, blocks, mask):
-            sq, err = self.sq_dists(view, rows, blocks, mask, native, gamma)
+            sq, err = self.sq_dists(view, rows, blocks, mask, native, rounding)
             sq = sq[:, 0]
             # A copy of the seed must be at distance exactly 0 so it is never drawn
             # again; entries the error bound cannot tell from 0 are computed exactly.

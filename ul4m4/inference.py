@@ -58,8 +58,8 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
 
 def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
     """Nearest-centre labels of the first member; -1 for samples with no observed modality."""
-    gamma = rounding_factor(engine, model.dims, model.dtype)
-    labels, _ = assign(view, model.members[0].centers, gamma, engine)
+    rounding = rounding_factor(engine, model.dims, model.dtype)
+    labels, _ = assign(view, model.members[0].centers, rounding, engine)
     labels[~view.mask.any(axis=1)] = OBSERVED
     return labels
 
@@ -83,9 +83,9 @@ def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
             f"averages the fills of {len(members)} ensemble members (n_ensemble="
             f"{len(members)}); refit with n_ensemble=1 to audit which centre filled a block"
         )
-    gamma = rounding_factor(engine, model.dims, model.dtype)
+    rounding = rounding_factor(engine, model.dims, model.dtype)
     weights = _member_weights(model)
-    tasks = [_fill_member(view, model, gamma, member, np.flatnonzero(weights[j] > 0),
+    tasks = [_fill_member(view, model, rounding, member, np.flatnonzero(weights[j] > 0),
                           return_std) for j, member in enumerate(members)]
     # Before the blend, which writes into the first member's arrays.
     std = _predicted_std(view, model, tasks, weights) if return_std else None
@@ -115,20 +115,20 @@ def _member_weights(model: FittedModel) -> np.ndarray:
     return np.full((n, len(model.names)), 1.0 / n)
 
 
-def _fill_member(view: HostView, model: FittedModel, gamma: float, member: Member,
+def _fill_member(view: HostView, model: FittedModel, rounding: float, member: Member,
                  modalities: np.ndarray, want_variance: bool) -> FillTask:
     """One member's completion of ``modalities`` of ``view`` (its filled arrays, sources,
     weights and, with ``want_variance``, predicted variances); a set completion's
     shrinkage is applied here."""
     if member.rule is None:
-        task = FillTask.for_member(view, gamma, member, model.temperature,
+        task = FillTask.for_member(view, rounding, member, model.temperature,
                                    want_variance=want_variance)
         for name, rule in COMPLETION_RULES.items():
             chosen = [m for m, method in enumerate(model.completion) if method == name]
             if chosen:
                 rule.fill(task, chosen)
     else:
-        task = FillTask.for_member(view, gamma, member,
+        task = FillTask.for_member(view, rounding, member,
                                    [member.temperature] * len(model.names),
                                    want_variance=want_variance)
         if modalities.size:

@@ -114,7 +114,7 @@ def minibatch_kmeans(
     batch_size: int,
     max_iter: int,
     tol: float,
-    gamma: float,
+    rounding: float,
     rng: np.random.RandomState,
     progress=None,
 ) -> LloydResult:
@@ -138,8 +138,8 @@ def minibatch_kmeans(
         a total squared z-space shift of at most ``tol`` (the estimator passes
         its relative ``tol`` scaled by :func:`~ul4m4.centers.shift_tolerance`,
         as scikit-learn's ``MiniBatchKMeans`` does).
-    gamma : float
-        Error factor of the GEMM distance (see :func:`ul4m4.distance.error_factor`).
+    rounding : float
+        The GEMM rounding factor (see :func:`ul4m4.distance.error_factor`).
     rng : RandomState
         Draws the batches.
     progress : callable, optional
@@ -179,7 +179,7 @@ def minibatch_kmeans(
     >>> view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     >>> seeds, _ = kmeans_plusplus(view, 2, rng, 1e-12, engine)
     >>> result = minibatch_kmeans(view, seeds, engine, batch_size=32, max_iter=10, tol=0.0,
-    ...                           gamma=1e-12, rng=rng)
+    ...                           rounding=1e-12, rng=rng)
     >>> sorted(np.bincount(result.labels).tolist())
     [200, 200]
     """
@@ -204,7 +204,7 @@ def minibatch_kmeans(
             # The batch is gathered (any engine) and assigned here, on the host.
             blocks, mask = engine.take(view, rows)
             labels, best = nearest_rows(PackedBlocks.pack(blocks, mask), centers.blocks,
-                                        centers.mask, centers.norms, gamma)
+                                        centers.mask, centers.norms, rounding)
             reachable = np.isfinite(best)
             batch_mean = float(best[reachable].mean()) if reachable.any() else np.inf
             _apply_batch(estimates, carried, counts, blocks, mask, labels)
@@ -221,6 +221,6 @@ def minibatch_kmeans(
                 converged = True
                 stopped_by = "no_improvement" if stop else "tol"
                 break
-    labels, best = assign(view, centers, gamma, engine)
+    labels, best = assign(view, centers, rounding, engine)
     return LloydResult(centers, labels, float(best.sum()), step, converged, history,
                        stopped_by=stopped_by)

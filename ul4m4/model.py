@@ -218,16 +218,16 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     data, kept = without_empty_samples(data)
     check_training_data(data, settings)
     chunk_rows = settings.chunk_rows(data.dims, data.n_samples)
-    gamma = rounding_factor(engine, data.dims, settings.dtype)
+    rounding = rounding_factor(engine, data.dims, settings.dtype)
     progress = FitProgress(settings.verbose)
     if settings.completion == "auto":
-        return _fit_auto(data, kept, settings, engine, chunk_rows, gamma, rng, progress)
-    selection = _select(data, settings, engine, chunk_rows, gamma, rng, progress)
+        return _fit_auto(data, kept, settings, engine, chunk_rows, rounding, rng, progress)
+    selection = _select(data, settings, engine, chunk_rows, rounding, rng, progress)
     k = selection.n_clusters if selection else int(settings.n_clusters)
     # The library chooses k under "auto" and draws every ensemble member's seeds:
     # a member whose Lloyd run cycles is reseeded instead of left to a warning.
     reseed = settings.auto_k or settings.n_ensemble > 1
-    fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, gamma,
+    fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, rounding,
                          rng, progress=progress, warn_constant=4, reseed=reseed)
     completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
     spreads = sample_spread(fitted.view, engine,
@@ -259,7 +259,7 @@ def _assemble(data: Multimodal, kept, fitted, members: list[Member], runs: list[
 
 
 def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_rows: int,
-              gamma: float, rng, progress: FitProgress) -> FittedModel:
+              rounding: float, rng, progress: FitProgress) -> FittedModel:
     """``completion="auto"``: choose the ensemble on a subsample, fit its models on all rows."""
     ks = _k_grid(data, settings)
     candidates = registered_candidates(ks, sum(data.dims),
@@ -272,7 +272,7 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
 
     def fit_on_sample(sample: Multimodal, keys):
         rows = settings.chunk_rows(sample.dims, sample.n_samples)
-        fitted, (seeding,) = _fit_keys(sample, keys, loose, host, rows, gamma, rng, progress,
+        fitted, (seeding,) = _fit_keys(sample, keys, loose, host, rows, rounding, rng, progress,
                                        "selection", mixture_rows=SELECTION_MIXTURE_ROWS)
         return fitted.means, fitted.scales, seeding.members
 
@@ -280,11 +280,11 @@ def _fit_auto(data: Multimodal, kept, settings: Settings, engine: Engine, chunk_
                    len(candidates), MAX_SELECTION_ROWS)
     selection = select_ensemble(data, fit_on_sample, candidates,
                                 fraction=settings.selection_fraction, rng=rng,
-                                dtype=settings.dtype, chunk_rows=chunk_rows, gamma=gamma,
+                                dtype=settings.dtype, chunk_rows=chunk_rows, rounding=rounding,
                                 engine=engine)
     keys = list(selection.models) or [ModelKey(min(ks))]
     # n_ensemble seedings of every chosen model; each seeding's members share its weight.
-    fitted, seedings = _fit_keys(data, keys, settings, engine, chunk_rows, gamma, rng, progress,
+    fitted, seedings = _fit_keys(data, keys, settings, engine, chunk_rows, rounding, rng, progress,
                                  "member", seedings=settings.n_ensemble, warn_constant=6)
     members, weights, runs, reseeds = [], [], [], []
     for seeding in seedings:
@@ -337,7 +337,7 @@ class _Seeding(NamedTuple):
 
 
 def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_rows: int,
-              gamma: float, rng, progress: FitProgress, label: str, *, seedings: int = 1,
+              rounding: float, rng, progress: FitProgress, label: str, *, seedings: int = 1,
               warn_constant: int = 0, mixture_rows: int = MAX_ROWS
               ) -> tuple[_Fitted, list[_Seeding]]:
     """``seedings`` times, one k-means model per distinct k of ``keys`` (reseeded after a
@@ -346,7 +346,7 @@ def _fit_keys(data: Multimodal, keys, settings: Settings, engine: Engine, chunk_
     ks = sorted({key.k for key in keys})
     # A k-means model that only starts mixtures needs no fixed point: their EM moves on.
     starts_only = [all(key.rank is not None for key in keys if key.k == k) for k in ks]
-    fitted = fit_members(data, ks * seedings, settings, engine, chunk_rows, gamma, rng,
+    fitted = fit_members(data, ks * seedings, settings, engine, chunk_rows, rounding, rng,
                          progress=progress, label=label, warn_constant=warn_constant,
                          reseed=True, loose=starts_only * seedings)
     labels = [run.labels for run in fitted.results]
@@ -386,7 +386,7 @@ def check_training_data(data: Multimodal, settings: Settings) -> None:
 
 
 def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine: Engine,
-                chunk_rows: int, gamma: float, rng: np.random.RandomState, *,
+                chunk_rows: int, rounding: float, rng: np.random.RandomState, *,
                 progress: FitProgress | None = None, label: str = "member",
                 warn_constant: int = 0, reseed: bool = False,
                 loose: Sequence[bool] | None = None) -> _Fitted:
@@ -428,13 +428,13 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
         name = f"{label} {i + 1}/{len(ks)}" if label == "member" else f"{label}: k={k}"
         if label == "member":
             progress.stage("%s: k=%d", name, k)
-        best = _best_of_inits(view, data, k, rng, gamma, settings, engine, tol, progress, name)
+        best = _best_of_inits(view, data, k, rng, rounding, settings, engine, tol, progress, name)
         extra = 0
         while reseed and best.stopped_by == "cycle" and extra < MAX_RESEEDS:
             extra += 1
             progress.stage("%s: reseeding after a Lloyd cycle (%d/%d)", name, extra,
                            MAX_RESEEDS)
-            best = _better(best, _run_once(view, data, k, rng, gamma, settings, engine, tol,
+            best = _better(best, _run_once(view, data, k, rng, rounding, settings, engine, tol,
                                            progress, f"{name}, reseed {extra}"))
         results.append(best)
         reseeds.append(extra)
@@ -451,18 +451,18 @@ def _better(best: LloydResult | None, result: LloydResult) -> LloydResult:
     return best
 
 
-def _best_of_inits(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+def _best_of_inits(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, progress: FitProgress,
                    label: str) -> LloydResult:
     best = None
     for run in range(settings.n_init):
         name = label if settings.n_init == 1 else f"{label}, init {run + 1}/{settings.n_init}"
-        best = _better(best, _run_once(view, data, k, rng, gamma, settings, engine, tol,
+        best = _better(best, _run_once(view, data, k, rng, rounding, settings, engine, tol,
                                        progress, name))
     return best
 
 
-def _run_once(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+def _run_once(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
               engine: Engine, tol: float, progress: FitProgress, name: str) -> LloydResult:
     """One seeding and its k-means run, with its progress under ``name``."""
     start = time.perf_counter()
@@ -472,12 +472,12 @@ def _run_once(view, data: Multimodal, k: int, rng, gamma: float, settings: Setti
     with progress.iterations(name, "mini-batch step" if minibatch else "Lloyd iteration",
                              settings.max_iter) as callback:
         if minibatch:
-            result = _minibatch_run(view, data, k, rng, gamma, settings, engine, tol, callback)
+            result = _minibatch_run(view, data, k, rng, rounding, settings, engine, tol, callback)
         else:
-            centers = initial_centers(view, data, k, rng, gamma, settings, engine,
+            centers = initial_centers(view, data, k, rng, rounding, settings, engine,
                                       None if callback is None else callback.seeded)
             result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
-                           gamma=gamma, one_step=settings.reference_one_step,
+                           rounding=rounding, one_step=settings.reference_one_step,
                            progress=callback)
     ending = _ENDINGS.get(result.stopped_by, result.stopped_by)
     progress.stage("%s: %s after %d %s, inertia %.6g (%.1f s)", name,
@@ -489,7 +489,7 @@ def _run_once(view, data: Multimodal, k: int, rng, gamma: float, settings: Setti
     return result
 
 
-def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+def _minibatch_run(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, callback=None) -> LloydResult:
     batch = settings.batch_size if settings.batch_size is not None else DEFAULT_BATCH_SIZE
     seeding, seeding_engine = view, engine
@@ -497,13 +497,13 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, gamma: float, settings: 
         size = min(view.n_samples, max(3 * batch, 3 * k))
         seeding = seeding_sample(view, size, rng, engine)
         seeding_engine = local_engine(engine)
-    centers = initial_centers(seeding, data, k, rng, gamma, settings, seeding_engine,
+    centers = initial_centers(seeding, data, k, rng, rounding, settings, seeding_engine,
                               None if callback is None else callback.seeded)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
-                            tol=tol, gamma=gamma, rng=rng, progress=callback)
+                            tol=tol, rounding=rounding, rng=rng, progress=callback)
 
 
-def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings: Settings,
+def initial_centers(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                     engine: Engine, progress=None) -> Centers:
     """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
     one), k random samples, or the explicit ``init`` centres z-scored. ``progress``
@@ -513,13 +513,13 @@ def initial_centers(view, data: Multimodal, k: int, rng, gamma: float, settings:
     if settings.init == "k-means++":
         limit = seed_sample_size(view, k, engine)
         if limit is None:
-            return kmeans_plusplus(view, k, rng, gamma, engine, progress)[0]
+            return kmeans_plusplus(view, k, rng, rounding, engine, progress)[0]
         n = view.n_samples
         rows = np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
         if n > limit:
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
         sample = gather_view(view, rows, engine, local_engine(engine))
-        return kmeans_plusplus(sample, k, rng, gamma, local_engine(engine), progress)[0]
+        return kmeans_plusplus(sample, k, rng, rounding, local_engine(engine), progress)[0]
     return _explicit_centers(view, data, k, settings, engine)
 
 
@@ -534,7 +534,7 @@ def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
     return Centers(blocks, mask.copy())
 
 
-def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: int, gamma: float,
+def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: int, rounding: float,
             rng, progress: FitProgress) -> Selection | None:
     """``n_clusters="auto"`` with a set completion: k chosen by masked reconstruction."""
     if not settings.auto_k:
@@ -547,7 +547,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         label = (f"selection: k={k}, {len(count)}/{len(ks)}" if len(count) <= len(ks)
                  else f"selection: k={k}, past the grid's top")
         progress.stage("%s", label)
-        run = fit_members(masked, [k], settings, engine, chunk_rows, gamma, rng,
+        run = fit_members(masked, [k], settings, engine, chunk_rows, rounding, rng,
                           progress=progress, label=label, reseed=True)
         return run.means, run.scales, run.results[0].centers
 
@@ -555,7 +555,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         data, fit, k_grid=ks, methods=(settings.completion,),
         temperatures=(settings.temperature,), shrinkages=(settings.shrinkage,),
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
-        chunk_rows=chunk_rows, gamma=gamma, engine=engine, n_threads=settings.n_threads,
+        chunk_rows=chunk_rows, rounding=rounding, engine=engine, n_threads=settings.n_threads,
         max_k=data.n_samples,
     )
     if not selection.table:

@@ -122,13 +122,13 @@ class PatternTerms:
         slack[(scores == 0) & self.exact_self[None, :]] = 0.0
         return slack
 
-    def candidate_scores(self, blocks: PackedBlocks, gamma: float
+    def candidate_scores(self, blocks: PackedBlocks, rounding: float
                          ) -> tuple[np.ndarray, np.ndarray]:
         """Candidate scores ``r[i, f] = min_j d(candidate_f, c_j)^2`` of host rows, and bounds.
 
         ``blocks`` are rows of this pattern. The observed-part numerator ``P`` (B, k)
         comes from one GEMM per observed modality in float64 (with its rounding
-        bound, ``gamma`` times the norms); the minimum over ``j`` is taken in
+        bound, ``rounding`` times the norms); the minimum over ``j`` is taken in
         float32 by the compiled kernel, without the (B, k, k) tensor.
         """
         centers = self.plan.centers
@@ -146,7 +146,7 @@ class PatternTerms:
         candidate_minimum(np.ascontiguousarray(p, dtype=np.float32),
                           np.ascontiguousarray(self.q_open.T),
                           np.ascontiguousarray(self.inverse.T), scores)
-        return scores, self.slack(scores, (gamma * bound).max(axis=1))
+        return scores, self.slack(scores, (rounding * bound).max(axis=1))
 
     def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The scores with every term exact and modalities summed in order (float64 blocks)."""

@@ -39,7 +39,7 @@ class FillTask:
     """One model's completion of one view: inputs, and the arrays the rules write."""
 
     view: HostView  # rows in this process: every rule runs on host blocks
-    gamma: float
+    rounding: float
     plan: CompletionPlan
     raw_centers: list[np.ndarray]  # per modality (k, d_m), NaN where a centre lacks it
     temperature: list[float | None]
@@ -53,13 +53,13 @@ class FillTask:
     state: Any = None  # the member's fitted rule state (the conditional mixture)
 
     @classmethod
-    def for_member(cls, view: HostView, gamma: float, member: Member,
+    def for_member(cls, view: HostView, rounding: float, member: Member,
                    temperature: list[float | None], *, want_variance: bool) -> FillTask:
         """The task of filling ``view`` from ``member``; observed rows copied in place."""
         shape = view.mask.shape
         variance = ([np.full(shape[0], np.nan) for _ in range(shape[1])] if want_variance
                     else None)
-        return cls(view, gamma, member.plan, member.raw, temperature,
+        return cls(view, rounding, member.plan, member.raw, temperature,
                    [output_copy(a) for a in view.data.arrays],
                    np.full(shape, OBSERVED, dtype=np.int64), np.full(shape, np.nan),
                    member.spread, variance, member.state)
@@ -84,7 +84,7 @@ class Greedy:
     """The method's completion: copy each missing block from one centre (the greedy search)."""
 
     def fill(self, task: FillTask, modalities: list[int]) -> None:
-        sources = complete_sources(task.view, task.plan, task.gamma)
+        sources = complete_sources(task.view, task.plan, task.rounding)
         for m in modalities:
             task.sources[:, m] = sources[:, m]
             from_centre = sources[:, m] >= 0
@@ -111,7 +111,7 @@ class Soft:
         variance = None if task.variance is None else [
             task.variance[m] if m in modalities else None for m in range(len(task.filled))]
         top, top_weight = soft_complete(task.view, task.plan, values, task.temperature, out,
-                                        task.gamma, variance=variance,
+                                        task.rounding, variance=variance,
                                         spread=task.spread_or_unit())
         task.sources[:, modalities] = top[:, modalities]
         task.weights[:, modalities] = top_weight[:, modalities]

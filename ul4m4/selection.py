@@ -432,7 +432,7 @@ def select_model(
     rng: np.random.RandomState,
     dtype: np.dtype,
     chunk_rows: int,
-    gamma: float,
+    rounding: float,
     engine: Engine,
     n_threads: int = 1,
     max_k: int | None = None,
@@ -475,12 +475,12 @@ def select_model(
         if "mean" in methods:
             candidates.append(("mean", None, [np.zeros_like(t) for t in true]))
         if "greedy" in methods:
-            src = complete_sources(view, plan, gamma)
+            src = complete_sources(view, plan, rounding)
             hat = [plan.exact_blocks[m][src[hidden_rows[m], m]] for m in range(len(names))]
             candidates.append(("greedy", None, hat))
         for t in temperatures if "soft" in methods else ():
             out = [np.zeros((len(rows), d)) for d in data.dims]
-            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, gamma)
+            soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, rounding)
             candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
         best: dict[int, tuple] = {}
         errors = {}

@@ -344,7 +344,7 @@ def _modality_sq_dists(block: torch.Tensor, center: torch.Tensor, center_norms: 
 
 
 def partial_sq_dists(
-    blocks: Sequence[torch.Tensor], mask: np.ndarray, centers: DeviceCenters, gamma: float
+    blocks: Sequence[torch.Tensor], mask: np.ndarray, centers: DeviceCenters, rounding: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`ul4m4.distance.partial_sq_dists` on tensors: ``(sq, err)``, float64 (B, k).
 
@@ -370,7 +370,7 @@ def partial_sq_dists(
             bound += norms * shared
     shares = count > 0
     sq = torch.where(shares, num / count, torch.inf)
-    err = torch.where(shares, gamma * bound / count, 0.0)
+    err = torch.where(shares, rounding * bound / count, 0.0)
     return sq, err
 
 
@@ -470,8 +470,8 @@ class TorchEngine(ChunkedEngine):
     def native_centers(self, centers: Centers, view: TorchView) -> DeviceCenters:
         return DeviceCenters.of(centers, view.device)
 
-    def sq_dists(self, view, rows, blocks, mask, native: DeviceCenters, gamma: float):
-        sq, err = partial_sq_dists(blocks, mask, native, gamma)
+    def sq_dists(self, view, rows, blocks, mask, native: DeviceCenters, rounding: float):
+        sq, err = partial_sq_dists(blocks, mask, native, rounding)
         return _host(sq), _host(err)
 
     def host_rows(self, blocks: list[torch.Tensor], rows: np.ndarray) -> list[np.ndarray]:

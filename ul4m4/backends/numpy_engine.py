@@ -56,15 +56,15 @@ class NumpyEngine(ChunkedEngine):
     def native_centers(self, centers: Centers, view: Any) -> Centers:
         return centers
 
-    def sq_dists(self, view: Standardized, rows, blocks, mask, native: Centers, gamma: float):
+    def sq_dists(self, view: Standardized, rows, blocks, mask, native: Centers, rounding: float):
         row_norms = None if rows is None else view.row_norms(rows, blocks)
-        return partial_sq_dists(blocks, native.blocks, native.mask, native.norms, gamma, row_norms)
+        return partial_sq_dists(blocks, native.blocks, native.mask, native.norms, rounding, row_norms)
 
     def nearest(self, view: Standardized | None, rows, blocks: PackedBlocks, mask: np.ndarray,
-                native: Centers, centers: Centers, gamma: float):
+                native: Centers, centers: Centers, rounding: float):
         """Exact labels and squared distances of one chunk, without its (B, k) distances."""
         row_norms = None if rows is None else view.row_norms(rows, blocks)
-        return partial_nearest(blocks, native.blocks, native.mask, native.norms, gamma,
+        return partial_nearest(blocks, native.blocks, native.mask, native.norms, rounding,
                                *self.exact_checks(blocks, mask, centers), row_norms)
 
     def row_distances(self, blocks: PackedBlocks, labels: np.ndarray, centers: Centers,

@@ -198,7 +198,7 @@ class DaskEngine:
         return dask.compute(pairwise_sum(parts, lambda a, b: delayed(combine)(a, b)))[0]
 
     # passes
-    def e_step(self, view: DaskView, centers: Centers, gamma: float, *, update_centers: bool,
+    def e_step(self, view: DaskView, centers: Centers, rounding: float, *, update_centers: bool,
                previous: Any = None) -> EStep:
         """One pass over the blocks; the member sums are added along the pairwise tree.
 
@@ -211,7 +211,7 @@ class DaskEngine:
         client = current_client()
         n_blocks = len(view.offsets) - 1
         if client is not None:
-            scalars, nodes, rows, labels = store_pass(view, client, centers, gamma,
+            scalars, nodes, rows, labels = store_pass(view, client, centers, rounding,
                                                        update_centers, previous)
             total = (fold(0, root_size(n_blocks), n_blocks, lambda lo, size: nodes.get((lo, size)),
                            add) if update_centers else None)
@@ -219,7 +219,7 @@ class DaskEngine:
             prepared = view.prepared(None)
             previous = previous or [None] * n_blocks
             shared = broadcast(centers, "centers")
-            parts = [delayed(e_step_task)(chunk, before, shared, gamma, update_centers)
+            parts = [delayed(e_step_task)(chunk, before, shared, rounding, update_centers)
                      for chunk, before in zip(prepared, previous, strict=True)]
             tree = delayed_sum([p.summary for p in parts]) if update_centers else None
             found, total = dask.compute(parts, tree, optimize_graph=False)
@@ -238,9 +238,9 @@ class DaskEngine:
         step.members = members.astype(np.int64)
         return step
 
-    def seed_distances(self, view: DaskView, seed: Centers, gamma: float) -> np.ndarray:
+    def seed_distances(self, view: DaskView, seed: Centers, rounding: float) -> np.ndarray:
         parts = _per_block(view, seed_task, dict.fromkeys(range(len(view.offsets) - 1), ()),
-                           seed, gamma)
+                           seed, rounding)
         return np.concatenate(parts)
 
     def farthest(self, view: DaskView, centers: Centers, labels: Any, n: int) -> Candidates:

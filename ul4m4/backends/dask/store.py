@@ -72,12 +72,12 @@ class BlockStore:
                               f"latest {self.KEPT_PASSES} passes are)")
         return self.passes[pass_id]
 
-    def e_step(self, pass_id: int, previous: int | None, centers: Centers, gamma: float,
+    def e_step(self, pass_id: int, previous: int | None, centers: Centers, rounding: float,
                update_centers: bool) -> tuple[dict, dict, dict | None]:
         """Per block scalars; node summaries (update) or per block (labels, best)."""
         before = None if previous is None else self.labels(previous)
         steps = self._map(lambda i: e_step_task(
-            self.prepared[i], None if before is None else before[i], centers, gamma,
+            self.prepared[i], None if before is None else before[i], centers, rounding,
             update_centers))
         scalars = {i: a.scalars for i, a in steps.items()}
         nodes, rows = {}, None
@@ -121,7 +121,7 @@ class BlockLabels(list):
         return np.concatenate(self).astype(np.int64)
 
 
-def store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
+def store_pass(view: DaskView, client: Any, centers: Centers, rounding: float,
                 update_centers: bool, previous: StoredLabels | None):
     """One pass run by the view's block stores: (scalars, nodes, rows, labels handle).
 
@@ -135,7 +135,7 @@ def store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
     pass_id = view.next_pass()
     before = None if previous is None or previous.stores is not stores else previous.pass_id
     try:
-        calls = [actor.e_step(pass_id, before, centers, gamma, update_centers)
+        calls = [actor.e_step(pass_id, before, centers, rounding, update_centers)
                  for _, actor, _ in stores]
         found = [call.result() for call in calls]
     except (OSError, RuntimeError) as exc:  # a closed comm, or "Worker holding Actor was lost"
@@ -144,7 +144,7 @@ def store_pass(view: DaskView, client: Any, centers: Centers, gamma: float,
         logger.warning("a worker holding row blocks was lost (%s); preparing its blocks again "
                        "and repeating the pass", exc)
         view.forget()
-        return store_pass(view, client, centers, gamma, update_centers, None)
+        return store_pass(view, client, centers, rounding, update_centers, None)
     nodes = {node: value for f in found for node, value in f[1].items()}
     rows = None if update_centers else in_block_order([f[2] for f in found])
     return (in_block_order([f[0] for f in found]), nodes, rows,

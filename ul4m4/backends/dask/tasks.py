@@ -65,13 +65,13 @@ class Assigned(NamedTuple):
 
 
 def e_step_task(prepared: Prepared, previous: np.ndarray | None, centers: Centers,
-                 gamma: float, update_centers: bool) -> Assigned:
+                 rounding: float, update_centers: bool) -> Assigned:
     labels = np.full(prepared.n_rows, -1, dtype=np.int64)
     best = np.zeros(prepared.n_rows)
     k, widths = centers.k, [b.shape[1] for b in centers.blocks]
     summary = None
     if prepared.kept.size:
-        step = NUMPY.e_step(prepared.view, centers, gamma, update_centers=update_centers)
+        step = NUMPY.e_step(prepared.view, centers, rounding, update_centers=update_centers)
         labels[prepared.kept], best[prepared.kept] = step.labels, step.best
         if update_centers:
             summary = (step.sums, step.counts, step.members.astype(np.float64))
@@ -89,10 +89,10 @@ def farthest_task(prepared: Prepared, labels: np.ndarray, centers: Centers, n: i
     return NUMPY.farthest(prepared.view, centers, labels[prepared.kept], n)
 
 
-def seed_task(prepared: Prepared, seed: Centers, gamma: float) -> np.ndarray:
+def seed_task(prepared: Prepared, seed: Centers, rounding: float) -> np.ndarray:
     out = np.full(prepared.n_rows, np.inf)
     if prepared.kept.size:
-        out[prepared.kept] = NUMPY.seed_distances(prepared.view, seed, gamma)
+        out[prepared.kept] = NUMPY.seed_distances(prepared.view, seed, rounding)
     return out
 
 
