@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .centers import Centers, center_shift
-from .engine import Candidates, Engine, host_labels, local_engine
+from .engine import Candidates, Engine, View, host_labels, local_engine
 
 __all__ = [
     "LloydResult",
@@ -38,18 +38,18 @@ SEED_SAMPLE_BYTES = 256 * 2**20
 SEED_ROWS_PER_CLUSTER = 64
 
 
-def seed_rows(view, rows: np.ndarray, engine: Engine) -> Centers:
+def seed_rows(view: View, rows: np.ndarray, engine: Engine) -> Centers:
     """Centres that are copies of the given training rows, with their modality sets."""
     blocks, mask = engine.take(view, rows)
     return Centers(blocks, mask.copy())
 
 
-def random_init(view, k: int, rng: np.random.RandomState, engine: Engine) -> Centers:
+def random_init(view: View, k: int, rng: np.random.RandomState, engine: Engine) -> Centers:
     """k distinct training samples drawn uniformly without replacement."""
     return seed_rows(view, np.sort(rng.choice(view.n_samples, size=k, replace=False)), engine)
 
 
-def seed_sample_size(view, k: int, engine: Engine) -> int | None:
+def seed_sample_size(view: View, k: int, engine: Engine) -> int | None:
     """How many rows k-means++ seeds ``k`` centres on, gathered; None to seed on ``view``.
 
     Data in this process are seeded on in place. Data that live elsewhere (an
@@ -127,7 +127,8 @@ def _draw_next_seed(min_sq: np.ndarray, seeds: list[int], rng: np.random.RandomS
     return int(remaining[rng.randint(remaining.size)])
 
 
-def assign(view, centers: Centers, rounding: float, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+def assign(view: View, centers: Centers, rounding: float, engine: Engine
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-centre labels (ties to the lowest index) and their squared distances."""
     step = engine.e_step(view, centers, rounding, update_centers=False)
     return host_labels(step.labels), step.best
@@ -154,7 +155,7 @@ class LloydResult:
     cycle_period: int = 0
 
 
-def reseed_empty(view, old: Centers, new: Centers, step, engine: Engine) -> tuple[int, int]:
+def reseed_empty(view: View, old: Centers, new: Centers, step, engine: Engine) -> tuple[int, int]:
     """Move the samples farthest from their centres into the empty clusters of ``new``.
 
     Distances are exact (to the centres ``old`` the labels were assigned to), so
@@ -210,7 +211,7 @@ def state_key(centers: Centers) -> bytes:
 
 
 def lloyd(
-    view,
+    view: View,
     centers: Centers,
     engine: Engine,
     *,

@@ -22,7 +22,7 @@ from ._utils.chunks import iter_row_chunks
 from ._utils.files import NpyWriter, output_folder
 from .cluster import assign
 from .complete import FROM_MEAN, OBSERVED
-from .engine import Engine, HostView, local_engine, rounding_factor
+from .engine import Engine, HostView, View, local_engine, rounding_factor
 from .inputs import output_dtype
 from .members import Member
 from .model import FittedModel
@@ -56,7 +56,7 @@ def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engin
                        settings.n_threads)
 
 
-def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
+def predict(view: View, model: FittedModel, engine: Engine) -> np.ndarray:
     """Nearest-centre labels of the first member; -1 for samples with no observed modality."""
     rounding = rounding_factor(engine, model.dims, model.dtype)
     labels, _ = assign(view, model.members[0].centers, rounding, engine)
@@ -64,7 +64,7 @@ def predict(view, model: FittedModel, engine: Engine) -> np.ndarray:
     return labels
 
 
-def complete(view, model: FittedModel, engine: Engine, order: Sequence[str], *,
+def complete(view: HostView, model: FittedModel, engine: Engine, order: Sequence[str], *,
              return_sources: bool = False, return_weights: bool = False,
              return_std: bool = False) -> Any:
     """Fill every missing block of ``view``; outputs keyed in ``order``.
@@ -157,7 +157,7 @@ def _shrink(out: np.ndarray, mean: np.ndarray, s: float, rows: np.ndarray) -> No
         out[rows] = (mean + (1.0 - s) * (out[rows].astype(np.float64) - mean)).astype(out.dtype)
 
 
-def _average_members(view, others: list[list[np.ndarray]], filled: list[np.ndarray]) -> None:
+def _average_members(view: View, others: list[list[np.ndarray]], filled: list[np.ndarray]) -> None:
     """Replace the first member's fills by the mean over all members (float64 sums)."""
     missing = [~view.mask[:, m] for m in range(len(filled))]
     totals = [f[rows].astype(np.float64) for f, rows in zip(filled, missing, strict=True)]
@@ -168,7 +168,7 @@ def _average_members(view, others: list[list[np.ndarray]], filled: list[np.ndarr
         out[rows] = (total / (len(others) + 1)).astype(out.dtype)
 
 
-def _blend(view, model: FittedModel, fills: list[list[np.ndarray]]) -> list[np.ndarray]:
+def _blend(view: View, model: FittedModel, fills: list[list[np.ndarray]]) -> list[np.ndarray]:
     """``mean + sum_j w_jm (fill_j - mean)`` in float64 on each missing block."""
     out = fills[0]
     for m, mean in enumerate(model.means):
@@ -183,7 +183,7 @@ def _blend(view, model: FittedModel, fills: list[list[np.ndarray]]) -> list[np.n
     return out
 
 
-def _predicted_std(view, model: FittedModel, tasks: list[FillTask], weights: np.ndarray
+def _predicted_std(view: View, model: FittedModel, tasks: list[FillTask], weights: np.ndarray
                    ) -> list[np.ndarray]:
     """Per modality (n,): sqrt(calibration * ensemble variance) in z-space, NaN where observed.
 
@@ -209,14 +209,14 @@ def _predicted_std(view, model: FittedModel, tasks: list[FillTask], weights: np.
 
 
 # ------------------------------------------------------------- files output
-def _block_rows(view) -> int:
+def _block_rows(view: View) -> int:
     """Rows per transform block: a multiple of the chunk size, so chunks are unchanged."""
     row_bytes = max(1, sum(view.data.dims) * np.dtype(view.dtype).itemsize)
     per_block = max(1, TRANSFORM_BLOCK_BYTES // (row_bytes * view.chunk_rows))
     return int(view.chunk_rows * per_block)
 
 
-def _block_view(view, rows: slice, engine: Engine):
+def _block_view(view: View, rows: slice, engine: Engine):
     """One row block as a view of ``engine`` (its rows are read into this process)."""
     arrays = [a[rows] if isinstance(a, np.ndarray) else RowSubset(a, rows)
               for a in view.data.arrays]
@@ -225,7 +225,7 @@ def _block_view(view, rows: slice, engine: Engine):
 
 
 def transform_to_files(
-    view,
+    view: View,
     model: FittedModel,
     engine: Engine,
     order: list[str],
@@ -264,7 +264,7 @@ def transform_to_files(
     return (result, *filled) if filled else result
 
 
-def _write_files(view, model: FittedModel, engine: Engine, order: list[str], directory: Path,
+def _write_files(view: View, model: FittedModel, engine: Engine, order: list[str], directory: Path,
                  *, return_sources: bool, return_weights: bool,
                  return_std: bool = False) -> list[dict[str, np.ndarray]]:
     """Write the completed modalities (and with ``return_std`` their predicted errors)

@@ -32,7 +32,7 @@ from .blocks import PackedBlocks
 from .centers import Centers, center_shift
 from .cluster import LloydResult, assign
 from .distance import nearest_rows
-from .engine import Engine, local_engine
+from .engine import Engine, View, local_engine
 from .rowsums import sequential_sums
 from .view import gather_view
 
@@ -68,7 +68,7 @@ class _Progress:
         return self.stale >= MAX_NO_IMPROVEMENT
 
 
-def seeding_sample(view, size: int, rng: np.random.RandomState, engine: Engine):
+def seeding_sample(view: View, size: int, rng: np.random.RandomState, engine: Engine):
     """An in-memory view of ``size`` distinct random rows of ``view``, for seeding.
 
     k-means++ needs a pass over its data per centre; on a random sample of a few
@@ -107,7 +107,7 @@ def _apply_batch(
 
 
 def minibatch_kmeans(
-    view,
+    view: View,
     centers: Centers,
     engine: Engine,
     *,

@@ -39,7 +39,7 @@ import scipy.linalg
 from ._utils.validation import Interval, Options, check_params
 from .centers import Centers
 from .complete import row_dots, row_weighted_sums, soft_weights
-from .engine import Engine
+from .engine import Engine, View
 
 __all__ = ["Mixture", "conditional_fill", "fit_mixture", "fit_mixtures", "log_likelihood"]
 
@@ -335,7 +335,7 @@ def log_likelihood(mixture: Mixture, blocks: Sequence[np.ndarray], mask: np.ndar
 
 
 # ----------------------------------------------------------------------- fit
-def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, rank: int,
+def fit_mixture(view: View, engine: Engine, centers: Centers, labels: np.ndarray, *, rank: int,
                 ridge: float = 1.0, prior_count: float = 1.0, n_iter: int = 15,
                 max_rows: int = MAX_ROWS, rng: np.random.RandomState) -> Mixture:
     """Fit the conditional low-rank mixture by EM, starting from k-means.
@@ -394,7 +394,7 @@ def fit_mixture(view, engine: Engine, centers: Centers, labels: np.ndarray, *, r
                         prior_count=prior_count, n_iter=n_iter, max_rows=max_rows, rng=rng)[0]
 
 
-def fit_mixtures(view, engine: Engine, centers: Centers, labels: np.ndarray, *,
+def fit_mixtures(view: View, engine: Engine, centers: Centers, labels: np.ndarray, *,
                  ranks: Sequence[int], ridge: float = 1.0, prior_count: float = 1.0,
                  n_iter: int = 15, max_rows: int = MAX_ROWS,
                  rng: np.random.RandomState) -> list[Mixture]:
@@ -440,7 +440,7 @@ def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
     return [rows[s : s + size] for s in range(0, rows.size, size)]
 
 
-def _fit_rows(view, max_rows: int, rng: np.random.RandomState) -> np.ndarray:
+def _fit_rows(view: View, max_rows: int, rng: np.random.RandomState) -> np.ndarray:
     """The rows fitted on: those observing something, a sorted seeded sample beyond ``max_rows``."""
     rows = np.flatnonzero(view.mask.any(axis=1))
     if rows.size > max_rows:
@@ -460,7 +460,7 @@ class _Start:
     split: list[slice]
 
     @classmethod
-    def estimate(cls, view, engine: Engine, centers: Centers, labels: np.ndarray,
+    def estimate(cls, view: View, engine: Engine, centers: Centers, labels: np.ndarray,
                  chunks) -> _Start:
         """Means from the centres; the residual covariance pairwise over observed modalities."""
         k, dims = centers.k, [b.shape[1] for b in centers.blocks]
@@ -557,7 +557,7 @@ class _Batch(NamedTuple):
     square_sums: list
 
     @classmethod
-    def read(cls, view, engine: Engine, rows: np.ndarray) -> _Batch:
+    def read(cls, view: View, engine: Engine, rows: np.ndarray) -> _Batch:
         blocks, mask = engine.take(view, rows)
         observing = [np.flatnonzero(mask[:, m]) for m in range(mask.shape[1])]
         data = [b[at].astype(np.float64) for b, at in zip(blocks, observing, strict=True)]
@@ -566,7 +566,7 @@ class _Batch(NamedTuple):
                    [q.sum(axis=0) for q in squares])
 
 
-def _cached_batch(view, engine: Engine, rows: np.ndarray) -> _Batch | None:
+def _cached_batch(view: View, engine: Engine, rows: np.ndarray) -> _Batch | None:
     """All fit rows as one batch, read once, when their float64 blocks and squares fit
     in GROUP_CACHE_BYTES (the EM then reads no data per iteration and multiplies the
     largest blocks); None otherwise (each iteration reads the rows chunk by chunk)."""

@@ -37,7 +37,7 @@ from .cluster import (
     seed_sample_size,
 )
 from .complete import OBSERVED
-from .engine import Engine, local_engine, rounding_factor
+from .engine import Engine, View, local_engine, rounding_factor
 from .members import Member, ModelKey
 from .minibatch import DEFAULT_BATCH_SIZE, minibatch_kmeans, seeding_sample
 from .mixture import MAX_ROWS
@@ -451,7 +451,7 @@ def _better(best: LloydResult | None, result: LloydResult) -> LloydResult:
     return best
 
 
-def _best_of_inits(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _best_of_inits(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, progress: FitProgress,
                    label: str) -> LloydResult:
     best = None
@@ -462,7 +462,7 @@ def _best_of_inits(view, data: Multimodal, k: int, rng, rounding: float, setting
     return best
 
 
-def _run_once(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _run_once(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
               engine: Engine, tol: float, progress: FitProgress, name: str) -> LloydResult:
     """One seeding and its k-means run, with its progress under ``name``."""
     start = time.perf_counter()
@@ -489,7 +489,7 @@ def _run_once(view, data: Multimodal, k: int, rng, rounding: float, settings: Se
     return result
 
 
-def _minibatch_run(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _minibatch_run(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, callback=None) -> LloydResult:
     batch = settings.batch_size if settings.batch_size is not None else DEFAULT_BATCH_SIZE
     seeding, seeding_engine = view, engine
@@ -503,7 +503,7 @@ def _minibatch_run(view, data: Multimodal, k: int, rng, rounding: float, setting
                             tol=tol, rounding=rounding, rng=rng, progress=callback)
 
 
-def initial_centers(view, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def initial_centers(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
                     engine: Engine, progress=None) -> Centers:
     """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
     one), k random samples, or the explicit ``init`` centres z-scored. ``progress``
@@ -523,7 +523,7 @@ def initial_centers(view, data: Multimodal, k: int, rng, rounding: float, settin
     return _explicit_centers(view, data, k, settings, engine)
 
 
-def _explicit_centers(view, data: Multimodal, k: int, settings: Settings,
+def _explicit_centers(view: View, data: Multimodal, k: int, settings: Settings,
                       engine: Engine) -> Centers:
     init = settings.init  # checked against the data by settings.resolve_init, once per fit
     if init.n_samples != k:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .centers import Centers
 from .complete import FROM_MEAN, FROM_MODEL, OBSERVED, complete_sources, soft_complete
-from .engine import Engine, HostView
+from .engine import Engine, HostView, View
 from .inputs import output_copy
 from .members import Member, ModelKey
 from .mixture import Mixture, conditional_fill, fit_mixtures
@@ -175,7 +175,7 @@ class ConditionalMixture:
         return tuple(out)
 
 
-def fit_rule_states(keys: list[ModelKey], view: Any, engine: Engine, centers: Centers,
+def fit_rule_states(keys: list[ModelKey], view: View, engine: Engine, centers: Centers,
                     labels: np.ndarray, rng: np.random.RandomState, max_rows: int
                     ) -> dict[ModelKey, Mixture | None]:
     """The fitted state each key's rule needs from one k-means model (``centers``,

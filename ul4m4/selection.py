@@ -441,7 +441,8 @@ def select_model(
 
     ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
     ``methods`` is a subset of ``("greedy", "soft", "mean")``. The hidden
-    samples are gathered into this process and completed on the host (:func:`~ul4m4.engine.local_engine`).
+    samples are gathered into this process and completed on the host
+    (:func:`~ul4m4.engine.local_engine`).
 
     With ``max_k`` (an int), the grid grows past its upper edge: while the best
     k is the largest one scored and below ``max_k``, ``min(2k, max_k)`` is scored

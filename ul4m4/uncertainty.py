@@ -17,13 +17,12 @@ measured on hidden blocks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ._utils.chunks import iter_row_chunks
 from .centers import Centers
-from .engine import Engine
+from .engine import Engine, View
 
 __all__ = ["calibration_factor", "centre_spread", "ensemble_variance", "sample_spread"]
 
@@ -59,7 +58,7 @@ def centre_spread(blocks: list[np.ndarray], mask: np.ndarray, centers: Centers,
                              centers.mask)
 
 
-def sample_spread(view: Any, engine: Engine, fits: Sequence[tuple[Centers, np.ndarray]],
+def sample_spread(view: View, engine: Engine, fits: Sequence[tuple[Centers, np.ndarray]],
                   rng: np.random.RandomState | np.random.Generator,
                   max_rows: int = 20_000) -> list[np.ndarray]:
     """:func:`centre_spread` of each ``(centers, labels)`` fit of ``view``, on one seeded
