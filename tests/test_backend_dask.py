@@ -428,7 +428,7 @@ def _store_totals(client) -> dict[str, dict[str, int]]:
 def test_e_step_on_a_client_is_one_store_call_per_worker(client):
     X = blobs(900, 14)
     engine, view = _engine_view(X, 50)  # 18 blocks: runs of 9 on the two workers
-    view.prepared(dask_placement.current_client())
+    view.held_blocks(dask_placement.current_client())
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 900, 900 // K)[:K], engine)
     rounding = error_factor([len(m) for m in view.mean], view.dtype)
     before = _store_totals(client)
@@ -459,7 +459,7 @@ def test_e_step_on_a_client_is_one_store_call_per_worker(client):
 
 def _placement(client, view) -> list[str]:
     """Per block, the worker holding its prepared copy (and running its passes)."""
-    prepared = view.prepared(dask_placement.current_client())
+    prepared = view.held_blocks(dask_placement.current_client())
     held = client.who_has(prepared)
     keys = {future.key for future, _, _ in view.stores(dask_placement.current_client())}
     indices = client.run(lambda dask_worker: [i for key, store in dask_worker.state.actors.items()
@@ -470,7 +470,7 @@ def _placement(client, view) -> list[str]:
     return places
 
 
-def test_blocks_held_by_one_worker_are_prepared_in_two_runs(client):
+def test_blocks_of_one_worker_are_held_in_two_runs(client):
     X = blobs(800, 16)
     first, second = sorted(client.scheduler_info()["workers"])
     lazy = {n: client.persist(a, workers=[first]) for n, a in chunked(X, 100).items()}
@@ -485,7 +485,7 @@ def test_blocks_held_by_one_worker_are_prepared_in_two_runs(client):
     assert _placement(client, view) == [first] * 4 + [second] * 4
 
 
-def test_blocks_persisted_in_runs_are_prepared_where_they_are(client):
+def test_blocks_persisted_in_runs_are_held_where_they_are(client):
     X = blobs(800, 16)
     first, second = sorted(client.scheduler_info()["workers"])
     lazy = chunked(X, 100)
@@ -570,7 +570,7 @@ def test_a_run_of_blocks_is_a_few_nodes(start, stop, n):
 def test_a_store_runs_its_blocks_passes_with_any_threads_and_keeps_two_passes(synchronous):
     X = blobs(500, 21)
     engine, view = _engine_view(X, 60, chunk_rows=16)  # 9 blocks of 4 chunks
-    prepared = dask.compute(*view.prepared(None))
+    prepared = dask.compute(*view.held_blocks(None))
     centres = ul4m4.cluster.seed_rows(view, np.arange(0, 500, 500 // K)[:K], engine)
     rounding = error_factor([len(m) for m in view.mean], view.dtype)
     held = [2, 3, 4, 5, 7]
@@ -641,7 +641,7 @@ def test_a_pass_survives_a_lost_worker(caplog):
         for a, b in zip(again.sums, first.sums, strict=True):
             assert a.tobytes() == b.tobytes()
         labels = host_labels(again.labels)
-        assert victim not in {w for held in c.who_has(view.prepared(c)).values() for w in held}
+        assert victim not in {w for held in c.who_has(view.held_blocks(c)).values() for w in held}
         third = engine.e_step(view, centres, rounding, update_centers=True, previous=again.labels)
         assert third.changed == 0 and np.array_equal(host_labels(third.labels), labels)
 

@@ -358,7 +358,7 @@ def test_compute_and_add_on_threads_equals_adding_in_row_order():
     labels = rng.integers(0, k, n)
     sequential = RowOrderSums(k, dims)
     for rows in _chunks(n, 37):
-        sequential.add(sequential.prepare(
+        sequential.add(sequential.chunk_members(
             labels[rows], PackedBlocks.pack([b[rows] for b in blocks], mask[rows]), mask[rows]))
 
     threaded = RowOrderSums(k, dims)
@@ -368,7 +368,7 @@ def test_compute_and_add_on_threads_equals_adding_in_row_order():
         def compute():
             time.sleep(delays[index])  # later chunks often finish first
             part = PackedBlocks.of_full([b[rows] for b in blocks], mask[rows])
-            return rows.start, threaded.prepare(labels[rows], part, mask[rows])
+            return rows.start, threaded.chunk_members(labels[rows], part, mask[rows])
 
         return threaded.compute_and_add(rows, compute)
 
@@ -389,7 +389,8 @@ def test_compute_and_add_passes_the_turn_on_when_a_chunk_fails():
 
     def compute_ok():
         mask = np.ones((3, 1), bool)
-        return "ok", acc.prepare(np.zeros(3, np.int64), PackedBlocks.of_full([block], mask), mask)
+        return "ok", acc.chunk_members(np.zeros(3, np.int64),
+                                       PackedBlocks.of_full([block], mask), mask)
 
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(acc.compute_and_add, slice(0, 3), compute_fail)

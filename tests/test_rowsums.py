@@ -28,7 +28,7 @@ def test_row_order_sums_match_a_literal_loop_and_skip_missing_rows(seed):
         mask = rng.random((n, 2)) < 0.6
         blocks = [np.where(mask[:, [m]], rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4),
                            0).astype(np.float32) for m, d in enumerate(dims)]
-        acc.add(acc.prepare(labels, PackedBlocks.pack(blocks, mask), mask))
+        acc.add(acc.chunk_members(labels, PackedBlocks.pack(blocks, mask), mask))
         all_labels.append(labels), all_mask.append(mask)
         for m in range(2):
             all_blocks[m].append(blocks[m])
@@ -49,5 +49,5 @@ def test_row_order_sums_equal_sequential_sums_on_zero_rows():
     block[~mask[:, 0]] = 0
     labels = rng.integers(0, 4, 40)
     acc = RowOrderSums(4, [6])
-    acc.add(acc.prepare(labels, PackedBlocks.of_full([block], mask), mask))
+    acc.add(acc.chunk_members(labels, PackedBlocks.of_full([block], mask), mask))
     np.testing.assert_array_equal(acc.sums[0], sequential_sums(np.zeros((4, 6)), labels, block))

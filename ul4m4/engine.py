@@ -7,8 +7,10 @@ only through an *engine*, an object with the methods of :class:`Engine`: the
 passes over all rows (the E-step with its member sums, distances to a seed,
 reseeding candidates), gathering rows (``take``), maps over row blocks (``apply``
 over the view, ``reduce_blocks`` over the raw data, which the statistics and the
-overflow check are written over), the view constructor and the input check. NumPy (:class:`ul4m4.backends.NumpyEngine`),
-PyTorch (``backends/_torch.py``) and Dask (``backends/dask.py``) implement it.
+overflow check are written over), the view constructor and the input check.
+NumPy (:class:`ul4m4.backends.NumpyEngine`), PyTorch (``backends/_torch.py``) and
+Dask (``backends/dask/``) implement it; ``tests/_reference_engine.py`` is a plain
+one written against the protocol alone.
 Everything that runs on gathered rows (mini-batch steps, the completion rules,
 model selection) is host code over a :class:`HostView`, the same on every engine.
 
@@ -310,7 +312,7 @@ class ChunkedEngine:
     def member_sums(self, view: Any, centers: Centers) -> RowOrderSums:
         """A row-order accumulator of member sums fed with native blocks.
 
-        Its ``best_of(prepared)`` gives the rows' distances to their centres once a
+        Its ``best_of(members)`` gives the rows' distances to their centres once a
         chunk is added, or None to keep :meth:`nearest`'s.
         """
         raise NotImplementedError
@@ -358,12 +360,12 @@ class ChunkedEngine:
 
             def compute():
                 found = self.nearest(view, rows, blocks, mask, native, centers, rounding)
-                prepared = sums.prepare(found[0], blocks, mask)
-                return (found, prepared), prepared
+                members = sums.chunk_members(found[0], blocks, mask)
+                return (found, members), members
 
             # Each worker adds its own chunk, in row order, while the chunk is in cache.
-            (labels, best), prepared = sums.compute_and_add(rows, compute)
-            exact = sums.best_of(prepared)
+            (labels, best), members = sums.compute_and_add(rows, compute)
+            exact = sums.best_of(members)
             return labels, best if exact is None else exact
 
         with self.kernel_threads(view):

@@ -18,7 +18,7 @@ from ._kernels import add_rows
 from .blocks import PackedBlocks
 from .distance import assigned_sq_dists
 
-__all__ = ["PreparedChunk", "RowOrderSums", "kernel_keep", "kernel_rows", "sequential_sums"]
+__all__ = ["ChunkMembers", "RowOrderSums", "kernel_keep", "kernel_rows", "sequential_sums"]
 
 
 def kernel_rows(block: np.ndarray) -> np.ndarray:
@@ -66,8 +66,9 @@ def sequential_sums(
 
 
 @dataclass
-class PreparedChunk:
-    """A chunk's rows ready for :meth:`RowOrderSums.add` (``best`` is set by it)."""
+class ChunkMembers:
+    """A chunk's rows as members of their clusters, per modality (labels, rows, counts),
+    ready for :meth:`RowOrderSums.add` (``best`` is set by it)."""
 
     parts: list
     counts: np.ndarray
@@ -82,7 +83,7 @@ class RowOrderSums:
     Chunks must be added in row order. Each cluster's sum is the running total
     plus its rows one after the other (:func:`sequential_sums`), so the result
     does not depend on the chunking. Rows where a modality is missing are left out
-    of its sum. :meth:`prepare` (the counts and masks of a chunk) may run on any
+    of its sum. :meth:`chunk_members` (the counts and masks of a chunk) may run on any
     thread; :meth:`add` runs the compiled kernel without the GIL.
     :meth:`compute_and_add` lets the worker threads themselves add their chunks,
     each in its turn, while the chunk is still in cache.
@@ -95,7 +96,7 @@ class RowOrderSums:
         Width of each modality.
     centers, center_mask : list of ndarray (k, d_m) and ndarray (k, M), optional
         The centres the rows were assigned to: :meth:`add` then also gives each
-        row's squared distance to its centre (``PreparedChunk.best``).
+        row's squared distance to its centre (``ChunkMembers.best``).
 
     Examples
     --------
@@ -103,7 +104,9 @@ class RowOrderSums:
     >>> acc = RowOrderSums(2, [3])
     >>> block = np.arange(12, dtype=np.float32).reshape(4, 3)
     >>> mask = np.ones((4, 1), dtype=bool)
-    >>> acc.add(acc.prepare(np.array([0, 1, 0, 1]), PackedBlocks.of_full([block], mask), mask))
+    >>> members = acc.chunk_members(np.array([0, 1, 0, 1]), PackedBlocks.of_full([block], mask),
+    ...                             mask)
+    >>> acc.add(members)
     >>> acc.sums[0].tolist(), acc.counts[:, 0].tolist()
     ([[6.0, 8.0, 10.0], [12.0, 14.0, 16.0]], [2.0, 2.0])
     """
@@ -118,7 +121,8 @@ class RowOrderSums:
         self._turn = threading.Condition()
         self._next_row = 0
 
-    def prepare(self, labels: np.ndarray, blocks: PackedBlocks, mask: np.ndarray) -> PreparedChunk:
+    def chunk_members(self, labels: np.ndarray, blocks: PackedBlocks, mask: np.ndarray
+                      ) -> ChunkMembers:
         """Labels, rows and counts of one chunk for :meth:`add`, per modality."""
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         parts = []
@@ -144,30 +148,30 @@ class RowOrderSums:
             [np.bincount(labels, weights=mask[:, m], minlength=self.k)
              for m in range(len(blocks.values))]
         )
-        return PreparedChunk(parts, counts, blocks, labels)
+        return ChunkMembers(parts, counts, blocks, labels)
 
-    def best_of(self, prepared: PreparedChunk) -> np.ndarray | None:
+    def best_of(self, members: ChunkMembers) -> np.ndarray | None:
         """The rows' squared distances to their centres, once added (None without centres)."""
-        return prepared.best
+        return members.best
 
-    def add(self, prepared: PreparedChunk) -> None:
-        """Add a prepared chunk, the next one in row order, to the sums and counts.
+    def add(self, members: ChunkMembers) -> None:
+        """Add a chunk's members, the next one in row order, to the sums and counts.
 
-        With centres, also sets ``prepared.best``: each row's squared distance to
+        With centres, also sets ``members.best``: each row's squared distance to
         its centre (:func:`ul4m4.distance.assigned_sq_dists`), the squared
         differences taken while the rows are added.
         """
-        for m, item in enumerate(prepared.parts):
+        for m, item in enumerate(members.parts):
             if item is not None:
                 add_rows(self.sums[m], *item)
-        self.counts += prepared.counts
+        self.counts += members.counts
         if self.centers is not None:
-            terms = [None if item is None else item[4] for item in prepared.parts]
-            prepared.best = assigned_sq_dists(prepared.blocks, prepared.labels, self.centers,
+            terms = [None if item is None else item[4] for item in members.parts]
+            members.best = assigned_sq_dists(members.blocks, members.labels, self.centers,
                                               self.center_mask, terms)
 
     def compute_and_add(self, rows: slice, compute: Callable[[], tuple[Any, Any]]) -> Any:
-        """Run ``compute() -> (result, prepared)`` and add ``prepared`` in row order.
+        """Run ``compute() -> (result, members)`` and add ``members`` in row order.
 
         Chunks are slices that tile ``[0, n)``; any thread may call this, and each
         waits, after its own computing, until every earlier chunk has been added.
@@ -176,20 +180,20 @@ class RowOrderSums:
         wait for it forever; the failure propagates to the caller.
         """
         try:
-            result, prepared = compute()
+            result, members = compute()
         except BaseException:
             self._add_in_turn(rows, None)
             raise
-        self._add_in_turn(rows, prepared)
+        self._add_in_turn(rows, members)
         return result
 
-    def _add_in_turn(self, rows: slice, prepared) -> None:
+    def _add_in_turn(self, rows: slice, members) -> None:
         with self._turn:
             self._turn.wait_for(lambda: self._next_row == rows.start)
         # Only the thread whose turn it is gets here: the addition needs no lock.
         try:
-            if prepared is not None:
-                self.add(prepared)
+            if members is not None:
+                self.add(members)
         finally:
             with self._turn:
                 self._next_row = rows.stop

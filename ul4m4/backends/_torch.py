@@ -389,10 +389,10 @@ class DeviceSums:
         self.device_sums = [torch.zeros((k, d), dtype=_F64, device=device) for d in dims]
         self.counts = np.zeros((k, len(dims)))
 
-    def prepare(self, labels: np.ndarray, blocks: list[torch.Tensor], mask: np.ndarray):
+    def chunk_members(self, labels: np.ndarray, blocks: list[torch.Tensor], mask: np.ndarray):
         return labels, blocks, mask
 
-    def best_of(self, prepared) -> None:
+    def best_of(self, members) -> None:
         """No per-row distances here: the E-step keeps the GEMM's."""
         return None
 
@@ -416,9 +416,9 @@ class DeviceSums:
 class _TensorRowSums(RowOrderSums):
     """The compiled row-order sums fed with CPU tensors (their memory, no copy)."""
 
-    def prepare(self, labels, blocks, mask):
-        return super().prepare(labels, PackedBlocks.of_full([b.numpy() for b in blocks], mask),
-                               mask)
+    def chunk_members(self, labels, blocks, mask):
+        return super().chunk_members(
+            labels, PackedBlocks.of_full([b.numpy() for b in blocks], mask), mask)
 
 
 # ----------------------------------------------------------------- engine

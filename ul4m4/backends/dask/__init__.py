@@ -51,7 +51,7 @@ Design
   read it in place). Each worker gets one run of consecutive blocks with its
   share of the rows by threads, the run it already holds most of: data sitting
   in runs (as dask places the chunks it computes) moves little, the rest moves
-  once, at preparation.
+  once, when they are first z-scored.
 * Under a ``dask.distributed`` client each worker then starts a block store (a
   dask actor, :class:`BlockStore`) over its blocks. A Lloyd E-step is one call
   per store, sent straight to the worker with the centres (no task, no
@@ -60,9 +60,9 @@ Design
   the latest two), adds the member sums of each complete tree node it holds
   (one or a few per run of blocks), and sends back those summaries
   (``k * (D + M + 1)`` float64 each) and two scalars per block; the client adds
-  the nodes. Every other use of the prepared blocks (reseeding, the final
+  the nodes. Every other use of the held blocks (reseeding, the final
   labels, gathering rows, distances to a seed) is a store call too. When a
-  worker is lost during a pass, the blocks are prepared again on the workers
+  worker is lost during a pass, the blocks are z-scored and held again on the workers
   left (dask recomputes lost input from its graph) and the pass is repeated,
   with a warning; that pass cannot count changed labels, so Lloyd runs on.
   Labels are lost only if a worker goes between a pass and their use in the

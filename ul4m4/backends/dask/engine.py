@@ -20,8 +20,8 @@ from .placement import (
     block_offsets,
     broadcast,
     current_client,
+    hold_on,
     mask_blocks,
-    prepare_on,
     row_blocks,
 )
 from .store import BlockLabels, StoredLabels, in_block_order, store_pass
@@ -30,7 +30,7 @@ from .tasks import (
     apply_task,
     e_step_task,
     farthest_task,
-    prepare_task,
+    hold_task,
     scan_task,
     seed_task,
     take_task,
@@ -43,7 +43,7 @@ __all__ = ["DaskEngine", "DaskView"]
 
 @dataclass
 class DaskView:
-    """The z-scored view of a dask data set: blocks prepared on the workers on first use."""
+    """The z-scored view of a dask data set: blocks z-scored and held by workers on first use."""
 
     data: Multimodal
     mean: list[np.ndarray]
@@ -51,7 +51,7 @@ class DaskView:
     dtype: np.dtype
     chunk_rows: int
     n_threads: int = 1
-    _prepared: tuple | None = None
+    _held: tuple | None = None
     _passes: int = 0
 
     @property
@@ -66,33 +66,33 @@ class DaskView:
     def offsets(self) -> np.ndarray:
         return block_offsets(self.data.arrays[0])
 
-    def prepared(self, client: Any = None) -> list:
+    def held_blocks(self, client: Any = None) -> list:
         """Per block, the z-scored samples, kept on the workers (made once per scheduler).
 
         Futures under a distributed ``client``, persisted delayed values otherwise.
         """
-        if self._prepared is None or self._prepared[0] is not client:
+        if self._held is None or self._held[0] is not client:
             blocks = row_blocks(self.data.arrays)
             parts = [
-                delayed(prepare_task)(chunk, mask, self.data.names, self.mean, self.scale,
+                delayed(hold_task)(chunk, mask, self.data.names, self.mean, self.scale,
                                        self.dtype, self.chunk_rows)
                 for chunk, mask in zip(blocks, mask_blocks(self.data), strict=True)
             ]
             if client is None:
-                self._prepared = (None, list(dask.persist(*parts)), ())
+                self._held = (None, list(dask.persist(*parts)), ())
             else:
-                self._prepared = (client, *prepare_on(client, parts, blocks, self.data.dims,
+                self._held = (client, *hold_on(client, parts, blocks, self.data.dims,
                                                        np.diff(self.offsets).tolist()))
-        return self._prepared[1]
+        return self._held[1]
 
     def stores(self, client: Any) -> tuple:
         """The block stores, ``(future, actor, block indices)`` per worker holding blocks."""
-        self.prepared(client)
-        return self._prepared[2]
+        self.held_blocks(client)
+        return self._held[2]
 
     def forget(self) -> None:
-        """Drop the prepared blocks and their stores (a worker was lost): made again on use."""
-        self._prepared = None
+        """Drop the held blocks and their stores (a worker was lost): made again on use."""
+        self._held = None
 
     def next_pass(self) -> int:
         self._passes += 1
@@ -100,7 +100,7 @@ class DaskView:
 
 
 def _per_block(view: DaskView, fn: Callable, per_block: Mapping[int, tuple], *common) -> list:
-    """``fn(prepared block i, *per_block[i], *common)`` for the listed blocks, in block order.
+    """``fn(held block i, *per_block[i], *common)`` for the listed blocks, in block order.
 
     Under a distributed client each store runs its blocks' calls in one call of
     its own; otherwise they are tasks on the local scheduler.
@@ -110,9 +110,9 @@ def _per_block(view: DaskView, fn: Callable, per_block: Mapping[int, tuple], *co
         return in_block_order([
             actor.map(fn, {i: per_block[i] for i in indices if i in per_block}, *common)
             for _, actor, indices in view.stores(client)])
-    prepared = view.prepared(None)
+    held = view.held_blocks(None)
     common = tuple(broadcast(c, "shared") for c in common)
-    tasks = [delayed(fn)(prepared[i], *per_block[i], *common) for i in sorted(per_block)]
+    tasks = [delayed(fn)(held[i], *per_block[i], *common) for i in sorted(per_block)]
     return list(dask.compute(*tasks, optimize_graph=False))
 
 
@@ -216,11 +216,11 @@ class DaskEngine:
             total = (fold(0, root_size(n_blocks), n_blocks, lambda lo, size: nodes.get((lo, size)),
                            add) if update_centers else None)
         else:
-            prepared = view.prepared(None)
+            held = view.held_blocks(None)
             previous = previous or [None] * n_blocks
             shared = broadcast(centers, "centers")
             parts = [delayed(e_step_task)(chunk, before, shared, rounding, update_centers)
-                     for chunk, before in zip(prepared, previous, strict=True)]
+                     for chunk, before in zip(held, previous, strict=True)]
             tree = delayed_sum([p.summary for p in parts]) if update_centers else None
             found, total = dask.compute(parts, tree, optimize_graph=False)
             scalars = [f.scalars for f in found]

@@ -16,7 +16,7 @@ from ...validation import Multimodal
 from .store import BlockStore
 
 __all__ = ["block_homes", "block_offsets", "broadcast", "current_client", "mask_blocks",
-           "prepare_on", "row_blocks", "worker_threads"]
+           "hold_on", "row_blocks", "worker_threads"]
 
 
 def current_client() -> Any:
@@ -49,7 +49,7 @@ def mask_blocks(data: Multimodal) -> list[np.ndarray]:
     return [data.mask[offsets[i]:offsets[i + 1]] for i in range(offsets.size - 1)]
 
 
-def prepare_on(client: Any, parts: list[Delayed], blocks: list[list[Delayed]],
+def hold_on(client: Any, parts: list[Delayed], blocks: list[list[Delayed]],
                 dims: Sequence[int], rows: Sequence[int]) -> tuple[list, tuple]:
     """Prepare the blocks on the workers :func:`block_homes` picks and start a store on each."""
     made = [client.compute(p, workers=home, allow_other_workers=home is not None)
@@ -60,7 +60,7 @@ def prepare_on(client: Any, parts: list[Delayed], blocks: list[list[Delayed]],
     for i, future in enumerate(made):
         holders = sorted(held.get(future.key, ()))
         if not holders:
-            raise RuntimeError("a worker left while the blocks were prepared; fit again")
+            raise RuntimeError("a worker left while the blocks were z-scored; fit again")
         by_worker.setdefault(holders[0], []).append(i)
     threads = worker_threads(client)
     futures = [client.submit(BlockStore, indices, len(made), threads.get(worker, 1),
@@ -79,7 +79,7 @@ def worker_threads(client: Any) -> dict[str, int]:
 
 def block_homes(client: Any, blocks: list[list[Delayed]], dims: Sequence[int],
            rows: Sequence[int]) -> list:
-    """Per row block, the worker to prepare it on: a run of consecutive blocks per worker.
+    """Per row block, the worker to hold it: a run of consecutive blocks per worker.
 
     Each worker gets one run of consecutive blocks, with a share of the rows equal
     to its share of the threads, so that the passes are balanced and its store

@@ -1,6 +1,6 @@
 """The worker-side block stores (dask actors), the labels they keep, and a pass run by them.
 
-A pass whose worker is lost is repeated on the blocks prepared again (:func:`store_pass`).
+A pass whose worker is lost is repeated on the blocks z-scored and held again (:func:`store_pass`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 
 from ...centers import Centers
 from ...engine import Candidates
-from .tasks import Prepared, e_step_task, farthest_task
+from .tasks import HeldBlock, e_step_task, farthest_task
 from .tree import add_into, node_sum, owned_nodes
 
 if TYPE_CHECKING:
     from .engine import DaskView
 
-__all__ = ["LOSS_WAIT_SECONDS", "BlockLabels", "BlockStore", "StoredLabels", "in_block_order", "store_pass",
-           "worker_lost"]
+__all__ = ["LOSS_WAIT_SECONDS", "BlockLabels", "BlockStore", "StoredLabels", "in_block_order",
+           "store_pass", "worker_lost"]
 
 #: Seconds to wait for the scheduler to report a store's worker lost, after a failed call.
 LOSS_WAIT_SECONDS = 10.0
@@ -31,7 +31,7 @@ logger = logging.getLogger("ul4m4")
 
 
 class BlockStore:
-    """A worker's prepared blocks and the labels of its latest passes: a dask actor.
+    """A worker's held blocks and the labels of its latest passes: a dask actor.
 
     One store per worker runs every pass over that worker's blocks in one call
     (its threads share the blocks), keeps the labels where they were computed,
@@ -44,15 +44,15 @@ class BlockStore:
     KEPT_PASSES = 2
 
     def __init__(self, indices: Sequence[int], n_blocks: int, n_threads: int,
-                 *prepared: Prepared) -> None:
+                 *held: HeldBlock) -> None:
         self.indices = list(indices)
-        self.prepared = dict(zip(self.indices, prepared, strict=True))
+        self.held = dict(zip(self.indices, held, strict=True))
         self.n_blocks = n_blocks
         self.n_threads = max(1, int(n_threads))
         self.nodes = owned_nodes(self.indices, n_blocks)
         # With fewer blocks than threads, a block's pass spreads its chunks over its
         # share of the threads.
-        for block in prepared:
+        for block in held:
             block.view.n_threads = max(1, self.n_threads // len(self.indices))
         self.passes: dict[int, dict[int, np.ndarray]] = {}
 
@@ -77,7 +77,7 @@ class BlockStore:
         """Per block scalars; node summaries (update) or per block (labels, best)."""
         before = None if previous is None else self.labels(previous)
         steps = self._map(lambda i: e_step_task(
-            self.prepared[i], None if before is None else before[i], centers, rounding,
+            self.held[i], None if before is None else before[i], centers, rounding,
             update_centers))
         scalars = {i: a.scalars for i, a in steps.items()}
         nodes, rows = {}, None
@@ -93,8 +93,8 @@ class BlockStore:
         return scalars, nodes, rows
 
     def map(self, fn: Callable, per_block: Mapping[int, tuple], *common) -> dict[int, Any]:
-        """``fn(prepared block i, *per_block[i], *common)`` for the blocks listed, by index."""
-        return self._map(lambda i: fn(self.prepared[i], *per_block[i], *common), per_block)
+        """``fn(held block i, *per_block[i], *common)`` for the blocks listed, by index."""
+        return self._map(lambda i: fn(self.held[i], *per_block[i], *common), per_block)
 
     def farthest(self, pass_id: int, centers: Centers, n: int) -> dict[int, Candidates]:
         """Per block index, its ``n`` samples farthest from their centres in pass ``pass_id``."""
@@ -127,7 +127,7 @@ def store_pass(view: DaskView, client: Any, centers: Centers, rounding: float,
 
     ``scalars`` and ``rows`` (per block (labels, best), without ``update_centers``)
     come in block order; ``nodes`` maps the stores' tree nodes to their summaries.
-    When a store's worker is lost, the blocks are prepared again on the workers
+    When a store's worker is lost, the blocks are z-scored and held again on the workers
     left and the pass is repeated, without the comparison with ``previous``
     (those labels are gone: the changed count is then -1 per block).
     """
@@ -141,7 +141,7 @@ def store_pass(view: DaskView, client: Any, centers: Centers, rounding: float,
     except (OSError, RuntimeError) as exc:  # a closed comm, or "Worker holding Actor was lost"
         if not worker_lost(stores):
             raise
-        logger.warning("a worker holding row blocks was lost (%s); preparing its blocks again "
+        logger.warning("a worker holding row blocks was lost (%s); z-scoring its blocks again "
                        "and repeating the pass", exc)
         view.forget()
         return store_pass(view, client, centers, rounding, update_centers, None)

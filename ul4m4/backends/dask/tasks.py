@@ -13,8 +13,8 @@ from ...validation import Multimodal, scan_block
 from ...view import Standardized
 from ..numpy_engine import NumpyEngine
 
-__all__ = ["NUMPY", "Assigned", "Prepared", "apply_task", "e_step_task", "farthest_task",
-           "prepare_task", "scan_task", "seed_task", "take_task"]
+__all__ = ["NUMPY", "Assigned", "HeldBlock", "apply_task", "e_step_task", "farthest_task",
+           "hold_task", "scan_task", "seed_task", "take_task"]
 
 NUMPY = NumpyEngine()
 
@@ -24,7 +24,7 @@ def scan_task(blocks: list[np.ndarray], partial: str = "raise"):
     return np.column_stack([f[0] for f in found]), [f[1] for f in found], [f[2] for f in found]
 
 
-def prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> Prepared:
+def hold_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> HeldBlock:
     kept = np.flatnonzero(mask.any(axis=1))
     arrays = [np.asarray(b) for b in blocks]
     if kept.size < mask.shape[0]:
@@ -33,11 +33,11 @@ def prepare_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> Prepa
     # (the observed rows only); passes read the copy.
     view = Standardized(Multimodal(list(names), arrays, mask[kept]), means, scales, dtype,
                         chunk_rows, cache_bytes=np.iinfo(np.int64).max).cached()
-    return Prepared(mask.shape[0], kept, view)
+    return HeldBlock(mask.shape[0], kept, view)
 
 
 @dataclass
-class Prepared:
+class HeldBlock:
     """A block z-scored once and held by a worker: its samples with a modality."""
 
     n_rows: int
@@ -64,15 +64,15 @@ class Assigned(NamedTuple):
     scalars: np.ndarray  # [inertia, changed labels (-1 without previous)]
 
 
-def e_step_task(prepared: Prepared, previous: np.ndarray | None, centers: Centers,
+def e_step_task(held: HeldBlock, previous: np.ndarray | None, centers: Centers,
                  rounding: float, update_centers: bool) -> Assigned:
-    labels = np.full(prepared.n_rows, -1, dtype=np.int64)
-    best = np.zeros(prepared.n_rows)
+    labels = np.full(held.n_rows, -1, dtype=np.int64)
+    best = np.zeros(held.n_rows)
     k, widths = centers.k, [b.shape[1] for b in centers.blocks]
     summary = None
-    if prepared.kept.size:
-        step = NUMPY.e_step(prepared.view, centers, rounding, update_centers=update_centers)
-        labels[prepared.kept], best[prepared.kept] = step.labels, step.best
+    if held.kept.size:
+        step = NUMPY.e_step(held.view, centers, rounding, update_centers=update_centers)
+        labels[held.kept], best[held.kept] = step.labels, step.best
         if update_centers:
             summary = (step.sums, step.counts, step.members.astype(np.float64))
     elif update_centers:
@@ -81,23 +81,23 @@ def e_step_task(prepared: Prepared, previous: np.ndarray | None, centers: Center
     return Assigned(labels, best, summary, np.array([float(best.sum()), changed]))
 
 
-def farthest_task(prepared: Prepared, labels: np.ndarray, centers: Centers, n: int):
-    if not prepared.kept.size:
+def farthest_task(held: HeldBlock, labels: np.ndarray, centers: Centers, n: int):
+    if not held.kept.size:
         widths = [b.shape[1] for b in centers.blocks]
         return Candidates(np.zeros(0), [np.zeros((0, d)) for d in widths],
                           np.zeros((0, len(widths)), dtype=bool))
-    return NUMPY.farthest(prepared.view, centers, labels[prepared.kept], n)
+    return NUMPY.farthest(held.view, centers, labels[held.kept], n)
 
 
-def seed_task(prepared: Prepared, seed: Centers, rounding: float) -> np.ndarray:
-    out = np.full(prepared.n_rows, np.inf)
-    if prepared.kept.size:
-        out[prepared.kept] = NUMPY.seed_distances(prepared.view, seed, rounding)
+def seed_task(held: HeldBlock, seed: Centers, rounding: float) -> np.ndarray:
+    out = np.full(held.n_rows, np.inf)
+    if held.kept.size:
+        out[held.kept] = NUMPY.seed_distances(held.view, seed, rounding)
     return out
 
 
-def take_task(prepared: Prepared, local: np.ndarray):
-    return prepared.view.rows(np.searchsorted(prepared.kept, local))
+def take_task(held: HeldBlock, local: np.ndarray):
+    return held.view.rows(np.searchsorted(held.kept, local))
 
 
 def apply_task(blocks, mask, names, means, scales, dtype, chunk_rows, fn, start: int):
