@@ -44,8 +44,7 @@ from .blocks import PackedBlocks
 from .centers import Centers
 from .distance import error_factor, exact_argmin, exact_partial_sq_dists, exact_sq_to_assigned
 from .rowsums import RowOrderSums
-from .statistics import in_one_block
-from .validation import Multimodal, check_multimodal
+from .validation import Multimodal, check_multimodal, in_one_block
 from .view import Standardized
 
 __all__ = [
@@ -211,7 +210,7 @@ class Engine(Protocol):
 
         ``aligned`` are host arrays with one row per data row (the mask), cut to each
         block's rows. Data in this process are one block
-        (:func:`ul4m4.statistics.in_one_block`). The statistics and the overflow
+        (:func:`ul4m4.validation.in_one_block`). The statistics and the overflow
         check are written once over it (:func:`ul4m4.statistics.modality_moments`,
         :func:`ul4m4.statistics.check_magnitudes`)."""
 

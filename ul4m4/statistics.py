@@ -22,7 +22,7 @@ from ._kernels import add_rows, add_squared_deviations
 from ._utils.chunks import iter_row_chunks
 from .rowsums import kernel_keep, kernel_rows
 from .threads import map_modalities
-from .validation import Multimodal
+from .validation import Multimodal, in_one_block
 
 __all__ = [
     "CONSTANT_STD_RATIO",
@@ -30,7 +30,6 @@ __all__ = [
     "Reduce",
     "add_partials",
     "deviation_sums",
-    "in_one_block",
     "modality_extremes",
     "observed_sums",
     "widest_extremes",
@@ -71,15 +70,6 @@ def modality_statistics(
     """
     means, stds = modality_moments(data, chunk_rows, n_threads)
     return means, unit_scales(means, stds)
-
-
-def in_one_block(arrays: Sequence[Any], fn: Callable[..., Any], combine: Callable,
-                 *aligned: np.ndarray, n_threads: int = 1) -> Any:
-    """:meth:`ul4m4.engine.Engine.reduce_blocks` of data held in this process: one block.
-
-    ``fn`` reads the whole arrays (in chunks of its own); ``combine`` is not needed.
-    """
-    return fn(list(arrays), *aligned, n_threads=n_threads)
 
 
 def add_partials(left: Any, right: Any) -> Any:

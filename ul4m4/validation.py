@@ -7,7 +7,8 @@ gives the :class:`Multimodal` view with its availability mask (no data copied).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +26,13 @@ __all__ = [
     "check_no_empty_samples",
     "check_observed_twice",
     "check_shapes",
+    "in_one_block",
+    "join_scans",
     "match_names",
     "raise_bad_rows",
     "scan_block",
+    "scan_rows",
+    "validate",
     "without_empty_samples",
 ]
 
@@ -115,21 +120,71 @@ def raise_bad_rows(name: str, partial: np.ndarray, infinite: np.ndarray) -> None
         )
 
 
-def _scan_rows(name: str, array: Any, partial: str = "raise") -> np.ndarray:
-    """Return the row-availability vector of one modality, rejecting inf (and, unless
-    ``partial="missing"``, partly NaN) rows."""
+def _scan_modality(array: Any, partial: str = "raise"
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`scan_block` of one modality's rows, read ``_SCAN_ROWS`` at a time."""
     n = array.shape[0]
     observed = np.ones(n, dtype=bool)
+    none = np.empty(0, dtype=np.int64)
     if np.dtype(array.dtype).kind in "iu":
-        return observed
-    partly_nan, infinite = [], []
+        return observed, none, none
+    partly_nan, infinite = [none], [none]
     for rows in iter_row_chunks(n, _SCAN_ROWS):
         found, bad, inf = scan_block(np.asarray(array[rows]), partial)
         observed[rows] = found
         partly_nan.append(bad + rows.start)
         infinite.append(inf + rows.start)
-    raise_bad_rows(name, np.concatenate(partly_nan), np.concatenate(infinite))
-    return observed
+    return observed, np.concatenate(partly_nan), np.concatenate(infinite)
+
+
+def scan_rows(arrays: Sequence[Any], *, partial: str = "raise", n_threads: int = 1
+              ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """The NaN/inf scan of a block of rows of every modality: the (B, M) availability
+    mask, and per modality the partly-NaN rows and the rows with inf (block-local).
+
+    Data in this process are scanned as one block (modalities side by side on
+    ``n_threads``); Dask scans each of its row blocks (see :func:`validate`).
+    """
+    found = map_modalities(lambda m: _scan_modality(arrays[m], partial), arrays, n_threads)
+    return (np.column_stack([f[0] for f in found]), [f[1] for f in found],
+            [f[2] for f in found])
+
+
+def join_scans(left: tuple, right: tuple) -> tuple:
+    """The :func:`scan_rows` of two consecutive row blocks, as one (rows renumbered)."""
+    offset = left[0].shape[0]
+    return (np.concatenate([left[0], right[0]]),
+            [np.concatenate([a, b + offset]) for a, b in zip(left[1], right[1], strict=True)],
+            [np.concatenate([a, b + offset]) for a, b in zip(left[2], right[2], strict=True)])
+
+
+def in_one_block(arrays: Sequence[Any], fn: Callable[..., Any], combine: Callable,
+                 *aligned: np.ndarray, n_threads: int = 1) -> Any:
+    """:meth:`ul4m4.engine.Engine.reduce_blocks` of data held in this process: one block.
+
+    ``fn`` reads the whole arrays (in chunks of its own); ``combine`` is not needed.
+    """
+    return fn(list(arrays), *aligned, n_threads=n_threads)
+
+
+def validate(names: Sequence[str], arrays: Sequence[Any], *, require_observed: bool = True,
+             n_threads: int = 1, partial: str = "raise",
+             reduce_blocks: Callable[..., Any] = in_one_block) -> Multimodal:
+    """The one NaN/inf scan of named 2-D arrays of equal row counts: the validated data.
+
+    The scan (:func:`scan_rows`) runs per row block of the engine's
+    ``reduce_blocks`` (one block for data in this process) and the blocks' results
+    are joined (:func:`join_scans`); infinite and partly NaN rows are then reported
+    by modality (:func:`raise_bad_rows`), and with ``require_observed`` samples that
+    observe nothing (:func:`check_no_empty_samples`).
+    """
+    mask, partly_nan, infinite = reduce_blocks(
+        arrays, functools.partial(scan_rows, partial=partial), join_scans, n_threads=n_threads)
+    for m, name in enumerate(names):
+        raise_bad_rows(name, partly_nan[m], infinite[m])
+    if require_observed:
+        check_no_empty_samples(mask)
+    return Multimodal(list(names), list(arrays), mask)
 
 
 def check_multimodal(
@@ -170,13 +225,8 @@ def check_multimodal(
     if names is not None:
         got_names, arrays = match_names(got_names, arrays, list(names), isinstance(X, Mapping))
     check_shapes(got_names, arrays, dims)
-    mask = np.column_stack(
-        map_modalities(lambda m: _scan_rows(got_names[m], arrays[m], partial), arrays,
-                       n_threads)
-    )
-    if require_observed:
-        check_no_empty_samples(mask)
-    return Multimodal(got_names, arrays, mask)
+    return validate(got_names, arrays, require_observed=require_observed, n_threads=n_threads,
+                    partial=partial)
 
 
 def check_no_empty_samples(mask: np.ndarray, hint: bool = True) -> None:

@@ -14,7 +14,7 @@ from dask.delayed import Delayed, delayed
 
 from ...centers import Centers
 from ...engine import Candidates, EStep
-from ...validation import Multimodal, check_no_empty_samples, raise_bad_rows
+from ...validation import Multimodal, validate
 from .input import as_row_chunks
 from .placement import (
     block_offsets,
@@ -31,7 +31,6 @@ from .tasks import (
     e_step_task,
     farthest_task,
     hold_task,
-    scan_task,
     seed_task,
     take_task,
 )
@@ -140,20 +139,11 @@ class DaskEngine:
     # data access
     def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
                     n_threads: int = 1, partial: str = "raise") -> Multimodal:
+        """The input as row-chunked dask arrays (:func:`as_row_chunks`), scanned block by
+        block by the one scan of :func:`ul4m4.validation.validate`."""
         got, arrays = as_row_chunks(X, names=names, dims=dims)
-        parts = [delayed(scan_task, nout=3)(blocks, partial) for blocks in row_blocks(arrays)]
-        found = dask.compute(*parts)
-        offsets = block_offsets(arrays[0])
-        for m, name in enumerate(got):
-            raise_bad_rows(
-                name,
-                np.concatenate([f[1][m] + offsets[c] for c, f in enumerate(found)]),
-                np.concatenate([f[2][m] + offsets[c] for c, f in enumerate(found)]),
-            )
-        mask = np.concatenate([f[0] for f in found])
-        if require_observed:
-            check_no_empty_samples(mask)
-        return Multimodal(got, arrays, mask)
+        return validate(got, arrays, require_observed=require_observed, n_threads=n_threads,
+                        partial=partial, reduce_blocks=self.reduce_blocks)
 
     def view(self, data: Multimodal, mean, scale, dtype: np.dtype, chunk_rows: int,
              n_threads: int = 1, cache_bytes: int = 0) -> DaskView:

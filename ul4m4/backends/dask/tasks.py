@@ -9,19 +9,14 @@ import numpy as np
 
 from ...centers import Centers
 from ...engine import Candidates
-from ...validation import Multimodal, scan_block
+from ...validation import Multimodal
 from ...view import Standardized
 from ..numpy_engine import NumpyEngine
 
 __all__ = ["NUMPY", "Assigned", "HeldBlock", "apply_task", "e_step_task", "farthest_task",
-           "hold_task", "scan_task", "seed_task", "take_task"]
+           "hold_task", "seed_task", "take_task"]
 
 NUMPY = NumpyEngine()
-
-
-def scan_task(blocks: list[np.ndarray], partial: str = "raise"):
-    found = [scan_block(np.asarray(b), partial) for b in blocks]
-    return np.column_stack([f[0] for f in found]), [f[1] for f in found], [f[2] for f in found]
 
 
 def hold_task(blocks, mask, names, means, scales, dtype, chunk_rows) -> HeldBlock:
