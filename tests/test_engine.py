@@ -18,10 +18,11 @@ from sklearn.utils import check_random_state
 
 from ul4m4 import UL4M4Imputer
 from ul4m4.backends import NumpyEngine
-from ul4m4.engine import ChunkedEngine, Engine
+from ul4m4.engine import ChunkedEngine, Engine, HostView, View
 from ul4m4.inference import complete, predict, transform_view
 from ul4m4.model import fit_model
 from ul4m4.settings import resolve_init, resolve_settings
+from ul4m4.statistics import modality_moments, unit_scales
 
 
 def _data(seed: int = 0, n: int = 150, empty: int = 0) -> dict[str, np.ndarray]:
@@ -139,3 +140,34 @@ def test_the_protocol_is_kernels_and_every_engine_implements_exactly_it():
                  - (hooks if issubclass(cls, ChunkedEngine) else set()))
         assert not protocol - _public_methods(cls), cls
         assert not extra, (cls, extra)
+
+
+#: The fields of an engine's view the drivers may read (ul4m4.engine.View).
+VIEW_FIELDS = {"data", "mean", "scale", "dtype", "chunk_rows", "n_threads", "n_samples", "mask"}
+
+
+def test_every_engines_view_has_the_fields_the_drivers_read():
+    assert set(View.__annotations__) | {n for n in vars(View) if not n.startswith("_")} \
+        == VIEW_FIELDS
+    assert {n for n in vars(HostView) if not n.startswith("_")} == {
+        "rows", "packed_rows", "map_chunks"}
+    X = _data(n=30)
+    for cls in _engine_classes():
+        engine = cls()
+        data = engine.check_input(X)
+        means, stds = modality_moments(data, 16, 1, engine.reduce_blocks)
+        view = engine.view(data, means, unit_scales(means, stds), np.dtype(np.float64), 16)
+        assert {f for f in VIEW_FIELDS if hasattr(view, f)} == VIEW_FIELDS, cls
+        assert view.n_samples == 30 and view.mask.shape == (30, 3) and view.chunk_rows == 16
+        rows = np.array([1, 4, 29])
+        blocks, mask = engine.take(view, rows)
+        if cls.name == "dask":  # rows on the workers: a View, not a HostView
+            continue
+        here, here_mask = view.rows(rows)
+        assert np.array_equal(mask, here_mask) and all(
+            a.tobytes() == b.tobytes() for a, b in zip(blocks, here, strict=True))
+        packed = view.packed_rows(rows)
+        assert all(a.tobytes() == b.tobytes()
+                   for a, b in zip(packed.full(), here, strict=True))
+        chunks = list(view.map_chunks(lambda r, b, m: m.shape[0]))
+        assert sum(n for _, n in chunks) == 30

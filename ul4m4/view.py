@@ -1,8 +1,11 @@
 """The standardised view: a validated data set z-scored chunk by chunk, cached when small.
 
-Drivers and engines read the data through :class:`Standardized`, whose chunks
-come as :class:`~ul4m4.blocks.PackedBlocks` and whose passes may run on a
-thread pool (:meth:`Standardized.map_chunks`).
+:class:`Standardized` is the host implementation of the view protocols of
+:mod:`ul4m4.engine` (:class:`~ul4m4.engine.View`, the fields the drivers read, and
+:class:`~ul4m4.engine.HostView`, the rows the completion rules read): the
+in-process engines read the data through it, its chunks come as
+:class:`~ul4m4.blocks.PackedBlocks`, and its passes may run on a thread pool
+(:meth:`Standardized.map_chunks`).
 """
 
 from __future__ import annotations

@@ -42,7 +42,12 @@ __all__ = ["DaskEngine", "DaskView"]
 
 @dataclass
 class DaskView:
-    """The z-scored view of a dask data set: blocks z-scored and held by workers on first use."""
+    """The z-scored view of a dask data set: blocks z-scored and held by workers on first use.
+
+    The Dask implementation of :class:`ul4m4.engine.View` (its rows stay on the
+    workers, so it is no :class:`~ul4m4.engine.HostView`: the drivers gather rows
+    with :meth:`DaskEngine.take`, and ``apply`` hands each block over as a host view).
+    """
 
     data: Multimodal
     mean: list[np.ndarray]
