@@ -192,14 +192,15 @@ class Engine(Protocol):
     #: Short name, e.g. ``"numpy"``.
     name: str
 
-
     def check_input(self, X: Any, *, names: Sequence[str] | None = None, dims: Any = None,
                     require_observed: bool = True, n_threads: int = 1,
                     partial: str = "raise") -> Multimodal:
-        """Data access and the NaN/inf scan: the validated data set, with its (n, M) mask.
+        """The caller's input as this engine's arrays, validated: the data set and its mask.
 
-        ``partial`` is the estimator's option for partly NaN rows (see
-        :func:`ul4m4.validation.scan_block`)."""
+        The engine reads the values its way (NumPy: as given; Dask: row-chunked dask
+        arrays); the one NaN/inf scan is :func:`ul4m4.validation.validate` over its
+        ``reduce_blocks``. ``partial`` is the estimator's option for partly NaN rows
+        (see :func:`ul4m4.validation.scan_block`)."""
 
     def reduce_blocks(self, arrays: Sequence[Any], fn: Callable[..., Any],
                       combine: Callable[[Any, Any], Any], *aligned: np.ndarray,
