@@ -127,3 +127,28 @@ def test_soft_with_tiny_temperature_equals_greedy_with_complete_centres():
         missing = np.isnan(X[name]).all(axis=1)
         np.testing.assert_allclose(w[name][missing], 1.0)
         assert np.isnan(w[name][~missing]).all()
+
+
+def test_rows_beyond_the_float32_range_of_the_candidate_kernel_get_the_exact_choice():
+    # A float64 model completes rows whose squared distances exceed float32's range
+    # (here about 1e44): the float32 candidate kernel cannot rank them, so they are
+    # ranked exactly, as the literal greedy search does (it chose centre 0 before).
+    rng = np.random.default_rng(3)
+    X = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 2)),
+         "c": rng.normal(size=(60, 2))}
+    X["b"][:20] = np.nan
+    X["c"][20:40] = np.nan
+    imp = UL4M4Imputer(6, random_state=0, dtype=np.float64).fit(X)
+    far = {"a": imp.mean_["a"] + imp.scale_["a"] * 1e22 * rng.normal(size=(8, 3)),
+           "b": np.full((8, 2), np.nan), "c": np.full((8, 2), np.nan)}
+    far["a"][4:, 1:] = 0.0
+    engine = NumpyEngine()
+    view = transform_view(far, imp.model_, resolve_settings(imp.get_params()), engine)
+    plan = imp.model_.members[0].plan
+    with np.errstate(over="raise"):
+        got = complete_sources(view, plan, 1e-15, force_general=True)
+    C, S = ref.fitted_centres(imp)
+    Z = ref.fitted_zscore(imp, far)
+    for i in range(8):
+        expected = ref.greedy_complete(ref.point(Z, i), ref.has(Z, i), C, S)
+        assert [got[i, m] for m in (1, 2)] == [expected[1], expected[2]], i

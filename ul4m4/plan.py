@@ -23,6 +23,10 @@ __all__ = ["CANDIDATE_TRIPLES_PER_STEP", "F32_REL", "CompletionPlan", "PatternTe
 
 #: Relative rounding bound of the float32 candidate tensor (p, q, sum, product).
 F32_REL = 8 * float(np.finfo(np.float32).eps)
+#: Largest observed-part numerator the float32 candidate kernel ranks: its sums with the
+#: centre-only terms stay finite. Rows beyond it (a float64 model, rows far out) are
+#: left to the exact float64 recheck.
+F32_SAFE = float(np.finfo(np.float32).max) / 4
 #: (row, candidate, centre) triples the greedy completion scores per step: a step has at
 #: most this over k**2 rows. The float32 minimum never forms the (B, k, k) tensor, but the
 #: exact rescoring of a step's ambiguous rows does (exact_candidate_scores, float64).
@@ -142,11 +146,16 @@ class PatternTerms:
             bound += np.where(has[:, m][None, :], norms, 0.0)
         # Float32; slack() covers its rounding. Pairs that share nothing get q = inf
         # and a factor 1, hence +inf.
+        beyond = ~(p.max(axis=1, initial=0.0) < F32_SAFE)
+        p[beyond] = 0.0
         scores = np.empty(p.shape)
         candidate_minimum(np.ascontiguousarray(p, dtype=np.float32),
                           np.ascontiguousarray(self.q_open.T),
                           np.ascontiguousarray(self.inverse.T), scores)
-        return scores, self.slack(scores, (rounding * bound).max(axis=1))
+        slack = self.slack(scores, (rounding * bound).max(axis=1))
+        # Every candidate of such a row is in doubt, so the row is ranked exactly.
+        scores[beyond], slack[beyond] = 0.0, np.inf
+        return scores, slack
 
     def exact_candidate_scores(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The scores with every term exact and modalities summed in order (float64 blocks)."""
