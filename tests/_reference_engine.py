@@ -5,7 +5,9 @@ recheck), member sums are added one row at a time in row order, and the whole da
 set is one chunk. It uses only the bottom layer (validation, statistics, the
 float64 distance definition); it shares no code with the NumPy engine's kernels.
 That the drivers give the NumPy engine's results on it is the proof that a new
-backend needs the protocol and nothing else. Its view is a host view
+backend needs the protocol and nothing else (its input is read as given, as the
+NumPy backend's is: a backend that reads it its own way names a reader in its
+registry line, :attr:`ul4m4.parameters.Backend.reader`). Its view is a host view
 (:class:`ul4m4.engine.HostView`), which the completion rules read.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 from ul4m4.blocks import PackedBlocks
 from ul4m4.distance import exact_partial_sq_dists, exact_sq_to_assigned
 from ul4m4.engine import Candidates, EStep
-from ul4m4.validation import Multimodal, check_multimodal
+from ul4m4.validation import Multimodal
 from ul4m4.view import standardize_rows
 
 
@@ -50,11 +52,6 @@ class View:
 
 class ReferenceEngine:
     name = "reference"
-
-    def check_input(self, X, *, names=None, dims=None, require_observed=True, n_threads=1,
-                    partial="raise"):
-        return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
-                                partial=partial)
 
     def reduce_blocks(self, arrays, fn, combine, *aligned, n_threads=1):
         return fn(list(arrays), *aligned, n_threads=n_threads)  # one block

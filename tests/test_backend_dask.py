@@ -25,6 +25,7 @@ import ul4m4.backends.dask.tasks as dask_tasks  # noqa: E402
 import ul4m4.backends.dask.tree as dask_tree  # noqa: E402
 import ul4m4.cluster  # noqa: E402
 from ul4m4 import UL4M4Imputer  # noqa: E402
+from ul4m4.backends import check_input  # noqa: E402
 from ul4m4.distance import error_factor  # noqa: E402
 from ul4m4.engine import host_labels  # noqa: E402
 from ul4m4.statistics import modality_moments  # noqa: E402
@@ -389,7 +390,7 @@ def _engine_view(X, rows, persist=False, chunk_rows=64):
     if persist:
         lazy = dict(zip(lazy, dask.persist(*lazy.values()), strict=True))
         distributed.wait(list(lazy.values()))
-    data = engine.check_input(lazy)
+    data = check_input("dask", engine, lazy)
     means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), chunk_rows)
     return engine, view
@@ -477,7 +478,7 @@ def test_blocks_of_one_worker_are_held_in_two_runs(client):
     distributed.wait(list(lazy.values()))
     assert {w for held in client.who_has(list(lazy.values())).values() for w in held} == {first}
     engine = dask_backend.DaskEngine()
-    data = engine.check_input(lazy)
+    data = check_input("dask", engine, lazy)
     means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     # 8 blocks of 100 rows over 2 single-threaded workers: a run of 4 each, the
@@ -502,7 +503,7 @@ def test_blocks_persisted_in_runs_are_held_where_they_are(client):
         held = client.who_has(array)
         assert [sorted(held[b.key]) for b in array.to_delayed().ravel()] == [[w] for w in places]
     engine = dask_backend.DaskEngine()
-    data = engine.check_input(persisted)
+    data = check_input("dask", engine, persisted)
     means, scales = modality_moments(data, 64, 1, engine.reduce_blocks)
     view = engine.view(data, means, scales, np.dtype(np.float64), 64)
     assert _placement(client, view) == places

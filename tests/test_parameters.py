@@ -124,6 +124,40 @@ def test_a_registered_backend_is_accepted_everywhere(fake_backend):
         UL4M4Imputer(backend=fake_backend, device="cuda").fit(X)
 
 
+_READER = """
+from ul4m4.validation import read_arrays
+
+calls = []
+
+
+def read(X, *, names=None, dims=None):
+    calls.append((names, dims))
+    return read_arrays({name: X[name] * 1.0 for name in X}, names=names, dims=dims)
+"""
+
+
+def test_a_registered_reader_reads_the_input_and_the_one_scan_checks_what_it_read(
+        tmp_path, monkeypatch):
+    # A backend reading its input its own way is its module plus one registry line
+    # naming its reader; the engine has no part in it.
+    (tmp_path / "reading_backend.py").write_text(_READER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(ENGINES, "reading", Backend(
+        "ul4m4.backends.numpy_engine:NumpyEngine", reader="reading_backend:read"))
+    calls = importlib.import_module("reading_backend").calls
+    X = _data()
+    ours = UL4M4Imputer(3, random_state=0, backend="reading").fit(X)
+    filled = ours.transform(X)
+    assert calls == [(None, None), (["a", "b"], {"a": 3, "b": 4})]
+    numpy = UL4M4Imputer(3, random_state=0).fit(X)
+    for name, value in numpy.transform(X).items():
+        assert filled[name].tobytes() == value.tobytes()
+    X["b"][40, 1] = np.inf
+    with pytest.raises(ValueError, match="modality 'b'.*inf"):
+        ours.transform(X)
+    assert len(calls) == 3
+
+
 def test_an_unregistered_backend_is_refused_with_the_registered_names():
     with pytest.raises(ValueError, match=r"backend must be one of \('numpy', 'torch', 'dask'\)"
                                          r", got 'fake'"):
@@ -141,7 +175,8 @@ def test_the_engine_protocol_has_no_input_conversion():
     if importlib.util.find_spec("dask") is not None:
         engines.append(importlib.import_module("ul4m4.backends.dask").DaskEngine)
     for cls in engines:
-        assert not {"to_host", "for_input"} & set(dir(cls)), cls
+        # Reading the input is the backend's reader's (Backend.reader), not the engine's.
+        assert not {"to_host", "for_input", "check_input"} & set(dir(cls)), cls
     # The output converter of input read as given is the backends' AsGiven.
     assert not hasattr(ul4m4.engine, "Identity")
     result = {"a": np.ones(2)}

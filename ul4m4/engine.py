@@ -6,8 +6,12 @@ convergence, reseeding, completion choices, exact rechecks). They reach the data
 only through an *engine*, an object with the methods of :class:`Engine`: the
 passes over all rows (the E-step with its member sums, distances to a seed,
 reseeding candidates), gathering rows (``take``), maps over row blocks (``apply``
-over the view, ``reduce_blocks`` over the raw data, which the statistics and the
-overflow check are written over), the view constructor and the input check.
+over the view, ``reduce_blocks`` over the raw data, which the input scan, the
+statistics and the overflow check are written over) and the view constructor.
+Reading the caller's input is not the engine's: the backend's registry line
+names its reader (:attr:`ul4m4.parameters.Backend.reader`) and
+:func:`ul4m4.backends.check_input` runs it, then the one NaN/inf scan over the
+engine's ``reduce_blocks``.
 NumPy (:class:`ul4m4.backends.NumpyEngine`), PyTorch (``backends/_torch.py``) and
 Dask (``backends/dask/``) implement it; ``tests/_reference_engine.py`` is a plain
 one written against the protocol alone.
@@ -44,7 +48,7 @@ from .blocks import PackedBlocks
 from .centers import Centers
 from .distance import error_factor, exact_argmin, exact_partial_sq_dists, exact_sq_to_assigned
 from .rowsums import RowOrderSums
-from .validation import Multimodal, check_multimodal, in_one_block
+from .validation import Multimodal, in_one_block
 from .view import Standardized
 
 __all__ = [
@@ -192,16 +196,6 @@ class Engine(Protocol):
     #: Short name, e.g. ``"numpy"``.
     name: str
 
-    def check_input(self, X: Any, *, names: Sequence[str] | None = None, dims: Any = None,
-                    require_observed: bool = True, n_threads: int = 1,
-                    partial: str = "raise") -> Multimodal:
-        """The caller's input as this engine's arrays, validated: the data set and its mask.
-
-        The engine reads the values its way (NumPy: as given; Dask: row-chunked dask
-        arrays); the one NaN/inf scan is :func:`ul4m4.validation.validate` over its
-        ``reduce_blocks``. ``partial`` is the estimator's option for partly NaN rows
-        (see :func:`ul4m4.validation.scan_block`)."""
-
     def reduce_blocks(self, arrays: Sequence[Any], fn: Callable[..., Any],
                       combine: Callable[[Any, Any], Any], *aligned: np.ndarray,
                       n_threads: int = 1) -> Any:
@@ -211,8 +205,10 @@ class Engine(Protocol):
 
         ``aligned`` are host arrays with one row per data row (the mask), cut to each
         block's rows. Data in this process are one block
-        (:func:`ul4m4.validation.in_one_block`). The statistics and the overflow
-        check are written once over it (:func:`ul4m4.statistics.modality_moments`,
+        (:func:`ul4m4.validation.in_one_block`). The input scan, the statistics and
+        the overflow check are written once over it
+        (:func:`ul4m4.validation.check_multimodal`,
+        :func:`ul4m4.statistics.modality_moments`,
         :func:`ul4m4.statistics.check_magnitudes`)."""
 
     def view(self, data: Multimodal, mean: Sequence[np.ndarray], scale: Sequence[np.ndarray],
@@ -274,12 +270,6 @@ class ChunkedEngine:
     """
 
     name = "chunked"
-
-    def check_input(self, X: Any, *, names: Sequence[str] | None = None,
-                    dims: Any = None, require_observed: bool = True,
-                    n_threads: int = 1, partial: str = "raise") -> Multimodal:
-        return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
-                                n_threads=n_threads, partial=partial)
 
     def apply(self, view: Any, fn: Callable[[Any, Any], Any]) -> Any:
         return fn(view, self)

@@ -25,7 +25,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from ._utils.progress import BarSafeHandler
-from .backends import engine_for_input
+from .backends import check_input, engine_for_input
 from .inference import complete, predict, transform_to_files, transform_view
 from .inputs import InputForm, feature_names, is_small_input, reject_sparse
 from .model import FittedModel, fit_model
@@ -231,8 +231,9 @@ class UL4M4Imputer(BaseEstimator):
         settings = checked_settings(self)
         with _verbosity(settings.verbose):
             engine, X, _ = self._engine_for(X, settings)
-            data = engine.check_input(X, require_observed=settings.empty == "raise",
-                                      n_threads=settings.n_threads, partial=settings.partial)
+            data = check_input(settings.backend, engine, X,
+                               require_observed=settings.empty == "raise",
+                               n_threads=settings.n_threads, partial=settings.partial)
             settings = resolve_init(settings, data)
             model = fit_model(data, settings, engine, check_random_state(settings.random_state))
         if not settings.reference_one_step:

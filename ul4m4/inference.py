@@ -20,6 +20,7 @@ import numpy as np
 
 from ._utils.chunks import iter_row_chunks
 from ._utils.files import NpyWriter, output_folder
+from .backends import check_input
 from .cluster import assign
 from .complete import FROM_MEAN, OBSERVED
 from .engine import Engine, HostView, View, local_engine, rounding_factor
@@ -43,9 +44,13 @@ TRANSFORM_BLOCK_BYTES = 64 * 2**20
 
 # ---------------------------------------------------------------- transform
 def transform_view(X: Any, model: FittedModel, settings: Settings, engine: Engine):
-    """Validate new data against the model and return the engine's view of it."""
-    data = engine.check_input(
-        X, names=model.names, dims=dict(zip(model.names, model.dims, strict=True)),
+    """Validate new data against the model and return the engine's view of it.
+
+    ``X`` is read by the reader of ``settings.backend`` (:func:`ul4m4.backends.check_input`).
+    """
+    data = check_input(
+        settings.backend, engine, X, names=model.names,
+        dims=dict(zip(model.names, model.dims, strict=True)),
         require_observed=settings.empty == "raise", n_threads=settings.n_threads,
         partial=settings.partial,
     )

@@ -43,7 +43,7 @@ AUTO_K = ("auto",)
 # ------------------------------------------------------------------ backends
 @dataclass(frozen=True)
 class Backend:
-    """One registered backend: where its engine and its input adapter live.
+    """One registered backend: where its engine, its input adapter and its reader live.
 
     Attributes
     ----------
@@ -56,6 +56,13 @@ class Backend:
         e.g. tensors on the input's device). None: the input is read as given
         and results are returned as they are
         (:class:`ul4m4.backends.AsGiven`).
+    reader : str or None
+        ``"module:function"`` of the reader, ``function(X, *, names, dims)`` ->
+        ``(names, arrays)``: the (adapted) input as the arrays the engine reads,
+        names matched to the fit-time ``names`` and shapes checked against
+        ``dims``, values unread. :func:`ul4m4.validation.check_multimodal` scans
+        them over the engine's ``reduce_blocks``. None: the host reading,
+        :func:`ul4m4.validation.read_arrays`.
     cpu_only : str or None
         Why the backend takes no device but the CPU (the end of the error
         message for another ``device``); None where it takes any device its
@@ -65,6 +72,7 @@ class Backend:
     engine: str
     inputs: str | None = None
     cpu_only: str | None = None
+    reader: str | None = None
 
 
 #: The backend registry, ``name -> Backend``, in the order the documentation lists them:
@@ -76,7 +84,8 @@ ENGINES: dict[str, Backend] = {
     "torch": Backend("ul4m4.backends._torch:TorchEngine",
                      inputs="ul4m4.backends._torch:tensor_input"),
     "dask": Backend("ul4m4.backends.dask:DaskEngine",
-                    cpu_only="backend='dask' runs the NumPy engine on the workers' CPUs"),
+                    cpu_only="backend='dask' runs the NumPy engine on the workers' CPUs",
+                    reader="ul4m4.backends.dask:as_row_chunks"),
 }
 
 

@@ -1,8 +1,10 @@
 """Validation of a multimodal data set: the one NaN/inf scan, shapes and names.
 
 A row that is entirely NaN means that the modality is missing for that sample;
-:func:`check_multimodal` reads the input (:mod:`ul4m4.inputs`), checks it and
-gives the :class:`Multimodal` view with its availability mask (no data copied).
+:func:`check_multimodal` reads the input with a backend's reader (the host one,
+:func:`read_arrays`, over :mod:`ul4m4.inputs`), scans it over the engine's row
+blocks and gives the :class:`Multimodal` view with its availability mask (no data
+copied).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "join_scans",
     "match_names",
     "raise_bad_rows",
+    "read_arrays",
     "scan_block",
     "scan_rows",
     "validate",
@@ -187,6 +190,22 @@ def validate(names: Sequence[str], arrays: Sequence[Any], *, require_observed: b
     return Multimodal(list(names), list(arrays), mask)
 
 
+def read_arrays(X: Any, *, names: Sequence[str] | None = None,
+                dims: Mapping[str, int] | None = None) -> tuple[list[str], list[Any]]:
+    """The host reading of a multimodal input: its names and 2-D arrays, values unread.
+
+    The reader of every backend that reads the input as given (see
+    :attr:`ul4m4.parameters.Backend.reader`): the values as arrays
+    (:func:`~ul4m4.inputs.as_named_arrays`), matched to the fit-time ``names``
+    and checked against ``dims`` (see :func:`check_multimodal`).
+    """
+    got_names, arrays = as_named_arrays(X)
+    if names is not None:
+        got_names, arrays = match_names(got_names, arrays, list(names), isinstance(X, Mapping))
+    check_shapes(got_names, arrays, dims)
+    return got_names, arrays
+
+
 def check_multimodal(
     X: Any,
     *,
@@ -195,8 +214,14 @@ def check_multimodal(
     require_observed: bool = True,
     n_threads: int = 1,
     partial: str = "raise",
+    read: Callable[..., tuple[list[str], list[Any]]] = read_arrays,
+    reduce_blocks: Callable[..., Any] = in_one_block,
 ) -> Multimodal:
     """Validate a multimodal data set and compute its availability mask.
+
+    Every backend's input goes through here: its reader reads the names and
+    arrays, and the one NaN/inf scan (:func:`validate`) runs over its engine's
+    ``reduce_blocks`` (:func:`ul4m4.backends.check_input` picks both).
 
     Parameters
     ----------
@@ -215,18 +240,23 @@ def check_multimodal(
     partial : {"raise", "missing"}, default="raise"
         A row with some but not all values NaN: raise, or count the modality
         missing in that row (see :func:`scan_block`).
+    read : callable, default=read_arrays
+        ``read(X, names=names, dims=dims)`` -> ``(names, arrays)``: the backend's
+        reading of the input (:attr:`ul4m4.parameters.Backend.reader`; Dask:
+        row-chunked dask arrays). The host reading by default.
+    reduce_blocks : callable, default=in_one_block
+        The engine's :meth:`~ul4m4.engine.Engine.reduce_blocks` the scan runs over
+        (data in this process: one block).
 
     Returns
     -------
     Multimodal
-        The validated view; ``arrays`` are the caller's arrays, not copies.
+        The validated view; ``arrays`` are the arrays ``read`` gave (the caller's
+        own arrays on the host, not copies).
     """
-    got_names, arrays = as_named_arrays(X)
-    if names is not None:
-        got_names, arrays = match_names(got_names, arrays, list(names), isinstance(X, Mapping))
-    check_shapes(got_names, arrays, dims)
+    got_names, arrays = read(X, names=names, dims=dims)
     return validate(got_names, arrays, require_observed=require_observed, n_threads=n_threads,
-                    partial=partial)
+                    partial=partial, reduce_blocks=reduce_blocks)
 
 
 def check_no_empty_samples(mask: np.ndarray, hint: bool = True) -> None:

@@ -14,8 +14,11 @@ engine) is the one list of backends: the estimator's ``backend`` parameter
 accepts its names (checked, documented and offered by the command line from
 it), so a new backend is one module here plus one
 :class:`~ul4m4.parameters.Backend` line there.
-This module loads engines and input adapters from it lazily, so importing
-:mod:`ul4m4` never imports PyTorch or dask.
+This module loads engines, input adapters and readers from it lazily, so
+importing :mod:`ul4m4` never imports PyTorch or dask. Reading the caller's input
+is the backend's input side, not its engine's: :func:`engine_for_input` adapts
+it (tensors to arrays) and :func:`check_input` reads it with the registry's
+reader and runs the one NaN/inf scan over the engine's ``reduce_blocks``.
 
 Examples
 --------
@@ -27,12 +30,14 @@ Examples
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..parameters import ENGINES, backend_names
+from ..validation import Multimodal, check_multimodal, read_arrays
 from .numpy_engine import NumpyEngine
 
-__all__ = ["ENGINES", "AsGiven", "NumpyEngine", "engine_for_input", "get_engine"]
+__all__ = ["ENGINES", "AsGiven", "NumpyEngine", "check_input", "engine_for_input", "get_engine"]
 
 
 class AsGiven:
@@ -101,3 +106,35 @@ def engine_for_input(backend: str, device: Any, X: Any) -> tuple[Any, Any, Any]:
         return engine, X, AsGiven()
     X, engine, output = _load(backend, inputs)(X, engine)
     return engine, X, output
+
+
+def check_input(backend: str, engine: Any, X: Any, *, names: Sequence[str] | None = None,
+                dims: Mapping[str, int] | None = None, require_observed: bool = True,
+                n_threads: int = 1, partial: str = "raise") -> Multimodal:
+    """The caller's input as ``backend``'s arrays, validated: the data set and its mask.
+
+    The registry's reader (:attr:`ul4m4.parameters.Backend.reader`) reads the
+    values its way (as given; Dask: row-chunked dask arrays) and the one NaN/inf
+    scan runs over ``engine``'s ``reduce_blocks``
+    (:func:`ul4m4.validation.check_multimodal`).
+
+    Parameters
+    ----------
+    backend : str
+        One of :data:`ENGINES`: whose reader reads ``X``.
+    engine : Engine
+        The engine the data set is for (:func:`engine_for_input`).
+    X : mapping or list of 2-D arrays
+        The input, adapted by :func:`engine_for_input`.
+    names, dims, require_observed, n_threads, partial
+        As for :func:`ul4m4.validation.check_multimodal`.
+
+    Returns
+    -------
+    Multimodal
+    """
+    reader = ENGINES[backend].reader
+    read = read_arrays if reader is None else _load(backend, reader)
+    return check_multimodal(X, names=names, dims=dims, require_observed=require_observed,
+                            n_threads=n_threads, partial=partial, read=read,
+                            reduce_blocks=engine.reduce_blocks)

@@ -14,8 +14,7 @@ from dask.delayed import Delayed, delayed
 
 from ...centers import Centers
 from ...engine import Candidates, EStep
-from ...validation import Multimodal, validate
-from .input import as_row_chunks
+from ...validation import Multimodal
 from .placement import (
     block_offsets,
     broadcast,
@@ -142,14 +141,6 @@ class DaskEngine:
 
 
     # data access
-    def check_input(self, X: Any, *, names=None, dims=None, require_observed: bool = True,
-                    n_threads: int = 1, partial: str = "raise") -> Multimodal:
-        """The input as row-chunked dask arrays (:func:`as_row_chunks`), scanned block by
-        block by the one scan of :func:`ul4m4.validation.validate`."""
-        got, arrays = as_row_chunks(X, names=names, dims=dims)
-        return validate(got, arrays, require_observed=require_observed, n_threads=n_threads,
-                        partial=partial, reduce_blocks=self.reduce_blocks)
-
     def view(self, data: Multimodal, mean, scale, dtype: np.dtype, chunk_rows: int,
              n_threads: int = 1, cache_bytes: int = 0) -> DaskView:
         return DaskView(data, list(mean), list(scale), np.dtype(dtype), chunk_rows, n_threads)
