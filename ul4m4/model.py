@@ -213,7 +213,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
               rng: np.random.RandomState) -> FittedModel:
     """Fit statistics, the selection (with "auto") and every ensemble member.
 
-    Prior validation is assumed: ``data`` comes from the engine's input check.
+    Prior validation is assumed: ``data`` comes from :func:`ul4m4.backends.check_input`.
     """
     data, kept = without_empty_samples(data)
     check_training_data(data, settings)
