@@ -54,6 +54,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _output_folder(path: str) -> Path:
+    """Create the output folder ``path`` (and its parents) and return it."""
+    out = Path(path)
+    try:
+        # Fail now rather than after the whole run if the results cannot be written.
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(
+            f"ul4m4: error: cannot create output folder {path!r}: {exc.strerror or exc}"
+        ) from None
+    return out
+
+
 def _benchmark(args: argparse.Namespace, argv: list[str]) -> int:
     if importlib.util.find_spec("pandas") is None:
         raise CLIError(
@@ -61,14 +74,7 @@ def _benchmark(args: argparse.Namespace, argv: list[str]) -> int:
             "progress): pip install 'ul4m4[experiments]'"
         )
     config = config_from_args(args)
-    out = Path(args.out)
-    try:
-        # Fail now rather than after the whole run if the results cannot be written.
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(
-            f"ul4m4: error: cannot create output folder {args.out!r}: {exc.strerror or exc}"
-        ) from None
+    out = _output_folder(args.out)
     start = time.perf_counter()
     runs_dir = out / "runs"
     if args.fresh:
@@ -135,13 +141,7 @@ def _experiment(args: argparse.Namespace, argv: list[str]) -> int:
         )
     config = experiment_config_from_args(args)
     config.validate()
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(
-            f"ul4m4: error: cannot create output folder {args.out!r}: {exc.strerror or exc}"
-        ) from None
+    out = _output_folder(args.out)
     start = time.perf_counter()
     result = run_deep_experiment(config, argv=argv)
     files = write_deep_outputs(result, out)
