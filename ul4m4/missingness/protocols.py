@@ -1,27 +1,12 @@
 """Missingness protocols: seeded draws of which modality of which sample is present.
 
-Every protocol returns an explicit boolean availability mask of shape ``(n, M)``:
-``mask[i, m]`` is True when modality ``m`` of sample ``i`` is present.  A mask is turned into
-NaN-bearing data with :func:`apply_mask` and read back with :func:`mask_from_data`.
-
-Protocols
----------
 - :func:`independent_mask`: modality ``m`` present independently with probability ``p_m``.
 - :func:`pattern_mask`: one probability per subset of present modalities.
 - :func:`leads_mask`: the PEPSY "leads" protocol (a few modalities miss in a share of samples).
 - :func:`mnar_mask`: missing-not-at-random, driven by a random projection of the embedding.
 
-Seeding
--------
-``random_state`` is resolved with :func:`sklearn.utils.check_random_state`, so ``None``, an
-``int`` or a :class:`numpy.random.RandomState` are accepted and every draw comes from the legacy
-``RandomState`` (MT19937) stream, which NumPy keeps frozen across versions and platforms.  Each
-protocol draws whole blocks in a fixed order (documented per function) and never in chunks whose
-size depends on the hardware, so an ``int`` seed gives the same mask everywhere.  A
-:class:`numpy.random.Generator` is accepted too: one 32-bit seed is drawn from it and a fresh
-``RandomState`` is built from that seed, so the result is as reproducible as the Generator is.
-
-Unless ``allow_empty=True`` is passed, no protocol produces a sample with zero modalities.
+The mask convention and the seeding that every protocol follows are described once, in the
+docstring of the package (:mod:`ul4m4.missingness`).
 """
 
 from __future__ import annotations
@@ -186,7 +171,7 @@ def independent_mask(
     rates : sequence of float
         Presence probability ``p_m`` in ``[0, 1]`` of each modality; its length is ``M``.
     random_state : None, int, RandomState or Generator
-        Seed; see the module docstring.
+        Seed; see "Seeding" in :mod:`ul4m4.missingness`.
     allow_empty : bool, default False
         Keep samples that end up with no modality.  When False, every such sample is redrawn
         from the exact conditional law "independent Bernoulli(p) given at least one present"
@@ -338,7 +323,7 @@ def pattern_mask(
         (they are renormalised to sum exactly to 1); two keys naming the same subset are an
         error.  Subsets not listed have probability 0.
     random_state : None, int, RandomState or Generator
-        Seed; see the module docstring.
+        Seed; see "Seeding" in :mod:`ul4m4.missingness`.
     n_modalities : int, optional
         Number of modalities ``M``.  Required when every key is an index set; inferred from
         boolean keys otherwise.
@@ -401,7 +386,7 @@ def leads_mask(
     ps : float
         Share of samples in which each lead is missing, in ``[0, 1]``.
     random_state : None, int, RandomState or Generator
-        Seed; see the module docstring.
+        Seed; see "Seeding" in :mod:`ul4m4.missingness`.
 
     Returns
     -------
@@ -513,7 +498,7 @@ def mnar_mask(
     strength : float, default 1.0
         Dependence of missingness on the score, on the logit scale per score standard deviation.
     random_state : None, int, RandomState or Generator
-        Seed; see the module docstring.
+        Seed; see "Seeding" in :mod:`ul4m4.missingness`.
     allow_empty : bool, default False
         Keep samples with no modality.  When False they are redrawn from the exact conditional
         law given at least one modality present (as in :func:`independent_mask`), which raises
