@@ -1,10 +1,11 @@
-"""Helpers shared by the experiments: error text, row subsets, JSON scalars, progress bars."""
+"""Helpers shared by the experiments: row subsets, realised settings, JSON scalars, progress bars."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = [
     "mean_or_none",
     "progress",
     "python_scalar",
+    "setting_records",
     "take_rows",
 ]
 
@@ -54,6 +56,43 @@ def mean_or_none(column: Any) -> float | None:
         return None
     value = float(np.nanmean(column.to_numpy(dtype=float)))
     return None if math.isnan(value) else value
+
+
+#: ``config.json`` key -> row column, for the realised missing shares of each setting.
+_REALISED_COLUMNS = {
+    "missing_realised": "missing_realised",
+    "missing_train_realised": "missing_train",
+    "missing_test_realised": "missing_test",
+}
+
+
+def setting_records(
+    settings: Iterable[Any], frame: Any, extra: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each setting as a dict, plus the mean realised shares of its rows in ``frame``.
+
+    Parameters
+    ----------
+    settings : iterable of dataclass instances
+        The settings of a run; each has a ``label`` matched against ``frame["setting"]``.
+    frame : pandas.DataFrame
+        The run's rows (may lack a ``setting`` column when no row was produced).
+    extra : mapping of str to str, optional
+        More ``{key: column}`` means to add after the realised shares.
+
+    Returns
+    -------
+    list of dict
+        ``None`` for a mean whose column is absent or empty.
+    """
+    columns = _REALISED_COLUMNS | dict(extra or {})
+    records = []
+    for s in settings:
+        sub = frame[frame["setting"] == s.label] if "setting" in frame else frame.iloc[:0]
+        records.append(
+            dataclasses.asdict(s) | {key: mean_or_none(sub.get(col)) for key, col in columns.items()}
+        )
+    return records
 
 
 def python_scalar(value: Any) -> Any:

@@ -85,7 +85,7 @@ from ..missingness import (
     mnar_mask,
     parse_config,
 )
-from ._common import mean_or_none, progress, take_rows
+from ._common import progress, setting_records, take_rows
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
 from .resume import RunStore, cached, fingerprint
 
@@ -655,18 +655,7 @@ def environment() -> dict[str, Any]:
 def config_record(result: BenchmarkResult) -> dict[str, Any]:
     """The content of ``config.json``."""
     cfg = result.config
-    settings = []
-    frame = result.frame()
-    for s in cfg.settings():
-        sub = frame[frame["setting"] == s.label]
-        settings.append(
-            dataclasses.asdict(s)
-            | {
-                "missing_realised": mean_or_none(sub.get("missing_realised")),
-                "missing_train_realised": mean_or_none(sub.get("missing_train")),
-                "missing_test_realised": mean_or_none(sub.get("missing_test")),
-            }
-        )
+    settings = setting_records(cfg.settings(), result.frame())
     argv = result.argv
     return {
         "command": shlex.join(argv) if argv is not None else None,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import report
-from ._common import mean_or_none
+from ._common import setting_records
 from .benchmark import environment
 from .deep import K_METHODS, DeepResult
 
@@ -222,18 +222,7 @@ def config_record(result: DeepResult) -> dict[str, Any]:
     """The content of ``config.json``: command, configuration, data, versions, machine."""
     cfg = result.config
     frame = result.frame()
-    settings = []
-    for s in cfg.settings():
-        sub = frame[frame["setting"] == s.label] if "setting" in frame else frame.iloc[:0]
-        settings.append(
-            dataclasses.asdict(s)
-            | {
-                "missing_realised": mean_or_none(sub.get("missing_realised")),
-                "missing_train_realised": mean_or_none(sub.get("missing_train")),
-                "missing_test_realised": mean_or_none(sub.get("missing_test")),
-                "samples_restored": mean_or_none(sub.get("n_restored")),
-            }
-        )
+    settings = setting_records(cfg.settings(), frame, {"samples_restored": "n_restored"})
     stages = stage_totals(frame)
     return {
         "command": shlex.join(result.argv) if result.argv is not None else None,
