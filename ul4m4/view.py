@@ -29,7 +29,13 @@ from .validation import Multimodal
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Standardized", "gather_view", "standardize_packed", "standardize_rows"]
+__all__ = [
+    "Standardized",
+    "ViewFields",
+    "gather_view",
+    "standardize_packed",
+    "standardize_rows",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,7 +46,31 @@ def _blas_controller() -> ThreadpoolController:
 
 
 @dataclass
-class Standardized:
+class ViewFields:
+    """The fields of :class:`ul4m4.engine.View` that every view holds, whatever its engine.
+
+    The host view (:class:`Standardized`) and the Dask view extend it with where
+    their z-scored rows live.
+    """
+
+    data: Multimodal
+    mean: Sequence[np.ndarray]
+    scale: Sequence[np.ndarray]
+    dtype: np.dtype
+    chunk_rows: int
+    n_threads: int = 1
+
+    @property
+    def n_samples(self) -> int:
+        return self.data.n_samples
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.data.mask
+
+
+@dataclass
+class Standardized(ViewFields):
     """A validated data set seen through fitted per-modality statistics, chunk by chunk.
 
     Chunks come as :class:`~ul4m4.blocks.PackedBlocks`: with ``packed`` (the
@@ -53,12 +83,6 @@ class Standardized:
     the squared row norms of its chunks (:meth:`row_norms`).
     """
 
-    data: Multimodal
-    mean: Sequence[np.ndarray]
-    scale: Sequence[np.ndarray]
-    dtype: np.dtype
-    chunk_rows: int
-    n_threads: int = 1
     cache_bytes: int = 0
     packed: bool = True
     _cache: list | None = field(default=None, init=False, repr=False)
@@ -84,14 +108,6 @@ class Standardized:
     def _cacheable(self) -> bool:
         size = self.n_samples * sum(self.data.dims) * np.dtype(self.dtype).itemsize
         return size <= self.cache_bytes
-
-    @property
-    def n_samples(self) -> int:
-        return self.data.n_samples
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.data.mask
 
     def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """z-scored zero-filled blocks and availability mask of the given rows."""

@@ -15,6 +15,7 @@ from dask.delayed import Delayed, delayed
 from ...centers import Centers
 from ...engine import Candidates, EStep
 from ...validation import Multimodal
+from ...view import ViewFields
 from .placement import (
     block_offsets,
     broadcast,
@@ -40,7 +41,7 @@ __all__ = ["DaskEngine", "DaskView"]
 
 
 @dataclass
-class DaskView:
+class DaskView(ViewFields):
     """The z-scored view of a dask data set: blocks z-scored and held by workers on first use.
 
     The Dask implementation of :class:`ul4m4.engine.View` (its rows stay on the
@@ -48,22 +49,8 @@ class DaskView:
     with :meth:`DaskEngine.take`, and ``apply`` hands each block over as a host view).
     """
 
-    data: Multimodal
-    mean: list[np.ndarray]
-    scale: list[np.ndarray]
-    dtype: np.dtype
-    chunk_rows: int
-    n_threads: int = 1
     _held: tuple | None = None
     _passes: int = 0
-
-    @property
-    def n_samples(self) -> int:
-        return self.data.n_samples
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.data.mask
 
     @property
     def offsets(self) -> np.ndarray:
