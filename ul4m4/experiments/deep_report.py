@@ -175,16 +175,8 @@ def plot_metric_vs_missing(result: DeepResult, summary: Any) -> bytes | None:
     fig, axes = report.new_figure(2)
     for ax, m in zip(axes, [metric, "block_mse"], strict=True):
         for label in labels:
-            sub = summary[summary["label"] == label]
-            if sub.empty or f"{m}_mean" not in sub or sub[f"{m}_mean"].isna().all():
-                continue
-            report.plot_band(
-                ax,
-                sub["missing_realised_mean"].to_numpy(float),
-                sub[f"{m}_mean"].to_numpy(float),
-                sub[f"{m}_std"].to_numpy(float),
-                label=label,
-            )
+            report.plot_band(ax, summary[summary["label"] == label], "missing_realised_mean", m,
+                             label=label)
         ax.set_xlabel("share of missing modality slots (realised)")
         ax.set_ylabel(f"{_NAMES.get(m, m)} (test)")
         ax.grid(alpha=0.3)

@@ -314,8 +314,24 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def plot_band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
-    """Plot ``mean`` against ``x`` with a shaded ±``std`` band (NaN std: no band)."""
+def plot_band(ax: Any, rows: Any, x: str, metric: str, **kw: Any) -> None:
+    """Plot the summary column ``{metric}_mean`` of ``rows`` against column ``x``, ±std shaded.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    rows : pandas.DataFrame
+        Summary rows of one line; nothing is drawn when ``{metric}_mean`` is absent or
+        all NaN. A NaN ``{metric}_std`` draws no band at that point.
+    x : str
+        The column of the x values.
+    metric : str
+    **kw
+        Passed to ``ax.plot`` (label, colour, line style).
+    """
+    if rows.empty or f"{metric}_mean" not in rows or rows[f"{metric}_mean"].isna().all():
+        return
+    x, mean, std = (rows[c].to_numpy(float) for c in (x, f"{metric}_mean", f"{metric}_std"))
     order = np.argsort(x)
     x, mean, std = x[order], mean[order], np.nan_to_num(std[order])
     line = ax.plot(x, mean, marker="o", **kw)[0]
@@ -331,16 +347,8 @@ def plot_metric_vs_missing(result: BenchmarkResult, summary: Any) -> bytes | Non
     fig, axes = new_figure(2)
     for ax, m in zip(axes, ["mse", metric], strict=True):
         for label in labels:
-            sub = summary[summary["label"] == label]
-            if sub.empty or sub[f"{m}_mean"].isna().all():
-                continue
-            plot_band(
-                ax,
-                sub["missing_realised_mean"].to_numpy(float),
-                sub[f"{m}_mean"].to_numpy(float),
-                sub[f"{m}_std"].to_numpy(float),
-                label=_row_name(summary, label),
-            )
+            plot_band(ax, summary[summary["label"] == label], "missing_realised_mean", m,
+                      label=_row_name(summary, label))
         ax.set_xlabel("share of missing modality slots (realised)")
         suffix = " (hidden test blocks)" if m == "mse" else " (test)"
         ax.set_ylabel(METRIC_NAMES.get(m, m) + suffix)
@@ -383,17 +391,7 @@ def k_stability_axis(ax: Any, sub: Any, summary: Any, metric: str, settings: lis
     for method, style in zip(K_METHODS, styles, strict=True):
         for s in settings:
             cur = sub[(sub["method"] == method) & (sub["setting"] == s)]
-            if cur.empty or cur[f"{metric}_mean"].isna().all():
-                continue
-            plot_band(
-                ax,
-                cur["k"].to_numpy(float),
-                cur[f"{metric}_mean"].to_numpy(float),
-                cur[f"{metric}_std"].to_numpy(float),
-                ls=style,
-                color=colors[s],
-                label=f"{method} @ {s}",
-            )
+            plot_band(ax, cur, "k", metric, ls=style, color=colors[s], label=f"{method} @ {s}")
     ref = summary[summary["method"] == "mean"]
     for s in settings:
         cur = ref[ref["setting"] == s]
