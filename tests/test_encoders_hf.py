@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 transformers = pytest.importorskip("transformers")
 
 from ul4m4.encoders import HFEncoder, encode_modality  # noqa: E402
@@ -14,15 +15,6 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "is", "eating
 WORDS += ["piece", "of", "bread", "the", "cat", "sleeps"]
 TEXTS = ["a man is eating food.", "the cat sleeps", "a piece of bread"]
 TINY = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models: threads only add overhead, and CI machines are shared.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def _bert_tokenizer(tmp_path):

@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from ul4m4.fusion import FusionConfig, FusionModel  # noqa: E402
 from ul4m4.fusion.train import modality_dropout_mask  # noqa: E402
 
 DIMS = {"text": 6, "image": 4, "audio": 5}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: one thread avoids OpenMP contention on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _model(task="multiclass", n_outputs=3, mask_aware=False, seed=0, **config):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from ul4m4.fusion import (  # noqa: E402
     FusionConfig,
@@ -28,14 +29,6 @@ FAST = FusionConfig(
     num_threads=1,
 )
 TINY = FAST.replace(max_epochs=3)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _synthetic(n, seed):
