@@ -54,26 +54,19 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _bench(data: Path, out: Path, capsys, *options: str) -> tuple[int, str, str]:
+    """``ul4m4 benchmark`` on the folder ``data`` with ``options``, into ``out``, no bars."""
+    return _run(
+        ["benchmark", "--dataset", str(data), *options, "--out", str(out), "--no-progress"],
+        capsys,
+    )
+
+
 def test_benchmark_end_to_end(folder, tmp_path, capsys):
     out = tmp_path / "results"
-    code, stdout, _ = _run(
-        [
-            "benchmark",
-            "--dataset",
-            str(folder),
-            "--missing",
-            "0.3,0.5",
-            "--k",
-            "2,3",
-            "--methods",
-            "ul4m4,mean",
-            "--seeds",
-            "2",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        capsys,
+    code, stdout, _ = _bench(
+        folder, out, capsys,
+        "--missing", "0.3,0.5", "--k", "2,3", "--methods", "ul4m4,mean", "--seeds", "2",
     )
     assert code == 0
     assert "| method |" in stdout and "block-MSE @ 0.3" in stdout
@@ -166,23 +159,8 @@ def test_results_are_reproducible(folder):
 def test_multilabel_folder_reports_true_f1_and_labelled_legacy(tmp_path, capsys):
     data = _make_folder(tmp_path / "ml", multilabel=True)
     out = tmp_path / "out"
-    code, _, _ = _run(
-        [
-            "benchmark",
-            "--dataset",
-            str(data),
-            "--missing",
-            "0.4",
-            "--methods",
-            "mean",
-            "--seeds",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-            "--quiet",
-        ],
-        capsys,
+    code, _, _ = _bench(
+        data, out, capsys, "--missing", "0.4", "--methods", "mean", "--seeds", "1", "--quiet"
     )
     assert code == 0
     results = pd.read_csv(out / "results.csv")
@@ -195,46 +173,16 @@ def test_multilabel_folder_reports_true_f1_and_labelled_legacy(tmp_path, capsys)
 
 def test_named_config_and_mnar(folder, tmp_path, capsys):
     out = tmp_path / "cfg"
-    code, stdout, _ = _run(
-        [
-            "benchmark",
-            "--dataset",
-            str(folder),
-            "--config",
-            "100_50_50",
-            "--methods",
-            "mean",
-            "--seeds",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        capsys,
+    code, stdout, _ = _bench(
+        folder, out, capsys, "--config", "100_50_50", "--methods", "mean", "--seeds", "1"
     )
     assert code == 0 and "@ 100_50_50" in stdout
     results = pd.read_csv(out / "results.csv")
     assert set(results["protocol"]) == {"config", "none"}
     out2 = tmp_path / "mnar"
-    code, _, _ = _run(
-        [
-            "benchmark",
-            "--dataset",
-            str(folder),
-            "--protocol",
-            "mnar",
-            "--missing",
-            "0.5",
-            "--methods",
-            "mean",
-            "--seeds",
-            "1",
-            "--out",
-            str(out2),
-            "--no-progress",
-            "--quiet",
-        ],
-        capsys,
+    code, _, _ = _bench(
+        folder, out2, capsys,
+        "--protocol", "mnar", "--missing", "0.5", "--methods", "mean", "--seeds", "1", "--quiet",
     )
     assert code == 0
     assert set(pd.read_csv(out2 / "results.csv")["protocol"]) == {"mnar", "none"}
