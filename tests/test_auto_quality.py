@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from _scripts import load_script
 
 from ul4m4 import UL4M4Imputer
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "auto_quality.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("auto_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("auto_quality")
 
 
 def _run(script, tmp_path, label, methods, *extra):

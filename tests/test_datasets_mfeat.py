@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import sys
 import zipfile
 from importlib import resources
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 import ul4m4.datasets
 import ul4m4.datasets.mfeat as mfeat_module
@@ -18,15 +18,11 @@ from ul4m4.datasets import MFEAT_MODALITIES, load_mfeat
 
 DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 N = 2000
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_mfeat.py"
 
 
 @pytest.fixture(scope="module")
 def build_script():
-    spec = importlib.util.spec_from_file_location("build_mfeat", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_mfeat")
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,17 @@ document is that rendering.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 from robustness_cases import CASES, run_case
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _render() -> str:
-    spec = importlib.util.spec_from_file_location(
-        "robustness_table", ROOT / "scripts" / "robustness_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.render()
+    return load_script("robustness_table").render()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
