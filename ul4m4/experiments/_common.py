@@ -14,6 +14,7 @@ from .._utils.progress import LineProgress, terminal_bar
 
 __all__ = [
     "NoProgress",
+    "RunResult",
     "json_scalar",
     "mean_or_none",
     "progress",
@@ -21,6 +22,28 @@ __all__ = [
     "setting_records",
     "take_rows",
 ]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Rows of a finished run and what is needed to report them.
+
+    The fields that the benchmark's and the deep experiment's results share; each
+    subclass names its configuration type and adds its own fields.
+    """
+
+    config: Any
+    rows: list[dict[str, Any]]
+    dataset_info: dict[str, Any]
+    started_at: str
+    elapsed_s: float
+    argv: list[str] | None = None
+
+    def frame(self) -> Any:
+        """The rows as a :class:`pandas.DataFrame`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
 
 
 def take_rows(X: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:

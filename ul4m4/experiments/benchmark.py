@@ -85,7 +85,7 @@ from ..missingness import (
     mnar_mask,
     parse_config,
 )
-from ._common import progress, setting_records, take_rows
+from ._common import RunResult, progress, setting_records, take_rows
 from .datasets import SPLIT_AWARE, DatasetError, describe_dataset, load_dataset
 from .resume import RunStore, cached, fingerprint
 
@@ -260,22 +260,12 @@ class BenchmarkConfig:
 
 
 @dataclasses.dataclass
-class BenchmarkResult:
+class BenchmarkResult(RunResult):
     """Rows of a finished benchmark and what is needed to report them."""
 
     config: BenchmarkConfig
-    rows: list[dict[str, Any]]
-    dataset_info: dict[str, Any]
-    started_at: str
-    elapsed_s: float
-    argv: list[str] | None = None
+    #: Rows read back from ``resume_dir`` instead of computed.
     reused: int = 0
-
-    def frame(self) -> Any:
-        """The rows as a :class:`pandas.DataFrame`."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
 
 
 def method_label(method: str, k: int | None) -> str:

@@ -73,7 +73,7 @@ from .._utils.text import first_line
 from ..baselines import make_method, method_parameters
 from ..metrics import block_mse, hidden_mask, training_statistics
 from ..missingness import apply_mask, missing_report
-from ._common import progress, python_scalar, take_rows
+from ._common import RunResult, progress, python_scalar, take_rows
 from .benchmark import K_METHODS, Setting, draw_mask, method_label, seed_for
 from .sources import (
     DEEP_DATASETS,
@@ -462,22 +462,11 @@ def _train_and_evaluate(
 
 # ------------------------------------------------------------------------ run
 @dataclasses.dataclass
-class DeepResult:
+class DeepResult(RunResult):
     """Rows of a finished deep experiment and what is needed to report them."""
 
     config: DeepConfig
-    rows: list[dict[str, Any]]
-    dataset_info: dict[str, Any]
-    started_at: str
-    elapsed_s: float
-    argv: list[str] | None = None
     imputers: dict[tuple[int, str, str], Any] = dataclasses.field(default_factory=dict)
-
-    def frame(self) -> Any:
-        """The rows as a :class:`pandas.DataFrame`."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
 
 
 def _describe(data: EmbeddedData) -> dict[str, Any]:
