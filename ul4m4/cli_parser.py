@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from . import __version__
@@ -189,6 +190,21 @@ def _param(text: str) -> tuple[str, str, Any]:
     return method, key, value
 
 
+#: The comma-separated options shared by the commands: how each is parsed, and its metavar.
+_LIST_OPTIONS: dict[str, tuple[Callable[[str], list], str]] = {
+    "--missing": (_floats, "S,S,..."),
+    "--config": (_names, "NAME,..."),
+    "--k": (_ints, "K,K,..."),
+    "--methods": (_names, "M,M,..."),
+}
+
+
+def _add_list(parser: argparse.ArgumentParser, flag: str, *, default: Any, help: str) -> None:
+    """Add the comma-separated option ``flag`` (see :data:`_LIST_OPTIONS`) to ``parser``."""
+    parse, metavar = _LIST_OPTIONS[flag]
+    parser.add_argument(flag, type=parse, default=default, metavar=metavar, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ul4m4`` command."""
     parser = _Parser(
@@ -218,32 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="independent",
         help="how --missing shares are drawn (default: independent)",
     )
-    bench.add_argument(
+    _add_list(
+        bench,
         "--missing",
-        type=_floats,
         default=[0.3, 0.5, 0.7],
-        metavar="S,S,...",
         help="shares of missing modality slots, each in [0, 1) (default: 0.3,0.5,0.7)",
     )
-    bench.add_argument(
+    _add_list(
+        bench,
         "--config",
-        type=_names,
         default=None,
-        metavar="NAME,...",
         help="named missingness configurations; replaces --protocol/--missing",
     )
-    bench.add_argument(
+    _add_list(
+        bench,
         "--k",
-        type=_ints,
         default=[4, 16, 64],
-        metavar="K,K,...",
         help="numbers of clusters for ul4m4 methods (default: 4,16,64)",
     )
-    bench.add_argument(
+    _add_list(
+        bench,
         "--methods",
-        type=_names,
         default=["ul4m4", "mean", "knn", "iterative", "nearest"],
-        metavar="M,M,...",
         help="methods to compare (default: ul4m4,mean,knn,iterative,nearest); "
         f"available: {', '.join(available_methods())}",
     )
@@ -325,33 +337,29 @@ def _add_experiment_parser(sub: Any) -> None:
     add("dataset", choices=DEEP_DATASETS, help="data set")
     add("--data-dir", default=None, metavar="DIR", help="raw data folder")
     add("--protocol", choices=("paper", "clean"), default="clean", help="default: clean")
-    add(
+    _add_list(
+        exp,
         "--config",
-        type=_names,
         default=None,
-        metavar="NAME,...",
         help="missingness configurations (100_20_20, complex_60_20_20, pm0.4_ps0.5, ...); "
         "default: the data set's",
     )
-    add(
+    _add_list(
+        exp,
         "--missing",
-        type=_floats,
         default=None,
-        metavar="S,S,...",
         help="shares of missing slots, drawn independently (instead of --config)",
     )
-    add(
+    _add_list(
+        exp,
         "--k",
-        type=_ints,
         default=None,
-        metavar="K,K,...",
         help="numbers of clusters of the UL4M4 methods (default: the protocol's)",
     )
-    add(
+    _add_list(
+        exp,
         "--methods",
-        type=_names,
         default=None,
-        metavar="M,M,...",
         help=f"default: all but ul4m4-onestep; available: {', '.join(DEEP_METHODS)}",
     )
     add("--seeds", type=_positive_int, default=1, metavar="N", help="default: 1")
