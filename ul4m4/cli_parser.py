@@ -123,12 +123,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _floats(text: str) -> list[float]:
-    try:
-        values = [float(t) for t in _items(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+    values = _converted(text, float, "numbers")
     for v in values:
         if not 0.0 <= v < 1.0:
             raise argparse.ArgumentTypeError(f"share {v:g} is not in [0, 1)")
@@ -136,12 +131,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _ints(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in _items(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+    values = _converted(text, int, "integers")
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"values must be >= 1, got {text!r}")
     return values
@@ -156,6 +146,14 @@ def _names(text: str) -> list[str]:
 
 def _items(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _converted(text: str, convert: Callable[[str], Any], what: str) -> list:
+    """The comma-separated items of ``text``, each through ``convert`` (``what`` names them)."""
+    try:
+        return [convert(t) for t in _items(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
