@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _processes import kill_when
 
 from ul4m4.encoders import CacheWarning, EmbeddingCache, content_key, encode_modality
 from ul4m4.encoders.cache import item_hash
@@ -254,16 +253,8 @@ def test_killed_job_resumes_without_recomputing_finished_items(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, str(script)], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while not (log.exists() and len(log.read_text().split()) >= 8):
-            assert proc.poll() is None, "the encoding job ended before it could be killed"
-            assert time.monotonic() < deadline, "the encoding job did not start in 60 s"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # Killed once 8 items (4 batches) are encoded.
+    kill_when(proc, lambda: log.exists() and len(log.read_text().split()) >= 8, "the encoding job")
 
     sys.path.insert(0, str(tmp_path))
     try:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _processes import kill_when
 
 from ul4m4.cli import main
 from ul4m4.experiments import BenchmarkConfig, run_benchmark
@@ -55,17 +54,7 @@ def _kill_after(argv: list[str], out: Path, n_files: int, limit_s: float = 120) 
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ul4m4", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + limit_s
-    try:
-        while len(_run_files(out)) < n_files:
-            assert proc.poll() is None, "the benchmark ended before it could be killed"
-            assert time.monotonic() < deadline, "the benchmark stored no runs in time"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: len(_run_files(out)) >= n_files, "the benchmark", limit_s)
     return len(_run_files(out))
 
 
