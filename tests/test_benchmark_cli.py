@@ -256,26 +256,24 @@ def test_config_validation():
         )
 
 
-def test_python_dash_m_help_and_error():
+def _python_m(*args: str) -> subprocess.CompletedProcess:
+    """``python -m ul4m4 ARGS`` on this tree, output captured."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "ul4m4", "benchmark", "--help"],
+    return subprocess.run(
+        [sys.executable, "-m", "ul4m4", *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
         timeout=60,
     )
+
+
+def test_python_dash_m_help_and_error():
+    done = _python_m("benchmark", "--help")
     assert done.returncode == 0
     assert "labels.npy" in done.stdout and "--missing" in done.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "ul4m4", "benchmark", "--dataset", "/nope"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+    bad = _python_m("benchmark", "--dataset", "/nope")
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
 
