@@ -82,11 +82,14 @@ _STAGE_AMPLITUDE = np.array(
 )
 
 
-def _split_counts(n: int, minimum: int) -> tuple[int, int, int]:
+def _split_units(units: list[str], minimum: int) -> tuple[list[str], list[str], list[str]]:
+    """``units`` cut in order into train, validation and test (60 / 20 / 20 %, each >= 1)."""
+    n = len(units)
     if n < minimum:
         raise ValueError(f"need at least {minimum} units for train/val/test, got {n}")
-    n_val = n_test = max(1, n // 5)
-    return n - n_val - n_test, n_val, n_test
+    n_val = max(1, n // 5)
+    n_train = n - 2 * n_val
+    return units[:n_train], units[n_train : n_train + n_val], units[n_train + n_val :]
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -147,8 +150,8 @@ def write_mmimdb_fixture(directory: str | os.PathLike[str], *, n: int = 40, seed
     root = Path(directory)
     movie_dir = root / "dataset"
     movie_dir.mkdir(parents=True, exist_ok=True)
-    n_train, n_val, _ = _split_counts(n, 5)
     ids = [f"{1000 + 7 * i:07d}" for i in range(n)]
+    train, val, test = _split_units(ids, 5)
     missing = rng.random(n)
     no_plot = missing < 0.15
     no_poster = missing > 0.85
@@ -156,7 +159,7 @@ def write_mmimdb_fixture(directory: str | os.PathLike[str], *, n: int = 40, seed
     while n >= 10 and no_poster[corrupt]:
         corrupt = (corrupt + 1) % n
     no_plot[corrupt] = False
-    rare = n_train + n_val + int(rng.integers(n - n_train - n_val))
+    rare = n - len(test) + int(rng.integers(len(test)))  # one test movie
     for i, movie_id in enumerate(ids):
         k = int(rng.integers(1, 3))
         genres = sorted(str(g) for g in rng.choice(FIXTURE_GENRES, size=k, replace=False))
@@ -173,12 +176,7 @@ def write_mmimdb_fixture(directory: str | os.PathLike[str], *, n: int = 40, seed
             poster.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG body" + bytes(32))
         elif not no_poster[i]:
             _save_image(poster, _poster(colour, rng, (24, 16)), "JPEG")
-    split = {
-        "train": ids[:n_train],
-        "dev": ids[n_train : n_train + n_val],
-        "test": ids[n_train + n_val :],
-    }
-    _write_json(root / "split.json", split)
+    _write_json(root / "split.json", {"train": train, "dev": val, "test": test})
     return root
 
 
@@ -271,8 +269,8 @@ def write_mosi_fixture(
     audio = root / "Raw" / "Audio" / "WAV_16000" / "Segmented"
     for folder in (transcripts, audio, root / "Frames"):
         folder.mkdir(parents=True, exist_ok=True)
-    n_train, n_val, _ = _split_counts(n_videos, 3)
     videos = [_video_id(rng, v) for v in range(n_videos)]
+    train, val, test = _split_units(videos, 3)
     labels: dict[str, float] = {}
     stereo_done = False
     for video in videos:
@@ -303,12 +301,7 @@ def write_mosi_fixture(
             "\n".join(lines) + "\n", encoding="utf-8"
         )
     _write_json(root / "labels.json", labels)
-    split = {
-        "train": videos[:n_train],
-        "valid": videos[n_train : n_train + n_val],
-        "test": videos[n_train + n_val :],
-    }
-    _write_json(root / "split.json", split)
+    _write_json(root / "split.json", {"train": train, "valid": val, "test": test})
     return root
 
 
@@ -368,8 +361,8 @@ def write_sleep_edf_fixture(
     rng = np.random.default_rng(seed)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    n_train, n_val, _ = _split_counts(n_subjects, 3)
     subjects = [f"SC4{s:02d}1" for s in range(n_subjects)]
+    train, val, test = _split_units(subjects, 3)
     records = []
     for subject in subjects:
         for e in range(epochs_per_subject):
@@ -391,10 +384,10 @@ def write_sleep_edf_fixture(
                 record["channels"] = [SLEEP_CHANNELS[c] for c in keep]
             np.save(root / f"{epoch_id}.npy", signals)
             records.append(record)
-    train = subjects[:n_train] + ([] if with_val else subjects[n_train : n_train + n_val])
-    splits = {"train": train, "test": subjects[n_train + n_val :]}
+    # with_val=False: the validation subjects train too.
+    splits = {"train": train + ([] if with_val else val), "test": test}
     if with_val:
-        splits["val"] = subjects[n_train : n_train + n_val]
+        splits["val"] = val
     metadata = {
         "channels": list(SLEEP_CHANNELS),
         "stages": list(_STAGE_NAMES),
