@@ -141,9 +141,7 @@ def block_mse(
     >>> block_mse(true, filled, np.array([[False], [True]]), {"a": np.array([2.0, 1.0])})
     {'a': 0.5, 'all': 0.5}
     """
-    per_slot, out = _per_slot(X_true, X_filled, hidden, scale, None, kind="mse")
-    out["all"] = float(np.mean(per_slot)) if per_slot.size else float("nan")
-    return out
+    return _per_slot(X_true, X_filled, hidden, scale, None, kind="mse")[1]
 
 
 def block_cosine(
@@ -171,9 +169,7 @@ def block_cosine(
     """
     if (mean is None) != (scale is None):
         raise ValueError("give both mean and scale, or neither")
-    per_slot, out = _per_slot(X_true, X_filled, hidden, scale, mean, kind="cosine")
-    out["all"] = float(np.mean(per_slot)) if per_slot.size else float("nan")
-    return out
+    return _per_slot(X_true, X_filled, hidden, scale, mean, kind="cosine")[1]
 
 
 def block_errors(
@@ -307,6 +303,7 @@ def calibration_ratio(std: Any, errors: Any) -> float:
 
 
 def _per_slot(X_true, X_filled, hidden, scale, mean, *, kind) -> tuple[np.ndarray, dict]:
+    """Every hidden slot's score (modality by modality), and its means per modality and "all"."""
     names = list(X_true)
     if "all" in names:
         raise ValueError("a modality named 'all' would clash with the overall score; rename it")
@@ -329,7 +326,9 @@ def _per_slot(X_true, X_filled, hidden, scale, mean, *, kind) -> tuple[np.ndarra
             values = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
         out[name] = float(np.mean(values)) if values.size else float("nan")
         slots.append(values)
-    return np.concatenate(slots), out
+    per_slot = np.concatenate(slots)
+    out["all"] = float(np.mean(per_slot)) if per_slot.size else float("nan")
+    return per_slot, out
 
 
 # ------------------------------------------------------------------ downstream
