@@ -125,7 +125,7 @@ class View(Protocol):
 
     The rows themselves stay where the engine keeps them (a worker, a device):
     the drivers read them only through :meth:`Engine.take`. The host view
-    (:class:`ul4m4.data.Standardized`, and the torch view that extends it) and
+    (:class:`ul4m4.view.Standardized`, and the torch view that extends it) and
     the Dask view (``ul4m4.backends.dask.DaskView``) implement it.
 
     Attributes
@@ -165,7 +165,7 @@ class HostView(View, Protocol):
 
     :meth:`Engine.apply` hands each row block over as one, and views of gathered
     rows (:func:`local_engine`) are ones, so completion and selection run on host
-    blocks whatever the engine. :class:`ul4m4.data.Standardized` implements it.
+    blocks whatever the engine. :class:`ul4m4.view.Standardized` implements it.
     """
 
     def rows(self, rows: slice | np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
