@@ -24,7 +24,6 @@ from .validation import Multimodal, check_multimodal, check_no_empty_samples
 __all__ = [
     "AUTO_K",
     "PARAMETER_CONSTRAINTS",
-    "SHRINKAGES",
     "SOFT_TEMPERATURES",
     "Settings",
     "available_cpus",
@@ -35,8 +34,6 @@ __all__ = [
 
 #: Soft-completion temperatures that ``completion="auto"`` tries.
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.2)
-#: Shrinkages toward the mean that ``completion="auto"`` tries.
-SHRINKAGES = (0.0, 0.25, 0.5)
 #: Working memory (bytes) of one automatic chunk of rows.
 WORKING_MEMORY = 64 * 2**20
 #: Automatic chunks per worker thread and pass, at least: enough to keep every
