@@ -229,7 +229,7 @@ def fit_model(data: Multimodal, settings: Settings, engine: Engine,
     reseed = settings.auto_k or settings.n_ensemble > 1
     fitted = fit_members(data, [k] * settings.n_ensemble, settings, engine, chunk_rows, rounding,
                          rng, progress=progress, warn_constant=4, reseed=reseed)
-    completion, temperature, shrinkage = _completion_settings(selection, settings, data.names)
+    completion, temperature, shrinkage = _completion_settings(settings, data.names)
     spreads = sample_spread(fitted.view, engine,
                             [(run.centers, run.labels) for run in fitted.results],
                             rng)
@@ -552,8 +552,8 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
         return run.means, run.scales, run.results[0].centers
 
     selection = select_model(
-        data, fit, k_grid=ks, methods=(settings.completion,),
-        temperatures=(settings.temperature,), shrinkages=(settings.shrinkage,),
+        data, fit, k_grid=ks, method=settings.completion,
+        temperature=settings.temperature, shrinkage=settings.shrinkage,
         fraction=settings.selection_fraction, rng=rng, dtype=settings.dtype,
         chunk_rows=chunk_rows, rounding=rounding, engine=engine, n_threads=settings.n_threads,
         max_k=data.n_samples,
@@ -568,7 +568,7 @@ def _select(data: Multimodal, settings: Settings, engine: Engine, chunk_rows: in
     return selection
 
 
-def _completion_settings(selection: Selection | None, settings: Settings, names: Sequence[str]):
+def _completion_settings(settings: Settings, names: Sequence[str]):
     """Per modality: rule, temperature and shrinkage (a set completion)."""
     method = settings.completion
     t = settings.temperature if method == "soft" else None

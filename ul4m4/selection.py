@@ -11,16 +11,16 @@ and renders them (``repr``, :meth:`Selection.to_markdown`,
 :meth:`Selection.to_frame`).
 
 This module chooses k for ``n_clusters="auto"`` with a set completion
-(:func:`select_model`): one fit per k of the grid; a completion is eligible for
-a modality only if it beats mean imputation on that modality's hidden blocks
-by more than two standard errors (a paired one-sided test, :func:`paired_margin`),
-and the chosen k minimises the mean over modalities of each modality's best
-eligible score. The grid is not a wall: while the chosen k is the largest k
+(:func:`select_model`): one fit per k of the grid, its hidden blocks filled by
+the set completion, and the chosen k minimises the mean over modalities of
+their scores. The grid is not a wall: while the chosen k is the largest k
 scored, ``min(2k, n_samples)`` is scored too (at most
 :data:`MAX_GRID_EXTENSIONS` more values), so the choice ends inside the grid or
 at a stated limit. ``completion="auto"`` chooses an ensemble of registered
-rules instead (:mod:`ul4m4.auto`), with the same hiding, scores and rule, and
-renders through the same :class:`Selection`.
+rules instead (:mod:`ul4m4.auto`), with the same hiding and scores, keeping a
+rule for a modality only if it beats mean imputation on that modality's hidden
+blocks by more than two standard errors (a paired one-sided test,
+:func:`paired_margin`), and renders through the same :class:`Selection`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ __all__ = ["Selection", "hidden_block_errors", "hide_blocks", "paired_margin", "
 
 #: Cap on the samples whose blocks are hidden (bounds the evaluation's cost).
 MAX_HIDDEN_SAMPLES = 10_000
-_METHOD_ORDER = {"mean": 0, "greedy": 1, "soft": 2}
 _KEYS = ("n_clusters", "method", "temperature", "shrinkage")
 #: Table keys that are not modality names.
 _RESERVED = (*_KEYS, "se", "rank")
@@ -414,20 +413,14 @@ def paired_margin(errors: np.ndarray, mean_errors: np.ndarray) -> float:
     return float(diff.mean() + _MARGIN_SE * diff.std(ddof=1) / np.sqrt(diff.size))
 
 
-def _beats_mean(errors: np.ndarray, mean_errors: np.ndarray) -> bool:
-    """Whether a completion is better than mean imputation beyond noise (a paired
-    one-sided test on the hidden blocks, see :func:`paired_margin`)."""
-    return paired_margin(errors, mean_errors) < 0
-
-
 def select_model(
     data: Multimodal,
     fit: Callable[[Multimodal, int], tuple[list, list, Centers]],
     *,
     k_grid: Sequence[int],
-    methods: Sequence[str],
-    temperatures: Sequence[float],
-    shrinkages: Sequence[float] = (0.0,),
+    method: str,
+    temperature: float,
+    shrinkage: float = 0.0,
     fraction: float,
     rng: np.random.RandomState,
     dtype: np.dtype,
@@ -437,10 +430,11 @@ def select_model(
     n_threads: int = 1,
     max_k: int | None = None,
 ) -> Selection:
-    """Score every (k, completion) candidate on hidden training blocks; pick the best.
+    """Score every k of the grid on hidden training blocks, under one completion; pick the best.
 
     ``fit(data, k)`` must return ``(means, scales, centers)`` fitted on ``data``.
-    ``methods`` is a subset of ``("greedy", "soft", "mean")``. The hidden
+    ``method`` is ``"greedy"`` or ``"soft"`` (with ``temperature``), its fills
+    shrunk toward the mean by ``shrinkage``. The hidden
     samples are gathered into this process and completed on the host
     (:func:`~ul4m4.engine.local_engine`).
 
@@ -460,7 +454,7 @@ def select_model(
     hidden_sub = hidden[rows]
     hidden_rows = [np.flatnonzero(hidden_sub[:, m]) for m in range(len(names))]
     table: list[dict] = []
-    best_by_k: dict[int, dict[int, tuple]] = {}
+    scores: dict[int, dict[int, float]] = {}
 
     def score(k: int) -> None:
         means, scales, centers = fit(masked, int(k))
@@ -472,58 +466,44 @@ def select_model(
         true_blocks, _ = local.take(truth_view, np.arange(len(rows)))
         true = [true_blocks[m][hidden_rows[m]].astype(np.float64) for m in range(len(names))]
         plan = CompletionPlan.from_centers(centers)
-        candidates = []
-        if "mean" in methods:
-            candidates.append(("mean", None, [np.zeros_like(t) for t in true]))
-        if "greedy" in methods:
+        if method == "greedy":
+            t = None
             src = complete_sources(view, plan, rounding)
             hat = [plan.exact_blocks[m][src[hidden_rows[m], m]] for m in range(len(names))]
-            candidates.append(("greedy", None, hat))
-        for t in temperatures if "soft" in methods else ():
+        else:
+            t = float(temperature)
             out = [np.zeros((len(rows), d)) for d in data.dims]
             soft_complete(view, plan, plan.exact_blocks, [t] * len(names), out, rounding)
-            candidates.append(("soft", float(t), [out[m][hidden_rows[m]] for m in range(len(names))]))
-        best: dict[int, tuple] = {}
-        errors = {}
-        for method, t, hat in candidates:
-            for shrink in shrinkages if method != "mean" else (0.0,):
-                shrunk = [(1.0 - shrink) * h for h in hat]
-                errors[(method, t, float(shrink))] = _errors(shrunk, true, hidden_rows)
-        baseline = errors.get(("mean", None, 0.0))
-        for (method, t, shrink), per_modality in errors.items():
-            row = {"n_clusters": int(k), "method": method, "temperature": t, "shrinkage": shrink}
-            row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
-                        for m, n in enumerate(names)})
-            row["se"] = {n: standard_error(per_modality[m]) if m in per_modality else np.nan
-                         for m, n in enumerate(names)}
-            table.append(row)
-            for m, err in per_modality.items():
-                if baseline is not None and method != "mean" and not _beats_mean(
-                        err, baseline[m]):
-                    continue
-                key = (float(err.mean()), _METHOD_ORDER[method], shrink, t or 0.0)
-                if m not in best or key < best[m][0]:
-                    best[m] = (key, method, t, shrink)
-        best_by_k[int(k)] = best
+            hat = [out[m][hidden_rows[m]] for m in range(len(names))]
+        per_modality = _errors([(1.0 - shrinkage) * h for h in hat], true, hidden_rows)
+        row = {"n_clusters": int(k), "method": method, "temperature": t,
+               "shrinkage": float(shrinkage)}
+        row.update({n: float(per_modality[m].mean()) if m in per_modality else np.nan
+                    for m, n in enumerate(names)})
+        row["se"] = {n: standard_error(per_modality[m]) if m in per_modality else np.nan
+                     for m, n in enumerate(names)}
+        table.append(row)
+        scores[int(k)] = {m: float(err.mean()) for m, err in per_modality.items()}
 
     for k in k_grid:
         score(int(k))
-    chosen_k = _choose_k(best_by_k)
+    chosen_k = _choose_k(scores)
     added: list[int] = []
-    while (max_k is not None and chosen_k == max(best_by_k) and chosen_k < max_k
+    while (max_k is not None and chosen_k == max(scores) and chosen_k < max_k
            and len(added) < MAX_GRID_EXTENSIONS):
         k = min(2 * chosen_k, max_k)
         added.append(k)
         score(k)
-        chosen_k = _choose_k(best_by_k)
-    best = best_by_k[chosen_k]
-    completion = {n: best[m][1] if m in best else "greedy" for m, n in enumerate(names)}
-    temperature = {n: best[m][2] if m in best else None for m, n in enumerate(names)}
-    shrinkage = {n: best[m][3] if m in best else 0.0 for m, n in enumerate(names)}
-    return Selection(chosen_k, completion, temperature, table, shrinkage,
-                     k_grid=tuple(best_by_k), k_added=tuple(added), k_limit=max_k)
+        chosen_k = _choose_k(scores)
+    scored = scores[chosen_k]
+    t = float(temperature) if method == "soft" else None
+    completion = {n: method if m in scored else "greedy" for m, n in enumerate(names)}
+    temperatures = {n: t if m in scored else None for m, n in enumerate(names)}
+    shrinkages = {n: float(shrinkage) if m in scored else 0.0 for m, n in enumerate(names)}
+    return Selection(chosen_k, completion, temperatures, table, shrinkages,
+                     k_grid=tuple(scores), k_added=tuple(added), k_limit=max_k)
 
 
-def _choose_k(best_by_k: dict[int, dict[int, tuple]]) -> int:
-    """The k of the lowest mean over modalities of their best eligible scores (ties: smaller k)."""
-    return min(best_by_k, key=lambda k: (np.mean([b[0][0] for b in best_by_k[k].values()]), k))
+def _choose_k(scores: dict[int, dict[int, float]]) -> int:
+    """The k of the lowest mean over modalities of their hidden-block scores (ties: smaller k)."""
+    return min(scores, key=lambda k: (np.mean(list(scores[k].values())), k))
