@@ -428,13 +428,13 @@ def fit_members(data: Multimodal, ks: Sequence[int], settings: Settings, engine:
         name = f"{label} {i + 1}/{len(ks)}" if label == "member" else f"{label}: k={k}"
         if label == "member":
             progress.stage("%s: k=%d", name, k)
-        best = _best_of_inits(view, data, k, rng, rounding, settings, engine, tol, progress, name)
+        best = _best_of_inits(view, k, rng, rounding, settings, engine, tol, progress, name)
         extra = 0
         while reseed and best.stopped_by == "cycle" and extra < MAX_RESEEDS:
             extra += 1
             progress.stage("%s: reseeding after a Lloyd cycle (%d/%d)", name, extra,
                            MAX_RESEEDS)
-            best = _better(best, _run_once(view, data, k, rng, rounding, settings, engine, tol,
+            best = _better(best, _run_once(view, k, rng, rounding, settings, engine, tol,
                                            progress, f"{name}, reseed {extra}"))
         results.append(best)
         reseeds.append(extra)
@@ -451,18 +451,18 @@ def _better(best: LloydResult | None, result: LloydResult) -> LloydResult:
     return best
 
 
-def _best_of_inits(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _best_of_inits(view: View, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, progress: FitProgress,
                    label: str) -> LloydResult:
     best = None
     for run in range(settings.n_init):
         name = label if settings.n_init == 1 else f"{label}, init {run + 1}/{settings.n_init}"
-        best = _better(best, _run_once(view, data, k, rng, rounding, settings, engine, tol,
+        best = _better(best, _run_once(view, k, rng, rounding, settings, engine, tol,
                                        progress, name))
     return best
 
 
-def _run_once(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _run_once(view: View, k: int, rng, rounding: float, settings: Settings,
               engine: Engine, tol: float, progress: FitProgress, name: str) -> LloydResult:
     """One seeding and its k-means run, with its progress under ``name``."""
     start = time.perf_counter()
@@ -472,9 +472,9 @@ def _run_once(view: View, data: Multimodal, k: int, rng, rounding: float, settin
     with progress.iterations(name, "mini-batch step" if minibatch else "Lloyd iteration",
                              settings.max_iter) as callback:
         if minibatch:
-            result = _minibatch_run(view, data, k, rng, rounding, settings, engine, tol, callback)
+            result = _minibatch_run(view, k, rng, rounding, settings, engine, tol, callback)
         else:
-            centers = initial_centers(view, data, k, rng, rounding, settings, engine,
+            centers = initial_centers(view, k, rng, rounding, settings, engine,
                                       None if callback is None else callback.seeded)
             result = lloyd(view, centers, engine, max_iter=settings.max_iter, tol=tol,
                            rounding=rounding, one_step=settings.reference_one_step,
@@ -489,7 +489,7 @@ def _run_once(view: View, data: Multimodal, k: int, rng, rounding: float, settin
     return result
 
 
-def _minibatch_run(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def _minibatch_run(view: View, k: int, rng, rounding: float, settings: Settings,
                    engine: Engine, tol: float, callback=None) -> LloydResult:
     batch = settings.batch_size if settings.batch_size is not None else DEFAULT_BATCH_SIZE
     seeding, seeding_engine = view, engine
@@ -497,13 +497,13 @@ def _minibatch_run(view: View, data: Multimodal, k: int, rng, rounding: float, s
         size = min(view.n_samples, max(3 * batch, 3 * k))
         seeding = seeding_sample(view, size, rng, engine)
         seeding_engine = local_engine(engine)
-    centers = initial_centers(seeding, data, k, rng, rounding, settings, seeding_engine,
+    centers = initial_centers(seeding, k, rng, rounding, settings, seeding_engine,
                               None if callback is None else callback.seeded)
     return minibatch_kmeans(view, centers, engine, batch_size=batch, max_iter=settings.max_iter,
                             tol=tol, rounding=rounding, rng=rng, progress=callback)
 
 
-def initial_centers(view: View, data: Multimodal, k: int, rng, rounding: float, settings: Settings,
+def initial_centers(view: View, k: int, rng, rounding: float, settings: Settings,
                     engine: Engine, progress=None) -> Centers:
     """The seeds of one run: k-means++ (on a gathered sample where the engine asks for
     one), k random samples, or the explicit ``init`` centres z-scored. ``progress``
@@ -520,11 +520,10 @@ def initial_centers(view: View, data: Multimodal, k: int, rng, rounding: float, 
             logger.info("k-means++ seeding on a sample of %d of %d samples", limit, n)
         sample = gather_view(view, rows, engine, local_engine(engine))
         return kmeans_plusplus(sample, k, rng, rounding, local_engine(engine), progress)[0]
-    return _explicit_centers(view, data, k, settings, engine)
+    return _explicit_centers(view, k, settings, engine)
 
 
-def _explicit_centers(view: View, data: Multimodal, k: int, settings: Settings,
-                      engine: Engine) -> Centers:
+def _explicit_centers(view: View, k: int, settings: Settings, engine: Engine) -> Centers:
     init = settings.init  # checked against the data by settings.resolve_init, once per fit
     if init.n_samples != k:
         raise ValueError(f"init has {init.n_samples} centres, expected n_clusters={k}")
